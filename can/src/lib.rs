@@ -1,0 +1,11 @@
+//! CAN interfaces as the bmsfw engine sees them.
+//!
+//! [`CanInterface`] is one node's view of one bus. Backends: SocketCAN on a GX, and the
+//! bit-timed simulated bus of `bmsfw-sim` for tests and the demo.
+
+pub mod interface;
+
+pub use bmsfw_plugin_api::{CanFrame, CanId};
+pub use interface::{
+    BusError, CanError, CanEvent, CanFilter, CanInterface, ControllerState, ReceivedFrame,
+};

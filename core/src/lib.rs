@@ -1,0 +1,1 @@
+//! The bmsfw engine that runs on the GX device.

@@ -1,0 +1,2 @@
+//! The simulated world bmsfw is tested and demonstrated in.
+#![forbid(unsafe_code)]
