@@ -6,5 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod frame;
+pub mod time;
 
 pub use frame::{CanFrame, CanId};
+pub use time::Timestamp;
