@@ -1,19 +1,34 @@
 //! `bmsfw`: one binary that wires the crates together.
 
-use clap::Parser;
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 /// Remote firmware updates for BMS-Can lithium batteries.
 #[derive(Parser, Debug)]
 #[command(name = "bmsfw", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Vendor plugins: check a library against the allowlist, list the plugin directory.
+    #[command(subcommand)]
+    Plugin(cli::plugin::PluginCommand),
+}
+
+fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let _cli = Cli::parse();
-    Ok(())
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Plugin(command) => cli::plugin::run(command),
+    }
 }

@@ -256,8 +256,10 @@ fn a_root_module_of_another_layout_is_refused_naming_both_versions() {
         text.contains("(contract 1.0) differs from the engine's (contract 1.0)"),
         "{text}"
     );
-    // abi_stable names the field whose type differs.
-    assert!(detail.contains("identity"), "{detail}");
+    // abi_stable's differences, down to the type `identity` returns.
+    assert!(detail.contains("Expected: PluginIdentity Found: RString"), "{detail}");
+    assert!(detail.contains("incompatible type size Expected: 40 Found: 16;"), "{detail}");
+    assert!(!detail.contains("Type Layout"), "only the differences are kept: {detail}");
     assert_eq!(refusal.reason.check(), "layout");
 }
 

@@ -215,13 +215,19 @@ impl PluginLoader {
     /// Loads one library file, with every check.
     pub fn load_file(&self, path: &Path) -> Result<LoadedPlugin, Refusal> {
         let file = self.read_file(path)?;
+        self.load_read(&file)
+    }
+
+    /// Loads a library file already read with [`PluginLoader::read_file`]: vets the
+    /// bytes that were hashed, then opens those same bytes.
+    pub fn load_read(&self, file: &LibraryFile) -> Result<LoadedPlugin, Refusal> {
         let refuse = |reason| Refusal {
             path: file.path.clone(),
             sha256: Some(file.sha256),
             reason: Box::new(reason),
         };
-        let entry = self.admit(&file).map_err(refuse)?;
-        self.open_approved(&file, entry).map_err(refuse)
+        let entry = self.admit(file).map_err(refuse)?;
+        self.open_approved(file, entry).map_err(refuse)
     }
 
     /// Reads and hashes a library file (bounded); nothing is opened.
@@ -333,6 +339,37 @@ fn render_version(text: &str) -> String {
     }
 }
 
+/// The differences abi_stable's layout report lists (its `Error:` lines), or the start
+/// of the report when it lists none; bounded to [`MAX_DETAIL_CHARS`].
+fn layout_errors(report: &str) -> String {
+    let flat = report.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut errors: Vec<&str> = Vec::new();
+    for segment in flat.split("Error:").skip(1) {
+        let layout = segment.find(" Layout of").unwrap_or(segment.len());
+        let error = match segment.find(" error(s)") {
+            // "... Found: 16 1 error(s)": drop the count of the next group.
+            Some(count) if count < layout => segment[..count]
+                .rsplit_once(' ')
+                .map_or("", |(before, _)| before),
+            _ => &segment[..layout],
+        }
+        .trim();
+        if !error.is_empty() && !errors.contains(&error) {
+            errors.push(error);
+        }
+    }
+    let text = if errors.is_empty() {
+        flat
+    } else {
+        errors.join("; ")
+    };
+    let mut detail: String = text.chars().take(MAX_DETAIL_CHARS).collect();
+    if text.chars().count() > MAX_DETAIL_CHARS {
+        detail.push('…');
+    }
+    detail
+}
+
 /// Checks the header (module name, contract major), then the layout, and initializes
 /// the root module.
 fn init_module(header: &'static LibHeader) -> Result<PluginModule_Ref, RefusalReason> {
@@ -360,22 +397,11 @@ fn init_module(header: &'static LibHeader) -> Result<PluginModule_Ref, RefusalRe
     header
         .init_root_module::<PluginModule_Ref>()
         .map_err(|e| match e {
-            LibraryError::AbiInstability(detail) => {
-                let flat = detail
-                    .to_string()
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let mut detail: String = flat.chars().take(MAX_DETAIL_CHARS).collect();
-                if flat.chars().count() > MAX_DETAIL_CHARS {
-                    detail.push('…');
-                }
-                RefusalReason::LayoutMismatch {
-                    expected: CONTRACT_VERSION,
-                    found: found.clone(),
-                    detail,
-                }
-            }
+            LibraryError::AbiInstability(report) => RefusalReason::LayoutMismatch {
+                expected: CONTRACT_VERSION,
+                found: found.clone(),
+                detail: layout_errors(&report.to_string()),
+            },
             LibraryError::IncompatibleVersionNumber { .. } => RefusalReason::ContractMismatch {
                 expected: CONTRACT_VERSION,
                 found: found.clone(),
