@@ -257,9 +257,18 @@ fn a_root_module_of_another_layout_is_refused_naming_both_versions() {
         "{text}"
     );
     // abi_stable's differences, down to the type `identity` returns.
-    assert!(detail.contains("Expected: PluginIdentity Found: RString"), "{detail}");
-    assert!(detail.contains("incompatible type size Expected: 40 Found: 16;"), "{detail}");
-    assert!(!detail.contains("Type Layout"), "only the differences are kept: {detail}");
+    assert!(
+        detail.contains("Expected: PluginIdentity Found: RString"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("incompatible type size Expected: 40 Found: 16;"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("Type Layout"),
+        "only the differences are kept: {detail}"
+    );
     assert_eq!(refusal.reason.check(), "layout");
 }
 
@@ -364,4 +373,18 @@ fn oversized_files_are_refused_unread() {
     assert_eq!(missing.reason.check(), "file");
     let err = PluginLoader::libraries_in(&dir.path().join("nowhere")).unwrap_err();
     assert!(err.to_string().contains("nowhere"), "{err}");
+}
+
+#[test]
+fn a_plugin_of_a_newer_minor_contract_with_an_appended_entry_point_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = install(dir.path(), "contract-minor", "libminor.so");
+    let loaded = loader(&[Approve::new(&f, "com.example.minor")])
+        .load_file(&f)
+        .unwrap_or_else(|r| panic!("a 1.1 plugin must load in a 1.0 engine: {r}"));
+    let battery = BatteryIdentity::new("MINOR").with_product_code(0x0F06);
+    assert_eq!(
+        loaded.plugin.match_battery(&battery).unwrap(),
+        BatteryMatch::Updatable
+    );
 }

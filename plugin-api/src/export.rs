@@ -128,7 +128,9 @@ pub fn root_module<P: PluginInstance>() -> PluginModule_Ref {
     .leak_into_prefix()
 }
 
-extern "C" fn identity<P: PluginInstance>() -> RResult<PluginIdentity, Failure> {
+/// The guarded `identity` entry point of plugin `P`.
+#[doc(hidden)]
+pub extern "C" fn identity<P: PluginInstance>() -> RResult<PluginIdentity, Failure> {
     guard("identity", || {
         let mut id = P::instance().identity();
         id.contract = CONTRACT_VERSION;
@@ -137,13 +139,17 @@ extern "C" fn identity<P: PluginInstance>() -> RResult<PluginIdentity, Failure> 
     .into()
 }
 
-extern "C" fn match_battery<P: PluginInstance>(
+/// The guarded `match_battery` entry point of plugin `P`.
+#[doc(hidden)]
+pub extern "C" fn match_battery<P: PluginInstance>(
     battery: &BatteryIdentity,
 ) -> RResult<DeviceMatch, Failure> {
     guard("match_battery", || P::instance().match_battery(battery)).into()
 }
 
-extern "C" fn decode_version<P: PluginInstance>(
+/// The guarded `decode_version` entry point of plugin `P`.
+#[doc(hidden)]
+pub extern "C" fn decode_version<P: PluginInstance>(
     raw: RSlice<'_, u8>,
 ) -> RResult<FirmwareVersion, Failure> {
     guard("decode_version", || {
@@ -153,7 +159,9 @@ extern "C" fn decode_version<P: PluginInstance>(
     .into()
 }
 
-extern "C" fn inspect_package<P: PluginInstance>(
+/// The guarded `inspect_package` entry point of plugin `P`.
+#[doc(hidden)]
+pub extern "C" fn inspect_package<P: PluginInstance>(
     package: BoxedPackageSource,
 ) -> RResult<PackageInfo, PackageError> {
     let mut reader = PackageReader::new(package);
@@ -165,7 +173,9 @@ extern "C" fn inspect_package<P: PluginInstance>(
     }
 }
 
-extern "C" fn start_session<P: PluginInstance>(
+/// The guarded `start_session` entry point of plugin `P`.
+#[doc(hidden)]
+pub extern "C" fn start_session<P: PluginInstance>(
     battery: &BatteryIdentity,
     package: BoxedPackageSource,
     options: &SessionOptions,

@@ -84,5 +84,8 @@ pub use version::FirmwareVersion;
 /// Support for `export_plugin!`; not part of the contract.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::export::{PluginInstance, SessionGuard, guard, root_module};
+    pub use crate::export::{
+        PluginInstance, SessionGuard, decode_version, guard, identity, inspect_package,
+        match_battery, root_module, start_session,
+    };
 }

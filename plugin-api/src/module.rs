@@ -26,7 +26,6 @@ use abi_stable::{
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginModule_Ref, prefix_fields = PluginModule_Prefix)))]
-#[sabi(missing_field(panic))]
 pub struct PluginModule {
     /// Who the plugin is: see [`PluginIdentity`].
     pub identity: extern "C" fn() -> RResult<PluginIdentity, Failure>,

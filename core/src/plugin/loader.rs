@@ -237,7 +237,16 @@ impl PluginLoader {
             sha256: None,
             reason: Box::new(reason),
         };
-        let file = std::fs::File::open(path).map_err(|e| refuse(RefusalReason::Unreadable(e)))?;
+        // Non-blocking, so that a FIFO planted under a library's name cannot hang the
+        // scan; the file-type check below refuses it.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(path)
+                .map_err(|e| refuse(RefusalReason::Unreadable(e)))?
+        };
         let meta = file
             .metadata()
             .map_err(|e| refuse(RefusalReason::Unreadable(e)))?;
