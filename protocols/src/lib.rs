@@ -12,4 +12,5 @@
 #![forbid(unsafe_code)]
 
 pub mod checksum;
+pub mod isotp;
 pub mod version;
