@@ -13,4 +13,5 @@
 
 pub mod checksum;
 pub mod isotp;
+pub mod uds;
 pub mod version;
