@@ -19,6 +19,34 @@
 //! ISO-TP has no retransmission: a lost or out-of-order frame aborts the message and the
 //! protocol above decides what to repeat.
 //!
+//! ```
+//! use bmsfw_plugin_api::{CanId, Timestamp};
+//! use bmsfw_protocols::isotp::{Event, IsoTpChannel, IsoTpConfig};
+//!
+//! let tester = IsoTpConfig::new(CanId::standard(0x7E0).unwrap(), CanId::standard(0x7E8).unwrap());
+//! let mut client = IsoTpChannel::new(tester.clone());
+//! let mut server = IsoTpChannel::new(tester.peer());
+//! let now = Timestamp::ZERO;
+//! client.send(now, vec![0x36; 100]).unwrap();
+//! // Stand-in for a bus: move frames until both sides are quiet.
+//! loop {
+//!     let mut moved = false;
+//!     while let Some(frame) = client.poll_transmit(now) {
+//!         server.handle_frame(now, &frame);
+//!         moved = true;
+//!     }
+//!     while let Some(frame) = server.poll_transmit(now) {
+//!         client.handle_frame(now, &frame);
+//!         moved = true;
+//!     }
+//!     if !moved {
+//!         break;
+//!     }
+//! }
+//! assert_eq!(client.poll_event(), Some(Event::Sent));
+//! assert_eq!(server.poll_event(), Some(Event::Received(vec![0x36; 100])));
+//! ```
+//!
 //! Not supported: extended and mixed addressing (an address byte before the protocol
 //! control information) and CAN FD frame lengths.
 

@@ -23,6 +23,16 @@
 //! | [`MajorMinorHex`](VersionFormat::MajorMinorHex) | 2 | `04 0F` | `4.0F` | `[4, 15]` |
 //! | [`Triplet24`](VersionFormat::Triplet24) | 3 | `01 10 FF` | `1.16.255` | `[1, 16, 255]` |
 //! | [`MajorMinorHex24`](VersionFormat::MajorMinorHex24) | 3 | `01 10 FF` | `1.10` | `[1, 16, 255]` |
+//!
+//! ```
+//! use bmsfw_protocols::version::VersionFormat;
+//!
+//! // Bytes 2-3 of BMS-Can frame 0x35F.
+//! let installed = VersionFormat::MajorMinorHex.decode(&[0x04, 0x0F]).unwrap();
+//! let offered = VersionFormat::MajorMinorHex.decode(&[0x04, 0x10]).unwrap();
+//! assert_eq!(installed.display(), "4.0F");
+//! assert!(offered.key() > installed.key());
+//! ```
 
 mod bcd;
 mod integer;
