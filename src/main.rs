@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Print the update history and event log kept in a GX state directory.
+    History(cli::history::Args),
     /// Vendor plugins: check a library against the allowlist, list the plugin directory.
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
@@ -29,6 +31,7 @@ fn main() -> anyhow::Result<ExitCode> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::History(args) => cli::history::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Plugin(command) => cli::plugin::run(command),
     }
 }

@@ -4,10 +4,10 @@
 //!
 //! One test in its own process: the fixture reads the marker path from the environment.
 
-mod common;
+mod plugins_common;
 
 use bmsfw_core::plugin::RefusalReason;
-use common::{Approve, install, loader};
+use plugins_common::{Approve, install, loader};
 
 #[test]
 fn refused_libraries_never_run_their_constructors_and_approved_ones_do() {

@@ -1,13 +1,13 @@
 //! The plugin loader against real plugin libraries (the fixtures of
 //! `tests/fixtures/plugins`): identities, refusals, ABI checks, panics.
 
-mod common;
+mod plugins_common;
 
 use bmsfw_core::plugin::{
     BatteryMatch, LoadMethod, PackageRead, PluginLoader, RefusalReason, SessionPhase, SessionStart,
 };
 use bmsfw_plugin_api::{BatteryIdentity, CanFrame, CanId, ErrorCode, SessionOptions, Timestamp};
-use common::{Approve, install, loader};
+use plugins_common::{Approve, install, loader};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -359,10 +359,13 @@ fn a_private_copy_loads_too_and_leaves_nothing_behind() {
 fn oversized_files_are_refused_unread() {
     let dir = tempfile::tempdir().unwrap();
     let a = install(dir.path(), "alpha", "libalpha.so");
-    let r = PluginLoader::new(common::allowlist(&[Approve::new(&a, "com.example.alpha")]))
-        .with_max_library_bytes(1024)
-        .load_file(&a)
-        .unwrap_err();
+    let r = PluginLoader::new(plugins_common::allowlist(&[Approve::new(
+        &a,
+        "com.example.alpha",
+    )]))
+    .with_max_library_bytes(1024)
+    .load_file(&a)
+    .unwrap_err();
     assert!(
         matches!(*r.reason, RefusalReason::TooLarge { limit: 1024, .. }),
         "{r}"

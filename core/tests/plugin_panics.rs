@@ -1,11 +1,11 @@
 //! A plugin that panics: every panic reaches the engine as PLUGIN_FAULT and the process
 //! lives on (the test process itself would abort if a panic crossed the boundary).
 
-mod common;
+mod plugins_common;
 
 use bmsfw_core::plugin::{BatteryMatch, PackageRead, RefusalReason, SessionPhase, SessionStart};
 use bmsfw_plugin_api::{BatteryIdentity, CanFrame, CanId, ErrorCode, SessionOptions, Timestamp};
-use common::{Approve, install, loader};
+use plugins_common::{Approve, install, loader};
 use std::sync::Arc;
 
 fn package() -> Arc<dyn PackageRead> {

@@ -1,3 +1,4 @@
 //! The subcommands of the `bmsfw` binary.
 
+pub mod history;
 pub mod plugin;

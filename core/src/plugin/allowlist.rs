@@ -4,8 +4,8 @@
 //! approved library file, named by its SHA-256; see `docs/plugin-loading.md` for the
 //! fields and `config/allowlist.toml` for a documented example.
 
-use super::digest::Sha256Digest;
 use crate::dotted_version::DottedVersion;
+use crate::staging::digest::Sha256Digest;
 use crate::toml_file::{self, LoadError, TomlFileError};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;

@@ -20,10 +20,10 @@
 //! and every refusal with its reason.
 
 use super::allowlist::{Allowlist, AllowlistEntry, ApprovalStatus, Vetting};
-use super::digest::Sha256Digest;
 use super::host::{IdentityError, InProcessPlugin, VendorPlugin};
 use super::open::{LoadMethod, open_header};
 use super::refusal::{Refusal, RefusalReason};
+use crate::staging::digest::Sha256Digest;
 use bmsfw_plugin_api::abi_stable::library::{LibHeader, LibraryError, RootModule};
 use bmsfw_plugin_api::abi_stable::sabi_types::VersionNumber;
 use bmsfw_plugin_api::{CONTRACT_VERSION, PluginModule_Ref};

@@ -4,19 +4,21 @@
 //! refusal.
 
 pub mod allowlist;
-pub mod digest;
 pub mod host;
+pub mod inspector;
 pub mod loader;
 mod open;
 pub mod refusal;
 pub mod types;
 
+/// Plugin libraries are named by the same digest type as staged packages.
+pub use crate::staging::digest::Sha256Digest;
 pub use allowlist::{Allowlist, AllowlistEntry, ApprovalStatus, VendorId, Vetting};
-pub use digest::Sha256Digest;
 pub use host::{
     FilePackage, InProcessPlugin, InProcessSession, PackageRead, SessionStart, VendorPlugin,
     VendorSession,
 };
+pub use inspector::PluginInspector;
 pub use loader::{LibraryFile, LoadReport, LoadedPlugin, PluginLoader, ScanError};
 pub use open::LoadMethod;
 pub use refusal::{Refusal, RefusalReason};

@@ -1,7 +1,7 @@
 //! Why a plugin library was refused, in words a person can act on.
 
 use super::allowlist::{ApprovalDate, ApprovalStatus, VendorId};
-use super::digest::Sha256Digest;
+use crate::staging::digest::Sha256Digest;
 use bmsfw_plugin_api::ContractVersion;
 use std::fmt;
 use std::path::PathBuf;

@@ -6,7 +6,7 @@
 //! [`ErrorCode::PLUGIN_FAULT`] failure.
 
 use super::allowlist::VendorId;
-use super::digest::Sha256Digest;
+use crate::staging::digest::Sha256Digest;
 use bmsfw_plugin_api as api;
 use bmsfw_plugin_api::{
     CanId, CanIdRange, ContractVersion, DeclaredTimeouts, ErrorCode, LocationKind, MatchKind,
@@ -358,7 +358,7 @@ impl PackageSummary {
             targets,
             version: DecodedVersion::from_abi(p.version)?,
             image_size: p.image_size,
-            image_sha256: Sha256Digest::from(p.image_sha256),
+            image_sha256: Sha256Digest(p.image_sha256),
             signature,
             modules,
         })

@@ -136,7 +136,7 @@ fn package_reports_are_checked_against_the_package() {
     let s = PackageSummary::from_abi(package_info(), 108).unwrap();
     assert_eq!(s.signature, Signature::Valid);
     assert_eq!(s.targets[0].product_code, Some(0x0A01));
-    assert_eq!(s.image_sha256, Sha256Digest::from([7; 32]));
+    assert_eq!(s.image_sha256, Sha256Digest([7; 32]));
     let e = PackageSummary::from_abi(package_info(), 99).unwrap_err();
     assert!(e.message.contains("larger than the 99-byte package"), "{e}");
     let bad = PackageInfo {
