@@ -4,7 +4,9 @@
 //! bit-timed simulated bus of `bmsfw-sim` for tests and the demo.
 
 pub mod interface;
+pub mod socketcan;
 
+pub use self::socketcan::SocketCanInterface;
 pub use bmsfw_plugin_api::{CanFrame, CanId};
 pub use interface::{
     BusError, CanError, CanEvent, CanFilter, CanInterface, ControllerState, ReceivedFrame,
