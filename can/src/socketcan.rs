@@ -45,8 +45,9 @@ use crate::interface::{
 use ::socketcan::{CanAddr, CanSocket, Socket, SocketOptions, id::ERR_MASK_ALL, nl::CanState};
 use async_trait::async_trait;
 use bmsfw_plugin_api::CanFrame;
-use error_frames::decode_error_frame;
-use frames::{accept_all_data_frames, filter_to_kernel, frame_from_kernel, frame_to_kernel};
+use frames::{
+    Inbound, accept_all_data_frames, filter_to_kernel, frame_to_kernel, inbound_from_kernel,
+};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
@@ -204,27 +205,16 @@ impl SocketCanInterface {
 
     /// Turns one frame read from the socket into the event it stands for, if any.
     fn event_from_kernel(&self, frame: ::socketcan::CanFrame, at: Instant) -> Option<CanEvent> {
-        match frame {
-            ::socketcan::CanFrame::Data(data) => match frame_from_kernel(&data) {
-                Some(frame) => Some(CanEvent::Frame(ReceivedFrame { frame, at })),
-                None => {
-                    warn!(interface = %self.name, frame = ?data, "undecodable data frame dropped");
-                    None
-                }
-            },
-            ::socketcan::CanFrame::Remote(remote) => {
+        match inbound_from_kernel(frame) {
+            Inbound::Data(frame) => Some(CanEvent::Frame(ReceivedFrame { frame, at })),
+            Inbound::Remote => {
                 // The kernel filters keep remote frames out; one can only slip through
                 // while filters are being replaced.
-                trace!(interface = %self.name, frame = ?remote, "remote frame refused");
+                trace!(interface = %self.name, "remote frame refused");
                 None
             }
-            ::socketcan::CanFrame::Error(error) => {
-                let decoded = decode_error_frame(error);
+            Inbound::Error(decoded) => {
                 debug!(interface = %self.name, error = %decoded.description, "CAN error frame");
-                let event = CanEvent::Error(BusError {
-                    description: decoded.description,
-                    at,
-                });
                 let mut receive = self.receive_state();
                 if let Some(state) = decoded.state {
                     if state != receive.announced {
@@ -232,7 +222,10 @@ impl SocketCanInterface {
                         receive.pending.push_back(CanEvent::State(state));
                     }
                 }
-                Some(event)
+                Some(CanEvent::Error(BusError {
+                    description: decoded.description,
+                    at,
+                }))
             }
         }
     }

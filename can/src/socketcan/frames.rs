@@ -2,6 +2,7 @@
 //!
 //! Everything here is pure so it can be tested on machines whose kernel has no CAN.
 
+use super::error_frames::{DecodedError, decode_error_frame};
 use crate::interface::CanFilter;
 use bmsfw_plugin_api::{CanFrame, CanId};
 use socketcan::{
@@ -36,6 +37,31 @@ pub(crate) fn frame_from_kernel(frame: &CanDataFrame) -> Option<CanFrame> {
         Id::Extended(id) => CanId::extended(id.as_raw())?,
     };
     CanFrame::new(id, frame.data())
+}
+
+/// What one frame read from a raw socket means to the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Inbound {
+    /// A data frame.
+    Data(CanFrame),
+    /// A remote frame: not carried by the engine.
+    Remote,
+    /// An error frame, decoded.
+    Error(DecodedError),
+}
+
+/// Classifies and decodes a frame read from a raw socket.
+pub(crate) fn inbound_from_kernel(frame: socketcan::CanFrame) -> Inbound {
+    match frame {
+        socketcan::CanFrame::Data(data) => match frame_from_kernel(&data) {
+            Some(frame) => Inbound::Data(frame),
+            // Unreachable for frames the socketcan crate builds (it clamps the length to
+            // 8 and masks identifiers); treated as a refused frame rather than a panic.
+            None => Inbound::Remote,
+        },
+        socketcan::CanFrame::Remote(_) => Inbound::Remote,
+        socketcan::CanFrame::Error(error) => Inbound::Error(decode_error_frame(error)),
+    }
 }
 
 /// The kernel filter accepting exactly the data frames `filter` accepts.
@@ -144,6 +170,38 @@ mod tests {
             let open = accept_all_data_frames();
             prop_assert!(kernel_accepts(&open, kernel_id_word(id, false)));
             prop_assert!(!kernel_accepts(&open, kernel_id_word(id, true)));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_frame_the_kernel_could_hand_over_is_classified_without_panicking(
+            can_id in any::<u32>(),
+            dlc in any::<u8>(),
+            data in any::<[u8; 8]>(),
+        ) {
+            let mut raw = socketcan::frame::can_frame_default();
+            raw.can_id = can_id;
+            raw.can_dlc = dlc;
+            raw.data = data;
+            let flags_error = can_id & socketcan::id::CAN_ERR_FLAG != 0;
+            let flags_remote = can_id & CAN_RTR_FLAG != 0;
+            match inbound_from_kernel(socketcan::CanFrame::from(raw)) {
+                Inbound::Error(decoded) => {
+                    prop_assert!(flags_error);
+                    prop_assert!(!decoded.description.is_empty());
+                }
+                Inbound::Remote => prop_assert!(!flags_error && flags_remote),
+                Inbound::Data(frame) => {
+                    prop_assert!(!flags_error && !flags_remote);
+                    let extended = can_id & CAN_EFF_FLAG != 0;
+                    prop_assert_eq!(frame.id().is_extended(), extended);
+                    let id_mask = if extended { CAN_EFF_MASK } else { CAN_SFF_MASK };
+                    prop_assert_eq!(frame.id().raw(), can_id & id_mask);
+                    let len = usize::from(dlc.min(8));
+                    prop_assert_eq!(frame.data(), &data[..len]);
+                }
+            }
         }
     }
 
