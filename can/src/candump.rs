@@ -572,7 +572,7 @@ fn parse_frame(c: &mut Cursor<'_>) -> Result<LogEntry, LineError> {
         if len > 0 && c.peek() == Some(b'.') {
             // A dot may separate two bytes.
             c.pos += 1;
-            if !c.peek().is_some_and(|b| hex_value(b).is_some()) {
+            if c.peek().and_then(hex_value).is_none() {
                 return Err(c.error(ParseErrorKind::NotHex(c.current_char())));
             }
         }
