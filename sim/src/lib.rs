@@ -1,2 +1,5 @@
 //! The simulated world bmsfw is tested and demonstrated in.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod bus;
