@@ -4,3 +4,5 @@
 //! and the time, and hand back frames to send and their next deadline.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
+
+pub mod bit_timing;
