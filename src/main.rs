@@ -1,11 +1,22 @@
 //! `bmsfw`: one binary that wires the crates together.
 
-use clap::Parser;
+mod cli;
+
+use clap::{Parser, Subcommand};
 
 /// Remote firmware updates for BMS-Can lithium batteries.
 #[derive(Parser, Debug)]
 #[command(name = "bmsfw", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the update history and event log kept in a GX state directory.
+    History(cli::history::Args),
+}
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -14,6 +25,8 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let _cli = Cli::parse();
-    Ok(())
+    let cli = Cli::parse();
+    match cli.command {
+        Command::History(args) => cli::history::run(&args),
+    }
 }

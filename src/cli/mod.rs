@@ -1,0 +1,3 @@
+//! The subcommands of the `bmsfw` binary.
+
+pub mod history;
