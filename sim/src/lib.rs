@@ -1,2 +1,10 @@
 //! The simulated world bmsfw is tested and demonstrated in.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod battery;
+pub mod bus;
+pub mod site;
+
+#[cfg(test)]
+mod site_tests;

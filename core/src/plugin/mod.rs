@@ -4,6 +4,7 @@
 //! refusal.
 
 pub mod allowlist;
+pub mod battery;
 pub mod host;
 pub mod inspector;
 pub mod loader;
@@ -14,6 +15,7 @@ pub mod types;
 /// Plugin libraries are named by the same digest type as staged packages.
 pub use crate::staging::digest::Sha256Digest;
 pub use allowlist::{Allowlist, AllowlistEntry, ApprovalStatus, VendorId, Vetting};
+pub use battery::plugin_battery;
 pub use host::{
     FilePackage, InProcessPlugin, InProcessSession, PackageRead, SessionStart, VendorPlugin,
     VendorSession,
