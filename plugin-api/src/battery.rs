@@ -176,6 +176,16 @@ mod tests {
         assert_eq!(short.product_code, ROption::RNone);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_35f_payload_is_kept_up_to_8_bytes(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..20)) {
+            let b = BatteryIdentity::new("X").with_raw_35f(&payload);
+            let kept = payload.len().min(8);
+            proptest::prop_assert_eq!(b.raw_35f(), &payload[..kept]);
+            proptest::prop_assert_eq!(b.product_code.is_some(), payload.len() >= 2);
+        }
+    }
+
     #[test]
     fn match_constructors_set_their_kind() {
         assert_eq!(DeviceMatch::not_mine().kind, MatchKind::NOT_MINE);

@@ -41,9 +41,11 @@ macro_rules! __root_module_symbol {
 ///
 /// Call it once, at the crate root of a `crate-type = ["cdylib"]` crate:
 ///
-/// ```ignore
+/// ```text
 /// bmsfw_plugin_api::export_plugin!(MyPlugin);
 /// ```
+///
+/// The crate documentation has a complete example.
 ///
 /// It creates the plugin instance on first use, builds the [`PluginModule`] table and
 /// the abi_stable library header the engine reads, and wraps every entry point and every

@@ -235,6 +235,31 @@ mod tests {
         assert_eq!(CanIdRange::single(std_id(0x35F)).to_string(), "35F");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_built_range_is_valid_and_holds_exactly_its_bounds(
+            a in 0u32..=0x1FFF_FFFF, b in 0u32..=0x1FFF_FFFF, x in 0u32..=0x1FFF_FFFF,
+            ext in proptest::bool::ANY,
+        ) {
+            let id = |v: u32| if ext { CanId::extended(v) } else { CanId::standard((v & 0x7FF) as u16) };
+            let (first, last, probe) = (id(a).unwrap(), id(b).unwrap(), id(x).unwrap());
+            match CanIdRange::new(first, last) {
+                Some(r) => {
+                    proptest::prop_assert!(r.is_valid());
+                    let inside = probe.raw() >= first.raw() && probe.raw() <= last.raw();
+                    proptest::prop_assert_eq!(r.contains(probe), inside);
+                    let other_format = if ext {
+                        CanId::standard((x & 0x7FF) as u16)
+                    } else {
+                        CanId::extended(x)
+                    };
+                    proptest::prop_assert!(!r.contains(other_format.unwrap()));
+                }
+                None => proptest::prop_assert!(first.raw() > last.raw()),
+            }
+        }
+    }
+
     #[test]
     fn identity_answers_send_and_receive_questions() {
         let id = PluginIdentity::new("com.example", "Example", "1.0.0")

@@ -16,22 +16,68 @@
 //!    `bmsfw plugin check` and adds its SHA-256 to the allowlist. The engine refuses a
 //!    library whose hash, vendor id, version, contract major or layout does not match.
 //!
-//! ```ignore
+//! ```no_run
 //! use bmsfw_plugin_api::*;
 //!
 //! struct MyPlugin;
+//!
 //! impl Plugin for MyPlugin {
 //!     type Session = MySession;
-//!     fn new() -> Self { MyPlugin }
+//!     fn new() -> Self {
+//!         MyPlugin
+//!     }
 //!     fn identity(&self) -> PluginIdentity {
-//!         PluginIdentity::new("com.example.battery", "Example LFP", env!("CARGO_PKG_VERSION"))
+//!         PluginIdentity::new("com.example.battery", "Example LFP", "1.0.0")
 //!             .sends(CanIdRange::single(CanId::standard(0x7E0).unwrap()))
 //!             .receives(CanIdRange::single(CanId::standard(0x7E8).unwrap()))
 //!             .file_type("bin")
 //!     }
-//!     // match_battery, decode_version, inspect_package, start_session ...
+//!     fn match_battery(&self, battery: &BatteryIdentity) -> DeviceMatch {
+//!         if battery.manufacturer.as_str() == "EXAMPLE" {
+//!             DeviceMatch::updatable()
+//!         } else {
+//!             DeviceMatch::not_mine()
+//!         }
+//!     }
+//!     fn decode_version(&self, raw: &[u8]) -> Result<FirmwareVersion, Failure> {
+//!         match raw {
+//!             [major, minor, ..] => Ok(FirmwareVersion::new(
+//!                 raw,
+//!                 format!("v{major}.{minor}"),
+//!                 &[u32::from(*major), u32::from(*minor)],
+//!             )),
+//!             _ => Err(Failure::new(ErrorCode::PROTOCOL_ERROR, "short version")),
+//!         }
+//!     }
+//!     fn inspect_package(&self, package: &mut PackageReader) -> Result<PackageInfo, PackageError> {
+//!         Err(PackageError::at_offset(ErrorCode::PACKAGE_INVALID, 0, "no format yet"))
+//!     }
+//!     fn start_session(&self, request: SessionRequest) -> Result<MySession, Failure> {
+//!         Ok(MySession { total: request.package.len() })
+//!     }
 //! }
+//!
+//! struct MySession {
+//!     total: u64,
+//! }
+//!
+//! impl Session for MySession {
+//!     fn handle_frame(&mut self, _now: Timestamp, _frame: &CanFrame) {}
+//!     fn handle_timeout(&mut self, _now: Timestamp) {}
+//!     fn poll_transmit(&mut self, _now: Timestamp) -> Option<CanFrame> {
+//!         None
+//!     }
+//!     fn poll_timeout(&self) -> Option<Timestamp> {
+//!         None
+//!     }
+//!     fn status(&self) -> SessionStatus {
+//!         SessionStatus::new(Phase::TRANSFERRING, 0, self.total)
+//!     }
+//!     fn abort(&mut self, _now: Timestamp, _reason: &AbortReason) {}
+//! }
+//!
 //! export_plugin!(MyPlugin);
+//! # fn main() {}
 //! ```
 //!
 //! # Rules a plugin lives by
