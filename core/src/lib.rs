@@ -5,7 +5,8 @@
 //! - [`journal`]: one durable record per job, recovery after a GX restart;
 //! - [`events`]: the event log and the update history per battery;
 //! - [`errors`]: the catalogue of stable error codes;
-//! - [`diagnostics`]: the support bundle of a job.
+//! - [`diagnostics`]: the support bundle of a job;
+//! - [`vrm`]: the VRM link's side on the GX and its boundary with the engine.
 
 pub mod diagnostics;
 pub mod errors;
@@ -14,5 +15,6 @@ pub mod job;
 pub mod journal;
 pub mod staging;
 pub mod unix_time;
+pub mod vrm;
 
 pub use unix_time::UnixMillis;
