@@ -9,7 +9,8 @@
 //! - [`errors`]: the catalogue of stable error codes;
 //! - [`diagnostics`]: the support bundle of a job;
 //! - [`plugin`]: the allowlist, the plugin loader and the engine's interface to a plugin;
-//! - [`config`]: the `gx.toml` configuration.
+//! - [`config`]: the `gx.toml` configuration;
+//! - [`vrm`]: the VRM link's side on the GX and its boundary with the engine.
 
 pub mod config;
 pub mod diagnostics;
@@ -24,5 +25,6 @@ pub mod staging;
 pub mod telemetry;
 pub mod toml_file;
 pub mod unix_time;
+pub mod vrm;
 
 pub use unix_time::UnixMillis;
