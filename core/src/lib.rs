@@ -10,6 +10,7 @@
 //! - [`diagnostics`]: the support bundle of a job;
 //! - [`plugin`]: the allowlist, the plugin loader and the engine's interface to a plugin;
 //! - [`config`]: the `gx.toml` configuration;
+//! - [`gates`]: the safety gates;
 //! - [`vrm`]: the VRM link's side on the GX and its boundary with the engine.
 
 pub mod config;
@@ -17,6 +18,7 @@ pub mod diagnostics;
 pub mod dotted_version;
 pub mod errors;
 pub mod events;
+pub mod gates;
 pub mod gx_frames;
 pub mod job;
 pub mod journal;
