@@ -144,12 +144,15 @@ fn at_request_time_the_package_gates_are_deferred_not_skipped() {
     assert_eq!(report.failures().count(), 2);
 }
 
+/// Makes one gate fail and returns the inputs.
+type Breaker = Box<dyn Fn(&mut World) -> GateInputs<'_>>;
+
 /// Each gate, made to fail alone, refuses with its own code and names what it measured
 /// and the limit.
 #[test]
 fn each_gate_refuses_alone_with_its_code() {
     let config = GatesConfig::default();
-    let cases: Vec<(Gate, Box<dyn Fn(&mut World) -> GateInputs<'_>>, &str, &str)> = vec![
+    let cases: Vec<(Gate, Breaker, &str, &str)> = vec![
         (
             Gate::VrmAccess,
             Box::new(|w| {
