@@ -58,8 +58,11 @@ pub(crate) struct Active {
     pub job: JobId,
     pub stage2: Stage2,
     pub gates: JobGates,
-    /// The last transfer percentage sent to the job.
+    /// The last transfer percentage sent to the job, and when.
     percent: Percent,
+    percent_at: Option<Timestamp>,
+    /// A checkpoint not yet journaled (held back with the progress).
+    checkpoint: Option<Vec<u8>>,
 }
 
 impl Active {
@@ -69,6 +72,8 @@ impl Active {
             stage2,
             gates,
             percent: Percent::ZERO,
+            percent_at: None,
+            checkpoint: None,
         }
     }
 }
@@ -336,12 +341,17 @@ impl BusCore {
     }
 
     /// Turns the driver's events into job changes; ends the stage when it finished.
-    fn drain_events(&mut self, shared: &Shared) {
+    ///
+    /// Progress and checkpoints are journaled at most once per
+    /// [`super::EngineConfig::progress_interval`] (and the last ones before the transfer
+    /// ends), so a long transfer costs a few dozen journal writes, not one per percent.
+    fn drain_events(&mut self, shared: &Shared, now: Timestamp) {
         let Some(active) = &mut self.active else {
             return;
         };
         let job = active.job;
         let mut finished = false;
+        let interval = shared.config.progress_interval;
         while let Some(event) = active.stage2.poll_event() {
             let change = match event {
                 DriverEvent::Progress { done, total } => {
@@ -349,10 +359,22 @@ impl BusCore {
                     if active.stage2.step().is_some() || percent == active.percent {
                         continue;
                     }
+                    if active.percent_at.is_some_and(|t| now < t + interval)
+                        && percent != Percent::FULL
+                    {
+                        continue;
+                    }
                     active.percent = percent;
+                    active.percent_at = Some(now);
+                    if let Some(bytes) = active.checkpoint.take() {
+                        shared.jobs.queue(job, JobChange::Checkpoint(bytes));
+                    }
                     JobChange::Event(JobEvent::TransferProgress(percent))
                 }
-                DriverEvent::Checkpoint(bytes) => JobChange::Checkpoint(bytes),
+                DriverEvent::Checkpoint(bytes) => {
+                    active.checkpoint = Some(bytes);
+                    continue;
+                }
                 DriverEvent::Step(step) => JobChange::Event(match step {
                     Step::Installing => JobEvent::InstallStarted,
                     Step::Restarting => JobEvent::RestartStarted,
@@ -431,7 +453,7 @@ pub(crate) async fn run(shared: Arc<Shared>, index: usize) {
             if core.failed.is_none() {
                 core.poll_transmits(now, &mut out, SEND_BATCH);
             }
-            core.drain_events(&shared);
+            core.drain_events(&shared, now);
             if core.failed.is_some() && core.active.is_none() {
                 return;
             }

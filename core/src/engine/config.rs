@@ -34,6 +34,9 @@ pub struct EngineConfig {
     pub telemetry_max_age: Duration,
     /// Period of the GX keep-alive pair (0x305, 0x307).
     pub keep_alive_period: Duration,
+    /// Shortest time between two journaled transfer progress updates (with the plugin's
+    /// checkpoint).
+    pub progress_interval: Duration,
     /// How often a changed battery view is published.
     pub battery_publish_interval: Duration,
     /// How long a transfer interrupted by a GX restart waits for its battery to
@@ -74,6 +77,7 @@ impl EngineConfig {
             gate_interval: EngineConfig::DEFAULT_GATE_INTERVAL,
             telemetry_max_age: DEFAULT_MAX_AGE,
             keep_alive_period: KEEP_ALIVE_PERIOD,
+            progress_interval: Duration::from_secs(1),
             battery_publish_interval: Duration::from_secs(1),
             resume_wait: Duration::from_secs(60),
             events: EventLogConfig::default(),
@@ -109,6 +113,7 @@ impl EngineConfig {
             gate_interval: EngineConfig::DEFAULT_GATE_INTERVAL,
             telemetry_max_age: DEFAULT_MAX_AGE,
             keep_alive_period: KEEP_ALIVE_PERIOD,
+            progress_interval: Duration::from_secs(1),
             battery_publish_interval: Duration::from_secs(1),
             resume_wait: Duration::from_secs(60),
             events: EventLogConfig::default(),
