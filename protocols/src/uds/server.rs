@@ -244,6 +244,20 @@ impl<B: FlashBackend> FlashServer<B> {
         self.transfer
     }
 
+    /// Forgets everything a server holds in RAM, as a power cut or a restart of its
+    /// processor does: the ISO-TP channel, queued responses, an operation under way, the
+    /// session (back to default), security access and the download. The backend is
+    /// kept; what it holds in RAM is for its owner to drop.
+    pub fn restart(&mut self) {
+        self.channel = IsoTpChannel::new(self.channel.config().clone());
+        self.outbox.clear();
+        self.busy = Busy::Idle;
+        self.session = Session::Default;
+        self.security = Security::Locked;
+        self.transfer = TransferState::Idle;
+        self.failed_keys = 0;
+    }
+
     /// Feeds a received CAN frame; complete requests are served.
     pub fn handle_frame(&mut self, now: Timestamp, frame: &CanFrame) {
         self.channel.handle_frame(now, frame);

@@ -736,6 +736,32 @@ impl Bench {
 }
 
 #[test]
+fn a_restarted_server_forgets_its_session_and_work() {
+    let mut b = Bench::new();
+    b.unlock_and_erase();
+    let t0 = b.now;
+    b.server.backend_mut().erase_time = Duration::from_secs(3);
+    b.server.handle_request(t0, &[0x31, 0x01, 0xFF, 0x00]);
+    assert_eq!(b.server.poll_response(), Some(vec![0x7F, 0x31, 0x78]));
+    b.server.handle_request(t0, &[0x3E, 0x00]);
+    b.server.restart();
+    assert_eq!(b.server.poll_response(), None, "queued answers are lost");
+    assert_eq!(
+        b.server.poll_timeout(),
+        None,
+        "the erase under way is forgotten"
+    );
+    assert_eq!(b.server.session(), Session::Default);
+    assert_eq!(*b.server.security(), Security::Locked);
+    assert_eq!(b.server.transfer(), TransferState::Idle);
+    assert_eq!(
+        b.ask(&[0x34, 0x00, 0x44, 0, 0, 0, 0, 0, 0, 0, 1]),
+        vec![0x7F, 0x34, 0x7F]
+    );
+    assert_eq!(b.ask(&[0x10, 0x02])[..2], [0x50, 0x02]);
+}
+
+#[test]
 fn server_enforces_the_sequence() {
     let mut b = Bench::new();
     assert_eq!(
