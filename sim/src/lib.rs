@@ -4,6 +4,7 @@
 
 pub mod battery;
 pub mod bus;
+pub mod registry;
 pub mod site;
 
 #[cfg(test)]
