@@ -147,12 +147,16 @@ async fn a_battery_that_keeps_its_old_version_fails_the_confirmation_with_745() 
     let engine = site.engine();
     wait_for_battery(&engine).await;
     let package = spkg(1, 5, 500, 5);
-    let job = upload(&engine, request(&package, 4096), &package).await.unwrap();
+    let job = upload(&engine, request(&package, 4096), &package)
+        .await
+        .unwrap();
     let record = wait_end(&engine, job, Duration::from_secs(60)).await;
     let failure = record.failure().expect("failed");
     assert_eq!(failure.code, 745, "{failure:?}");
     assert!(
-        failure.message.contains("reports v1.02 [0102], the package installs v1.05 [0105]"),
+        failure
+            .message
+            .contains("reports v1.02 [0102], the package installs v1.05 [0105]"),
         "{}",
         failure.message
     );
@@ -175,7 +179,10 @@ async fn a_request_is_refused_by_its_gate_and_changes_nothing() {
     let package = spkg(1, 5, 500, 5);
     site.battery.set_soc(42.0);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let refusal = engine.request_update(request(&package, 4096)).await.unwrap_err();
+    let refusal = engine
+        .request_update(request(&package, 4096))
+        .await
+        .unwrap_err();
     assert_eq!(refusal.code, 723, "{refusal}");
     assert!(refusal.message.contains("measured 42 %"), "{refusal}");
     assert!(refusal.message.contains("limit at least 50 %"), "{refusal}");
@@ -183,7 +190,10 @@ async fn a_request_is_refused_by_its_gate_and_changes_nothing() {
     site.battery.set_soc(80.0);
     site.vrm.set(bmsfw_core::vrm::VrmPortalMode::ReadOnly);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let refusal = engine.request_update(request(&package, 4096)).await.unwrap_err();
+    let refusal = engine
+        .request_update(request(&package, 4096))
+        .await
+        .unwrap_err();
     assert_eq!(refusal.code, 720, "{refusal}");
     // An unknown battery and a package for another product.
     let mut other = request(&package, 4096);
@@ -191,7 +201,9 @@ async fn a_request_is_refused_by_its_gate_and_changes_nothing() {
     assert_eq!(engine.request_update(other).await.unwrap_err().code, 747);
     site.vrm.set(bmsfw_core::vrm::VrmPortalMode::Full);
     let wrong = spkg_for(0x0A02, 1, 5, 500, 5);
-    let refusal = upload(&engine, request(&wrong, 4096), &wrong).await.unwrap_err();
+    let refusal = upload(&engine, request(&wrong, 4096), &wrong)
+        .await
+        .unwrap_err();
     assert_eq!(refusal.code, 761, "{refusal}");
 }
 
@@ -209,12 +221,19 @@ async fn the_transfer_keeps_the_bus_under_its_load_budget() {
     let engine = site.engine_with(config);
     wait_for_battery(&engine).await;
     let package = spkg(1, 5, 30_000, 5);
-    let job = upload(&engine, request(&package, 4096), &package).await.unwrap();
+    let job = upload(&engine, request(&package, 4096), &package)
+        .await
+        .unwrap();
     let mut peak: f64 = 0.0;
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
         peak = peak.max(site.bus.load().percent);
-        let record = engine.jobs().await.into_iter().find(|r| r.id() == job).unwrap();
+        let record = engine
+            .jobs()
+            .await
+            .into_iter()
+            .find(|r| r.id() == job)
+            .unwrap();
         if record.state().is_terminal() {
             assert_eq!(record.state(), JobState::Completed);
             break;
@@ -223,5 +242,8 @@ async fn the_transfer_keeps_the_bus_under_its_load_budget() {
     // The meter's 100 ms window and the budget's 100 ms window are not aligned, and the
     // budget counts a frame when it is handed to the controller: a few frames of slack.
     assert!(peak <= 32.0, "peak load {peak:.1} %");
-    assert!(peak >= 20.0, "the transfer used the budget: peak {peak:.1} %");
+    assert!(
+        peak >= 20.0,
+        "the transfer used the budget: peak {peak:.1} %"
+    );
 }

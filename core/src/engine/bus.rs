@@ -375,11 +375,22 @@ impl BusCore {
                     active.checkpoint = Some(bytes);
                     continue;
                 }
-                DriverEvent::Step(step) => JobChange::Event(match step {
-                    Step::Installing => JobEvent::InstallStarted,
-                    Step::Restarting => JobEvent::RestartStarted,
-                    Step::Verifying => JobEvent::VerifyStarted,
-                }),
+                DriverEvent::Step(step) => {
+                    // The transfer's last progress goes out before the job moves on.
+                    let (done, total) = active.stage2.progress();
+                    let percent = Percent::of(done, total);
+                    if percent != active.percent {
+                        active.percent = percent;
+                        shared
+                            .jobs
+                            .queue(job, JobChange::Event(JobEvent::TransferProgress(percent)));
+                    }
+                    JobChange::Event(match step {
+                        Step::Installing => JobEvent::InstallStarted,
+                        Step::Restarting => JobEvent::RestartStarted,
+                        Step::Verifying => JobEvent::VerifyStarted,
+                    })
+                }
                 DriverEvent::Finished(outcome) => {
                     finished = true;
                     JobChange::Event(match outcome {
