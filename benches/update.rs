@@ -423,17 +423,22 @@ fn gx_process() {
         let wall = std::time::Instant::now();
         // The package arrives in chunks, as the VRM link delivers them: the GX never
         // holds it whole.
-        let mut req = request(&[]);
-        req.package = bmsfw_core::staging::UploadAnnouncement::new(
-            "powercore10-4.16.bin".into(),
-            size,
-            64 * 1024,
-            bmsfw_core::staging::Sha256Digest::of_reader(
-                std::fs::File::open(&package_path).unwrap(),
-            )
-            .unwrap(),
+        let sha256 = bmsfw_core::staging::Sha256Digest::of_reader(
+            std::fs::File::open(&package_path).unwrap(),
         )
         .unwrap();
+        let req = bmsfw_core::vrm::UpdateRequest {
+            battery_serial: SERIAL.into(),
+            package: bmsfw_core::staging::UploadAnnouncement::new(
+                "powercore10-4.16.bin".into(),
+                size,
+                64 * 1024,
+                sha256,
+            )
+            .unwrap(),
+            acknowledgements: bmsfw_core::vrm::Acknowledgements::all(),
+            options: bmsfw_core::vrm::UpdateOptions::default(),
+        };
         let id = gx.request_update(req).await.unwrap().job;
         let file = std::fs::File::open(&package_path).unwrap();
         let mut chunk = vec![0u8; 64 * 1024];
