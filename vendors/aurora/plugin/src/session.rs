@@ -28,8 +28,8 @@ use bmsfw_plugin_api::{
 };
 use bmsfw_protocols::isotp::{IsoTpConfig, Padding, Pdu};
 use bmsfw_protocols::uds::{
-    BlockSizing, FlashClient, FlashConfig, FlashEvent, FlashPhase, KeyError, Nrc, Requester,
-    RequesterConfig, RequesterEvent, TransferAck, parse_read_data, read_data_request,
+    BlockSizing, FlashClient, FlashConfig, FlashError, FlashEvent, FlashPhase, KeyError, Nrc,
+    Requester, RequesterConfig, RequesterEvent, TransferAck, parse_read_data, read_data_request,
 };
 use std::collections::VecDeque;
 
@@ -47,6 +47,7 @@ enum State {
     Verify {
         requester: Requester,
         rolled_back: RolledBack,
+        restart: RestartCause,
     },
     /// Finished.
     Done,
@@ -61,6 +62,17 @@ enum RolledBack {
     Yes,
 }
 
+/// Why the battery restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RestartCause {
+    /// The session's reset request.
+    Reset,
+    /// Something else (a power cut) while the image was being checked: the battery came
+    /// back in its default session. Whether it activated the image is for the verify
+    /// step to find out.
+    Unexpected,
+}
+
 /// What the restart poll is doing.
 enum RestartPoll {
     /// Next boot-state poll at this time.
@@ -73,6 +85,7 @@ enum RestartPoll {
 
 struct Restart {
     requester: Requester,
+    cause: RestartCause,
     poll: RestartPoll,
     /// The battery must have answered by then.
     deadline: Timestamp,
@@ -341,19 +354,34 @@ impl AuroraSession {
             }
             FlashEvent::Phase(_) => {}
             FlashEvent::Done { .. } => {
-                self.state = State::Restart(Restart {
-                    // Each poll is sent once: the next one follows 500 ms later anyway.
-                    requester: requester_with(0),
-                    poll: RestartPoll::Waiting(now + RESTART_POLL),
-                    deadline: now + RESTART_SILENCE_MAX,
-                    resets_repeated: 0,
-                });
+                self.restart(now, RestartCause::Reset, now + RESTART_POLL);
+            }
+            FlashEvent::Failed(FlashError::Rejected {
+                phase: FlashPhase::Check | FlashPhase::Reset,
+                nrc: Nrc::ServiceNotSupportedInActiveSession,
+                ..
+            }) => {
+                // The battery lost its programming session while checking or resetting:
+                // it restarted. It may have activated the image first; find out.
+                self.restart(now, RestartCause::Unexpected, now);
             }
             FlashEvent::Failed(error) => {
                 let failure = failure::flash(&error);
                 self.fail(failure);
             }
         }
+    }
+
+    fn restart(&mut self, now: Timestamp, cause: RestartCause, first_poll: Timestamp) {
+        self.installing = true;
+        self.state = State::Restart(Restart {
+            // Each poll is sent once: the next one follows 500 ms later anyway.
+            requester: requester_with(0),
+            cause,
+            poll: RestartPoll::Waiting(first_poll),
+            deadline: now + RESTART_SILENCE_MAX,
+            resets_repeated: 0,
+        });
     }
 
     fn restart_answer(&mut self, now: Timestamp, event: RequesterEvent) {
@@ -406,12 +434,14 @@ impl AuroraSession {
                 ));
             }
         };
+        let cause = restart.cause;
         let mut r = requester();
         match r.request(now, read_data_request(&[DID_APPLICATION_VERSION])) {
             Ok(()) => {
                 self.state = State::Verify {
                     requester: r,
                     rolled_back,
+                    restart: cause,
                 }
             }
             Err(e) => self.fail(Failure::new(
@@ -422,7 +452,12 @@ impl AuroraSession {
     }
 
     fn verified(&mut self, event: RequesterEvent) {
-        let State::Verify { rolled_back, .. } = self.state else {
+        let State::Verify {
+            rolled_back,
+            restart,
+            ..
+        } = self.state
+        else {
             return;
         };
         let data = match event {
@@ -445,6 +480,16 @@ impl AuroraSession {
                 format!(
                     "the new firmware {} did not start; the battery went back to {}",
                     show(wanted),
+                    show(running)
+                ),
+            ));
+        }
+        if running != wanted && restart == RestartCause::Unexpected {
+            return self.fail(Failure::new(
+                ErrorCode::INSTALL_FAILED,
+                format!(
+                    "the battery restarted while it checked the new firmware (a power cut?) \
+                     and keeps {}; retry the update",
                     show(running)
                 ),
             ));

@@ -516,3 +516,30 @@ fn start_checks_the_package_header_and_the_battery() {
     let mut b = Bench::new(Bms::new(), req);
     assert_eq!(b.run().phase, Phase::DONE);
 }
+
+#[test]
+fn a_battery_that_restarts_while_checking_is_verified_for_what_it_runs() {
+    for activated in [true, false] {
+        let mut b = Bench::new(Bms::new(), request(new_package()));
+        // Run until the check has begun on the BMS (it answered response-pending).
+        b.run_until(|b| b.peer.bms().pending.is_some());
+        // The power goes: the BMS loses its session and the check's answer; it comes
+        // back 2 s later, with or without the boot record written.
+        if !activated {
+            b.peer.bms().pending = None;
+            b.peer.bms().boot_state = BOOT_RUNNING;
+        }
+        b.peer.server.restart();
+        b.peer.down_until = Some(b.now + Duration::from_secs(2));
+        let status = b.run();
+        assert!(b.phases.contains(&Phase::RESTARTING), "{:?}", b.phases);
+        if activated {
+            assert_eq!(status.phase, Phase::DONE, "{:?}", status.outcome);
+            assert_eq!(b.peer.bms().running, [4, 16]);
+        } else {
+            let failure = status.outcome.unwrap();
+            assert_eq!(failure.code, ErrorCode::INSTALL_FAILED, "{failure}");
+            assert!(failure.message.contains("keeps v4.15"), "{failure}");
+        }
+    }
+}
