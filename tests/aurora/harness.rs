@@ -3,6 +3,9 @@
 //! bus node in virtual time. It enforces the plugin's declared identifiers and nothing
 //! else: no safety gates, no bus-load budget, no watchdogs, no journal. Those belong to
 //! the engine's driver, which replaces this loop in its own end-to-end tests.
+//!
+//! Shared by the end-to-end tests and the `aurora_transfer` example, which each use a part.
+#![allow(dead_code)]
 
 use aurora_sim::{AuroraBms, AuroraConfig, AuroraHandle};
 use bmsfw_can::CanEvent;
@@ -158,8 +161,8 @@ pub struct Run {
     pub last: SessionReport,
     /// Each phase it entered, with the time.
     pub phases: Vec<(Timestamp, SessionPhase)>,
-    /// The bytes done it reported, each change once.
-    pub progress: Vec<u64>,
+    /// The bytes done it reported, each change once, with the time.
+    pub progress: Vec<(Timestamp, u64)>,
     /// Every BMS-Can frame (identifiers below 0x400) the GX heard, with its time.
     pub telemetry: Vec<(Timestamp, CanFrame)>,
     /// Frames the session sent.
@@ -226,8 +229,8 @@ pub async fn drive(
         if run.phases.last().map(|(_, p)| *p) != Some(report.phase) {
             run.phases.push((now, report.phase));
         }
-        if run.progress.last() != Some(&report.bytes_done) {
-            run.progress.push(report.bytes_done);
+        if run.progress.last().map(|(_, b)| *b) != Some(report.bytes_done) {
+            run.progress.push((now, report.bytes_done));
         }
         hook(&report, now);
         let finished = report.phase.is_final();

@@ -84,7 +84,7 @@ impl FlashBackend for Bms {
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<Duration, Nrc> {
         assert_eq!(offset, self.received.len() as u64, "writes in order");
         self.received.extend_from_slice(data);
-        Ok(Duration::from_micros(1600 * data.len() as u64 / 1024))
+        Ok(Duration::from_micros(500 * data.len() as u64 / 1024))
     }
     fn transfer_exit(&mut self) -> Result<(), Nrc> {
         Ok(())
