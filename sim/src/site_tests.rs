@@ -39,9 +39,15 @@ fn invalid(text: &str) -> (usize, usize, String) {
 #[test]
 fn the_demo_site_parses() {
     let site = SiteDescription::parse(DEMO, "demo.toml").unwrap();
-    assert_eq!(site.buses.len(), 2);
+    assert_eq!(site.buses.len(), 3);
     let batteries = site.batteries();
-    assert_eq!(batteries.len(), 2);
+    assert_eq!(batteries.len(), 3);
+    let shed = &batteries[2];
+    assert_eq!(
+        (shed.bus.as_str(), shed.vendor.as_str()),
+        ("sim2", "aurora")
+    );
+    assert_eq!(shed.config.identity.product_code, 0xA520);
     let house = &batteries[0];
     assert_eq!((house.bus.as_str(), house.name.as_str()), ("sim0", "house"));
     assert_eq!(house.vendor, "voltara");
