@@ -77,10 +77,10 @@ enum RestartCause {
 enum RestartPoll {
     /// Next boot-state poll at this time.
     Waiting(Timestamp),
-    /// A boot-state read is out.
-    Reading,
-    /// A repeated reset request is out.
-    Resetting,
+    /// A boot-state read is out since this time.
+    Reading(Timestamp),
+    /// A repeated reset request is out since this time.
+    Resetting(Timestamp),
 }
 
 struct Restart {
@@ -388,8 +388,13 @@ impl AuroraSession {
         let State::Restart(restart) = &mut self.state else {
             return;
         };
-        let resetting = matches!(restart.poll, RestartPoll::Resetting);
-        restart.poll = RestartPoll::Waiting(now + RESTART_POLL);
+        let (resetting, since) = match restart.poll {
+            RestartPoll::Resetting(since) => (true, since),
+            RestartPoll::Reading(since) => (false, since),
+            RestartPoll::Waiting(_) => (false, now),
+        };
+        // Polls start every 500 ms, however long each waited for its answer.
+        restart.poll = RestartPoll::Waiting(since + RESTART_POLL);
         let data = match event {
             // Silence is expected while the battery restarts: poll again.
             RequesterEvent::NoResponse { .. } => return,
@@ -421,7 +426,7 @@ impl AuroraSession {
                     ));
                 }
                 restart.resets_repeated += 1;
-                restart.poll = RestartPoll::Resetting;
+                restart.poll = RestartPoll::Resetting(now);
                 if restart.requester.request(now, vec![0x11, 0x01]).is_err() {
                     restart.poll = RestartPoll::Waiting(now + RESTART_POLL);
                 }
@@ -526,7 +531,7 @@ impl AuroraSession {
             if now >= at && restart.requester.is_idle() {
                 let poll = read_data_request(&[DID_BOOT_STATE]);
                 restart.poll = match restart.requester.request(now, poll) {
-                    Ok(()) => RestartPoll::Reading,
+                    Ok(()) => RestartPoll::Reading(now),
                     Err(_) => RestartPoll::Waiting(now + RESTART_POLL),
                 };
             }
@@ -604,7 +609,7 @@ impl bmsfw_plugin_api::Session for AuroraSession {
             State::Restart(restart) => {
                 let own = match restart.poll {
                     RestartPoll::Waiting(at) => Some(at.min(restart.deadline)),
-                    RestartPoll::Reading | RestartPoll::Resetting => None,
+                    RestartPoll::Reading(_) | RestartPoll::Resetting(_) => None,
                 };
                 earliest(own, restart.requester.poll_timeout())
             }

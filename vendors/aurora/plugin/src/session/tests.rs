@@ -446,6 +446,13 @@ fn restart_outcomes() {
         silent >= Duration::from_secs(15) && silent < Duration::from_secs(16),
         "{silent:?}"
     );
+    // One boot-state poll every 500 ms from 500 ms after the reset.
+    let polls = b
+        .sent
+        .iter()
+        .filter(|f| f.data()[..4] == [0x03, 0x22, 0xF1, 0xA0])
+        .count();
+    assert_eq!(polls, 29, "polls in 15 s");
 
     // The reset was lost: the battery says "activation pending", the session resets it
     // again.
