@@ -1,11 +1,24 @@
 //! `bmsfw`: one binary that wires the crates together.
 
-use clap::Parser;
+mod cli;
+
+use clap::{Parser, Subcommand};
 
 /// Remote firmware updates for BMS-Can lithium batteries.
 #[derive(Parser, Debug)]
 #[command(name = "bmsfw", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the BMS-Can batteries seen on each bus
+    Devices(cli::devices::DevicesArgs),
+    /// Write the frames of one or more buses to a candump log
+    Capture(cli::capture::CaptureArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -14,6 +27,14 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let _cli = Cli::parse();
-    Ok(())
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Devices(args) => cli::devices::run(args).await,
+            Command::Capture(args) => cli::capture::run(args).await,
+        }
+    })
 }

@@ -5,6 +5,3 @@
 pub mod battery;
 pub mod bus;
 pub mod site;
-
-#[cfg(test)]
-mod site_tests;

@@ -22,6 +22,12 @@
 //! Unknown keys are refused. Every error names the file, the line and the column of
 //! the offending value.
 
+mod running;
+#[cfg(test)]
+mod tests;
+
+pub use running::{RunningBattery, RunningSite, StartError};
+
 use crate::battery::config::{BatteryConfig, CurrentProfile, ExtremeCellIds, IdentityConfig};
 use serde::Deserialize;
 use std::collections::BTreeSet;

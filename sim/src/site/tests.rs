@@ -1,10 +1,10 @@
 //! Site files: the demo parses, and every kind of mistake is reported at its line and
 //! column.
 
-use super::site::*;
+use super::*;
 use crate::battery::CurrentProfile;
 
-const DEMO: &str = include_str!("../../config/demo.toml");
+const DEMO: &str = include_str!("../../../config/demo.toml");
 
 const MINIMAL: &str = r#"[[bus]]
 name = "sim0"
@@ -174,5 +174,46 @@ fn a_missing_file_names_its_path() {
     assert!(
         err.to_string().starts_with("/nonexistent/site.toml: "),
         "{err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_started_site_runs_its_batteries_on_their_buses() {
+    use crate::battery::{DriverExit, PowerState};
+    use bmsfw_can::{CanEvent, CanInterface};
+    use std::time::Duration;
+
+    let site = SiteDescription::parse(DEMO, "demo.toml")
+        .unwrap()
+        .start()
+        .unwrap();
+    assert_eq!(site.buses().len(), 2);
+    assert_eq!(site.bus("sim1").unwrap().bitrate(), 500_000);
+    let listener = site.bus("sim1").unwrap().attach("gx");
+    let mut manufacturers = std::collections::BTreeSet::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Ok(CanEvent::Frame(rx))) = tokio::time::timeout_at(until, listener.recv()).await {
+        if rx.frame.id().raw() == 0x35E {
+            manufacturers.insert(rx.frame.data().to_vec());
+        }
+    }
+    // Only the battery of sim1 is heard on sim1.
+    assert_eq!(
+        manufacturers.into_iter().collect::<Vec<_>>(),
+        vec![b"NORDCELL".to_vec()]
+    );
+    assert_eq!(listener.name(), "sim1");
+    let garage = site.battery("garage").unwrap();
+    assert!((garage.snapshot().current - -8.5).abs() < 1e-9);
+    garage.power_cut();
+    assert_eq!(garage.snapshot().power, PowerState::Off);
+    assert!(site.battery("nobody").is_none());
+    let exits = site.shutdown().await;
+    assert_eq!(
+        exits,
+        vec![
+            ("house".to_owned(), Ok(DriverExit::Stopped)),
+            ("garage".to_owned(), Ok(DriverExit::Stopped))
+        ]
     );
 }
