@@ -217,3 +217,75 @@ async fn a_started_site_runs_its_batteries_on_their_buses() {
         ]
     );
 }
+
+#[test]
+fn an_oversized_file_is_refused_before_parsing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.toml");
+    let mut text = DEMO.to_owned();
+    while (text.len() as u64) <= MAX_SITE_FILE {
+        text.push_str("# padding padding padding padding padding padding padding\n");
+    }
+    std::fs::write(&path, &text).unwrap();
+    let err = SiteDescription::load(&path).unwrap_err();
+    assert!(
+        err.to_string().contains("larger than 1048576 bytes"),
+        "{err}"
+    );
+    std::fs::write(&path, DEMO).unwrap();
+    assert_eq!(SiteDescription::load(&path).unwrap().buses.len(), 2);
+}
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check(text: &str) {
+        match SiteDescription::parse(text, "p.toml") {
+            Ok(site) => {
+                for b in site.batteries() {
+                    b.config.validate().unwrap();
+                }
+            }
+            Err(SiteError::Invalid {
+                line,
+                column,
+                message,
+                ..
+            }) => {
+                let lines = text.split('\n').count();
+                assert!(
+                    line >= 1 && line <= lines,
+                    "line {line} of {lines}: {message}"
+                );
+                assert!(column >= 1, "{message}");
+                assert!(!message.is_empty());
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn any_text_is_parsed_or_located(text in "\\PC{0,300}") {
+            check(&text);
+        }
+
+        #[test]
+        fn a_damaged_demo_is_parsed_or_located(
+            at in 0usize..4000,
+            cut in 0usize..40,
+            insert in "[ -~\\n]{0,12}",
+        ) {
+            let mut text = DEMO.to_owned();
+            let at = at.min(text.len());
+            let end = (at + cut).min(text.len());
+            if text.is_char_boundary(at) && text.is_char_boundary(end) {
+                text.replace_range(at..end, &insert);
+                check(&text);
+            }
+        }
+    }
+}
