@@ -18,6 +18,8 @@ enum Command {
     Devices(cli::devices::DevicesArgs),
     /// Write the frames of one or more buses to a candump log
     Capture(cli::capture::CaptureArgs),
+    /// Print the update history and event log kept in a GX state directory.
+    History(cli::history::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,13 +30,17 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    match cli.command {
+        Command::Devices(args) => runtime()?.block_on(cli::devices::run(args)),
+        Command::Capture(args) => runtime()?.block_on(cli::capture::run(args)),
+        Command::History(args) => cli::history::run(&args),
+    }
+}
+
+/// A single-threaded runtime: the commands wait on a few interfaces, and the GX has
+/// little CPU to spare.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        match cli.command {
-            Command::Devices(args) => cli::devices::run(args).await,
-            Command::Capture(args) => cli::capture::run(args).await,
-        }
-    })
+        .build()
 }

@@ -2,5 +2,6 @@
 
 pub mod capture;
 pub mod devices;
+pub mod history;
 mod listen;
 mod source;
