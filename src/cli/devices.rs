@@ -191,6 +191,9 @@ fn notes(r: &BusReport) -> Vec<String> {
     for (kind, reason, n) in r.monitor.rejections().iter() {
         notes.push(format!("{n} frames {kind} rejected ({reason})"));
     }
+    if let Some(f) = &r.keep_alive_failure {
+        notes.push(format!("keep-alive stopped: {f}"));
+    }
     if let Some(f) = &r.failure {
         notes.push(format!("listening stopped early: {f}"));
     }
@@ -223,6 +226,7 @@ mod tests {
             state: ControllerState::ErrorActive,
             bitrate: Some(500_000),
             failure: None,
+            keep_alive_failure: None,
         }
     }
 
@@ -247,6 +251,7 @@ mod tests {
         let mut silent = report("can1", &[]);
         silent.bitrate = Some(250_000);
         silent.bus_errors = 3;
+        silent.keep_alive_failure = Some("CAN interface can1 is bus-off".into());
         let table = render(&[heard, silent], ms(1500));
         let lines: Vec<&str> = table.lines().collect();
         assert!(
@@ -277,6 +282,7 @@ mod tests {
         );
         assert!(table.contains("can1: bit rate 250000 bit/s; remote updates need 500000"));
         assert!(table.contains("can1: 3 bus errors"));
+        assert!(table.contains("can1: keep-alive stopped: CAN interface can1 is bus-off"));
         // Columns line up: every row has the STATUS column at the same character.
         let status_col = lines[0].find("STATUS").unwrap();
         assert_eq!(lines[1].chars().count() - "communicating".len(), status_col);
