@@ -3,6 +3,7 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 /// Remote firmware updates for BMS-Can lithium batteries.
 #[derive(Parser, Debug)]
@@ -20,9 +21,12 @@ enum Command {
     Capture(cli::capture::CaptureArgs),
     /// Print the update history and event log kept in a GX state directory.
     History(cli::history::Args),
+    /// Vendor plugins: check a library against the allowlist, list the plugin directory.
+    #[command(subcommand)]
+    Plugin(cli::plugin::PluginCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -31,9 +35,14 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Devices(args) => runtime()?.block_on(cli::devices::run(args)),
-        Command::Capture(args) => runtime()?.block_on(cli::capture::run(args)),
-        Command::History(args) => cli::history::run(&args),
+        Command::Devices(args) => runtime()?
+            .block_on(cli::devices::run(args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Capture(args) => runtime()?
+            .block_on(cli::capture::run(args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::History(args) => cli::history::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Plugin(command) => cli::plugin::run(command),
     }
 }
 

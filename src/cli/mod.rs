@@ -4,4 +4,5 @@ pub mod capture;
 pub mod devices;
 pub mod history;
 mod listen;
+pub mod plugin;
 mod source;
