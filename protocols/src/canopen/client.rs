@@ -55,7 +55,9 @@ pub struct SdoClientConfig {
     pub channel: SdoChannel,
     /// Longest wait for a response once a request (or a sub-block's last segment) went
     /// out. On expiry the client aborts with [`AbortCode::Timeout`]. It must cover the
-    /// server's write time for a sub-block and its sub-block timeout. Default 1000 ms.
+    /// server's write time for a sub-block and its sub-block timeout. The clock starts
+    /// when `poll_transmit` hands the frame out, so a caller that queues frames deep in a
+    /// driver must allow for the queue too. Default 1000 ms.
     pub timeout: Duration,
     /// Whether the client computes the CRC-16 of block downloads. Default supported.
     pub crc: CrcSupport,

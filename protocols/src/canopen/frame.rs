@@ -197,7 +197,8 @@ impl<const N: usize> std::fmt::Debug for FrameData<N> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InitiatePayload {
     /// The whole value, 1 to 4 bytes (`e` = 1). A frame without a size indication
-    /// (`s` = 0) is read as 4 bytes.
+    /// (`s` = 0) is read as 4 bytes. An empty value cannot be expedited: it is encoded
+    /// as a segmented initiate of size 0.
     Expedited(ExpeditedData),
     /// Segments follow (`e` = 0), with the total size when indicated (`s` = 1).
     Segmented {
