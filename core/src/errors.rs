@@ -1,0 +1,350 @@
+//! The catalogue of stable numeric error codes shown to installers.
+//!
+//! Every code the engine or a vendor plugin can report lives in the single table below, with
+//! a stable name, the title the installer sees, what it means and how to resolve it. The
+//! installer-facing `docs/errors.md` is generated from this table ([`render_markdown`]) and a
+//! test fails when the two differ.
+//!
+//! The code space is shared across the project:
+//!
+//! | range | owner |
+//! |---|---|
+//! | 700-719 | engine: upload to the GX device and staging |
+//! | 720-739 | engine: safety gates, one code per gate |
+//! | 740-749 | engine: the update itself (GX restart, plugin contract, bus budget, watchdog) |
+//! | 750-799 | reported by vendor plugins, with fixed meanings |
+//! | 900-999 | vendor-specific; the plugin's message explains |
+//!
+//! Codes are plain `u32` numbers here. The plugin-reported codes (750 and up) are the same
+//! numbers the plugin contract carries.
+
+use std::ops::RangeInclusive;
+
+/// One entry of the catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorInfo {
+    /// The stable number shown to installers and carried in MQTT, the event log and the portal.
+    pub code: u32,
+    /// Stable machine name (SCREAMING_SNAKE_CASE).
+    pub name: &'static str,
+    /// Short title as the portal shows it.
+    pub title: &'static str,
+    /// What happened, in the installer's words.
+    pub meaning: &'static str,
+    /// What the installer should do, in order.
+    pub resolution: &'static [&'static str],
+}
+
+/// Codes 900 to 999: meanings defined by each vendor's plugin.
+pub const VENDOR_SPECIFIC: RangeInclusive<u32> = 900..=999;
+
+/// The entry that describes every vendor-specific code.
+pub const VENDOR_SPECIFIC_INFO: ErrorInfo = ErrorInfo {
+    code: 900,
+    name: "VENDOR_SPECIFIC",
+    title: "Battery manufacturer error",
+    meaning: "The battery manufacturer's update software reported an error of its own; its message explains it.",
+    resolution: &[
+        "Note the complete error message and code",
+        "Contact the battery manufacturer with the diagnostic data",
+    ],
+};
+
+macro_rules! catalogue {
+    ($( $code:literal $name:ident $title:literal $meaning:literal [ $($res:literal),+ $(,)? ] ;)+) => {
+        /// The numeric codes as named constants.
+        pub mod codes {
+            $(
+                #[doc = $title]
+                pub const $name: u32 = $code;
+            )+
+        }
+
+        /// The catalogue: every fixed code, in ascending order.
+        pub const CATALOGUE: &[ErrorInfo] = &[
+            $(
+                ErrorInfo {
+                    code: $code,
+                    name: stringify!($name),
+                    title: $title,
+                    meaning: $meaning,
+                    resolution: &[$($res),+],
+                },
+            )+
+        ];
+    };
+}
+
+catalogue! {
+    700 UPLOAD_REQUEST_INVALID "Upload request invalid"
+        "The upload request named an impossible file size, chunk size or checksum."
+        ["Start the upload again from the VRM Portal",
+         "If it fails again, contact Victron support: the portal and the GX device disagree on the upload format"];
+    701 PACKAGE_TOO_LARGE "Firmware file too large"
+        "The firmware file is larger than the GX device accepts for a battery update."
+        ["Check that the file is the battery firmware file from the manufacturer and not an archive of several files",
+         "Contact the battery manufacturer if the file is correct"];
+    702 INSUFFICIENT_STORAGE "Not enough storage on the GX device"
+        "The GX device does not have enough free storage to keep the firmware file during the update."
+        ["Free storage on the GX device (remove unused data logs or large files)",
+         "Restart the GX device and start the update again"];
+    703 CHUNK_OUT_OF_RANGE "Upload data out of range"
+        "A part of the upload lies beyond the announced file size."
+        ["Start the upload again from the VRM Portal"];
+    704 CHUNK_WRONG_LENGTH "Upload data of wrong length"
+        "A part of the upload has a different length than announced."
+        ["Start the upload again from the VRM Portal"];
+    705 UPLOAD_CORRUPTED "Upload corrupted"
+        "The file received by the GX device differs from the uploaded file (checksum mismatch). The received copy was deleted."
+        ["Upload the file again",
+         "If it fails again, check the internet connection of the GX device"];
+    706 STAGING_STORAGE_ERROR "GX storage error"
+        "The GX device could not read or write the firmware file on its storage."
+        ["Restart the GX device and start the update again",
+         "If it fails again, contact Victron support"];
+    707 NO_MATCHING_PLUGIN "Firmware file not supported"
+        "No approved battery update plugin on the GX device reads this firmware file."
+        ["Check that the file is meant for this battery model",
+         "Update the GX device firmware; contact the battery manufacturer if the file is correct"];
+    708 UPLOAD_INCOMPLETE "Upload incomplete"
+        "The upload ended before every part of the firmware file arrived on the GX device."
+        ["Start the upload again; it continues from the first missing part"];
+    709 STAGED_PACKAGE_DAMAGED "Stored firmware file damaged"
+        "The firmware file kept on the GX device is missing or no longer matches its checksum."
+        ["Upload the firmware file again",
+         "If it happens again, contact Victron support: the GX storage may be failing"];
+    740 GX_RESTARTED "GX device restarted during the update"
+        "The GX device restarted while the update was in a step that cannot be resumed."
+        ["Check the battery's firmware version and status in the device list",
+         "Retry the update: the firmware file is still on the GX device",
+         "Contact the battery manufacturer if the battery does not communicate"];
+    741 PLUGIN_CAN_ID_VIOLATION "Update stopped: unexpected CAN traffic"
+        "The battery update plugin tried to send on a CAN identifier it did not declare; the update was stopped."
+        ["Contact the battery manufacturer: their update plugin broke the rules it was approved under",
+         "Report the diagnostic data to Victron support"];
+    742 BUS_BUDGET_EXCEEDED "Update stopped: CAN bus overloaded"
+        "The update could not keep the BMS-Can bus load within its limit."
+        ["Check for other devices or traffic on the BMS-Can bus",
+         "Retry the update"];
+    743 WATCHDOG_EXPIRED "Update stopped: no progress"
+        "The update made no progress within the time the battery's plugin allows."
+        ["Check that the battery is powered and communicating",
+         "Retry the update; contact the battery manufacturer if it fails again"];
+    750 TIMEOUT "Battery did not answer"
+        "The battery's BMS did not answer in time during the transfer."
+        ["Check the BMS-Can cabling and termination",
+         "Retry the update; contact the battery manufacturer if it fails again"];
+    751 PROTOCOL_ERROR "Unexpected answer from battery"
+        "The battery's BMS sent an unexpected or malformed answer."
+        ["Retry the update",
+         "Contact the battery manufacturer if the problem persists"];
+    752 REJECTED_BY_BMS "Battery refused the update"
+        "The battery's BMS refused a step of the update."
+        ["Check the battery's state (alarms, state of charge)",
+         "Contact the battery manufacturer if the problem persists"];
+    753 ABORTED "Update aborted"
+        "The update was aborted on request or because a safety condition stopped being met."
+        ["Read the event log for the reason",
+         "Retry the update once the condition is resolved"];
+    754 PLUGIN_FAULT "Battery update plugin failed"
+        "The battery manufacturer's update plugin crashed or broke its contract."
+        ["Contact the battery manufacturer with the diagnostic data"];
+    755 TRANSFER_FAILED "Transfer to battery failed"
+        "The firmware transfer to the battery failed."
+        ["Retry the update",
+         "Contact the battery manufacturer if the problem persists"];
+    760 PACKAGE_INVALID "Firmware file invalid"
+        "The firmware file is not a valid package for this battery's update plugin."
+        ["Obtain a new copy of the firmware file from the manufacturer"];
+    761 PACKAGE_WRONG_PRODUCT "Firmware file for another product"
+        "The firmware file is meant for another battery model."
+        ["Check that the file matches the battery model shown in the device list",
+         "Obtain the right file from the battery manufacturer"];
+    762 SIGNATURE_INVALID "Firmware signature invalid"
+        "The firmware file's signature is missing or does not verify."
+        ["Obtain a new copy of the firmware file from the manufacturer"];
+    780 VERIFICATION_FAILED "Verification failed"
+        "Firmware package signature or checksum verification failed."
+        ["If using uploaded firmware file, obtain a new copy from the manufacturer",
+         "Contact battery manufacturer if problem persists"];
+    781 INSTALL_FAILED "Installation failed"
+        "The battery's BMS could not apply the firmware; it keeps its previous firmware."
+        ["Retry the update",
+         "Contact the battery manufacturer if the problem persists"];
+    782 RESTART_FAILED "Battery did not restart"
+        "The battery did not come back after restarting with the new firmware."
+        ["Check that the battery is powered and its BMS-Can cable connected",
+         "Contact the battery manufacturer for support or RMA if it does not recover"];
+    783 VERSION_MISMATCH "Unexpected firmware version"
+        "After the restart the battery reports another firmware version than the one in the file."
+        ["Check the firmware version in the device list (hexadecimal encodings may differ)",
+         "Contact the battery manufacturer if the version is wrong"];
+    784 MODULE_UPDATE_FAILED "Battery module update failed"
+        "A battery module behind the BMS failed to update."
+        ["Check the module status in the battery's own display or app",
+         "Contact the battery manufacturer"];
+}
+
+/// The catalogue entry of `code`: a fixed entry, or [`VENDOR_SPECIFIC_INFO`] for 900 to 999.
+pub fn lookup(code: u32) -> Option<&'static ErrorInfo> {
+    if VENDOR_SPECIFIC.contains(&code) {
+        return Some(&VENDOR_SPECIFIC_INFO);
+    }
+    CATALOGUE
+        .binary_search_by_key(&code, |info| info.code)
+        .ok()
+        .map(|i| &CATALOGUE[i])
+}
+
+/// The stable name of `code`, or `"UNKNOWN"` for a number outside the catalogue.
+pub fn name_of(code: u32) -> &'static str {
+    lookup(code).map_or("UNKNOWN", |info| info.name)
+}
+
+/// The installer-facing error page (`docs/errors.md`), generated from the catalogue.
+pub fn render_markdown() -> String {
+    let mut out = String::new();
+    out.push_str("# Update error codes\n\n");
+    out.push_str(
+        "Every failed battery firmware update ends with one of these codes. The VRM Portal \
+         shows the code and the message; the event log keeps both. This page is generated \
+         from the engine's catalogue (`core/src/errors.rs`); a test fails when they differ.\n\n",
+    );
+    out.push_str("| range | reported by |\n|---|---|\n");
+    out.push_str("| 700-719 | the GX device: upload and storage of the firmware file |\n");
+    out.push_str("| 720-739 | the GX device: safety checks before and during the update |\n");
+    out.push_str("| 740-749 | the GX device: the update itself |\n");
+    out.push_str("| 750-799 | the battery's update plugin, with the meanings below |\n");
+    out.push_str(
+        "| 900-999 | the battery's update plugin, meaning defined by the manufacturer |\n\n",
+    );
+    for info in CATALOGUE
+        .iter()
+        .chain(std::iter::once(&VENDOR_SPECIFIC_INFO))
+    {
+        if info.code == VENDOR_SPECIFIC_INFO.code {
+            out.push_str(&format!("## 900-999 {}\n\n", info.title));
+        } else {
+            out.push_str(&format!("## {} {}\n\n", info.code, info.title));
+        }
+        out.push_str(&format!(
+            "Name: `{}`\n\n{}\n\nResolution:\n\n",
+            info.name, info.meaning
+        ));
+        for step in info.resolution {
+            out.push_str(&format!("- {step}\n"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::path::Path;
+
+    #[test]
+    fn codes_ascend_and_are_unique() {
+        for pair in CATALOGUE.windows(2) {
+            assert!(
+                pair[0].code < pair[1].code,
+                "{} must come before {}",
+                pair[0].code,
+                pair[1].code
+            );
+        }
+        let names: HashSet<_> = CATALOGUE.iter().map(|i| i.name).collect();
+        assert_eq!(names.len(), CATALOGUE.len(), "names must be unique");
+        assert!(!names.contains(VENDOR_SPECIFIC_INFO.name));
+    }
+
+    #[test]
+    fn every_code_sits_in_its_agreed_range() {
+        for info in CATALOGUE {
+            assert!(
+                (700..=749).contains(&info.code) || (750..=799).contains(&info.code),
+                "{} {} is outside the engine and plugin ranges",
+                info.code,
+                info.name
+            );
+            assert!(!info.title.is_empty() && !info.meaning.is_empty());
+            assert!(!info.resolution.is_empty());
+        }
+    }
+
+    #[test]
+    fn plugin_codes_keep_their_agreed_numbers() {
+        let agreed = [
+            (750, "TIMEOUT"),
+            (751, "PROTOCOL_ERROR"),
+            (752, "REJECTED_BY_BMS"),
+            (753, "ABORTED"),
+            (754, "PLUGIN_FAULT"),
+            (755, "TRANSFER_FAILED"),
+            (760, "PACKAGE_INVALID"),
+            (761, "PACKAGE_WRONG_PRODUCT"),
+            (762, "SIGNATURE_INVALID"),
+            (780, "VERIFICATION_FAILED"),
+            (781, "INSTALL_FAILED"),
+            (782, "RESTART_FAILED"),
+            (783, "VERSION_MISMATCH"),
+            (784, "MODULE_UPDATE_FAILED"),
+            (740, "GX_RESTARTED"),
+        ];
+        for (code, name) in agreed {
+            assert_eq!(name_of(code), name, "code {code}");
+        }
+    }
+
+    #[test]
+    fn verification_failed_carries_the_manuals_text() {
+        let info = lookup(codes::VERIFICATION_FAILED).unwrap();
+        assert_eq!(info.code, 780);
+        assert_eq!(info.title, "Verification failed");
+        assert_eq!(
+            info.meaning,
+            "Firmware package signature or checksum verification failed."
+        );
+        assert_eq!(
+            info.resolution,
+            &[
+                "If using uploaded firmware file, obtain a new copy from the manufacturer",
+                "Contact battery manufacturer if problem persists",
+            ]
+        );
+    }
+
+    #[test]
+    fn lookup_covers_vendor_range_and_rejects_unknown() {
+        assert_eq!(lookup(900).unwrap().name, "VENDOR_SPECIFIC");
+        assert_eq!(lookup(999).unwrap().name, "VENDOR_SPECIFIC");
+        assert_eq!(lookup(1000), None);
+        assert_eq!(lookup(0), None);
+        assert_eq!(name_of(12345), "UNKNOWN");
+        for info in CATALOGUE {
+            assert_eq!(lookup(info.code), Some(info));
+        }
+    }
+
+    /// `docs/errors.md` must be exactly what the catalogue renders. Regenerate it with
+    /// `BMSFW_BLESS=1 cargo test -p bmsfw-core errors::`.
+    #[test]
+    fn installer_docs_match_the_catalogue() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/errors.md");
+        let rendered = render_markdown();
+        if std::env::var_os("BMSFW_BLESS").is_some() {
+            std::fs::write(&path, &rendered).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == rendered,
+            "docs/errors.md differs from core/src/errors.rs; regenerate it with \
+             `BMSFW_BLESS=1 cargo test -p bmsfw-core errors::`"
+        );
+        for info in CATALOGUE {
+            assert!(on_disk.contains(&format!("## {} {}", info.code, info.title)));
+        }
+    }
+}

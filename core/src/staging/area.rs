@@ -1,0 +1,316 @@
+//! The staging directory: partial uploads and staged packages.
+
+use crate::journal::durable::{TEMP_SUFFIX, ensure_dir, read_bounded, sync_dir, write_atomic};
+use crate::staging::announcement::UploadAnnouncement;
+use crate::staging::bitmap::{ChunkBitmap, UploadState};
+use crate::staging::digest::Sha256Digest;
+use crate::staging::error::StagingError;
+use crate::staging::inspect::PackageInspector;
+use crate::staging::space::available_bytes;
+use crate::staging::staged::StagedPackage;
+use crate::staging::upload::{
+    Upload, UploadData, package_file_name, received_bytes, verify_and_inspect,
+};
+use std::collections::HashSet;
+use std::fs::{self, OpenOptions};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+/// Largest upload state file read back (the bitmap of 65 536 chunks is 16 KiB in hex).
+const MAX_STATE_FILE: u64 = 64 * 1024;
+
+/// Limits of the staging area.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagingConfig {
+    /// The staging directory (created when missing).
+    pub dir: PathBuf,
+    /// Largest package accepted, in bytes.
+    pub max_package_size: u64,
+    /// Free space that must remain after the package is written, in bytes.
+    pub free_space_margin: u64,
+}
+
+impl StagingConfig {
+    /// Default largest package: 64 MiB.
+    pub const DEFAULT_MAX_PACKAGE_SIZE: u64 = 64 * 1024 * 1024;
+    /// Default free-space margin: 8 MiB.
+    pub const DEFAULT_FREE_SPACE_MARGIN: u64 = 8 * 1024 * 1024;
+
+    /// The defaults, in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> StagingConfig {
+        StagingConfig {
+            dir: dir.into(),
+            max_package_size: Self::DEFAULT_MAX_PACKAGE_SIZE,
+            free_space_margin: Self::DEFAULT_FREE_SPACE_MARGIN,
+        }
+    }
+}
+
+/// The staging area on the GX's disk.
+///
+/// Layout: `incoming/<sha256>.part` holds a partial upload's bytes at their final offsets,
+/// `incoming/<sha256>.upload` its announcement and received-chunk bitmap (replaced
+/// atomically after every stored chunk), `packages/<sha256>.pkg` the staged packages. One
+/// upload of a given package runs at a time.
+#[derive(Debug, Clone)]
+pub struct StagingArea {
+    config: StagingConfig,
+    incoming: PathBuf,
+    packages: PathBuf,
+}
+
+fn part_name(sha256: &Sha256Digest) -> String {
+    format!("{sha256}.part")
+}
+
+fn state_name(sha256: &Sha256Digest) -> String {
+    format!("{sha256}.upload")
+}
+
+impl StagingArea {
+    /// Opens (creating) the staging directory.
+    pub fn open(config: StagingConfig) -> Result<StagingArea, StagingError> {
+        let incoming = config.dir.join("incoming");
+        let packages = config.dir.join("packages");
+        for dir in [&incoming, &packages] {
+            ensure_dir(dir).map_err(|e| StagingError::io("create", dir, e))?;
+        }
+        Ok(StagingArea {
+            config,
+            incoming,
+            packages,
+        })
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &StagingConfig {
+        &self.config
+    }
+
+    /// Bytes free for the daemon on the staging file system.
+    pub fn available_space(&self) -> Result<u64, StagingError> {
+        available_bytes(&self.config.dir)
+            .map_err(|e| StagingError::io("statvfs", &self.config.dir, e))
+    }
+
+    /// Starts or resumes the upload of `announcement`'s package.
+    ///
+    /// - refuses a package above the size limit (701) or when the free space is below the
+    ///   bytes still to come plus the margin (702);
+    /// - resumes a partial upload of the same package (same digest, size and chunk size)
+    ///   left by an earlier run: [`Upload::first_missing`] tells the link where to continue;
+    ///   a partial upload with other geometry or a damaged state file is discarded;
+    /// - a package already staged comes back complete, to be verified again by
+    ///   [`Upload::finish`].
+    pub fn begin(&self, announcement: &UploadAnnouncement) -> Result<Upload, StagingError> {
+        let size = announcement.size();
+        if size > self.config.max_package_size {
+            return Err(StagingError::TooLarge {
+                size,
+                max: self.config.max_package_size,
+            });
+        }
+        let sha256 = announcement.sha256();
+        let staged = self.packages.join(package_file_name(&sha256));
+        if staged.is_file() {
+            let mut bitmap = ChunkBitmap::new(announcement.chunk_count());
+            for i in 0..bitmap.count() {
+                bitmap.insert(i);
+            }
+            return Ok(self.upload(announcement, bitmap, UploadData::Staged { path: staged }));
+        }
+        let bitmap = self
+            .resumable_bitmap(announcement)
+            .unwrap_or_else(|| ChunkBitmap::new(announcement.chunk_count()));
+        let resumed = bitmap.received() > 0;
+        let still_to_come = size - received_bytes(announcement, &bitmap);
+        let needed = still_to_come.saturating_add(self.config.free_space_margin);
+        let available = self.available_space()?;
+        if available < needed {
+            return Err(StagingError::InsufficientSpace {
+                path: self.config.dir.clone(),
+                needed,
+                available,
+            });
+        }
+        let part = self.incoming.join(part_name(&sha256));
+        let state = state_name(&sha256);
+        let file = if resumed {
+            OpenOptions::new()
+                .write(true)
+                .read(true)
+                .open(&part)
+                .map_err(|e| StagingError::io("reopen partial upload", &part, e))?
+        } else {
+            let file = OpenOptions::new()
+                .write(true)
+                .read(true)
+                .create(true)
+                .truncate(true)
+                .open(&part)
+                .map_err(|e| StagingError::io("create", &part, e))?;
+            file.set_len(size)
+                .and_then(|()| file.sync_all())
+                .and_then(|()| sync_dir(&self.incoming))
+                .map_err(|e| StagingError::io("allocate", &part, e))?;
+            write_atomic(
+                &self.incoming,
+                &state,
+                &UploadState::encode(announcement, &bitmap),
+            )
+            .map_err(|e| StagingError::io("record upload in", self.incoming.join(&state), e))?;
+            file
+        };
+        if resumed {
+            tracing::info!(
+                %sha256,
+                first_missing = ?bitmap.first_missing(),
+                received = bitmap.received(),
+                "resuming partial upload"
+            );
+        }
+        let data = UploadData::Incoming {
+            file,
+            part,
+            state_name: state,
+        };
+        Ok(self.upload(announcement, bitmap, data))
+    }
+
+    fn upload(
+        &self,
+        announcement: &UploadAnnouncement,
+        bitmap: ChunkBitmap,
+        data: UploadData,
+    ) -> Upload {
+        Upload {
+            announcement: announcement.clone(),
+            bitmap,
+            data,
+            incoming_dir: self.incoming.clone(),
+            packages_dir: self.packages.clone(),
+        }
+    }
+
+    /// The bitmap of a partial upload of exactly this package, if one is on disk intact.
+    fn resumable_bitmap(&self, announcement: &UploadAnnouncement) -> Option<ChunkBitmap> {
+        let sha256 = announcement.sha256();
+        let state_path = self.incoming.join(state_name(&sha256));
+        let part = self.incoming.join(part_name(&sha256));
+        let bytes = match read_bounded(&state_path, MAX_STATE_FILE) {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => {
+                tracing::warn!(path = %state_path.display(), "upload state file too large; restarting upload");
+                return None;
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %state_path.display(), error = %e, "upload state unreadable; restarting upload");
+                return None;
+            }
+        };
+        let (stored, bitmap) = match UploadState::decode(&bytes) {
+            Ok(state) => state,
+            Err(reason) => {
+                tracing::warn!(path = %state_path.display(), %reason, "upload state damaged; restarting upload");
+                return None;
+            }
+        };
+        if stored.size() != announcement.size()
+            || stored.chunk_size() != announcement.chunk_size()
+            || stored.sha256() != sha256
+        {
+            tracing::warn!(%sha256, "partial upload has another geometry; restarting upload");
+            return None;
+        }
+        match fs::metadata(&part) {
+            Ok(m) if m.len() == announcement.size() => Some(bitmap),
+            _ => {
+                tracing::warn!(path = %part.display(), "partial upload data missing or resized; restarting upload");
+                None
+            }
+        }
+    }
+
+    /// The staged package of `announcement`, verified again (digest and plugin) as stage 2
+    /// needs it after a restart. A missing or altered file gives 709 (and is deleted).
+    pub fn staged(
+        &self,
+        announcement: &UploadAnnouncement,
+        inspector: &dyn PackageInspector,
+    ) -> Result<StagedPackage, StagingError> {
+        let path = self
+            .packages
+            .join(package_file_name(&announcement.sha256()));
+        verify_and_inspect(announcement, path, inspector, true)
+    }
+
+    /// Whether a staged package with this digest is on disk (not verified).
+    pub fn is_staged(&self, sha256: &Sha256Digest) -> bool {
+        self.packages.join(package_file_name(sha256)).is_file()
+    }
+
+    /// Deletes the partial upload and the staged package of `sha256`, if any.
+    pub fn remove(&self, sha256: &Sha256Digest) -> Result<(), StagingError> {
+        for path in [
+            self.incoming.join(state_name(sha256)),
+            self.incoming.join(part_name(sha256)),
+            self.packages.join(package_file_name(sha256)),
+        ] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(StagingError::io("delete", &path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes partial uploads, staged packages and temp files of every package not in
+    /// `keep` (the packages that jobs can still use). Files the staging area did not create
+    /// are left alone. Returns what was deleted.
+    pub fn collect_garbage(
+        &self,
+        keep: &HashSet<Sha256Digest>,
+    ) -> Result<Vec<PathBuf>, StagingError> {
+        let mut removed = Vec::new();
+        for dir in [&self.incoming, &self.packages] {
+            let entries = fs::read_dir(dir).map_err(|e| StagingError::io("list", dir, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| StagingError::io("list", dir, e))?;
+                let path = entry.path();
+                if owned_file_is_garbage(&path, keep) {
+                    match fs::remove_file(&path) {
+                        Ok(()) => removed.push(path),
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), error = %e, "could not delete")
+                        }
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Whether `path` is a staging file (`<sha256>.part|.upload|.pkg`, maybe with the temp
+/// suffix) whose package is not kept. Temp files are always garbage.
+fn owned_file_is_garbage(path: &Path, keep: &HashSet<Sha256Digest>) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let (name, temp) = match name.strip_suffix(TEMP_SUFFIX) {
+        Some(base) => (base, true),
+        None => (name, false),
+    };
+    let Some((stem, ext)) = name.split_once('.') else {
+        return false;
+    };
+    if !matches!(ext, "part" | "upload" | "pkg") {
+        return false;
+    }
+    let Ok(sha256) = stem.parse::<Sha256Digest>() else {
+        return false;
+    };
+    temp || !keep.contains(&sha256)
+}

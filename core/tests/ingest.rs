@@ -1,0 +1,427 @@
+//! Stage 1 end to end on a real directory: chunks in any order, repeats, refusals, digest
+//! mismatch, plugin refusal, and a GX restart in the middle of an upload.
+
+mod common;
+
+use bmsfw_core::staging::{
+    ChunkOutcome, Sha256Digest, StagingArea, StagingConfig, StagingError, UploadAnnouncement,
+};
+use common::{TestInspector, build_package};
+use proptest::prelude::*;
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+const PRODUCT: &str = "AX-5";
+
+fn area(dir: &Path) -> StagingArea {
+    let mut config = StagingConfig::new(dir);
+    config.free_space_margin = 0;
+    StagingArea::open(config).unwrap()
+}
+
+fn announce(bytes: &[u8], chunk: u32) -> UploadAnnouncement {
+    UploadAnnouncement::new(
+        "ax5.bin".into(),
+        bytes.len() as u64,
+        chunk,
+        Sha256Digest::of(bytes),
+    )
+    .unwrap()
+}
+
+fn chunk(bytes: &[u8], ann: &UploadAnnouncement, i: u32) -> Vec<u8> {
+    let start = ann.chunk_offset(i) as usize;
+    let len = ann.chunk_len(i).unwrap() as usize;
+    bytes[start..start + len].to_vec()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn in_order_upload_is_staged_with_its_plugin_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = area(dir.path());
+    let bytes = build_package(PRODUCT, [4, 15], 5000, 1);
+    let ann = announce(&bytes, 512);
+    let mut upload = area.begin(&ann).unwrap();
+    assert_eq!(upload.first_missing(), Some(0));
+    for i in 0..ann.chunk_count() {
+        assert_eq!(
+            upload.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap(),
+            ChunkOutcome::Stored
+        );
+    }
+    assert_eq!(upload.progress().get(), 100);
+    assert_eq!(upload.received_bytes(), bytes.len() as u64);
+    let staged = upload.finish(&TestInspector::for_product(PRODUCT)).unwrap();
+    assert_eq!(staged.sha256(), Sha256Digest::of(&bytes));
+    assert_eq!(staged.size(), bytes.len() as u64);
+    assert_eq!(staged.file_name(), "ax5.bin");
+    assert_eq!(staged.package().version.display, "v4.15");
+    assert_eq!(staged.package().version.raw, vec![4, 15]);
+    assert_eq!(fs::read(staged.path()).unwrap(), bytes);
+    assert!(staged.path().starts_with(dir.path().join("packages")));
+    assert!(files_in(&dir.path().join("incoming")).is_empty());
+    assert!(area.is_staged(&ann.sha256()));
+}
+
+#[test]
+fn duplicates_and_out_of_order_chunks_assemble_the_same_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = area(dir.path());
+    let bytes = build_package(PRODUCT, [1, 0], 3000, 2);
+    let ann = announce(&bytes, 256);
+    let n = ann.chunk_count();
+    let mut upload = area.begin(&ann).unwrap();
+    let order: Vec<u32> = (0..n).rev().chain([0, n - 1, 3]).collect();
+    let mut stored = 0;
+    for i in order {
+        match upload.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap() {
+            ChunkOutcome::Stored => stored += 1,
+            ChunkOutcome::Duplicate => {}
+        }
+    }
+    assert_eq!(stored, n);
+    let staged = upload.finish(&TestInspector::for_product(PRODUCT)).unwrap();
+    assert_eq!(fs::read(staged.path()).unwrap(), bytes);
+}
+
+#[test]
+fn out_of_range_and_wrong_length_chunks_are_refused_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = area(dir.path());
+    let bytes = build_package(PRODUCT, [1, 0], 1000, 3);
+    let ann = announce(&bytes, 256);
+    let n = ann.chunk_count();
+    let mut upload = area.begin(&ann).unwrap();
+
+    let err = upload.accept_chunk(n, &[0; 256]).unwrap_err();
+    assert!(
+        matches!(err, StagingError::ChunkOutOfRange { index, chunk_count } if index == n && chunk_count == n)
+    );
+    assert_eq!(err.code(), 703);
+    assert_eq!(upload.accept_chunk(u32::MAX, &[]).unwrap_err().code(), 703);
+
+    let short = upload.accept_chunk(0, &[0; 255]).unwrap_err();
+    assert!(matches!(
+        short,
+        StagingError::ChunkWrongLength {
+            index: 0,
+            expected: 256,
+            actual: 255
+        }
+    ));
+    assert_eq!(short.code(), 704);
+    assert_eq!(upload.accept_chunk(0, &[0; 257]).unwrap_err().code(), 704);
+    // The last chunk carries the remainder only.
+    let last_len = ann.chunk_len(n - 1).unwrap();
+    assert!(last_len < 256);
+    assert_eq!(
+        upload.accept_chunk(n - 1, &[0; 256]).unwrap_err().code(),
+        704
+    );
+
+    assert_eq!(upload.first_missing(), Some(0));
+    assert_eq!(upload.received_bytes(), 0);
+    for i in 0..n {
+        upload.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap();
+    }
+    let staged = upload.finish(&TestInspector::for_product(PRODUCT)).unwrap();
+    assert_eq!(fs::read(staged.path()).unwrap(), bytes);
+}
+
+#[test]
+fn a_package_with_the_wrong_digest_is_deleted_never_staged() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = area(dir.path());
+    let bytes = build_package(PRODUCT, [1, 0], 1000, 4);
+    let ann = announce(&bytes, 256);
+    let mut upload = area.begin(&ann).unwrap();
+    let mut tampered = bytes.clone();
+    tampered[500] ^= 0x01;
+    for i in 0..ann.chunk_count() {
+        upload.accept_chunk(i, &chunk(&tampered, &ann, i)).unwrap();
+    }
+    let err = upload
+        .finish(&TestInspector::for_product(PRODUCT))
+        .unwrap_err();
+    assert_eq!(err.code(), 705);
+    match err {
+        StagingError::DigestMismatch { expected, actual } => {
+            assert_eq!(expected, Sha256Digest::of(&bytes));
+            assert_eq!(actual, Sha256Digest::of(&tampered));
+        }
+        other => panic!("expected a digest mismatch, got {other:?}"),
+    }
+    assert!(files_in(&dir.path().join("incoming")).is_empty());
+    assert!(files_in(&dir.path().join("packages")).is_empty());
+    // A fresh attempt starts from the first chunk.
+    assert_eq!(area.begin(&ann).unwrap().first_missing(), Some(0));
+}
+
+#[test]
+fn finishing_early_names_the_first_missing_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = area(dir.path());
+    let bytes = build_package(PRODUCT, [1, 0], 1000, 5);
+    let ann = announce(&bytes, 256);
+    let mut upload = area.begin(&ann).unwrap();
+    upload.accept_chunk(0, &chunk(&bytes, &ann, 0)).unwrap();
+    upload.accept_chunk(2, &chunk(&bytes, &ann, 2)).unwrap();
+    let err = upload
+        .finish(&TestInspector::for_product(PRODUCT))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StagingError::Incomplete {
+            first_missing: 1,
+            ..
+        }
+    ));
+    assert_eq!(err.code(), 708);
+}
+
+#[test]
+fn a_package_its_plugin_refuses_is_deleted_with_the_plugins_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = area(dir.path());
+    let bytes = build_package("OTHER-9", [1, 0], 600, 6);
+    let ann = announce(&bytes, 256);
+    let mut upload = area.begin(&ann).unwrap();
+    for i in 0..ann.chunk_count() {
+        upload.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap();
+    }
+    let err = upload
+        .finish(&TestInspector::for_product(PRODUCT))
+        .unwrap_err();
+    assert_eq!(err.code(), 761);
+    assert!(err.to_string().contains("OTHER-9"), "{err}");
+    assert!(files_in(&dir.path().join("incoming")).is_empty());
+    assert!(files_in(&dir.path().join("packages")).is_empty());
+}
+
+#[test]
+fn size_limit_and_free_space_are_checked_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = build_package(PRODUCT, [1, 0], 2000, 7);
+    let ann = announce(&bytes, 256);
+
+    let mut config = StagingConfig::new(dir.path());
+    config.max_package_size = bytes.len() as u64 - 1;
+    let small = StagingArea::open(config).unwrap();
+    let err = small.begin(&ann).unwrap_err();
+    assert!(matches!(err, StagingError::TooLarge { .. }));
+    assert_eq!(err.code(), 701);
+
+    let mut config = StagingConfig::new(dir.path());
+    config.free_space_margin = u64::MAX / 2;
+    let full = StagingArea::open(config).unwrap();
+    let err = full.begin(&ann).unwrap_err();
+    match &err {
+        StagingError::InsufficientSpace {
+            needed, available, ..
+        } => {
+            assert_eq!(*needed, u64::MAX / 2 + bytes.len() as u64);
+            assert!(available < needed);
+        }
+        other => panic!("expected insufficient space, got {other:?}"),
+    }
+    assert_eq!(err.code(), 702);
+    assert!(files_in(&dir.path().join("incoming")).is_empty());
+}
+
+/// The GX restarts mid-upload: the partial upload survives, the link asks for the first
+/// missing chunk, and the package completes from there.
+#[test]
+fn restart_mid_upload_resumes_from_the_first_missing_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = build_package(PRODUCT, [2, 1], 4000, 8);
+    let ann = announce(&bytes, 256);
+    {
+        let area = area(dir.path());
+        let mut upload = area.begin(&ann).unwrap();
+        for i in [0, 1, 2, 5, 9] {
+            upload.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap();
+        }
+        assert_eq!(upload.first_missing(), Some(3));
+        // Power cut: nothing is closed or flushed on purpose.
+        std::mem::forget(upload);
+    }
+    let area = area(dir.path());
+    let mut upload = area.begin(&ann).unwrap();
+    assert_eq!(upload.first_missing(), Some(3));
+    assert!(upload.has_chunk(5) && upload.has_chunk(9) && !upload.has_chunk(4));
+    assert_eq!(upload.received_bytes(), 5 * 256);
+    assert_eq!(
+        upload.accept_chunk(5, &chunk(&bytes, &ann, 5)).unwrap(),
+        ChunkOutcome::Duplicate
+    );
+    while let Some(i) = upload.first_missing() {
+        upload.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap();
+    }
+    let staged = upload.finish(&TestInspector::for_product(PRODUCT)).unwrap();
+    assert_eq!(fs::read(staged.path()).unwrap(), bytes);
+}
+
+#[test]
+fn damaged_or_mismatched_upload_state_restarts_the_upload_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = build_package(PRODUCT, [2, 1], 2000, 9);
+    let ann = announce(&bytes, 256);
+    let sha = ann.sha256();
+    let state = dir.path().join(format!("incoming/{sha}.upload"));
+    for damage in [
+        b"garbage".to_vec(),
+        Vec::new(),
+        vec![b'{'; 100 * 1024],
+        br#"{"format":1,"announcement":{"file_name":"x","size":1,"chunk_size":1,"sha256":"00"},"received":"ff"}"#.to_vec(),
+    ] {
+        let area = area(dir.path());
+        let mut upload = area.begin(&ann).unwrap();
+        upload.accept_chunk(0, &chunk(&bytes, &ann, 0)).unwrap();
+        drop(upload);
+        fs::write(&state, &damage).unwrap();
+        let upload = area.begin(&ann).unwrap();
+        assert_eq!(upload.first_missing(), Some(0));
+        assert_eq!(upload.received_bytes(), 0);
+    }
+    // The same package announced with another chunk size starts over too.
+    let area = area(dir.path());
+    let mut upload = area.begin(&ann).unwrap();
+    upload.accept_chunk(0, &chunk(&bytes, &ann, 0)).unwrap();
+    drop(upload);
+    let other = announce(&bytes, 128);
+    let mut upload = area.begin(&other).unwrap();
+    assert_eq!(upload.first_missing(), Some(0));
+    for i in 0..other.chunk_count() {
+        upload.accept_chunk(i, &chunk(&bytes, &other, i)).unwrap();
+    }
+    upload.finish(&TestInspector::for_product(PRODUCT)).unwrap();
+}
+
+#[test]
+fn an_interrupted_state_write_leaves_the_previous_bitmap() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = build_package(PRODUCT, [2, 1], 2000, 10);
+    let ann = announce(&bytes, 256);
+    let area = area(dir.path());
+    let mut upload = area.begin(&ann).unwrap();
+    upload.accept_chunk(0, &chunk(&bytes, &ann, 0)).unwrap();
+    drop(upload);
+    let tmp = dir
+        .path()
+        .join(format!("incoming/{}.upload.tmp", ann.sha256()));
+    fs::write(&tmp, b"{\"format\":1,\"announ").unwrap();
+    let upload = area.begin(&ann).unwrap();
+    assert_eq!(upload.first_missing(), Some(1));
+    drop(upload);
+    let removed = area
+        .collect_garbage(&HashSet::from([ann.sha256()]))
+        .unwrap();
+    assert_eq!(removed, vec![tmp]);
+}
+
+#[test]
+fn staged_packages_are_verified_again_before_stage_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = area(dir.path());
+    let inspector = TestInspector::for_product(PRODUCT);
+    let bytes = build_package(PRODUCT, [3, 0], 1500, 11);
+    let ann = announce(&bytes, 512);
+    let mut upload = area.begin(&ann).unwrap();
+    for i in 0..ann.chunk_count() {
+        upload.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap();
+    }
+    let path = upload.finish(&inspector).unwrap().path().to_path_buf();
+
+    // After a restart: found and verified again.
+    let again = area.staged(&ann, &inspector).unwrap();
+    assert_eq!(again.path(), path);
+    assert_eq!(again.package().version.display, "v3.00");
+    // Announcing it again needs no new upload.
+    let repeat = area.begin(&ann).unwrap();
+    assert!(repeat.is_complete());
+    assert_eq!(repeat.finish(&inspector).unwrap().path(), path);
+
+    // Altered on disk: refused with 709 and deleted.
+    let mut altered = bytes.clone();
+    altered[100] ^= 0xFF;
+    fs::write(&path, &altered).unwrap();
+    let err = area.staged(&ann, &inspector).unwrap_err();
+    assert_eq!(err.code(), 709);
+    assert!(!path.exists());
+    let err = area.staged(&ann, &inspector).unwrap_err();
+    assert_eq!(err.code(), 709, "{err}");
+}
+
+#[test]
+fn garbage_collection_keeps_what_jobs_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = area(dir.path());
+    let inspector = TestInspector::for_product(PRODUCT);
+    let kept_bytes = build_package(PRODUCT, [1, 0], 700, 12);
+    let kept = announce(&kept_bytes, 256);
+    let mut upload = area.begin(&kept).unwrap();
+    for i in 0..kept.chunk_count() {
+        upload
+            .accept_chunk(i, &chunk(&kept_bytes, &kept, i))
+            .unwrap();
+    }
+    upload.finish(&inspector).unwrap();
+    let partial_bytes = build_package(PRODUCT, [1, 1], 700, 13);
+    let partial = announce(&partial_bytes, 256);
+    area.begin(&partial)
+        .unwrap()
+        .accept_chunk(0, &chunk(&partial_bytes, &partial, 0))
+        .unwrap();
+    let orphan_bytes = build_package(PRODUCT, [1, 2], 700, 14);
+    let orphan = announce(&orphan_bytes, 256);
+    area.begin(&orphan).unwrap();
+    fs::write(dir.path().join("packages/README"), b"not ours").unwrap();
+
+    let removed = area
+        .collect_garbage(&HashSet::from([kept.sha256(), partial.sha256()]))
+        .unwrap();
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert!(area.is_staged(&kept.sha256()));
+    assert_eq!(area.begin(&partial).unwrap().first_missing(), Some(1));
+    assert_eq!(area.begin(&orphan).unwrap().first_missing(), Some(0));
+    assert!(dir.path().join("packages/README").exists());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Any arrival order with any repeats assembles exactly the uploaded bytes.
+    #[test]
+    fn any_order_with_repeats_yields_the_original(
+        image_len in 1usize..1500,
+        chunk_size in 64u32..400,
+        seed in any::<u8>(),
+        order in proptest::collection::vec(any::<prop::sample::Index>(), 0..40),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let area = area(dir.path());
+        let bytes = build_package(PRODUCT, [1, 0], image_len, seed);
+        let ann = announce(&bytes, chunk_size);
+        let n = ann.chunk_count() as usize;
+        let mut upload = area.begin(&ann).unwrap();
+        for pick in order {
+            let i = pick.index(n) as u32;
+            upload.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap();
+        }
+        while let Some(i) = upload.first_missing() {
+            upload.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap();
+        }
+        let staged = upload.finish(&TestInspector::for_product(PRODUCT)).unwrap();
+        prop_assert_eq!(fs::read(staged.path()).unwrap(), bytes);
+    }
+}
