@@ -40,7 +40,7 @@ async fn a_site_battery_of_vendor_aurora_runs_the_aurora_bms() {
     let mut registry = BmsRegistry::new();
     aurora_sim::register(&mut registry);
     assert_eq!(registry.vendors().collect::<Vec<_>>(), vec!["aurora"]);
-    let running = registry.start(&site).unwrap();
+    let running = site.start_with(&registry).unwrap();
     let shed = running.battery("shed").unwrap();
     let handle: Arc<AuroraHandle> = shed.vendor_controls().expect("aurora controls");
     assert_eq!(handle.status().running_version, [4, 15]);
@@ -83,7 +83,7 @@ async fn a_factory_can_adjust_each_bms() {
             config.bootloader = [1, 4];
         })),
     );
-    let running = registry.start(&site).unwrap();
+    let running = site.start_with(&registry).unwrap();
     let gx = running.bus("sim0").unwrap().attach("gx");
     let read = CanFrame::new(
         REQUEST_CAN_ID,
@@ -107,15 +107,18 @@ async fn the_demo_site_runs_an_aurora_bms_behind_its_aurora_battery() {
     let site = SiteDescription::parse(demo, "demo.toml").unwrap();
     let mut registry = BmsRegistry::new();
     aurora_sim::register(&mut registry);
-    let running = registry.start(&site).unwrap();
+    let running = site.start_with(&registry).unwrap();
     let shed = running
         .batteries()
         .iter()
-        .find(|b| b.vendor == "aurora")
+        .find(|b| b.description.vendor == "aurora")
         .expect("the demo has an aurora battery");
     let handle: Arc<AuroraHandle> = shed.vendor_controls().unwrap();
     assert_eq!(handle.status().running_version, [4, 15]);
-    let others = running.batteries().iter().filter(|b| b.vendor != "aurora");
+    let others = running
+        .batteries()
+        .iter()
+        .filter(|b| b.description.vendor != "aurora");
     assert!(others.clone().count() >= 1);
     assert!(
         others
