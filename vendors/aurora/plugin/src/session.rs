@@ -178,8 +178,9 @@ fn leave_programming() -> Option<CanFrame> {
 impl AuroraSession {
     /// A session for the request's package, checked against the battery.
     pub fn start(request: SessionRequest) -> Result<AuroraSession, Failure> {
-        let header =
-            read_header(&request.package).map_err(|e| Failure::new(e.code, format!("{e}")))?;
+        let header = read_header(&request.package).map_err(|e| {
+            Failure::new(e.code, format!("at {}: {}", e.location, e.message.as_str()))
+        })?;
         if let Some(code) = request.battery.product_code.into_option() {
             if code != header.product_code {
                 return Err(Failure::new(

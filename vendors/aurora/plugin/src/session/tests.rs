@@ -513,6 +513,7 @@ fn start_checks_the_package_header_and_the_battery() {
     broken[0] = b'X';
     let e = AuroraSession::start(request(broken)).err().unwrap();
     assert_eq!(e.code, ErrorCode::PACKAGE_INVALID);
+    assert!(e.message.starts_with("at byte 0: magic"), "{e}");
     let mut req = request(new_package());
     req.battery = BatteryIdentity::new("AURORA").with_raw_35f(&[0x10, 0xA5, 4, 15]);
     let e = AuroraSession::start(req).err().unwrap();
