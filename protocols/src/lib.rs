@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bit_timing;
+pub mod bms_can;
 pub mod canopen;
 pub mod checksum;
 pub mod isotp;
