@@ -18,17 +18,14 @@
 //!    flash slots) is not the GX's and is not counted. Set `BMSFW_BENCH_SKIP_PROCESS=1` to
 //!    skip this part (it runs for about three minutes, the bus's own pace).
 
-#[path = "../tests/aurora_common/mod.rs"]
-mod aurora_common;
 #[path = "update/bridge.rs"]
 mod bridge;
+#[path = "../tests/gx_site/mod.rs"]
+mod gx_site;
 #[path = "update/measure.rs"]
 mod measure;
 
 use async_trait::async_trait;
-use aurora_common::{
-    PRODUCT, SERIAL, allowlist, aurora_library, package, request, upload, wait_for_battery,
-};
 use aurora_sim::bms::{AuroraBms, AuroraConfig};
 use aurora_sim::{AuroraHandle, Stage};
 use bmsfw_can::{CanError, CanEvent, CanFilter, CanFrame, CanInterface, ControllerState};
@@ -40,6 +37,9 @@ use bmsfw_core::vrm::{GxEngine, VrmAccess, VrmPortalMode};
 use bmsfw_protocols::bit_timing::{frame_bits, frame_duration};
 use bmsfw_sim::battery::{BatteryConfig, Epoch, IdentityConfig};
 use bmsfw_sim::bus::{SimBus, SimNode};
+use gx_site::{
+    PRODUCT, SERIAL, allowlist, aurora_library, package, request, upload, wait_for_battery,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;

@@ -15,6 +15,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// List the BMS-Can batteries seen on each bus
+    Devices(cli::devices::DevicesArgs),
+    /// Write the frames of one or more buses to a candump log
+    Capture(cli::capture::CaptureArgs),
     /// Print the update history and event log kept in a GX state directory.
     History(cli::history::Args),
     /// Vendor plugins: check a library against the allowlist, list the plugin directory.
@@ -31,7 +35,21 @@ fn main() -> anyhow::Result<ExitCode> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Devices(args) => runtime()?
+            .block_on(cli::devices::run(args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Capture(args) => runtime()?
+            .block_on(cli::capture::run(args))
+            .map(|()| ExitCode::SUCCESS),
         Command::History(args) => cli::history::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Plugin(command) => cli::plugin::run(command),
     }
+}
+
+/// A single-threaded runtime: the commands wait on a few interfaces, and the GX has
+/// little CPU to spare.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }

@@ -157,3 +157,83 @@ fn changes_made_by_a_test_reach_the_monitor() {
         Communication::Communicating
     );
 }
+
+mod any_history {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Wait(u64),
+        Soc(f64),
+        Temperature(f64),
+        Profile(f64),
+        Raise(usize, bool),
+        Clear(usize, bool),
+        Module(u16, bool),
+        Power(bool),
+        Firmware([u8; 2]),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1u64..120_000).prop_map(Op::Wait),
+            (-50.0f64..150.0).prop_map(Op::Soc),
+            (-60.0f64..120.0).prop_map(Op::Temperature),
+            (-500.0f64..500.0).prop_map(Op::Profile),
+            (0usize..13, any::<bool>()).prop_map(|(a, w)| Op::Raise(a, w)),
+            (0usize..13, any::<bool>()).prop_map(|(a, w)| Op::Clear(a, w)),
+            (0u16..4, any::<bool>()).prop_map(|(m, on)| Op::Module(m, on)),
+            any::<bool>().prop_map(Op::Power),
+            any::<[u8; 2]>().prop_map(Op::Firmware),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever a test does to the battery, every frame it sends is valid BMS-Can
+        /// that the engine accepts, and the decoded SOC is the model's.
+        #[test]
+        fn every_frame_decodes(ops in proptest::collection::vec(op(), 1..25)) {
+            let mut model = battery();
+            let mut monitor = BmsCanMonitor::new("p");
+            let mut now = Timestamp::ZERO;
+            for op in ops {
+                let level = |w: bool| if w { Level::Warning } else { Level::Alarm };
+                match op {
+                    Op::Wait(ms) => {
+                        let until = now + std::time::Duration::from_millis(ms);
+                        while let Some(t) = model.poll_timeout().filter(|&t| t <= until) {
+                            while let Some(frame) = model.poll_transmit(t) {
+                                let outcome = monitor.handle_frame(t, &frame);
+                                prop_assert!(matches!(outcome, FrameOutcome::Applied(_)), "{} {:?}", frame, outcome);
+                            }
+                        }
+                        model.advance(until);
+                        now = until;
+                    }
+                    Op::Soc(s) => model.set_soc(now, s),
+                    Op::Temperature(t) => model.set_temperature(now, t),
+                    Op::Profile(a) => model.set_profile(now, CurrentProfile::Constant { amps: a }),
+                    Op::Raise(a, w) => model.raise(now, level(w), Alarm::ALL[a]),
+                    Op::Clear(a, w) => model.clear(now, level(w), Alarm::ALL[a]),
+                    Op::Module(m, on) => model
+                        .set_module(now, m % 3, if on { ModuleState::Online } else { ModuleState::Offline })
+                        .unwrap(),
+                    Op::Power(on) => model.set_power(now, if on { PowerState::On } else { PowerState::Off }),
+                    Op::Firmware(fw) => model.set_firmware_bytes(fw),
+                }
+                let snap = model.snapshot();
+                prop_assert!((0.0..=100.0).contains(&snap.soc));
+                prop_assert!(snap.voltage.is_finite() && snap.temperature.is_finite());
+            }
+            prop_assert_eq!(monitor.rejections().total(), 0);
+            if let Some(state) = monitor.battery() {
+                if let Some(soc) = state.state_of_charge() {
+                    prop_assert!(soc.soc.0 <= 100);
+                }
+            }
+        }
+    }
+}

@@ -6,6 +6,3 @@ pub mod battery;
 pub mod bus;
 pub mod registry;
 pub mod site;
-
-#[cfg(test)]
-mod site_tests;

@@ -1,5 +1,5 @@
 //! Which BMS model runs each battery of a site: a registry keyed by the `vendor` of the
-//! site description.
+//! site description, used by [`SiteDescription::start_with`].
 //!
 //! The simulator knows plain BMS-Can batteries only. A vendor's simulation crate (its
 //! bootloader, its flash slots) implements [`BmsFactory`] and the binary registers it
@@ -31,14 +31,15 @@
 //!     "<doc>",
 //! )
 //! .unwrap();
-//! let running = BmsRegistry::new().start(&site).unwrap();
+//! let running = site.start_with(&BmsRegistry::new()).unwrap();
 //! assert_eq!(running.battery("house").unwrap().control().snapshot().soc, 70.0);
 //! # }
 //! ```
+//!
+//! [`SiteDescription::start_with`]: crate::site::SiteDescription::start_with
 
 use crate::battery::{BatteryControl, BatteryHandle, BatteryModel, DriverExit, Epoch};
-use crate::bus::{NodeId, SimBus};
-use crate::site::{SiteBattery, SiteDescription};
+use crate::site::{SiteBattery, StartError};
 use bmsfw_can::{CanError, CanInterface};
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -69,29 +70,6 @@ impl fmt::Debug for SpawnedBms {
     }
 }
 
-/// Why a factory could not start a battery's BMS.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("battery {battery:?} (vendor {vendor:?}): {message}")]
-pub struct BmsFactoryError {
-    /// The battery's name in the site.
-    pub battery: String,
-    /// Its vendor.
-    pub vendor: String,
-    /// What went wrong.
-    pub message: String,
-}
-
-impl BmsFactoryError {
-    /// An error about `battery`.
-    pub fn new(battery: &SiteBattery, message: impl Into<String>) -> BmsFactoryError {
-        BmsFactoryError {
-            battery: battery.name.clone(),
-            vendor: battery.vendor.clone(),
-            message: message.into(),
-        }
-    }
-}
-
 /// Starts the simulated BMS of one battery of a site.
 pub trait BmsFactory: Send + Sync {
     /// Builds the BMS of `battery` and runs it on `iface` (its node on the battery's bus)
@@ -101,7 +79,7 @@ pub trait BmsFactory: Send + Sync {
         battery: &SiteBattery,
         iface: Arc<dyn CanInterface>,
         epoch: Epoch,
-    ) -> Result<SpawnedBms, BmsFactoryError>;
+    ) -> Result<SpawnedBms, StartError>;
 }
 
 /// The BMS-Can battery of [`BatteryModel`]: telemetry only, no bootloader.
@@ -114,9 +92,9 @@ impl BmsFactory for PlainBms {
         battery: &SiteBattery,
         iface: Arc<dyn CanInterface>,
         epoch: Epoch,
-    ) -> Result<SpawnedBms, BmsFactoryError> {
+    ) -> Result<SpawnedBms, StartError> {
         let model = BatteryModel::new(battery.config.clone(), epoch.now())
-            .map_err(|e| BmsFactoryError::new(battery, e.to_string()))?;
+            .map_err(|e| StartError::new(battery, e.to_string()))?;
         let (handle, task) = BatteryHandle::spawn(battery.name.clone(), model, epoch, iface);
         Ok(SpawnedBms {
             control: Arc::new(handle),
@@ -171,98 +149,12 @@ impl BmsRegistry {
     pub fn factory(&self, vendor: &str) -> &Arc<dyn BmsFactory> {
         self.factories.get(vendor).unwrap_or(&self.fallback)
     }
-
-    /// Builds every bus of `site` and starts every battery on a node of its own, on the
-    /// current Tokio runtime. Stops at the first battery whose factory fails.
-    pub fn start(&self, site: &SiteDescription) -> Result<RunningSite, BmsFactoryError> {
-        let buses: Vec<SimBus> = site
-            .buses
-            .iter()
-            .map(|b| SimBus::new(b.name.get_ref().clone(), *b.bitrate.get_ref()))
-            .collect();
-        let mut batteries = Vec::new();
-        for battery in site.batteries() {
-            let Some(bus) = buses.iter().find(|b| b.name() == battery.bus) else {
-                return Err(BmsFactoryError::new(&battery, "its bus was not built"));
-            };
-            let node = bus.attach(&battery.name);
-            let node_id = node.id();
-            let epoch = Epoch::new(bus.epoch());
-            let spawned = self
-                .factory(&battery.vendor)
-                .spawn(&battery, Arc::new(node), epoch)?;
-            tracing::debug!(battery = %battery.name, vendor = %battery.vendor, bus = %battery.bus, "battery started");
-            batteries.push(RunningBattery {
-                name: battery.name,
-                bus: battery.bus,
-                vendor: battery.vendor,
-                node: node_id,
-                spawned,
-            });
-        }
-        Ok(RunningSite { buses, batteries })
-    }
-}
-
-/// A battery of a running site.
-#[derive(Debug)]
-pub struct RunningBattery {
-    /// Its name.
-    pub name: String,
-    /// Its bus.
-    pub bus: String,
-    /// Its vendor.
-    pub vendor: String,
-    /// Its node on the bus (for the bus's fault controls).
-    pub node: NodeId,
-    /// What its factory started.
-    pub spawned: SpawnedBms,
-}
-
-impl RunningBattery {
-    /// The controls every battery offers.
-    pub fn control(&self) -> &Arc<dyn BatteryControl> {
-        &self.spawned.control
-    }
-
-    /// The vendor model's controls, when they are a `T`.
-    pub fn vendor_controls<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        self.spawned.vendor.clone()?.downcast::<T>().ok()
-    }
-}
-
-/// The buses and batteries of a site, running.
-#[derive(Debug)]
-pub struct RunningSite {
-    buses: Vec<SimBus>,
-    batteries: Vec<RunningBattery>,
-}
-
-impl RunningSite {
-    /// The buses, in file order.
-    pub fn buses(&self) -> &[SimBus] {
-        &self.buses
-    }
-
-    /// The bus named `name`.
-    pub fn bus(&self, name: &str) -> Option<&SimBus> {
-        self.buses.iter().find(|b| b.name() == name)
-    }
-
-    /// The batteries, in file order.
-    pub fn batteries(&self) -> &[RunningBattery] {
-        &self.batteries
-    }
-
-    /// The battery named `name`.
-    pub fn battery(&self, name: &str) -> Option<&RunningBattery> {
-        self.batteries.iter().find(|b| b.name == name)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::site::SiteDescription;
     use bmsfw_can::CanEvent;
     use std::sync::Mutex;
     use std::time::Duration;
@@ -313,9 +205,9 @@ soc = 60
             battery: &SiteBattery,
             iface: Arc<dyn CanInterface>,
             epoch: Epoch,
-        ) -> Result<SpawnedBms, BmsFactoryError> {
+        ) -> Result<SpawnedBms, StartError> {
             if let Some(why) = self.refuse {
-                return Err(BmsFactoryError::new(battery, why));
+                return Err(StartError::new(battery, why));
             }
             self.started
                 .lock()
@@ -348,13 +240,13 @@ soc = 60
         let mut registry = BmsRegistry::new();
         registry.register("acme", acme.clone());
         assert_eq!(registry.vendors().collect::<Vec<_>>(), vec!["acme"]);
-        let running = registry.start(&site()).unwrap();
+        let running = site().start_with(&registry).unwrap();
         assert_eq!(
             *acme.started.lock().unwrap(),
             vec![("shed".to_owned(), "sim1".to_owned())]
         );
         let shed = running.battery("shed").unwrap();
-        assert_eq!(shed.vendor, "acme");
+        assert_eq!(shed.description.vendor, "acme");
         assert_eq!(
             shed.vendor_controls::<AcmeControls>().unwrap().0,
             "acme bootloader"
@@ -392,7 +284,7 @@ soc = 60
                 ..Acme::default()
             }),
         );
-        let e = registry.start(&site()).unwrap_err();
+        let e = site().start_with(&registry).unwrap_err();
         assert_eq!(
             e.to_string(),
             "battery \"shed\" (vendor \"acme\"): no bootloader image for product 0x0001"

@@ -22,6 +22,12 @@
 //! Unknown keys are refused. Every error names the file, the line and the column of
 //! the offending value.
 
+mod running;
+#[cfg(test)]
+mod tests;
+
+pub use running::{RunningBattery, RunningSite, StartError};
+
 use crate::battery::config::{BatteryConfig, CurrentProfile, ExtremeCellIds, IdentityConfig};
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -29,6 +35,9 @@ use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
+
+/// Largest site file read, in bytes: a site of a few buses is a few kilobytes.
+pub const MAX_SITE_FILE: u64 = 1 << 20;
 
 /// Standard classic CAN bit rates a simulated bus may run at.
 pub const STANDARD_BITRATES: [u32; 9] = [
@@ -258,10 +267,22 @@ impl Origin<'_> {
 impl SiteDescription {
     /// Reads and checks the site file at `path`.
     pub fn load(path: &Path) -> Result<SiteDescription, SiteError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SiteError::Read {
+        use std::io::Read;
+        let read_error = |source| SiteError::Read {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let mut text = String::new();
+        file.take(MAX_SITE_FILE + 1)
+            .read_to_string(&mut text)
+            .map_err(read_error)?;
+        if text.len() as u64 > MAX_SITE_FILE {
+            return Err(read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("larger than {MAX_SITE_FILE} bytes"),
+            )));
+        }
         SiteDescription::parse(&text, &path.display().to_string())
     }
 

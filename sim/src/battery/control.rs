@@ -31,6 +31,8 @@ pub trait BatteryControl: Send + Sync {
     fn power_cut(&self);
     /// Restores power: the BMS boots and broadcasts again.
     fn power_restore(&self);
+    /// Stops the task that runs the battery on its bus (the battery stays as it is).
+    fn stop(&self);
 }
 
 impl BatteryControl for BatteryHandle {
@@ -63,5 +65,8 @@ impl BatteryControl for BatteryHandle {
     }
     fn power_restore(&self) {
         BatteryHandle::power_restore(self)
+    }
+    fn stop(&self) {
+        BatteryHandle::stop(self)
     }
 }

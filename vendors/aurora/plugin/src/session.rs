@@ -28,8 +28,8 @@ use bmsfw_plugin_api::{
 };
 use bmsfw_protocols::isotp::{IsoTpConfig, Padding, Pdu};
 use bmsfw_protocols::uds::{
-    BlockSizing, FlashClient, FlashConfig, FlashEvent, FlashPhase, KeyError, Nrc, Requester,
-    RequesterConfig, RequesterEvent, TransferAck, parse_read_data, read_data_request,
+    BlockSizing, FlashClient, FlashConfig, FlashError, FlashEvent, FlashPhase, KeyError, Nrc,
+    Requester, RequesterConfig, RequesterEvent, TransferAck, parse_read_data, read_data_request,
 };
 use std::collections::VecDeque;
 
@@ -47,6 +47,7 @@ enum State {
     Verify {
         requester: Requester,
         rolled_back: RolledBack,
+        restart: RestartCause,
     },
     /// Finished.
     Done,
@@ -61,18 +62,30 @@ enum RolledBack {
     Yes,
 }
 
+/// Why the battery restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RestartCause {
+    /// The session's reset request.
+    Reset,
+    /// Something else (a power cut) while the image was being checked: the battery came
+    /// back in its default session. Whether it activated the image is for the verify
+    /// step to find out.
+    Unexpected,
+}
+
 /// What the restart poll is doing.
 enum RestartPoll {
     /// Next boot-state poll at this time.
     Waiting(Timestamp),
-    /// A boot-state read is out.
-    Reading,
-    /// A repeated reset request is out.
-    Resetting,
+    /// A boot-state read is out since this time.
+    Reading(Timestamp),
+    /// A repeated reset request is out since this time.
+    Resetting(Timestamp),
 }
 
 struct Restart {
     requester: Requester,
+    cause: RestartCause,
     poll: RestartPoll,
     /// The battery must have answered by then.
     deadline: Timestamp,
@@ -165,8 +178,9 @@ fn leave_programming() -> Option<CanFrame> {
 impl AuroraSession {
     /// A session for the request's package, checked against the battery.
     pub fn start(request: SessionRequest) -> Result<AuroraSession, Failure> {
-        let header =
-            read_header(&request.package).map_err(|e| Failure::new(e.code, format!("{e}")))?;
+        let header = read_header(&request.package).map_err(|e| {
+            Failure::new(e.code, format!("at {}: {}", e.location, e.message.as_str()))
+        })?;
         if let Some(code) = request.battery.product_code.into_option() {
             if code != header.product_code {
                 return Err(Failure::new(
@@ -341,13 +355,16 @@ impl AuroraSession {
             }
             FlashEvent::Phase(_) => {}
             FlashEvent::Done { .. } => {
-                self.state = State::Restart(Restart {
-                    // Each poll is sent once: the next one follows 500 ms later anyway.
-                    requester: requester_with(0),
-                    poll: RestartPoll::Waiting(now + RESTART_POLL),
-                    deadline: now + RESTART_SILENCE_MAX,
-                    resets_repeated: 0,
-                });
+                self.restart(now, RestartCause::Reset, now + RESTART_POLL);
+            }
+            FlashEvent::Failed(FlashError::Rejected {
+                phase: FlashPhase::Check | FlashPhase::Reset,
+                nrc: Nrc::ServiceNotSupportedInActiveSession,
+                ..
+            }) => {
+                // The battery lost its programming session while checking or resetting:
+                // it restarted. It may have activated the image first; find out.
+                self.restart(now, RestartCause::Unexpected, now);
             }
             FlashEvent::Failed(error) => {
                 let failure = failure::flash(&error);
@@ -356,12 +373,29 @@ impl AuroraSession {
         }
     }
 
+    fn restart(&mut self, now: Timestamp, cause: RestartCause, first_poll: Timestamp) {
+        self.installing = true;
+        self.state = State::Restart(Restart {
+            // Each poll is sent once: the next one follows 500 ms later anyway.
+            requester: requester_with(0),
+            cause,
+            poll: RestartPoll::Waiting(first_poll),
+            deadline: now + RESTART_SILENCE_MAX,
+            resets_repeated: 0,
+        });
+    }
+
     fn restart_answer(&mut self, now: Timestamp, event: RequesterEvent) {
         let State::Restart(restart) = &mut self.state else {
             return;
         };
-        let resetting = matches!(restart.poll, RestartPoll::Resetting);
-        restart.poll = RestartPoll::Waiting(now + RESTART_POLL);
+        let (resetting, since) = match restart.poll {
+            RestartPoll::Resetting(since) => (true, since),
+            RestartPoll::Reading(since) => (false, since),
+            RestartPoll::Waiting(_) => (false, now),
+        };
+        // Polls start every 500 ms, however long each waited for its answer.
+        restart.poll = RestartPoll::Waiting(since + RESTART_POLL);
         let data = match event {
             // Silence is expected while the battery restarts: poll again.
             RequesterEvent::NoResponse { .. } => return,
@@ -393,7 +427,7 @@ impl AuroraSession {
                     ));
                 }
                 restart.resets_repeated += 1;
-                restart.poll = RestartPoll::Resetting;
+                restart.poll = RestartPoll::Resetting(now);
                 if restart.requester.request(now, vec![0x11, 0x01]).is_err() {
                     restart.poll = RestartPoll::Waiting(now + RESTART_POLL);
                 }
@@ -406,12 +440,14 @@ impl AuroraSession {
                 ));
             }
         };
+        let cause = restart.cause;
         let mut r = requester();
         match r.request(now, read_data_request(&[DID_APPLICATION_VERSION])) {
             Ok(()) => {
                 self.state = State::Verify {
                     requester: r,
                     rolled_back,
+                    restart: cause,
                 }
             }
             Err(e) => self.fail(Failure::new(
@@ -422,7 +458,12 @@ impl AuroraSession {
     }
 
     fn verified(&mut self, event: RequesterEvent) {
-        let State::Verify { rolled_back, .. } = self.state else {
+        let State::Verify {
+            rolled_back,
+            restart,
+            ..
+        } = self.state
+        else {
             return;
         };
         let data = match event {
@@ -445,6 +486,16 @@ impl AuroraSession {
                 format!(
                     "the new firmware {} did not start; the battery went back to {}",
                     show(wanted),
+                    show(running)
+                ),
+            ));
+        }
+        if running != wanted && restart == RestartCause::Unexpected {
+            return self.fail(Failure::new(
+                ErrorCode::INSTALL_FAILED,
+                format!(
+                    "the battery restarted while it checked the new firmware (a power cut?) \
+                     and keeps {}; retry the update",
                     show(running)
                 ),
             ));
@@ -481,7 +532,7 @@ impl AuroraSession {
             if now >= at && restart.requester.is_idle() {
                 let poll = read_data_request(&[DID_BOOT_STATE]);
                 restart.poll = match restart.requester.request(now, poll) {
-                    Ok(()) => RestartPoll::Reading,
+                    Ok(()) => RestartPoll::Reading(now),
                     Err(_) => RestartPoll::Waiting(now + RESTART_POLL),
                 };
             }
@@ -559,7 +610,7 @@ impl bmsfw_plugin_api::Session for AuroraSession {
             State::Restart(restart) => {
                 let own = match restart.poll {
                     RestartPoll::Waiting(at) => Some(at.min(restart.deadline)),
-                    RestartPoll::Reading | RestartPoll::Resetting => None,
+                    RestartPoll::Reading(_) | RestartPoll::Resetting(_) => None,
                 };
                 earliest(own, restart.requester.poll_timeout())
             }

@@ -231,4 +231,7 @@ impl BatteryControl for AuroraHandle {
     fn power_restore(&self) {
         self.change(|m, now| m.power_restore(now));
     }
+    fn stop(&self) {
+        AuroraHandle::stop(self)
+    }
 }

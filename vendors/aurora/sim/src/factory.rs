@@ -5,8 +5,8 @@ use crate::driver::AuroraHandle;
 use crate::protocol::VENDOR;
 use bmsfw_can::CanInterface;
 use bmsfw_sim::battery::Epoch;
-use bmsfw_sim::registry::{BmsFactory, BmsFactoryError, BmsRegistry, SpawnedBms};
-use bmsfw_sim::site::SiteBattery;
+use bmsfw_sim::registry::{BmsFactory, BmsRegistry, SpawnedBms};
+use bmsfw_sim::site::{SiteBattery, StartError};
 use std::sync::Arc;
 
 /// Adjusts the configuration of one battery's BMS.
@@ -50,12 +50,12 @@ impl BmsFactory for AuroraFactory {
         battery: &SiteBattery,
         iface: Arc<dyn CanInterface>,
         epoch: Epoch,
-    ) -> Result<SpawnedBms, BmsFactoryError> {
+    ) -> Result<SpawnedBms, StartError> {
         let identity = &battery.config.identity;
         let mut config = AuroraConfig::new(identity.product_code, identity.firmware);
         (self.configure)(battery, &mut config);
         let model = AuroraBms::new(config, battery.config.clone(), epoch.now())
-            .map_err(|e| BmsFactoryError::new(battery, e.to_string()))?;
+            .map_err(|e| StartError::new(battery, e.to_string()))?;
         let (handle, task) = AuroraHandle::spawn(battery.name.clone(), model, epoch, iface);
         let handle = Arc::new(handle);
         Ok(SpawnedBms {

@@ -107,7 +107,7 @@ impl Default for AuroraTiming {
     fn default() -> AuroraTiming {
         AuroraTiming {
             erase_per_block: Duration::from_millis(150),
-            write_per_kib: Duration::from_micros(1600),
+            write_per_kib: Duration::from_micros(500),
             verify_per_kib: Duration::from_micros(500),
             activation: Duration::from_millis(50),
             restart: Duration::from_millis(3000),
@@ -151,7 +151,7 @@ mod tests {
         assert_eq!(t.erase(1), Duration::from_millis(150));
         assert_eq!(t.erase(1024 * 1024), Duration::from_millis(2400));
         assert_eq!(t.erase(SLOT_SIZE), Duration::from_millis(9600));
-        assert_eq!(t.write(4096), Duration::from_micros(6400));
+        assert_eq!(t.write(4096), Duration::from_millis(2));
         assert_eq!(t.verify(1024 * 1024), Duration::from_millis(512));
         assert_eq!(REQUEST_CAN_ID.raw(), 0x7E2);
         assert_eq!(RESPONSE_CAN_ID.raw(), 0x7EA);

@@ -40,7 +40,7 @@ async fn a_site_battery_of_vendor_aurora_runs_the_aurora_bms() {
     let mut registry = BmsRegistry::new();
     aurora_sim::register(&mut registry);
     assert_eq!(registry.vendors().collect::<Vec<_>>(), vec!["aurora"]);
-    let running = registry.start(&site).unwrap();
+    let running = site.start_with(&registry).unwrap();
     let shed = running.battery("shed").unwrap();
     let handle: Arc<AuroraHandle> = shed.vendor_controls().expect("aurora controls");
     assert_eq!(handle.status().running_version, [4, 15]);
@@ -83,7 +83,7 @@ async fn a_factory_can_adjust_each_bms() {
             config.bootloader = [1, 4];
         })),
     );
-    let running = registry.start(&site).unwrap();
+    let running = site.start_with(&registry).unwrap();
     let gx = running.bus("sim0").unwrap().attach("gx");
     let read = CanFrame::new(
         REQUEST_CAN_ID,
@@ -99,4 +99,30 @@ async fn a_factory_can_adjust_each_bms() {
         }
     };
     assert_eq!(answer.data()[..6], [0x05, 0x62, 0xF1, 0x80, 1, 4]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_demo_site_runs_an_aurora_bms_behind_its_aurora_battery() {
+    let demo = include_str!("../../../../config/demo.toml");
+    let site = SiteDescription::parse(demo, "demo.toml").unwrap();
+    let mut registry = BmsRegistry::new();
+    aurora_sim::register(&mut registry);
+    let running = site.start_with(&registry).unwrap();
+    let shed = running
+        .batteries()
+        .iter()
+        .find(|b| b.description.vendor == "aurora")
+        .expect("the demo has an aurora battery");
+    let handle: Arc<AuroraHandle> = shed.vendor_controls().unwrap();
+    assert_eq!(handle.status().running_version, [4, 15]);
+    let others = running
+        .batteries()
+        .iter()
+        .filter(|b| b.description.vendor != "aurora");
+    assert!(others.clone().count() >= 1);
+    assert!(
+        others
+            .into_iter()
+            .all(|b| b.vendor_controls::<AuroraHandle>().is_none())
+    );
 }

@@ -84,7 +84,7 @@ impl FlashBackend for Bms {
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<Duration, Nrc> {
         assert_eq!(offset, self.received.len() as u64, "writes in order");
         self.received.extend_from_slice(data);
-        Ok(Duration::from_micros(1600 * data.len() as u64 / 1024))
+        Ok(Duration::from_micros(500 * data.len() as u64 / 1024))
     }
     fn transfer_exit(&mut self) -> Result<(), Nrc> {
         Ok(())
@@ -446,6 +446,13 @@ fn restart_outcomes() {
         silent >= Duration::from_secs(15) && silent < Duration::from_secs(16),
         "{silent:?}"
     );
+    // One boot-state poll every 500 ms from 500 ms after the reset.
+    let polls = b
+        .sent
+        .iter()
+        .filter(|f| f.data()[..4] == [0x03, 0x22, 0xF1, 0xA0])
+        .count();
+    assert_eq!(polls, 29, "polls in 15 s");
 
     // The reset was lost: the battery says "activation pending", the session resets it
     // again.
@@ -506,6 +513,7 @@ fn start_checks_the_package_header_and_the_battery() {
     broken[0] = b'X';
     let e = AuroraSession::start(request(broken)).err().unwrap();
     assert_eq!(e.code, ErrorCode::PACKAGE_INVALID);
+    assert!(e.message.starts_with("at byte 0: magic"), "{e}");
     let mut req = request(new_package());
     req.battery = BatteryIdentity::new("AURORA").with_raw_35f(&[0x10, 0xA5, 4, 15]);
     let e = AuroraSession::start(req).err().unwrap();
@@ -515,4 +523,31 @@ fn start_checks_the_package_header_and_the_battery() {
     req.resume = Some(vec![1, 2, 3]);
     let mut b = Bench::new(Bms::new(), req);
     assert_eq!(b.run().phase, Phase::DONE);
+}
+
+#[test]
+fn a_battery_that_restarts_while_checking_is_verified_for_what_it_runs() {
+    for activated in [true, false] {
+        let mut b = Bench::new(Bms::new(), request(new_package()));
+        // Run until the check has begun on the BMS (it answered response-pending).
+        b.run_until(|b| b.peer.bms().pending.is_some());
+        // The power goes: the BMS loses its session and the check's answer; it comes
+        // back 2 s later, with or without the boot record written.
+        if !activated {
+            b.peer.bms().pending = None;
+            b.peer.bms().boot_state = BOOT_RUNNING;
+        }
+        b.peer.server.restart();
+        b.peer.down_until = Some(b.now + Duration::from_secs(2));
+        let status = b.run();
+        assert!(b.phases.contains(&Phase::RESTARTING), "{:?}", b.phases);
+        if activated {
+            assert_eq!(status.phase, Phase::DONE, "{:?}", status.outcome);
+            assert_eq!(b.peer.bms().running, [4, 16]);
+        } else {
+            let failure = status.outcome.unwrap();
+            assert_eq!(failure.code, ErrorCode::INSTALL_FAILED, "{failure}");
+            assert!(failure.message.contains("keeps v4.15"), "{failure}");
+        }
+    }
 }

@@ -1,10 +1,10 @@
 //! Site files: the demo parses, and every kind of mistake is reported at its line and
 //! column.
 
-use super::site::*;
+use super::*;
 use crate::battery::CurrentProfile;
 
-const DEMO: &str = include_str!("../../config/demo.toml");
+const DEMO: &str = include_str!("../../../config/demo.toml");
 
 const MINIMAL: &str = r#"[[bus]]
 name = "sim0"
@@ -39,9 +39,15 @@ fn invalid(text: &str) -> (usize, usize, String) {
 #[test]
 fn the_demo_site_parses() {
     let site = SiteDescription::parse(DEMO, "demo.toml").unwrap();
-    assert_eq!(site.buses.len(), 2);
+    assert_eq!(site.buses.len(), 3);
     let batteries = site.batteries();
-    assert_eq!(batteries.len(), 2);
+    assert_eq!(batteries.len(), 3);
+    let shed = &batteries[2];
+    assert_eq!(
+        (shed.bus.as_str(), shed.vendor.as_str()),
+        ("sim2", "aurora")
+    );
+    assert_eq!(shed.config.identity.product_code, 0xA520);
     let house = &batteries[0];
     assert_eq!((house.bus.as_str(), house.name.as_str()), ("sim0", "house"));
     assert_eq!(house.vendor, "voltara");
@@ -175,4 +181,118 @@ fn a_missing_file_names_its_path() {
         err.to_string().starts_with("/nonexistent/site.toml: "),
         "{err}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_started_site_runs_its_batteries_on_their_buses() {
+    use crate::battery::{DriverExit, PowerState};
+    use bmsfw_can::{CanEvent, CanInterface};
+    use std::time::Duration;
+
+    let site = SiteDescription::parse(DEMO, "demo.toml")
+        .unwrap()
+        .start()
+        .unwrap();
+    assert_eq!(site.buses().len(), 3);
+    assert_eq!(site.bus("sim1").unwrap().bitrate(), 500_000);
+    let listener = site.bus("sim1").unwrap().attach("gx");
+    let mut manufacturers = std::collections::BTreeSet::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Ok(CanEvent::Frame(rx))) = tokio::time::timeout_at(until, listener.recv()).await {
+        if rx.frame.id().raw() == 0x35E {
+            manufacturers.insert(rx.frame.data().to_vec());
+        }
+    }
+    // Only the battery of sim1 is heard on sim1.
+    assert_eq!(
+        manufacturers.into_iter().collect::<Vec<_>>(),
+        vec![b"NORDCELL".to_vec()]
+    );
+    assert_eq!(listener.name(), "sim1");
+    let garage = site.battery("garage").unwrap().control();
+    assert!((garage.snapshot().current - -8.5).abs() < 1e-9);
+    garage.power_cut();
+    assert_eq!(garage.snapshot().power, PowerState::Off);
+    assert!(site.battery("nobody").is_none());
+    let exits = site.shutdown().await;
+    assert_eq!(
+        exits,
+        vec![
+            ("house".to_owned(), Ok(DriverExit::Stopped)),
+            ("garage".to_owned(), Ok(DriverExit::Stopped)),
+            ("shed".to_owned(), Ok(DriverExit::Stopped))
+        ]
+    );
+}
+
+#[test]
+fn an_oversized_file_is_refused_before_parsing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.toml");
+    let mut text = DEMO.to_owned();
+    while (text.len() as u64) <= MAX_SITE_FILE {
+        text.push_str("# padding padding padding padding padding padding padding\n");
+    }
+    std::fs::write(&path, &text).unwrap();
+    let err = SiteDescription::load(&path).unwrap_err();
+    assert!(
+        err.to_string().contains("larger than 1048576 bytes"),
+        "{err}"
+    );
+    std::fs::write(&path, DEMO).unwrap();
+    assert_eq!(SiteDescription::load(&path).unwrap().buses.len(), 3);
+}
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check(text: &str) {
+        match SiteDescription::parse(text, "p.toml") {
+            Ok(site) => {
+                for b in site.batteries() {
+                    b.config.validate().unwrap();
+                }
+            }
+            Err(SiteError::Invalid {
+                line,
+                column,
+                message,
+                ..
+            }) => {
+                let lines = text.split('\n').count();
+                assert!(
+                    line >= 1 && line <= lines,
+                    "line {line} of {lines}: {message}"
+                );
+                assert!(column >= 1, "{message}");
+                assert!(!message.is_empty());
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn any_text_is_parsed_or_located(text in "\\PC{0,300}") {
+            check(&text);
+        }
+
+        #[test]
+        fn a_damaged_demo_is_parsed_or_located(
+            at in 0usize..4000,
+            cut in 0usize..40,
+            insert in "[ -~\\n]{0,12}",
+        ) {
+            let mut text = DEMO.to_owned();
+            let at = at.min(text.len());
+            let end = (at + cut).min(text.len());
+            if text.is_char_boundary(at) && text.is_char_boundary(end) {
+                text.replace_range(at..end, &insert);
+                check(&text);
+            }
+        }
+    }
 }

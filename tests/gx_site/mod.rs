@@ -32,7 +32,7 @@ pub const VENDOR_ID: &str = "com.aurora-energy.powercore";
 
 /// The Aurora plugin library, built for this test profile.
 pub fn aurora_library() -> std::path::PathBuf {
-    bmsfw_test_fixtures::vendor_library("bmsfw-vendor-aurora")
+    bmsfw_test_fixtures::vendor_library("aurora")
 }
 
 /// The allowlist entry approving the Aurora library for the PowerCore 10, firmware
