@@ -3,6 +3,7 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 /// Remote firmware updates for BMS-Can lithium batteries.
 #[derive(Parser, Debug)]
@@ -14,11 +15,18 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// List the BMS-Can batteries seen on each bus
+    Devices(cli::devices::DevicesArgs),
+    /// Write the frames of one or more buses to a candump log
+    Capture(cli::capture::CaptureArgs),
     /// Print the update history and event log kept in a GX state directory.
     History(cli::history::Args),
+    /// Vendor plugins: check a library against the allowlist, list the plugin directory.
+    #[command(subcommand)]
+    Plugin(cli::plugin::PluginCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -27,6 +35,21 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::History(args) => cli::history::run(&args),
+        Command::Devices(args) => runtime()?
+            .block_on(cli::devices::run(args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Capture(args) => runtime()?
+            .block_on(cli::capture::run(args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::History(args) => cli::history::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Plugin(command) => cli::plugin::run(command),
     }
+}
+
+/// A single-threaded runtime: the commands wait on a few interfaces, and the GX has
+/// little CPU to spare.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }

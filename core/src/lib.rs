@@ -1,19 +1,29 @@
 //! The bmsfw engine that runs on the GX device.
 //!
+//! - [`telemetry`]: decoding the BMS-Can frames a battery broadcasts, per-bus monitor;
+//! - [`gx_frames`]: the frames the GX itself sends (keep-alive, identification);
 //! - [`job`]: update jobs, their states and the one transition table;
 //! - [`staging`]: stage 1, a package arriving in chunks and staged on disk;
 //! - [`journal`]: one durable record per job, recovery after a GX restart;
 //! - [`events`]: the event log and the update history per battery;
 //! - [`errors`]: the catalogue of stable error codes;
 //! - [`diagnostics`]: the support bundle of a job;
+//! - [`plugin`]: the allowlist, the plugin loader and the engine's interface to a plugin;
+//! - [`config`]: the `gx.toml` configuration;
 //! - [`vrm`]: the VRM link's side on the GX and its boundary with the engine.
 
+pub mod config;
 pub mod diagnostics;
+pub mod dotted_version;
 pub mod errors;
 pub mod events;
+pub mod gx_frames;
 pub mod job;
 pub mod journal;
+pub mod plugin;
 pub mod staging;
+pub mod telemetry;
+pub mod toml_file;
 pub mod unix_time;
 pub mod vrm;
 

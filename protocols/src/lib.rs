@@ -2,5 +2,18 @@
 //!
 //! Nothing here owns a socket, a thread, a timer or a file: state machines take frames
 //! and the time, and hand back frames to send and their next deadline.
+//!
+//! - [`bit_timing`]: exact bit timing of classic CAN frames (stuff bits included).
+//! - [`version`]: decoders for the ways firmware versions are packed into bytes.
+//! - [`checksum`]: CRC-32, CRC-16 and SHA-256, one-shot and streamed.
+//! - [`isotp`]: ISO 15765-2 transport (segmentation, flow control, timers).
+//! - [`uds`]: ISO 14229 diagnostic services: a flashing client, request parsing and a
+//!   flashing server for simulated battery management systems.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
+
+pub mod bit_timing;
+pub mod checksum;
+pub mod isotp;
+pub mod uds;
+pub mod version;

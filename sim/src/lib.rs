@@ -1,2 +1,7 @@
 //! The simulated world bmsfw is tested and demonstrated in.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod battery;
+pub mod bus;
+pub mod site;

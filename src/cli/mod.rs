@@ -1,3 +1,8 @@
-//! The subcommands of the `bmsfw` binary.
+//! The subcommands of the `bmsfw` binary, one module each.
 
+pub mod capture;
+pub mod devices;
 pub mod history;
+mod listen;
+pub mod plugin;
+mod source;

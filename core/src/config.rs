@@ -1,0 +1,418 @@
+//! `gx.toml`: the GX daemon's configuration.
+//!
+//! Read with `deny_unknown_fields` everywhere, so a misspelt key is an error rather than
+//! a silently ignored setting; every error names the file, line and column. Every key
+//! but `portal_id` has a default; `config/gx.toml` lists them all with their meaning.
+//! Relative paths are resolved against the directory of the configuration file.
+
+use crate::dotted_version::DottedVersion;
+use crate::plugin::LoadMethod;
+use crate::toml_file::{self, LoadError, TomlFileError};
+use serde::{Deserialize, Deserializer};
+use std::path::{Path, PathBuf};
+
+/// The only bit rate of BMS-Can, in bit/s.
+pub const BMS_CAN_BITRATE: u32 = 500_000;
+/// The lowest state of charge an update may start at, in percent. The manual's
+/// requirement: the configuration may raise it, never lower it.
+pub const SOC_FLOOR_PERCENT: u8 = 50;
+
+/// The daemon's configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GxConfig {
+    /// The GX device's VRM portal id, used in MQTT topics.
+    pub portal_id: PortalId,
+    /// Where jobs, the journal and the event log are kept.
+    #[serde(default = "defaults::state_dir")]
+    pub state_dir: PathBuf,
+    /// Vendor plugins.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// The CAN interfaces carrying BMS-Can.
+    #[serde(default)]
+    pub can: CanInterfaces,
+    /// Safety-gate thresholds.
+    #[serde(default)]
+    pub gates: GatesConfig,
+    /// Stage 1: where packages are kept before the transfer.
+    #[serde(default)]
+    pub staging: StagingConfig,
+    /// The VRM link.
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+}
+
+mod defaults {
+    use std::path::PathBuf;
+    pub fn state_dir() -> PathBuf {
+        PathBuf::from("/data/bmsfw/state")
+    }
+}
+
+impl GxConfig {
+    /// Reads `path`, checks it, and resolves relative paths against its directory.
+    pub fn load(path: &Path) -> Result<GxConfig, LoadError> {
+        let text = toml_file::read(path)?;
+        let mut config = GxConfig::parse(path, &text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Checks `text`, the content of `path`; paths stay as written.
+    pub fn parse(path: &Path, text: &str) -> Result<GxConfig, TomlFileError> {
+        toml_file::parse(path, text)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for p in [
+            &mut self.state_dir,
+            &mut self.plugins.dir,
+            &mut self.plugins.allowlist,
+            &mut self.staging.dir,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    /// How the plugin loader should open libraries under this configuration.
+    pub fn load_method(&self) -> LoadMethod {
+        match self.plugins.load_method {
+            LoadMethodSetting::SealedMemfd => LoadMethod::SealedMemfd,
+            LoadMethodSetting::PrivateCopy => LoadMethod::PrivateCopy {
+                dir: self.state_dir.join("plugin-copies"),
+            },
+        }
+    }
+}
+
+/// A VRM portal id: 1 to 64 ASCII letters and digits (it is an MQTT topic level).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalId(String);
+
+impl PortalId {
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for PortalId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PortalId, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(serde::de::Error::custom(format!(
+                "portal_id must be 1 to 64 ASCII letters and digits, got {s:?}"
+            )));
+        }
+        Ok(PortalId(s))
+    }
+}
+
+/// How plugin libraries are opened (see `docs/plugin-loading.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadMethodSetting {
+    /// A sealed memfd.
+    #[default]
+    SealedMemfd,
+    /// A private copy under `<state_dir>/plugin-copies`.
+    PrivateCopy,
+}
+
+/// The `[plugins]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// The directory scanned for plugin libraries (`*.so`).
+    pub dir: PathBuf,
+    /// The allowlist file.
+    pub allowlist: PathBuf,
+    /// How libraries are opened.
+    pub load_method: LoadMethodSetting,
+    /// Largest library file read, in bytes.
+    pub max_library_bytes: u64,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> PluginsConfig {
+        PluginsConfig {
+            dir: PathBuf::from("/data/bmsfw/plugins"),
+            allowlist: PathBuf::from("/data/conf/bmsfw/allowlist.toml"),
+            load_method: LoadMethodSetting::SealedMemfd,
+            max_library_bytes: crate::plugin::loader::DEFAULT_MAX_LIBRARY_BYTES,
+        }
+    }
+}
+
+/// Which implementation stands behind a CAN interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CanBackend {
+    /// A Linux SocketCAN interface.
+    Socketcan,
+    /// The simulated bus.
+    Sim,
+}
+
+/// One CAN interface.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanInterfaceConfig {
+    /// The interface name (`can0`), 1 to 15 characters (the kernel's limit).
+    pub name: String,
+    /// The backend.
+    pub backend: CanBackend,
+}
+
+/// The `[[can]]` interfaces: at least one, names unique.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanInterfaces(pub Vec<CanInterfaceConfig>);
+
+impl Default for CanInterfaces {
+    fn default() -> CanInterfaces {
+        CanInterfaces(vec![CanInterfaceConfig {
+            name: "can0".into(),
+            backend: CanBackend::Socketcan,
+        }])
+    }
+}
+
+impl<'de> Deserialize<'de> for CanInterfaces {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<CanInterfaces, D::Error> {
+        use serde::de::Error;
+        let list = Vec::<CanInterfaceConfig>::deserialize(d)?;
+        if list.is_empty() {
+            return Err(D::Error::custom("at least one [[can]] interface is needed"));
+        }
+        for (i, c) in list.iter().enumerate() {
+            if c.name.is_empty()
+                || c.name.len() > 15
+                || !c.name.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
+            {
+                return Err(D::Error::custom(format!(
+                    "CAN interface name {:?} must be 1 to 15 printable characters without '/'",
+                    c.name
+                )));
+            }
+            if list[..i].iter().any(|o| o.name == c.name) {
+                return Err(D::Error::custom(format!(
+                    "CAN interface {:?} is listed twice",
+                    c.name
+                )));
+            }
+        }
+        Ok(CanInterfaces(list))
+    }
+}
+
+/// The minimum state of charge, in percent: [`SOC_FLOOR_PERCENT`] to 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocMinimum(u8);
+
+impl SocMinimum {
+    /// The percentage.
+    pub fn percent(self) -> u8 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for SocMinimum {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SocMinimum, D::Error> {
+        let v = i64::deserialize(d)?;
+        match u8::try_from(v) {
+            Ok(p) if (SOC_FLOOR_PERCENT..=100).contains(&p) => Ok(SocMinimum(p)),
+            _ => Err(serde::de::Error::custom(format!(
+                "soc_min_percent must be between {SOC_FLOOR_PERCENT} and 100 (updates never \
+                 start below {SOC_FLOOR_PERCENT} %), got {v}"
+            ))),
+        }
+    }
+}
+
+/// The bus bit rate, which must be [`BMS_CAN_BITRATE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequiredBitrate(u32);
+
+impl RequiredBitrate {
+    /// Bits per second.
+    pub fn bits_per_second(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for RequiredBitrate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RequiredBitrate, D::Error> {
+        let v = i64::deserialize(d)?;
+        if v != i64::from(BMS_CAN_BITRATE) {
+            return Err(serde::de::Error::custom(format!(
+                "BMS-Can runs at {BMS_CAN_BITRATE} bit/s only; bitrate must be {BMS_CAN_BITRATE}, got {v}"
+            )));
+        }
+        Ok(RequiredBitrate(BMS_CAN_BITRATE))
+    }
+}
+
+/// A share of the bus, 1 to 100 percent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Percent(u8);
+
+impl Percent {
+    /// The percentage.
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Percent, D::Error> {
+        let v = i64::deserialize(d)?;
+        match u8::try_from(v) {
+            Ok(p) if (1..=100).contains(&p) => Ok(Percent(p)),
+            _ => Err(serde::de::Error::custom(format!(
+                "a percentage between 1 and 100 is needed, got {v}"
+            ))),
+        }
+    }
+}
+
+/// The battery temperature range in which an update may run, in °C.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TemperatureRange {
+    /// Lowest temperature.
+    pub min: f64,
+    /// Highest temperature.
+    pub max: f64,
+}
+
+impl<'de> Deserialize<'de> for TemperatureRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<TemperatureRange, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            min: f64,
+            max: f64,
+        }
+        let r = Raw::deserialize(d)?;
+        let plausible = |t: f64| (-40.0..=85.0).contains(&t);
+        if !plausible(r.min) || !plausible(r.max) || r.min >= r.max {
+            return Err(serde::de::Error::custom(format!(
+                "temperature range needs -40 <= min < max <= 85 °C, got min {} max {}",
+                r.min, r.max
+            )));
+        }
+        Ok(TemperatureRange {
+            min: r.min,
+            max: r.max,
+        })
+    }
+}
+
+/// The `[gates]` section: thresholds of the safety gates.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatesConfig {
+    /// Lowest state of charge at which an update starts and continues.
+    pub soc_min_percent: SocMinimum,
+    /// Battery temperature range of normal operation.
+    pub temperature_celsius: TemperatureRange,
+    /// The bus bit rate an update requires (fixed).
+    pub bitrate: RequiredBitrate,
+    /// Largest share of the bus the transfer may use together with the telemetry.
+    pub bus_load_budget_percent: Percent,
+    /// Lowest GX firmware version that may run updates.
+    pub min_gx_firmware: DottedVersion,
+}
+
+impl Default for GatesConfig {
+    fn default() -> GatesConfig {
+        GatesConfig {
+            soc_min_percent: SocMinimum(SOC_FLOOR_PERCENT),
+            temperature_celsius: TemperatureRange {
+                min: 5.0,
+                max: 40.0,
+            },
+            bitrate: RequiredBitrate(BMS_CAN_BITRATE),
+            bus_load_budget_percent: Percent(80),
+            min_gx_firmware: DottedVersion::from(vec![3, 60]),
+        }
+    }
+}
+
+/// The `[staging]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StagingConfig {
+    /// Where uploaded packages are kept.
+    pub dir: PathBuf,
+    /// Largest package accepted, in bytes.
+    pub max_package_bytes: u64,
+    /// Free space that must remain on the staging file system after a package is
+    /// stored, in bytes.
+    pub min_free_bytes: u64,
+}
+
+impl Default for StagingConfig {
+    fn default() -> StagingConfig {
+        StagingConfig {
+            dir: PathBuf::from("/data/bmsfw/staging"),
+            max_package_bytes: 16 * 1024 * 1024,
+            min_free_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The MQTT broker, `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl<'de> Deserialize<'de> for BrokerAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<BrokerAddress, D::Error> {
+        let s = String::deserialize(d)?;
+        let parsed = s.rsplit_once(':').and_then(|(host, port)| {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let ok_host = !host.is_empty() && !host.contains(char::is_whitespace);
+            Some((
+                host.to_owned(),
+                port.parse::<u16>().ok().filter(|p| *p != 0)?,
+            ))
+            .filter(|_| ok_host)
+        });
+        match parsed {
+            Some((host, port)) => Ok(BrokerAddress { host, port }),
+            None => Err(serde::de::Error::custom(format!(
+                "broker must be host:port (port 1-65535), got {s:?}"
+            ))),
+        }
+    }
+}
+
+/// The `[mqtt]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// The broker the VRM link connects to.
+    pub broker: BrokerAddress,
+}
+
+impl Default for MqttConfig {
+    fn default() -> MqttConfig {
+        MqttConfig {
+            broker: BrokerAddress {
+                host: "127.0.0.1".into(),
+                port: 1883,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

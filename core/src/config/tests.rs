@@ -1,0 +1,228 @@
+use super::*;
+use crate::toml_file::line_column;
+use proptest::prelude::*;
+
+fn parse(text: &str) -> Result<GxConfig, TomlFileError> {
+    GxConfig::parse(Path::new("gx.toml"), text)
+}
+
+fn position_of(text: &str, needle: &str) -> (usize, usize) {
+    line_column(text, text.find(needle).expect("needle in text"))
+}
+
+const FULL: &str = r#"
+portal_id = "c0619ab00001"
+state_dir = "state"
+
+[plugins]
+dir = "plugins"
+allowlist = "allowlist.toml"
+load_method = "private-copy"
+max_library_bytes = 1048576
+
+[[can]]
+name = "can0"
+backend = "socketcan"
+
+[[can]]
+name = "vcan1"
+backend = "sim"
+
+[gates]
+soc_min_percent = 60
+temperature_celsius = { min = 0.0, max = 45.0 }
+bitrate = 500000
+bus_load_budget_percent = 70
+min_gx_firmware = "v3.70"
+
+[staging]
+dir = "staging"
+max_package_bytes = 8388608
+min_free_bytes = 1000
+
+[mqtt]
+broker = "broker.local:8883"
+"#;
+
+#[test]
+fn a_full_file_sets_every_field() {
+    let c = parse(FULL).unwrap();
+    assert_eq!(c.portal_id.as_str(), "c0619ab00001");
+    assert_eq!(c.plugins.load_method, LoadMethodSetting::PrivateCopy);
+    assert_eq!(c.plugins.max_library_bytes, 1 << 20);
+    assert_eq!(c.can.0.len(), 2);
+    assert_eq!(c.can.0[1].backend, CanBackend::Sim);
+    assert_eq!(c.gates.soc_min_percent.percent(), 60);
+    assert_eq!(c.gates.temperature_celsius.max, 45.0);
+    assert_eq!(c.gates.bus_load_budget_percent.get(), 70);
+    assert_eq!(c.gates.min_gx_firmware.parts(), &[3, 70]);
+    assert_eq!(c.staging.max_package_bytes, 8 << 20);
+    assert_eq!(c.mqtt.broker.host, "broker.local");
+    assert_eq!(c.mqtt.broker.port, 8883);
+}
+
+#[test]
+fn only_the_portal_id_is_required_and_defaults_are_safe() {
+    let c = parse("portal_id = \"abc123\"\n").unwrap();
+    assert_eq!(c.gates.soc_min_percent.percent(), 50);
+    assert_eq!(c.gates.bitrate.bits_per_second(), 500_000);
+    assert_eq!(c.gates.bus_load_budget_percent.get(), 80);
+    assert_eq!(c.plugins.load_method, LoadMethodSetting::SealedMemfd);
+    assert_eq!(c.can.0[0].name, "can0");
+    let e = parse("").unwrap_err();
+    assert!(e.message.contains("portal_id"), "{e}");
+}
+
+#[test]
+fn the_shipped_gx_toml_is_valid_and_states_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/gx.toml");
+    let c = GxConfig::load(&path).unwrap();
+    let d = parse("portal_id = \"x\"\n").unwrap();
+    assert_eq!(c.gates, d.gates);
+    assert_eq!(c.staging.max_package_bytes, d.staging.max_package_bytes);
+    assert_eq!(c.staging.min_free_bytes, d.staging.min_free_bytes);
+    assert_eq!(c.plugins.load_method, d.plugins.load_method);
+    assert_eq!(c.plugins.max_library_bytes, d.plugins.max_library_bytes);
+    assert_eq!(c.mqtt, d.mqtt);
+}
+
+#[test]
+fn unknown_keys_are_refused_where_they_are() {
+    for (from, to) in [
+        ("state_dir =", "statedir ="),
+        ("load_method =", "loader ="),
+        ("backend = \"sim\"", "backend = \"sim\"\nspeed = 250000"),
+        ("bitrate =", "bit_rate ="),
+        ("min = 0.0,", "min = 0.0, mid = 20.0,"),
+        ("broker =", "host ="),
+    ] {
+        let text = FULL.replacen(from, to, 1);
+        let key = to
+            .split([' ', '\n'])
+            .find(|w| !w.is_empty() && !from.contains(w))
+            .unwrap();
+        let key = key.trim_end_matches(',');
+        let e = parse(&text).unwrap_err();
+        assert_eq!(
+            (e.line, e.column),
+            position_of(&text, key),
+            "{e} (key {key})"
+        );
+        assert!(e.message.contains(key), "{e}");
+    }
+}
+
+#[test]
+fn unsafe_thresholds_are_refused_where_they_are() {
+    let cases = [
+        (
+            "soc_min_percent = 60",
+            "soc_min_percent = 49",
+            "49",
+            "never",
+        ),
+        (
+            "soc_min_percent = 60",
+            "soc_min_percent = 101",
+            "101",
+            "between 50 and 100",
+        ),
+        ("bitrate = 500000", "bitrate = 250000", "250000", "500000"),
+        (
+            "bus_load_budget_percent = 70",
+            "bus_load_budget_percent = 0",
+            "0",
+            "between 1 and 100",
+        ),
+        (
+            "min = 0.0, max = 45.0",
+            "min = 50.0, max = 45.0",
+            "{ min = 50.0",
+            "min < max",
+        ),
+        (
+            "\"v3.70\"",
+            "\"v3.seventy\"",
+            "\"v3.seventy\"",
+            "not a number",
+        ),
+        (
+            "\"broker.local:8883\"",
+            "\"broker.local\"",
+            "\"broker.local\"",
+            "host:port",
+        ),
+        (
+            "portal_id = \"c0619ab00001\"",
+            "portal_id = \"N/c0619\"",
+            "\"N/c0619\"",
+            "portal_id",
+        ),
+        (
+            "name = \"vcan1\"",
+            "name = \"can0\"",
+            "[[can]]",
+            "listed twice",
+        ),
+        (
+            "load_method = \"private-copy\"",
+            "load_method = \"mmap\"",
+            "\"mmap\"",
+            "private-copy",
+        ),
+    ];
+    for (from, to, at, words) in cases {
+        let text = FULL.replacen(from, to, 1);
+        let e = parse(&text).unwrap_err();
+        let expected = if !to.contains(at) {
+            // Refused as a whole: the list of interfaces at its first table, the
+            // temperature range at its opening brace.
+            position_of(&text, at)
+        } else {
+            let start = text.find(to).unwrap() + to.find(at).unwrap();
+            line_column(&text, start)
+        };
+        assert_eq!((e.line, e.column), expected, "{e}");
+        assert!(e.message.contains(words), "{e} should say {words:?}");
+    }
+}
+
+#[test]
+fn relative_paths_are_resolved_against_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gx.toml");
+    std::fs::write(&path, FULL).unwrap();
+    let c = GxConfig::load(&path).unwrap();
+    assert_eq!(c.plugins.dir, dir.path().join("plugins"));
+    assert_eq!(c.plugins.allowlist, dir.path().join("allowlist.toml"));
+    assert_eq!(c.state_dir, dir.path().join("state"));
+    assert_eq!(
+        c.load_method(),
+        LoadMethod::PrivateCopy {
+            dir: dir.path().join("state/plugin-copies")
+        }
+    );
+    let e = GxConfig::load(&dir.path().join("missing.toml")).unwrap_err();
+    assert!(e.to_string().contains("missing.toml"), "{e}");
+}
+
+proptest! {
+    #[test]
+    fn hostile_text_never_panics(text in "\\PC{0,300}") {
+        let _ = parse(&text);
+    }
+
+    #[test]
+    fn mutated_files_never_panic_and_errors_are_located(cut in 0usize..700, insert in "[\\[\\]{}=\"a-z0-9._ \\n-]{0,12}") {
+        let mut text = FULL.to_owned();
+        let mut at = cut.min(text.len());
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.insert_str(at, &insert);
+        if let Err(e) = parse(&text) {
+            prop_assert!(e.line >= 1 && e.line <= text.lines().count() + 1);
+            prop_assert!(e.column >= 1);
+        }
+    }
+}

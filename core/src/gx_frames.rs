@@ -1,0 +1,155 @@
+//! The frames a GX device sends on BMS-Can, and the sans-IO emitter that paces them.
+//!
+//! A GX announces itself to the battery with two frames: 0x305, a keep-alive of eight
+//! zero bytes, and 0x307, an identification carrying `'V','I','C'` in bytes 4-6 (the
+//! other bytes zero). Batteries tolerate a missing keep-alive for minutes, so the period
+//! is not critical; [`GxKeepAlive`] sends the pair once per second by default
+//! ([`KEEP_ALIVE_PERIOD`]), matching the slowest battery broadcast period, so that the
+//! GX adds two frames per second (well under 0.1 % of a 500 kbit/s bus).
+
+use bmsfw_plugin_api::{CanFrame, CanId, Timestamp};
+use std::time::Duration;
+
+/// 11-bit identifier of the keep-alive frame.
+pub const KEEP_ALIVE_ID: u16 = 0x305;
+/// 11-bit identifier of the identification frame.
+pub const IDENTIFICATION_ID: u16 = 0x307;
+/// Default period of the keep-alive pair.
+pub const KEEP_ALIVE_PERIOD: Duration = Duration::from_secs(1);
+
+fn standard(id: u16, data: &[u8; 8]) -> CanFrame {
+    // Both identifiers are below 0x800 and the data is 8 bytes: neither can fail.
+    let id = CanId::standard(id).unwrap_or_else(|| unreachable!());
+    CanFrame::new(id, data).unwrap_or_else(|| unreachable!())
+}
+
+/// 0x305 with eight zero bytes.
+pub fn keep_alive_frame() -> CanFrame {
+    standard(KEEP_ALIVE_ID, &[0; 8])
+}
+
+/// 0x307 with `'VIC'` in bytes 4-6.
+pub fn identification_frame() -> CanFrame {
+    standard(IDENTIFICATION_ID, &[0, 0, 0, 0, b'V', b'I', b'C', 0])
+}
+
+/// Where the emitter is in its cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the next cycle, due at the given time.
+    Idle(Timestamp),
+    /// The cycle due at the given time has started: 0x307 goes next.
+    Identification(Timestamp),
+}
+
+/// Paces the GX's keep-alive pair: 0x305 then 0x307 once per period.
+///
+/// Sans-IO: call [`poll_transmit`](GxKeepAlive::poll_transmit) until it returns `None`,
+/// then wait until [`poll_timeout`](GxKeepAlive::poll_timeout). A late caller gets one
+/// pair, never a burst of the cycles it missed.
+#[derive(Clone, Debug)]
+pub struct GxKeepAlive {
+    period: Duration,
+    phase: Phase,
+}
+
+impl GxKeepAlive {
+    /// An emitter whose first pair is due at `now`; `period` is clamped to at least
+    /// 1 ms.
+    pub fn new(now: Timestamp, period: Duration) -> GxKeepAlive {
+        GxKeepAlive {
+            period: period.max(Duration::from_millis(1)),
+            phase: Phase::Idle(now),
+        }
+    }
+
+    /// The period between pairs.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// The next frame to send at `now`, if one is due.
+    pub fn poll_transmit(&mut self, now: Timestamp) -> Option<CanFrame> {
+        match self.phase {
+            Phase::Idle(due) if now >= due => {
+                self.phase = Phase::Identification(due);
+                Some(keep_alive_frame())
+            }
+            Phase::Idle(_) => None,
+            Phase::Identification(due) => {
+                let mut next = due + self.period;
+                if next <= now {
+                    next = now + self.period;
+                }
+                self.phase = Phase::Idle(next);
+                Some(identification_frame())
+            }
+        }
+    }
+
+    /// When [`poll_transmit`](GxKeepAlive::poll_transmit) next has a frame.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        Some(match self.phase {
+            Phase::Idle(due) | Phase::Identification(due) => due,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp::from_micros(ms * 1000)
+    }
+
+    #[test]
+    fn frames_are_built_as_a_gx_sends_them() {
+        assert_eq!(keep_alive_frame().to_string(), "305#0000000000000000");
+        assert_eq!(identification_frame().to_string(), "307#0000000056494300");
+        assert_eq!(&identification_frame().data()[4..7], b"VIC");
+    }
+
+    #[test]
+    fn one_pair_per_period() {
+        let mut gx = GxKeepAlive::new(at(0), KEEP_ALIVE_PERIOD);
+        let mut sent = Vec::new();
+        let mut now = at(0);
+        while now <= at(3500) {
+            while let Some(f) = gx.poll_transmit(now) {
+                sent.push((now.as_micros() / 1000, f.id().raw()));
+            }
+            now = gx.poll_timeout().unwrap();
+        }
+        assert_eq!(
+            sent,
+            vec![
+                (0, 0x305),
+                (0, 0x307),
+                (1000, 0x305),
+                (1000, 0x307),
+                (2000, 0x305),
+                (2000, 0x307),
+                (3000, 0x305),
+                (3000, 0x307),
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_before_due_and_no_burst_after_a_stall() {
+        let mut gx = GxKeepAlive::new(at(100), Duration::from_millis(500));
+        assert_eq!(gx.poll_transmit(at(99)), None);
+        assert_eq!(gx.poll_timeout(), Some(at(100)));
+        assert_eq!(gx.poll_transmit(at(100)), Some(keep_alive_frame()));
+        assert_eq!(gx.poll_timeout(), Some(at(100)));
+        assert_eq!(gx.poll_transmit(at(100)), Some(identification_frame()));
+        assert_eq!(gx.poll_transmit(at(100)), None);
+        assert_eq!(gx.poll_timeout(), Some(at(600)));
+        // The caller sleeps 5 s: one pair, then the schedule restarts from then.
+        assert!(gx.poll_transmit(at(5600)).is_some());
+        assert!(gx.poll_transmit(at(5600)).is_some());
+        assert_eq!(gx.poll_transmit(at(5600)), None);
+        assert_eq!(gx.poll_timeout(), Some(at(6100)));
+    }
+}

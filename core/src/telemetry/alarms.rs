@@ -1,0 +1,339 @@
+//! Alarms and warnings of 0x35A, and the Pylontech-style flags of 0x359.
+//!
+//! 0x35A carries one two-bit field per condition: bytes 0-3 the alarms, bytes 4-7 the
+//! same fields as warnings. A field reads `01` when the condition is active and `10`
+//! when it is OK (so 0xAA in a byte means "all four OK"). `00` means the sender does not
+//! support that field (many send all zeros); `11` is not defined and is reported as
+//! [`FlagState::Invalid`]. Gates treat only `Active` as an active alarm and may treat
+//! `Invalid` as untrustworthy; nothing is guessed.
+
+use std::fmt;
+
+/// A condition reported by 0x35A, either as alarm or as warning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AlarmField {
+    /// Byte 0 bits 0-1: general alarm.
+    General,
+    /// Byte 0 bits 2-3: battery high voltage.
+    HighVoltage,
+    /// Byte 0 bits 4-5: battery low voltage.
+    LowVoltage,
+    /// Byte 0 bits 6-7: high temperature.
+    HighTemperature,
+    /// Byte 1 bits 0-1: low temperature.
+    LowTemperature,
+    /// Byte 1 bits 2-3: high temperature while charging.
+    HighChargeTemperature,
+    /// Byte 1 bits 4-5: low temperature while charging.
+    LowChargeTemperature,
+    /// Byte 1 bits 6-7: high discharge current.
+    HighDischargeCurrent,
+    /// Byte 2 bits 0-1: high charge current.
+    HighChargeCurrent,
+    /// Byte 2 bits 2-3: contactor fault.
+    Contactor,
+    /// Byte 2 bits 4-5: short circuit.
+    ShortCircuit,
+    /// Byte 2 bits 6-7: BMS internal fault.
+    BmsInternal,
+    /// Byte 3 bits 0-1: cell imbalance.
+    CellImbalance,
+}
+
+impl AlarmField {
+    /// Every field, in wire order.
+    pub const ALL: [AlarmField; 13] = [
+        AlarmField::General,
+        AlarmField::HighVoltage,
+        AlarmField::LowVoltage,
+        AlarmField::HighTemperature,
+        AlarmField::LowTemperature,
+        AlarmField::HighChargeTemperature,
+        AlarmField::LowChargeTemperature,
+        AlarmField::HighDischargeCurrent,
+        AlarmField::HighChargeCurrent,
+        AlarmField::Contactor,
+        AlarmField::ShortCircuit,
+        AlarmField::BmsInternal,
+        AlarmField::CellImbalance,
+    ];
+
+    /// Byte (0-3, within the alarm half) and bit shift of this field.
+    pub const fn position(self) -> (usize, u32) {
+        let i = self as usize;
+        (i / 4, (i % 4) as u32 * 2)
+    }
+
+    /// A short name for tables and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AlarmField::General => "general",
+            AlarmField::HighVoltage => "high voltage",
+            AlarmField::LowVoltage => "low voltage",
+            AlarmField::HighTemperature => "high temperature",
+            AlarmField::LowTemperature => "low temperature",
+            AlarmField::HighChargeTemperature => "high charge temperature",
+            AlarmField::LowChargeTemperature => "low charge temperature",
+            AlarmField::HighDischargeCurrent => "high discharge current",
+            AlarmField::HighChargeCurrent => "high charge current",
+            AlarmField::Contactor => "contactor",
+            AlarmField::ShortCircuit => "short circuit",
+            AlarmField::BmsInternal => "BMS internal",
+            AlarmField::CellImbalance => "cell imbalance",
+        }
+    }
+}
+
+impl fmt::Display for AlarmField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether 0x35A reports a condition as alarm or as warning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Severity {
+    /// Bytes 0-3.
+    Alarm,
+    /// Bytes 4-7.
+    Warning,
+}
+
+/// The value of one two-bit field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FlagState {
+    /// `00`: the sender does not report this condition.
+    NotSupported,
+    /// `01`: the condition is present.
+    Active,
+    /// `10`: the condition is absent.
+    Ok,
+    /// `11`: undefined; the field cannot be trusted.
+    Invalid,
+}
+
+impl FlagState {
+    /// The state encoded by the two low bits of `bits`.
+    pub const fn from_bits(bits: u8) -> FlagState {
+        match bits & 0b11 {
+            0b00 => FlagState::NotSupported,
+            0b01 => FlagState::Active,
+            0b10 => FlagState::Ok,
+            _ => FlagState::Invalid,
+        }
+    }
+}
+
+/// The eight bytes of 0x35A, read field by field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AlarmStatus {
+    raw: [u8; 8],
+}
+
+impl AlarmStatus {
+    /// Wraps the frame's eight data bytes.
+    pub const fn from_bytes(raw: [u8; 8]) -> AlarmStatus {
+        AlarmStatus { raw }
+    }
+
+    /// The bytes as received.
+    pub const fn raw(&self) -> [u8; 8] {
+        self.raw
+    }
+
+    /// The state of `field` at `severity`.
+    pub const fn state(&self, severity: Severity, field: AlarmField) -> FlagState {
+        let (byte, shift) = field.position();
+        let base = match severity {
+            Severity::Alarm => 0,
+            Severity::Warning => 4,
+        };
+        FlagState::from_bits(self.raw[base + byte] >> shift)
+    }
+
+    /// Conditions reported active at `severity`, in wire order.
+    pub fn active(&self, severity: Severity) -> Vec<AlarmField> {
+        self.with_state(severity, FlagState::Active)
+    }
+
+    /// Conditions whose field reads `11` at `severity`.
+    pub fn invalid(&self, severity: Severity) -> Vec<AlarmField> {
+        self.with_state(severity, FlagState::Invalid)
+    }
+
+    fn with_state(&self, severity: Severity, state: FlagState) -> Vec<AlarmField> {
+        AlarmField::ALL
+            .into_iter()
+            .filter(|&f| self.state(severity, f) == state)
+            .collect()
+    }
+}
+
+/// A condition of the 0x359 flag words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protection {
+    /// Byte 0 bit 1.
+    HighVoltage,
+    /// Byte 0 bit 2.
+    LowVoltage,
+    /// Byte 0 bit 3.
+    HighTemperature,
+    /// Byte 0 bit 4.
+    LowTemperature,
+    /// Byte 0 bit 7.
+    DischargeOvercurrent,
+    /// Byte 1 bit 0.
+    ChargeOvercurrent,
+    /// Byte 1 bit 3.
+    SystemError,
+}
+
+impl Protection {
+    /// Every condition, in bit order.
+    pub const ALL: [Protection; 7] = [
+        Protection::HighVoltage,
+        Protection::LowVoltage,
+        Protection::HighTemperature,
+        Protection::LowTemperature,
+        Protection::DischargeOvercurrent,
+        Protection::ChargeOvercurrent,
+        Protection::SystemError,
+    ];
+
+    /// The condition's bit in the little-endian flag word (byte 0 = bits 0-7).
+    pub const fn mask(self) -> u16 {
+        match self {
+            Protection::HighVoltage => 1 << 1,
+            Protection::LowVoltage => 1 << 2,
+            Protection::HighTemperature => 1 << 3,
+            Protection::LowTemperature => 1 << 4,
+            Protection::DischargeOvercurrent => 1 << 7,
+            Protection::ChargeOvercurrent => 1 << 8,
+            Protection::SystemError => 1 << 11,
+        }
+    }
+
+    /// A short name for tables and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protection::HighVoltage => "high voltage",
+            Protection::LowVoltage => "low voltage",
+            Protection::HighTemperature => "high temperature",
+            Protection::LowTemperature => "low temperature",
+            Protection::DischargeOvercurrent => "discharge overcurrent",
+            Protection::ChargeOvercurrent => "charge overcurrent",
+            Protection::SystemError => "system error",
+        }
+    }
+}
+
+impl fmt::Display for Protection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One 16-bit flag word of 0x359 (protection or warning).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProtectionFlags(pub u16);
+
+impl ProtectionFlags {
+    /// The conditions whose bit is set, in bit order.
+    pub fn active(self) -> Vec<Protection> {
+        Protection::ALL
+            .into_iter()
+            .filter(|p| self.0 & p.mask() != 0)
+            .collect()
+    }
+
+    /// Set bits that name no known condition (kept, never interpreted).
+    pub fn unknown_bits(self) -> u16 {
+        let known = Protection::ALL.iter().fold(0, |m, p| m | p.mask());
+        self.0 & !known
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_position_of_the_alarm_half() {
+        // One field active at a time, everything else OK: only that field is active.
+        for field in AlarmField::ALL {
+            let (byte, shift) = field.position();
+            let mut raw = [0xAA; 8];
+            raw[byte] = (raw[byte] & !(0b11 << shift)) | (0b01 << shift);
+            let status = AlarmStatus::from_bytes(raw);
+            assert_eq!(status.active(Severity::Alarm), vec![field], "{field}");
+            assert!(status.active(Severity::Warning).is_empty());
+            raw.swap(byte, byte + 4);
+            let status = AlarmStatus::from_bytes(raw);
+            assert_eq!(status.active(Severity::Warning), vec![field], "{field}");
+            assert!(status.active(Severity::Alarm).is_empty());
+        }
+    }
+
+    #[test]
+    fn documented_positions() {
+        assert_eq!(AlarmField::General.position(), (0, 0));
+        assert_eq!(AlarmField::HighVoltage.position(), (0, 2));
+        assert_eq!(AlarmField::LowVoltage.position(), (0, 4));
+        assert_eq!(AlarmField::HighTemperature.position(), (0, 6));
+        assert_eq!(AlarmField::LowTemperature.position(), (1, 0));
+        assert_eq!(AlarmField::HighDischargeCurrent.position(), (1, 6));
+        assert_eq!(AlarmField::HighChargeCurrent.position(), (2, 0));
+        assert_eq!(AlarmField::BmsInternal.position(), (2, 6));
+        assert_eq!(AlarmField::CellImbalance.position(), (3, 0));
+    }
+
+    #[test]
+    fn two_bit_states() {
+        let status = AlarmStatus::from_bytes([0b1110_0100, 0, 0, 0, 0xAA, 0xAA, 0xAA, 0xAA]);
+        assert_eq!(
+            status.state(Severity::Alarm, AlarmField::General),
+            FlagState::NotSupported
+        );
+        assert_eq!(
+            status.state(Severity::Alarm, AlarmField::HighVoltage),
+            FlagState::Active
+        );
+        assert_eq!(
+            status.state(Severity::Alarm, AlarmField::LowVoltage),
+            FlagState::Ok
+        );
+        assert_eq!(
+            status.state(Severity::Alarm, AlarmField::HighTemperature),
+            FlagState::Invalid
+        );
+        assert_eq!(
+            status.invalid(Severity::Alarm),
+            vec![AlarmField::HighTemperature]
+        );
+        assert!(status.active(Severity::Warning).is_empty());
+        // All zeros: nothing supported, nothing active.
+        let silent = AlarmStatus::from_bytes([0; 8]);
+        assert!(silent.active(Severity::Alarm).is_empty());
+        assert!(silent.invalid(Severity::Alarm).is_empty());
+    }
+
+    #[test]
+    fn protection_bits() {
+        let table = [
+            (0x0002, Protection::HighVoltage),
+            (0x0004, Protection::LowVoltage),
+            (0x0008, Protection::HighTemperature),
+            (0x0010, Protection::LowTemperature),
+            (0x0080, Protection::DischargeOvercurrent),
+            (0x0100, Protection::ChargeOvercurrent),
+            (0x0800, Protection::SystemError),
+        ];
+        for (word, p) in table {
+            assert_eq!(ProtectionFlags(word).active(), vec![p]);
+            assert_eq!(ProtectionFlags(word).unknown_bits(), 0);
+        }
+        let odd = ProtectionFlags(0x0001 | 0x0040 | 0x8000 | 0x0002);
+        assert_eq!(odd.active(), vec![Protection::HighVoltage]);
+        assert_eq!(odd.unknown_bits(), 0x8041);
+    }
+}

@@ -1,0 +1,24 @@
+//! Simulated BMS-Can batteries.
+//!
+//! [`BatteryModel`] is sans-IO: it owns the pack's physics, its alarms, its modules and
+//! its broadcast schedule, and is driven by `poll_transmit(now)` / `poll_timeout()`.
+//! [`BatteryHandle`] runs a model on any [`bmsfw_can::CanInterface`] (the simulated bus,
+//! or vcan/SocketCAN) and lets tests change the battery while it runs: SOC, temperature,
+//! alarms, firmware bytes, modules, power.
+
+pub mod alarms;
+pub mod config;
+pub mod driver;
+pub mod frames;
+pub mod model;
+pub mod pack;
+pub mod schedule;
+
+#[cfg(test)]
+mod model_tests;
+
+pub use alarms::{Alarm, AlarmSet, Level};
+pub use config::{BatteryConfig, ConfigError, CurrentProfile, ExtremeCellIds, IdentityConfig};
+pub use driver::{BatteryHandle, DriverExit, Epoch};
+pub use frames::Broadcast;
+pub use model::{BatteryModel, BatterySnapshot, GxPresence, ModuleState, PowerState};

@@ -1,0 +1,406 @@
+//! `bmsfw plugin`: what integrators use to review and approve vendor plugins.
+//!
+//! - `bmsfw plugin check <library>` hashes the file (without opening it), prints its
+//!   SHA-256 and the allowlist's verdict. Only when the allowlist approves the hash is
+//!   the library opened (as the daemon would) to check its contract version, layout and
+//!   identity. An unapproved library is opened only with `--open-unapproved`, meant for
+//!   a review machine: opening runs the library's constructors. A ready-to-paste
+//!   allowlist entry is printed whenever the identity is known.
+//! - `bmsfw plugin list` loads the plugin directory of a `gx.toml` exactly as the daemon
+//!   does and prints every library's verdict.
+//!
+//! Exit status: 0 when the library (every library, for `list`) is approved and loads,
+//! 1 when one is refused, 2 for usage or configuration errors.
+
+use anyhow::Context;
+use bmsfw_core::config::GxConfig;
+use bmsfw_core::dotted_version::DottedVersion;
+use bmsfw_core::plugin::allowlist::{
+    Approval, ApprovalDate, ApprovalStatus, ApprovedProduct, FirmwareRange,
+};
+use bmsfw_core::plugin::{
+    Allowlist, AllowlistEntry, LibraryFile, PluginInfo, PluginLoader, Refusal, RefusalReason,
+    VendorPlugin,
+};
+use bmsfw_plugin_api::CONTRACT_VERSION;
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// `bmsfw plugin ...`
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Hash a plugin library, give the allowlist's verdict and print an allowlist entry.
+    Check(CheckArgs),
+    /// Show every library of the plugin directory with its verdict.
+    List(ListArgs),
+}
+
+/// Arguments of `bmsfw plugin check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The plugin library file.
+    library: PathBuf,
+    /// The allowlist to check against.
+    #[arg(long, default_value = "config/allowlist.toml")]
+    allowlist: PathBuf,
+    /// Open the library even when the allowlist does not approve it, to read its
+    /// identity. Its constructors run: use this on a review machine only.
+    #[arg(long)]
+    open_unapproved: bool,
+    /// For the printed entry: a product the plugin may update, as
+    /// MANUFACTURER or MANUFACTURER:CODE[,CODE...] (codes in hex with 0x, or decimal).
+    /// Repeat for several products.
+    #[arg(long = "product", value_name = "PRODUCT", value_parser = parse_product)]
+    products: Vec<ApprovedProduct>,
+    /// For the printed entry: the battery firmware range, FROM..TO (inclusive).
+    #[arg(long, value_name = "FROM..TO", value_parser = parse_firmware)]
+    firmware: Option<FirmwareRange>,
+}
+
+/// Arguments of `bmsfw plugin list`.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// The GX configuration naming the plugin directory and the allowlist.
+    #[arg(long, default_value = "config/gx.toml")]
+    config: PathBuf,
+}
+
+/// Runs a `bmsfw plugin` command. Configuration and I/O errors are printed here and end
+/// with status 2, so that 1 always means "refused".
+pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    let result = match command {
+        PluginCommand::Check(args) => check(args),
+        PluginCommand::List(args) => list(args),
+    };
+    Ok(result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    }))
+}
+
+fn parse_product(s: &str) -> Result<ApprovedProduct, String> {
+    let (manufacturer, codes) = match s.split_once(':') {
+        Some((m, codes)) => (m, Some(codes)),
+        None => (s, None),
+    };
+    if manufacturer.is_empty() {
+        return Err("the manufacturer is empty".into());
+    }
+    let product_codes = codes
+        .map(|codes| {
+            codes
+                .split(',')
+                .map(|c| {
+                    let c = c.trim();
+                    match c.strip_prefix("0x").or_else(|| c.strip_prefix("0X")) {
+                        Some(hex) => u16::from_str_radix(hex, 16),
+                        None => c.parse(),
+                    }
+                    .map_err(|_| format!("product code {c:?} is not a 16-bit number"))
+                })
+                .collect::<Result<Vec<u16>, String>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+    Ok(ApprovedProduct {
+        manufacturer: manufacturer.to_owned(),
+        product_codes,
+    })
+}
+
+fn parse_firmware(s: &str) -> Result<FirmwareRange, String> {
+    let (from, to) = s
+        .split_once("..")
+        .ok_or_else(|| format!("expected FROM..TO, got {s:?}"))?;
+    let from: DottedVersion = from.parse().map_err(|e| format!("{e}"))?;
+    let to: DottedVersion = to.parse().map_err(|e| format!("{e}"))?;
+    if from > to {
+        return Err(format!("the range {from}..{to} is empty"));
+    }
+    Ok(FirmwareRange { from, to })
+}
+
+/// Prints `label: value` aligned.
+fn field(label: &str, value: impl std::fmt::Display) {
+    println!("{:<12} {value}", format!("{label}:"));
+}
+
+fn print_refusal(reason: &RefusalReason) {
+    field(
+        "verdict",
+        format!("REFUSED by the {} check", reason.check()),
+    );
+    field("reason", reason);
+    field("what to do", reason.remedy());
+}
+
+fn print_identity(info: &PluginInfo) {
+    let ranges = |r: &[bmsfw_plugin_api::CanIdRange]| {
+        if r.is_empty() {
+            "none".to_owned()
+        } else {
+            r.iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    field("plugin", &info.name);
+    field("vendor id", &info.vendor_id);
+    field("version", &info.version);
+    field(
+        "contract",
+        format!("{} (this engine: {CONTRACT_VERSION})", info.contract),
+    );
+    field("sends", ranges(&info.sends));
+    field("receives", ranges(&info.receives));
+    field("file types", info.file_types.join(", "));
+    let t = &info.timeouts;
+    field(
+        "timeouts",
+        format!(
+            "response {} ms transferring, {} ms installing, {} ms verifying; \
+             silence while restarting {} ms; install {} ms",
+            t.transfer_response_ms,
+            t.install_response_ms,
+            t.verify_response_ms,
+            t.restart_silence_max_ms,
+            t.install_max_ms
+        ),
+    );
+}
+
+/// Today's date (UTC), for a new entry's review and compliance dates.
+fn today() -> ApprovalDate {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = (yoe + era * 400 + i64::from(month <= 2)) as u16;
+    ApprovalDate::new(year, month, day)
+        .unwrap_or_else(|| ApprovalDate::new(1970, 1, 1).expect("1970-01-01 is a date"))
+}
+
+/// The entry to paste for `file` with identity `info`: the products and firmware range
+/// from the command line, else from the allowlist's latest entry of the same vendor.
+fn new_entry(
+    file: &LibraryFile,
+    info: &PluginInfo,
+    allowlist: &Allowlist,
+    args: &CheckArgs,
+) -> Result<AllowlistEntry, &'static str> {
+    let previous = allowlist
+        .entries()
+        .iter()
+        .rev()
+        .find(|e| e.vendor_id == info.vendor_id);
+    let products = if !args.products.is_empty() {
+        args.products.clone()
+    } else if let Some(p) = previous {
+        p.products.clone()
+    } else {
+        return Err("--product (the products the review approves)");
+    };
+    let firmware = match (&args.firmware, previous) {
+        (Some(f), _) => f.clone(),
+        (None, Some(p)) => p.firmware.clone(),
+        (None, None) => return Err("--firmware (the battery firmware range it may update)"),
+    };
+    let pending = Approval {
+        status: ApprovalStatus::Pending,
+        date: today(),
+        by: String::new(),
+    };
+    Ok(AllowlistEntry {
+        vendor_id: info.vendor_id.clone(),
+        file: file.file_name.clone(),
+        sha256: file.sha256,
+        versions: format!("={}", info.version)
+            .parse()
+            .map_err(|_| "a version requirement for this exact version")?,
+        products,
+        firmware,
+        review: pending.clone(),
+        compliance: pending,
+        notes: format!("{} {}", info.name, info.version),
+    })
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let allowlist = Allowlist::load(&args.allowlist)
+        .with_context(|| "the allowlist could not be read".to_string())?;
+    let loader = PluginLoader::new(allowlist);
+    let file = match loader.read_file(&args.library) {
+        Ok(file) => file,
+        Err(refusal) => {
+            field("library", args.library.display());
+            print_refusal(&refusal.reason);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    field("library", file.path.display());
+    field("size", format!("{} bytes", file.size()));
+    field("sha256", file.sha256);
+    field("allowlist", loader.allowlist().path().display());
+
+    let (plugin, refusal): (
+        Option<std::sync::Arc<dyn VendorPlugin>>,
+        Option<RefusalReason>,
+    ) = match loader.admit(&file) {
+        Ok(entry) => {
+            let entry = entry.clone();
+            match loader.load_read(&file) {
+                Ok(loaded) => {
+                    field("verdict", "approved: loads and passes every check");
+                    field("entry", format!("{} {}", entry.vendor_id, entry.versions));
+                    (Some(loaded.plugin), None)
+                }
+                Err(refusal) => (None, Some(*refusal.reason)),
+            }
+        }
+        Err(reason) if args.open_unapproved => {
+            let opened = loader.open_unvetted(&file);
+            println!("opened although not approved (--open-unapproved)");
+            match opened {
+                Ok(plugin) => (Some(std::sync::Arc::new(plugin) as _), Some(reason)),
+                Err(abi) => {
+                    print_refusal(&abi);
+                    (None, Some(reason))
+                }
+            }
+        }
+        Err(reason) => {
+            println!("not opened: the allowlist does not approve it (see --open-unapproved)");
+            (None, Some(reason))
+        }
+    };
+    if let Some(reason) = &refusal {
+        print_refusal(reason);
+    }
+    if let Some(plugin) = &plugin {
+        print_identity(plugin.info());
+        println!();
+        match new_entry(&file, plugin.info(), loader.allowlist(), &args) {
+            Ok(entry) if refusal.is_none() => {
+                println!("allowlist entry (as approved):");
+                let approved = loader.allowlist().by_hash(&file.sha256).unwrap_or(&entry);
+                print!("{}", approved.to_toml());
+            }
+            Ok(entry) => {
+                println!(
+                    "allowlist entry to paste (set review and compliance to \"passed\" \
+                     once they are):"
+                );
+                print!("{}", entry.to_toml());
+            }
+            Err(missing) => {
+                println!("no allowlist entry printed: pass {missing}");
+            }
+        }
+    }
+    Ok(ExitCode::from(u8::from(refusal.is_some())))
+}
+
+fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let config = GxConfig::load(&args.config)
+        .with_context(|| "the GX configuration could not be read".to_string())?;
+    let allowlist = Allowlist::load(&config.plugins.allowlist)
+        .with_context(|| "the allowlist could not be read".to_string())?;
+    let loader = PluginLoader::new(allowlist)
+        .with_method(config.load_method())
+        .with_max_library_bytes(config.plugins.max_library_bytes);
+    let report = loader
+        .load_dir(&config.plugins.dir)
+        .context("the plugin directory could not be listed")?;
+    println!(
+        "plugin directory {} (allowlist {})",
+        config.plugins.dir.display(),
+        loader.allowlist().path().display()
+    );
+    enum Line<'a> {
+        Loaded(&'a bmsfw_core::plugin::LoadedPlugin),
+        Refused(&'a Refusal),
+    }
+    let mut lines: Vec<(&Path, Line<'_>)> = report
+        .loaded
+        .iter()
+        .map(|l| (l.path.as_path(), Line::Loaded(l)))
+        .chain(
+            report
+                .refused
+                .iter()
+                .map(|r| (r.path.as_path(), Line::Refused(r))),
+        )
+        .collect();
+    lines.sort_by(|a, b| a.0.cmp(b.0));
+    for (path, line) in &lines {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        match line {
+            Line::Loaded(l) => {
+                let info = l.plugin.info();
+                println!(
+                    "{name}: loaded {} {} (contract {}), sha256 {}",
+                    info.vendor_id, info.version, info.contract, l.sha256
+                );
+            }
+            Line::Refused(r) => {
+                let hash = r
+                    .sha256
+                    .map(|h| h.to_string())
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{name}: REFUSED by the {} check: {}\n    sha256 {hash}\n    what to do: {}",
+                    r.reason.check(),
+                    r.reason,
+                    r.reason.remedy()
+                );
+            }
+        }
+    }
+    println!(
+        "{} libraries: {} loaded, {} refused",
+        lines.len(),
+        report.loaded.len(),
+        report.refused.len()
+    );
+    Ok(ExitCode::from(u8::from(!report.refused.is_empty())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn products_and_firmware_ranges_parse_from_the_command_line() {
+        let p = parse_product("ALPHA:0x0A01,17").unwrap();
+        assert_eq!(p.manufacturer, "ALPHA");
+        assert_eq!(p.product_codes, vec![0x0A01, 17]);
+        assert!(parse_product("ALPHA").unwrap().product_codes.is_empty());
+        assert!(parse_product("ALPHA:0x10000").is_err());
+        assert!(parse_product(":1").is_err());
+        let f = parse_firmware("1.0..1.99").unwrap();
+        assert_eq!((f.from.parts(), f.to.parts()), (&[1, 0][..], &[1, 99][..]));
+        assert!(parse_firmware("2.0..1.0").is_err());
+        assert!(parse_firmware("1.0").is_err());
+    }
+
+    #[test]
+    fn today_is_a_plausible_date() {
+        let d = today().to_string();
+        assert_eq!(d.len(), 10, "{d}");
+        assert!(d.as_str() >= "2025-01-01", "{d}");
+    }
+}
