@@ -4,13 +4,20 @@
 //!
 //! - [`vrm`]: the MQTT side ([`VrmSide`]): keepalives, the device lists ([`model`]), update
 //!   commands and the chunked upload of packages ([`upload`]), replies;
+//! - [`web`]: the UI and HTTP API (axum), with [`auth`]: users, hashed passwords and
+//!   sessions, "Full control" and "Monitor only";
+//! - [`config`]: `portal.toml`;
 //! - [`broker`]: the embedded MQTT broker used when no external one is given.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod broker;
+pub mod config;
 pub mod model;
 pub mod upload;
 pub mod vrm;
+pub mod web;
 
 pub use broker::EmbeddedBroker;
 pub use vrm::{StoredFile, UpdateOrder, UpdateView, VrmConfig, VrmError, VrmSide, VrmSnapshot};
+pub use web::PortalApp;

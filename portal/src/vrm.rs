@@ -213,6 +213,7 @@ enum Request {
 pub struct VrmSide {
     state: Arc<Mutex<State>>,
     changes: watch::Receiver<u64>,
+    changes_tx: Arc<watch::Sender<u64>>,
     requests: mpsc::UnboundedSender<Request>,
     config: Arc<VrmConfig>,
 }
@@ -254,6 +255,7 @@ impl VrmSide {
         }
         let state = Arc::new(Mutex::new(state));
         let (changes_tx, changes) = watch::channel(0u64);
+        let changes_tx = Arc::new(changes_tx);
         let (requests, requests_rx) = mpsc::unbounded_channel();
         let config = Arc::new(config);
         let mut options = MqttOptions::new(
@@ -270,7 +272,7 @@ impl VrmSide {
         tokio::spawn(run_eventloop(eventloop, events_tx, config.reconnect_delay));
         let driver = Driver {
             state: Arc::clone(&state),
-            changes: changes_tx,
+            changes: Arc::clone(&changes_tx),
             client,
             config: Arc::clone(&config),
             first_keepalive: BTreeSet::new(),
@@ -279,6 +281,7 @@ impl VrmSide {
         VrmSide {
             state,
             changes,
+            changes_tx,
             requests,
             config,
         }
@@ -297,6 +300,11 @@ impl VrmSide {
     /// A receiver that changes whenever anything does.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.clone()
+    }
+
+    /// Tells every watcher that something the page shows changed.
+    pub fn touch(&self) {
+        self.changes_tx.send_modify(|n| *n += 1);
     }
 
     /// The settings in use.
@@ -384,7 +392,7 @@ async fn run_eventloop(
 
 struct Driver {
     state: Arc<Mutex<State>>,
-    changes: watch::Sender<u64>,
+    changes: Arc<watch::Sender<u64>>,
     client: AsyncClient,
     config: Arc<VrmConfig>,
     /// Installations that got their first keepalive of this connection (a full dump).

@@ -286,6 +286,11 @@ impl Gx {
             .expect("no such job")
     }
 
+    /// The engine's jobs.
+    pub async fn engine_jobs(&self) -> Vec<JobRecord> {
+        self.engine.jobs().await
+    }
+
     /// Staged packages in the staging area.
     pub fn staged_files(&self) -> Vec<PathBuf> {
         let dir = self.state.join("staging/packages");
@@ -300,15 +305,43 @@ impl Gx {
 /// completed through the channel.
 pub fn drive_stage_two(
     engine: StageOneEngine,
+    staged: mpsc::UnboundedReceiver<StagedJob>,
+    step: Duration,
+) -> mpsc::UnboundedReceiver<JobId> {
+    drive_stage_two_failing_once(engine, staged, step, Vec::new())
+}
+
+/// As [`drive_stage_two`], but the first transfer of a package whose version is listed in
+/// `fail_once` stops at 30 % with code 750 (the BMS stopped answering); a retry of it
+/// completes.
+pub fn drive_stage_two_failing_once(
+    engine: StageOneEngine,
     mut staged: mpsc::UnboundedReceiver<StagedJob>,
     step: Duration,
+    mut fail_once: Vec<String>,
 ) -> mpsc::UnboundedReceiver<JobId> {
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        while let Some(job) = staged.recv().await {
+        'jobs: while let Some(job) = staged.recv().await {
             let target = job.package.package().version.clone();
+            let fail = fail_once.iter().position(|v| *v == target.display);
             for p in (10..=100).step_by(10) {
                 tokio::time::sleep(step).await;
+                if p == 40
+                    && let Some(i) = fail
+                {
+                    fail_once.remove(i);
+                    let failure = bmsfw_core::job::JobFailure {
+                        code: 750,
+                        message: "the BMS did not answer within 1.5 s during the transfer".into(),
+                        at: bmsfw_core::UnixMillis::now(),
+                        battery_state: None,
+                    };
+                    if engine.apply(job.job, JobEvent::Failed(failure)).is_err() {
+                        return;
+                    }
+                    continue 'jobs;
+                }
                 let progress = JobEvent::TransferProgress(Percent::new(p).unwrap());
                 if engine.apply(job.job, progress).is_err() {
                     return; // the test ended and took the state directory with it
@@ -495,4 +528,55 @@ pub fn all_states() -> Vec<bmsfw_vrm_wire::JobState> {
 
 pub fn is_state(job: &JobRecord, state: JobState) -> bool {
     job.state() == state
+}
+
+/// The portal's web server on a free loopback port, with an installer (Full control) and
+/// a monitor (Monitor only).
+pub struct PortalServer {
+    pub url: String,
+    pub vrm: VrmSide,
+}
+
+pub const INSTALLER: (&str, &str) = ("installer", "installer-password");
+pub const MONITOR: (&str, &str) = ("monitor", "monitor-password");
+
+impl PortalServer {
+    pub async fn start(broker: &BrokerAddr, chunk_size: u32) -> PortalServer {
+        use bmsfw_portal::auth::{AccessLevel, UserRecord, Users, hash_password};
+        let vrm = portal_side(broker, chunk_size, 8);
+        let users = tokio::task::spawn_blocking(|| {
+            let user = |(name, password): (&str, &str), access| UserRecord {
+                name: name.into(),
+                password_hash: hash_password(password).unwrap(),
+                access,
+                installations: vec![PORTAL_ID.into()],
+            };
+            Users::new(vec![
+                user(INSTALLER, AccessLevel::FullControl),
+                user(MONITOR, AccessLevel::MonitorOnly),
+            ])
+            .unwrap()
+        })
+        .await
+        .unwrap();
+        let app = bmsfw_portal::PortalApp::new(
+            vrm.clone(),
+            users,
+            Duration::from_secs(3600),
+            16 * 1024 * 1024,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(bmsfw_portal::web::serve(listener, app));
+        PortalServer { url, vrm }
+    }
+}
+
+/// An HTTP client with its own cookie jar.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
 }

@@ -635,6 +635,12 @@ impl Link {
                 if !options.suppress_republish {
                     self.changed = self.values.keys().cloned().collect();
                 }
+                // The portal id answers every keepalive: VRM's "last contact".
+                let serial = crate::vrm::values::notify_topic(
+                    &self.cfg.portal_id,
+                    bmsfw_vrm_wire::SystemPath::PortalSerial.device_path(),
+                );
+                self.requested.insert(serial);
             }
             Topic::Read { path, .. } => {
                 let notify = crate::vrm::values::notify_topic(&self.cfg.portal_id, path);
