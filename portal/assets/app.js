@@ -161,7 +161,12 @@ async function start() {
   $("app-view").hidden = false;
   stopEvents();
   ui.events = new EventSource("/api/events");
-  ui.events.addEventListener("state", (e) => render(JSON.parse(e.data)));
+  let last = "";
+  ui.events.addEventListener("state", (e) => {
+    if (e.data === last) return; // nothing the page shows has changed
+    last = e.data;
+    render(JSON.parse(e.data));
+  });
   ui.events.onerror = async () => {
     try { await api("GET", "/api/state"); } catch (err) { if (err.status === 401) showLogin("Your session ended."); }
   };
@@ -317,17 +322,18 @@ function renderProgress(inst, b, u, k) {
     let cls = "";
     if (u.state === "completed" || i < current) cls = "done";
     else if (i === current) cls = failed ? "failed" : "current";
-    const showPct = i === current && !failed && (s === "uploading" || s === "transferring") && u.percent !== null;
+    const showPct = cls === "current" && (s === "uploading" || s === "transferring") && u.percent !== null;
+    let bar = null;
+    if (showPct) {
+      const fill = h("span");
+      fill.style.width = `${u.percent}%`; // CSSOM: allowed by the page's CSP
+      bar = h("div", { class: "bar", role: "progressbar", "aria-label": LABELS[s], "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": u.percent }, fill);
+    }
     return h("li", { class: cls, "data-step": s },
       h("span", { text: LABELS[s] }),
-      showPct ? h("span", { class: "pct", text: `${u.percent} %` }) : null);
+      showPct ? h("span", { class: "pct", text: `${u.percent} %` }) : null,
+      bar);
   });
-  let bar = null;
-  if ((reached === "uploading" || reached === "transferring") && !failed && u.state !== "completed") {
-    const fill = h("span");
-    fill.style.width = `${u.percent || 0}%`; // CSSOM: allowed by the page's CSP
-    bar = h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": u.percent || 0 }, fill);
-  }
   const result = [];
   if (u.state === "completed") {
     result.push(h("div", { class: "result ok", id: `result-${b.instance}` },
@@ -356,12 +362,13 @@ function renderProgress(inst, b, u, k) {
     }, "Diagnostics"));
   }
   const started = u.started_at ? `Started ${fmtTime(u.started_at)}` : "";
+  const tone = u.state === "completed" ? "ok" : failed ? "bad" : "busy";
   return h("div", { class: "progress" },
-    h("h4", {}, "Firmware update ",
-      h("span", { id: `state-${b.instance}`, "data-state": u.state || "", text: u.state ? LABELS[u.state] : "Requested" })),
+    h("div", { class: "progress-head" },
+      h("h4", { text: "Firmware update" }),
+      h("span", { class: `chip ${tone}`, id: `state-${b.instance}`, "data-state": u.state || "", text: u.state ? LABELS[u.state] : "Requested" })),
     h("p", { class: "muted", text: [u.file_name, started].filter(Boolean).join(" · ") }),
     h("ol", { class: "steps", id: `steps-${b.instance}` }, items),
-    bar,
     result,
     retryWarnings,
     h("div", { class: "actions" }, actions));
