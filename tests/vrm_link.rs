@@ -182,7 +182,7 @@ async fn the_upload_resumes_from_the_first_missing_chunk_after_a_broker_restart(
     let window = 4;
     let portal = portal_side(&broker.addr(), 512, window);
     battery_listed(&portal).await;
-    let bytes = package(5, 3, 400 * 512, 2);
+    let bytes = package(5, 3, 120 * 512, 2);
     let id = portal
         .start_update(order(file(bytes.clone())))
         .await
@@ -240,11 +240,11 @@ async fn the_upload_resumes_from_the_first_missing_chunk_after_a_broker_restart(
     );
     assert_eq!(
         stats.chunks_sent - stats.chunks_resent,
-        400,
+        120,
         "every chunk sent once, plus the re-sent ones"
     );
     eprintln!(
-        "broker restart at {held} %: resumed from chunk {first_missing}, {} of 400 chunks re-sent",
+        "broker restart at {held} %: resumed from chunk {first_missing}, {} of 120 chunks re-sent",
         stats.chunks_resent
     );
     // The package arrived whole and matched its digest.
@@ -319,4 +319,63 @@ async fn status_made_while_the_link_is_down_arrives_in_order_when_it_returns() {
             .len(),
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gx_restart_mid_upload_continues_from_the_first_missing_chunk() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let gx = Gx::start(&broker.addr(), dir.path());
+    gx.connected().await;
+    let window = 4;
+    let portal = portal_side(&broker.addr(), 512, window);
+    battery_listed(&portal).await;
+    let bytes = package(5, 4, 100 * 512, 7);
+    let id = portal
+        .start_update(order(file(bytes.clone())))
+        .await
+        .unwrap();
+    let engine = gx.engine.clone();
+    until("a quarter uploaded", LONG, || {
+        jobs_now(engine.clone())
+            .iter()
+            .any(|j| j.state() == JobState::Uploading && j.percent().get() >= 25)
+    })
+    .await;
+
+    // The GX goes down as a power cut would take it: the link and the engine vanish.
+    let Gx { link, engine, .. } = gx;
+    drop(link);
+    drop(engine);
+    let acked_before = portal
+        .snapshot()
+        .updates
+        .iter()
+        .find(|u| u.commandid == id)
+        .unwrap()
+        .upload
+        .chunks_acked;
+
+    // A new GX process on the same state directory: the job is still uploading, the
+    // partial package and the command's id are on disk, and the GX asks for the rest.
+    let mut gx = Gx::start(&broker.addr(), dir.path());
+    let _done = drive_stage_two(
+        gx.engine.clone(),
+        gx.staged.take().unwrap(),
+        Duration::from_millis(1),
+    );
+    let snap = until_portal(&portal, "the update completed", LONG, |s| {
+        s.updates.iter().any(|u| u.commandid == id && u.finished)
+    })
+    .await;
+    let u = snap.updates.iter().find(|u| u.commandid == id).unwrap();
+    assert_eq!(u.state, Some(WireState::Completed));
+    let stats = &u.upload;
+    assert!(!stats.resumes.is_empty(), "{stats:?}");
+    assert!(stats.resumes[0] >= acked_before, "{stats:?}");
+    assert!(stats.chunks_resent <= window as u64 + 1, "{stats:?}");
+    assert_eq!(stats.chunks_sent - stats.chunks_resent, 100);
+    assert_eq!(std::fs::read(&gx.staged_files()[0]).unwrap(), bytes);
+    // One job: the restart resumed it rather than starting another.
+    assert_eq!(gx.engine_jobs().await.len(), 1);
 }
