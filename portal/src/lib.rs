@@ -6,7 +6,7 @@
 //!   commands and the chunked upload of packages ([`upload`]), replies;
 //! - [`web`]: the UI and HTTP API (axum), with [`auth`]: users, hashed passwords and
 //!   sessions, "Full control" and "Monitor only";
-//! - [`config`]: `portal.toml`;
+//! - [`config`]: the `portal.toml` file;
 //! - [`broker`]: the embedded MQTT broker used when no external one is given.
 #![forbid(unsafe_code)]
 
