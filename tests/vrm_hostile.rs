@@ -392,3 +392,44 @@ async fn values_flow_while_the_keepalive_is_fresh() {
     assert_eq!(topic, format!("{n}battery/512/Soc"));
     assert_eq!(payload, br#"{"value":60.0}"#);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_and_free_space_limits_refuse_the_update_before_any_chunk() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let staging = bmsfw_core::staging::StagingConfig {
+        max_package_size: 64 * 1024,
+        free_space_margin: 1024,
+        ..bmsfw_core::staging::StagingConfig::new(dir.path().join("staging"))
+    };
+    let cfg = link_config(&broker.addr(), dir.path());
+    let gx = Gx::start_with_staging(&broker.addr(), dir.path(), cfg.clone(), staging);
+    gx.connected().await;
+    let mut raw = RawClient::connect(&broker.addr(), &[&format!("P/{PORTAL_ID}/out")]).await;
+
+    // Larger than the GX accepts: 701, before a single chunk.
+    let big = package(5, 0, 64 * 1024 + 1, 1);
+    raw.publish(&p_in(), update("big-1", &big, 1024, sha(&big)))
+        .await;
+    let (code, message) = error_of(&mut raw, Some("big-1")).await;
+    assert_eq!(code, 701);
+    assert!(message.contains("65537"), "{message}");
+    assert!(gx.engine.jobs().await.is_empty());
+    drop(gx);
+
+    // More than the free space allows (the margin takes it all): 702.
+    let staging = bmsfw_core::staging::StagingConfig {
+        free_space_margin: u64::MAX / 2,
+        ..bmsfw_core::staging::StagingConfig::new(dir.path().join("staging"))
+    };
+    let gx = Gx::start_with_staging(&broker.addr(), dir.path(), cfg, staging);
+    gx.connected().await;
+    let small = package(5, 0, 4096, 2);
+    raw.publish(&p_in(), update("full-1", &small, 1024, sha(&small)))
+        .await;
+    let (code, message) = error_of(&mut raw, Some("full-1")).await;
+    assert_eq!(code, 702);
+    assert!(message.contains("free space"), "{message}");
+    assert!(gx.engine.jobs().await.is_empty());
+    assert!(gx.staged_files().is_empty());
+}

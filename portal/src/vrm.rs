@@ -263,9 +263,11 @@ impl VrmSide {
             config.broker.host.clone(),
             config.broker.port,
         );
+        // A persistent session: while the portal is away (a network cut), the broker keeps
+        // the GXs' replies for it.
         options
             .set_keep_alive(Duration::from_secs(10))
-            .set_clean_session(true)
+            .set_clean_session(false)
             .set_max_packet_size(MAX_PACKET, MAX_PACKET);
         let (client, eventloop) = AsyncClient::new(options, 256);
         let (events_tx, events_rx) = mpsc::unbounded_channel();

@@ -235,13 +235,23 @@ impl Gx {
     }
 
     pub fn start_with(broker: &BrokerAddr, state: &Path, cfg: LinkConfig) -> Gx {
+        let staging = StagingConfig {
+            free_space_margin: 1024 * 1024,
+            ..StagingConfig::new(StateDir::new(state).staging())
+        };
+        Gx::start_with_staging(broker, state, cfg, staging)
+    }
+
+    pub fn start_with_staging(
+        broker: &BrokerAddr,
+        state: &Path,
+        cfg: LinkConfig,
+        staging: StagingConfig,
+    ) -> Gx {
         let dir = StateDir::new(state);
         let (engine, staged) = StageOneEngine::open(
             &dir,
-            StagingConfig {
-                free_space_margin: 1024 * 1024,
-                ..StagingConfig::new(dir.staging())
-            },
+            staging,
             Box::new(HeaderInspector),
             SiteInfo {
                 vrm_installation_id: PORTAL_ID.into(),

@@ -101,8 +101,10 @@ pub enum LinkError {
 /// Whether the link is connected to the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkConnection {
-    /// Connected and subscribed.
+    /// Connected and subscribed: commands reach the GX.
     Connected,
+    /// Connected; the subscriptions are not confirmed yet (the GX already publishes).
+    Subscribing,
     /// Not connected (broker unreachable, network cut, or VRM access Off).
     Disconnected,
 }
@@ -208,6 +210,7 @@ pub fn spawn_link(
         changed: BTreeSet::new(),
         requested: BTreeSet::new(),
         keepalive: Keepalive::Idle,
+        presence: VrmPresence::Unknown,
         awaiting: VecDeque::new(),
         by_pkid: HashMap::new(),
         reported: HashMap::new(),
@@ -226,6 +229,16 @@ pub fn spawn_link(
 enum Keepalive {
     Idle,
     Active { until: Instant },
+}
+
+/// Whether VRM has shown itself on the current connection (a keepalive, a read, a write
+/// or a command). The broker acknowledges a publish even when nobody subscribes, so
+/// durable status waits until VRM is there to receive it: after a broker restart the GX
+/// may be back before the portal has subscribed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VrmPresence {
+    Unknown,
+    Seen,
 }
 
 struct Link {
@@ -249,6 +262,7 @@ struct Link {
     /// Values an `R/` read asked for (published regardless of keepalive).
     requested: BTreeSet<String>,
     keepalive: Keepalive,
+    presence: VrmPresence,
     /// One entry per publish handed to the client, in order: the outbox sequence number of
     /// a QoS 1 reply, `None` for a QoS 0 value.
     awaiting: VecDeque<Option<u64>>,
@@ -436,7 +450,7 @@ impl Link {
     }
 
     fn flush_values(&mut self) {
-        if self.connection != LinkConnection::Connected {
+        if self.connection == LinkConnection::Disconnected {
             return;
         }
         while let Some(topic) = self.requested.pop_first() {
@@ -465,7 +479,7 @@ impl Link {
         feedback: Feedback,
         durability: Durability,
     ) -> Result<(), LinkError> {
-        if durability == Durability::Volatile && self.connection != LinkConnection::Connected {
+        if durability == Durability::Volatile && self.connection == LinkConnection::Disconnected {
             return Ok(());
         }
         let topic = Topic::RpcOut {
@@ -518,7 +532,7 @@ impl Link {
     }
 
     fn flush_outbox(&mut self) {
-        if self.connection != LinkConnection::Connected {
+        if self.connection == LinkConnection::Disconnected || self.presence != VrmPresence::Seen {
             return;
         }
         while self.outbox.in_flight() < self.cfg.outbox_window.max(1) {
@@ -543,7 +557,8 @@ impl Link {
     async fn on_transport(&mut self, event: TransportEvent) -> Result<(), LinkError> {
         match event {
             TransportEvent::Connected => {
-                self.connection = LinkConnection::Connected;
+                self.connection = LinkConnection::Subscribing;
+                self.presence = VrmPresence::Unknown;
                 self.connects += 1;
                 let qos = |f: &String| {
                     if f.starts_with("P/") {
@@ -567,6 +582,7 @@ impl Link {
             TransportEvent::Disconnected { reason, resume } => {
                 tracing::warn!(%reason, "VRM link down; status is kept until it returns");
                 self.connection = LinkConnection::Disconnected;
+                self.presence = VrmPresence::Unknown;
                 self.awaiting.clear();
                 self.by_pkid.clear();
                 self.outbox.connection_lost();
@@ -581,6 +597,11 @@ impl Link {
                     tracing::warn!(pkid, ?other, "publish not paired with a request");
                 }
             },
+            TransportEvent::Subscribed => {
+                if self.connection == LinkConnection::Subscribing {
+                    self.connection = LinkConnection::Connected;
+                }
+            }
             TransportEvent::Acked { pkid } => {
                 if let Some(seq) = self.by_pkid.remove(&pkid) {
                     self.outbox.delivered(seq)?;
@@ -623,6 +644,15 @@ impl Link {
                 return Ok(());
             }
         };
+        if matches!(
+            topic,
+            Topic::Keepalive { .. }
+                | Topic::Read { .. }
+                | Topic::Write { .. }
+                | Topic::RpcIn { .. }
+        ) {
+            self.presence = VrmPresence::Seen;
+        }
         match topic {
             Topic::Keepalive { .. } => {
                 let options = KeepaliveOptions::parse(payload).unwrap_or_else(|e| {

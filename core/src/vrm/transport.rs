@@ -53,6 +53,8 @@ pub enum TransportEvent {
         /// Its payload.
         payload: Vec<u8>,
     },
+    /// The broker confirmed a subscription.
+    Subscribed,
     /// A publish left, under this packet id (0 for QoS 0).
     Sent {
         /// The packet id.
@@ -141,6 +143,7 @@ async fn run(
                 payload: p.payload.to_vec(),
             },
             Ok(Event::Incoming(Packet::PubAck(ack))) => TransportEvent::Acked { pkid: ack.pkid },
+            Ok(Event::Incoming(Packet::SubAck(_))) => TransportEvent::Subscribed,
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => TransportEvent::Sent { pkid },
             Ok(_) => continue,
             Err(e) => {
