@@ -374,6 +374,19 @@ async fn monitor_only_users_and_read_only_gx_devices_start_nothing() {
     let portal = PortalServer::start(&broker.addr(), 4096).await;
     let url = &portal.url;
 
+    // Password guessing is slowed down: after five failures the name is locked.
+    let g = http();
+    for _ in 0..5 {
+        assert_eq!(
+            login(&g, url, ("mallory", "guess")).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login(&g, url, ("mallory", "guess")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
     // A monitor-only user sees the battery and its event log, and can start nothing.
     let m = http();
     assert_eq!(login(&m, url, MONITOR).await.status(), StatusCode::OK);

@@ -227,6 +227,62 @@ impl Sessions {
     }
 }
 
+/// Failed logins in a row after which a user name is locked for a while.
+pub const MAX_FAILED_LOGINS: u32 = 5;
+/// How long a user name stays locked.
+pub const LOCKOUT: Duration = Duration::from_secs(30);
+/// Most user names tracked (guesses at unknown names cannot grow the table without end).
+const MAX_TRACKED: usize = 1024;
+
+/// Slows down password guessing: after [`MAX_FAILED_LOGINS`] failures in a row, a user
+/// name is refused for [`LOCKOUT`].
+#[derive(Debug, Default)]
+pub struct LoginThrottle {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl LoginThrottle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Ok` when `name` may try now, or how long it must wait.
+    pub fn check(&self, name: &str) -> Result<(), Duration> {
+        match self.lock().get(name) {
+            Some((n, last)) if *n >= MAX_FAILED_LOGINS => {
+                let until = *last + LOCKOUT;
+                let now = Instant::now();
+                if now < until {
+                    Err(until - now)
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A failed attempt for `name`.
+    pub fn failed(&self, name: &str) {
+        let mut map = self.lock();
+        if map.len() >= MAX_TRACKED && !map.contains_key(name) {
+            let now = Instant::now();
+            map.retain(|_, (_, last)| now.duration_since(*last) < LOCKOUT);
+            if map.len() >= MAX_TRACKED {
+                return;
+            }
+        }
+        let entry = map.entry(name.to_owned()).or_insert((0, Instant::now()));
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = Instant::now();
+    }
+
+    /// A successful login for `name`.
+    pub fn succeeded(&self, name: &str) {
+        self.lock().remove(name);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +339,21 @@ mod tests {
         let expired = Sessions::new(Duration::ZERO);
         let t = expired.create(&u);
         assert!(expired.lookup(&t).is_none());
+    }
+
+    #[test]
+    fn repeated_failures_lock_a_user_name_for_a_while() {
+        let t = LoginThrottle::default();
+        for _ in 0..MAX_FAILED_LOGINS - 1 {
+            t.failed("ann");
+        }
+        assert!(t.check("ann").is_ok());
+        t.failed("ann");
+        let wait = t.check("ann").unwrap_err();
+        assert!(wait <= LOCKOUT && wait > LOCKOUT - Duration::from_secs(5));
+        assert!(t.check("bob").is_ok(), "other names are not affected");
+        t.succeeded("ann");
+        assert!(t.check("ann").is_ok());
     }
 
     #[test]

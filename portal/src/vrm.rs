@@ -172,7 +172,8 @@ struct Tracker {
     view: UpdateView,
     upload: UploadSender,
     last_msgnr: u64,
-    retry: UpdateOrder,
+    /// The order, kept (with its file) for a retry by the battery's latest update only.
+    retry: Option<UpdateOrder>,
 }
 
 /// Everything the portal knows, as the web layer reads it.
@@ -332,7 +333,7 @@ impl VrmSide {
             .iter()
             .rev()
             .find(|t| &t.view.portal_id == portal_id && t.view.instance == instance)
-            .map(|t| t.retry.clone())
+            .and_then(|t| t.retry.clone())
     }
 
     /// Sends a read command (event log, diagnostics) and waits for its last reply.
@@ -742,11 +743,17 @@ impl Driver {
             {
                 s.trackers.remove(pos);
             }
+            // Only the latest update of a battery keeps its file for a retry.
+            for t in s.trackers.iter_mut().filter(|t| {
+                t.view.portal_id == order.portal_id && t.view.instance == order.instance
+            }) {
+                t.retry = None;
+            }
             s.trackers.push(Tracker {
                 view,
                 upload,
                 last_msgnr: 0,
-                retry: order.clone(),
+                retry: Some(order.clone()),
             });
             (command, id)
         };

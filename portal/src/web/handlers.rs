@@ -99,12 +99,20 @@ pub async fn login(
     State(app): State<Arc<PortalApp>>,
     Json(body): Json<LoginBody>,
 ) -> ApiResult<Response> {
+    let refused = || ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password");
     if body.username.len() > 64 || body.password.len() > 256 {
+        return Err(refused());
+    }
+    if let Err(wait) = app.throttle.check(&body.username) {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "wrong user name or password",
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many failed logins for this user; try again in {} s",
+                wait.as_secs().max(1)
+            ),
         ));
     }
+    let name = body.username.clone();
     let app2 = Arc::clone(&app);
     // argon2 is deliberately slow: keep it off the async threads.
     let user = tokio::task::spawn_blocking(move || {
@@ -114,11 +122,10 @@ pub async fn login(
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let Some(user) = user else {
         tracing::info!("failed login");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "wrong user name or password",
-        ));
+        app.throttle.failed(&name);
+        return Err(refused());
     };
+    app.throttle.succeeded(&name);
     let token = app.sessions.create(&user);
     tracing::info!(user = %user.name, "login");
     let mut response = Json(UserJson {
@@ -144,7 +151,6 @@ pub async fn logout(State(app): State<Arc<PortalApp>>, user: CurrentUser) -> Res
 
 fn state_for(app: &PortalApp, user: &CurrentUser) -> StateJson {
     let snap = app.vrm.snapshot();
-    let files = app.files();
     let mut installations = Vec::new();
     for inst in snap.installations.values() {
         if !user.record.sees(inst.portal_id.as_str()) {
@@ -154,8 +160,8 @@ fn state_for(app: &PortalApp, user: &CurrentUser) -> StateJson {
         for b in inst.batteries.values() {
             let latest = latest_update(&snap, inst, b);
             let blocked = update_blocked(user.record.access, inst, b, latest.as_ref());
-            let pending_file = files
-                .get(&(user.record.name.clone(), inst.portal_id.clone(), b.instance))
+            let pending_file = app
+                .pending_file(&user.record.name, &inst.portal_id, b.instance)
                 .map(|f| PendingFile {
                     name: f.name.as_str().to_owned(),
                     size: f.data.len() as u64,
@@ -251,8 +257,7 @@ pub async fn upload_firmware(
         sha256: file.sha256.to_string(),
     };
     tracing::info!(user = %user.record.name, portal = %id, instance, file = %pending.name, size = pending.size, "firmware file uploaded");
-    app.files()
-        .insert((user.record.name.clone(), id, instance), file);
+    app.keep_file(&user.record.name, id, instance, file);
     app.vrm.touch();
     Ok(Json(pending))
 }
@@ -300,7 +305,7 @@ pub async fn update(
     }
     check_acknowledgements(&body)?;
     let key = (user.record.name.clone(), id.clone(), instance);
-    let file = app.files().get(&key).cloned().ok_or_else(|| {
+    let file = app.pending_file(&key.0, &key.1, key.2).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "upload the firmware file first (menu: Upload firmware file)",

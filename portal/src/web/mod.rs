@@ -21,7 +21,7 @@ mod handlers;
 mod session;
 pub mod view;
 
-use crate::auth::{Sessions, Users};
+use crate::auth::{LoginThrottle, Sessions, Users};
 use crate::vrm::{StoredFile, VrmSide};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -42,13 +42,19 @@ pub const CSRF_HEADER: &str = "x-requested-with";
 pub const CSRF_VALUE: &str = "bmsfw";
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "bmsfw_session";
+/// Most uploaded files waiting for Update at once (the oldest is dropped beyond).
+pub const MAX_PENDING_FILES: usize = 32;
+
+/// Files uploaded and waiting for Update, by user, installation and battery, with when.
+type PendingFiles = HashMap<(String, PortalId, u32), (std::time::Instant, StoredFile)>;
 
 /// The web application's shared state.
 pub struct PortalApp {
     vrm: VrmSide,
     users: Users,
     sessions: Sessions,
-    files: Mutex<HashMap<(String, PortalId, u32), StoredFile>>,
+    throttle: LoginThrottle,
+    files: Mutex<PendingFiles>,
     max_upload: usize,
 }
 
@@ -71,6 +77,7 @@ impl PortalApp {
             vrm,
             users,
             sessions: Sessions::new(session_lifetime),
+            throttle: LoginThrottle::default(),
             files: Mutex::new(HashMap::new()),
             max_upload,
         })
@@ -81,8 +88,35 @@ impl PortalApp {
         &self.vrm
     }
 
-    fn files(&self) -> std::sync::MutexGuard<'_, HashMap<(String, PortalId, u32), StoredFile>> {
+    fn files(&self) -> std::sync::MutexGuard<'_, PendingFiles> {
         self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The file `user` uploaded for battery `instance` of `portal_id`.
+    fn pending_file(&self, user: &str, portal_id: &PortalId, instance: u32) -> Option<StoredFile> {
+        self.files()
+            .get(&(user.to_owned(), portal_id.clone(), instance))
+            .map(|(_, f)| f.clone())
+    }
+
+    /// Keeps `file` until Update, dropping the oldest waiting file beyond
+    /// [`MAX_PENDING_FILES`].
+    fn keep_file(&self, user: &str, portal_id: PortalId, instance: u32, file: StoredFile) {
+        let mut files = self.files();
+        files.insert(
+            (user.to_owned(), portal_id, instance),
+            (std::time::Instant::now(), file),
+        );
+        while files.len() > MAX_PENDING_FILES {
+            let Some(oldest) = files
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            files.remove(&oldest);
+        }
     }
 }
 
