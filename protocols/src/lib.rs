@@ -7,12 +7,16 @@
 //! - [`version`]: decoders for the ways firmware versions are packed into bytes.
 //! - [`checksum`]: CRC-32, CRC-16 and SHA-256, one-shot and streamed.
 //! - [`isotp`]: ISO 15765-2 transport (segmentation, flow control, timers).
+//! - [`canopen`]: CANopen SDO transfers (block download with resends and CRC, segmented
+//!   and expedited transfers), client and server, and the CiA 302-3 program download.
 //! - [`uds`]: ISO 14229 diagnostic services: a flashing client, request parsing and a
 //!   flashing server for simulated battery management systems.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod bit_timing;
+pub mod bms_can;
+pub mod canopen;
 pub mod checksum;
 pub mod isotp;
 pub mod uds;

@@ -338,3 +338,23 @@ async fn blocked_senders_learn_of_bus_off_and_power_cuts() {
         Err(CanError::Closed { .. })
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_node_still_sends_what_it_queued_then_leaves() {
+    let bus = SimBus::new("can0", RATE);
+    let a = bus.attach("a");
+    let b = bus.attach("b");
+    for i in 0..5 {
+        a.send(std_frame(0x351, &[i])).await.unwrap();
+    }
+    drop(a);
+    for i in 0..5 {
+        assert_eq!(next_frame(&b).await.frame.data(), &[i]);
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(bus.nodes().len(), 1, "gone once its queue drained");
+    // A dropped node with nothing queued leaves at once and hears nothing meanwhile.
+    let c = bus.attach("c");
+    drop(c);
+    assert_eq!(bus.nodes().len(), 1);
+}

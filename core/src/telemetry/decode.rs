@@ -6,13 +6,13 @@
 //! of a rejected frame is ever used. Bytes past the fields a frame defines are ignored.
 
 use super::alarms::{AlarmStatus, ProtectionFlags};
-use super::kind::FrameKind;
 use super::text::{NotAscii, decode_half, decode_text};
 use super::units::{
     AmpHours, CentiPercent, CentiVolts, DeciAmps, DeciCelsius, DeciKilowattHours, DeciVolts,
     Kelvin, MilliVolts, Percent,
 };
 use bmsfw_plugin_api::CanFrame;
+use bmsfw_protocols::bms_can::FrameKind;
 use std::fmt;
 
 /// 0x351: what the battery allows the charger and the inverter to do.

@@ -11,7 +11,6 @@
 pub mod alarms;
 pub mod decode;
 pub mod identity;
-pub mod kind;
 pub mod monitor;
 pub mod state;
 pub mod text;
@@ -23,13 +22,13 @@ mod decode_tests;
 mod state_tests;
 
 pub use alarms::{AlarmField, AlarmStatus, FlagState, Protection, ProtectionFlags, Severity};
+pub use bmsfw_protocols::bms_can::{FrameKind, Requirement};
 pub use decode::{
     CellExtremes, ChargeLimits, DecodeError, EnergyCounters, ForceCharge, Measurements,
     ModuleCounts, Permission, ProductInfo, ProtectionStatus, RejectReason, Requests, StateOfCharge,
     Telemetry,
 };
 pub use identity::BatteryIdentity;
-pub use kind::{FrameKind, Requirement};
 pub use monitor::{BmsCanMonitor, Broadcasters, FrameOutcome, IdentityChange, RejectCounts};
 pub use state::{BatteryState, Communication, DEFAULT_MAX_AGE};
 pub use units::{

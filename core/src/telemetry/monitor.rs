@@ -15,9 +15,9 @@
 //! as one battery's.
 
 use super::decode::{DecodeError, RejectReason, Telemetry};
-use super::kind::FrameKind;
 use super::state::BatteryState;
 use bmsfw_plugin_api::{CanFrame, Timestamp};
+use bmsfw_protocols::bms_can::FrameKind;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 

@@ -6,10 +6,10 @@ use super::decode::{
     ProtectionStatus, Requests, StateOfCharge, Telemetry,
 };
 use super::identity::BatteryIdentity;
-use super::kind::FrameKind;
 use super::text::join_halves;
 use super::units::AmpHours;
 use bmsfw_plugin_api::Timestamp;
+use bmsfw_protocols::bms_can::FrameKind;
 use std::time::Duration;
 
 /// How long a required frame may go unseen before the battery no longer counts as

@@ -3,99 +3,51 @@
 
 use std::collections::BTreeSet;
 
-/// A condition the battery can report. The order is the 0x35A wire order: field `i`
-/// sits in byte `i / 4` at bits `2 * (i % 4)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Alarm {
-    /// General alarm.
-    General,
-    /// Battery high voltage.
-    HighVoltage,
-    /// Battery low voltage.
-    LowVoltage,
-    /// High temperature.
-    HighTemperature,
-    /// Low temperature.
-    LowTemperature,
-    /// High temperature while charging.
-    HighChargeTemperature,
-    /// Low temperature while charging.
-    LowChargeTemperature,
-    /// High discharge current.
-    HighDischargeCurrent,
-    /// High charge current.
-    HighChargeCurrent,
-    /// Contactor fault.
-    Contactor,
-    /// Short circuit.
-    ShortCircuit,
-    /// BMS internal fault.
-    BmsInternal,
-    /// Cell imbalance.
-    CellImbalance,
+/// A condition the battery can report: the 0x35A fields of the BMS-Can definitions.
+pub use bmsfw_protocols::bms_can::AlarmField as Alarm;
+
+/// The 0x359 bit of this condition, when it has one.
+const fn pylon_bit(alarm: Alarm) -> Option<u16> {
+    match alarm {
+        Alarm::HighVoltage => Some(1 << 1),
+        Alarm::LowVoltage => Some(1 << 2),
+        Alarm::HighTemperature | Alarm::HighChargeTemperature => Some(1 << 3),
+        Alarm::LowTemperature | Alarm::LowChargeTemperature => Some(1 << 4),
+        Alarm::HighDischargeCurrent | Alarm::ShortCircuit => Some(1 << 7),
+        Alarm::HighChargeCurrent => Some(1 << 8),
+        Alarm::BmsInternal | Alarm::Contactor => Some(1 << 11),
+        Alarm::General | Alarm::CellImbalance => None,
+    }
 }
 
-impl Alarm {
-    /// Every condition, in wire order.
-    pub const ALL: [Alarm; 13] = [
-        Alarm::General,
-        Alarm::HighVoltage,
-        Alarm::LowVoltage,
-        Alarm::HighTemperature,
-        Alarm::LowTemperature,
-        Alarm::HighChargeTemperature,
-        Alarm::LowChargeTemperature,
-        Alarm::HighDischargeCurrent,
-        Alarm::HighChargeCurrent,
-        Alarm::Contactor,
-        Alarm::ShortCircuit,
-        Alarm::BmsInternal,
-        Alarm::CellImbalance,
-    ];
+/// Whether an active alarm of this kind makes the BMS stop charging.
+const fn stops_charging(alarm: Alarm) -> bool {
+    matches!(
+        alarm,
+        Alarm::HighVoltage
+            | Alarm::HighTemperature
+            | Alarm::LowTemperature
+            | Alarm::HighChargeTemperature
+            | Alarm::LowChargeTemperature
+            | Alarm::HighChargeCurrent
+            | Alarm::Contactor
+            | Alarm::ShortCircuit
+            | Alarm::BmsInternal
+    )
+}
 
-    /// The 0x359 bit of this condition, when it has one.
-    const fn pylon_bit(self) -> Option<u16> {
-        match self {
-            Alarm::HighVoltage => Some(1 << 1),
-            Alarm::LowVoltage => Some(1 << 2),
-            Alarm::HighTemperature | Alarm::HighChargeTemperature => Some(1 << 3),
-            Alarm::LowTemperature | Alarm::LowChargeTemperature => Some(1 << 4),
-            Alarm::HighDischargeCurrent | Alarm::ShortCircuit => Some(1 << 7),
-            Alarm::HighChargeCurrent => Some(1 << 8),
-            Alarm::BmsInternal | Alarm::Contactor => Some(1 << 11),
-            Alarm::General | Alarm::CellImbalance => None,
-        }
-    }
-
-    /// Whether an active alarm of this kind makes the BMS stop charging.
-    const fn stops_charging(self) -> bool {
-        matches!(
-            self,
-            Alarm::HighVoltage
-                | Alarm::HighTemperature
-                | Alarm::LowTemperature
-                | Alarm::HighChargeTemperature
-                | Alarm::LowChargeTemperature
-                | Alarm::HighChargeCurrent
-                | Alarm::Contactor
-                | Alarm::ShortCircuit
-                | Alarm::BmsInternal
-        )
-    }
-
-    /// Whether an active alarm of this kind makes the BMS stop discharging.
-    const fn stops_discharging(self) -> bool {
-        matches!(
-            self,
-            Alarm::LowVoltage
-                | Alarm::HighTemperature
-                | Alarm::LowTemperature
-                | Alarm::HighDischargeCurrent
-                | Alarm::Contactor
-                | Alarm::ShortCircuit
-                | Alarm::BmsInternal
-        )
-    }
+/// Whether an active alarm of this kind makes the BMS stop discharging.
+const fn stops_discharging(alarm: Alarm) -> bool {
+    matches!(
+        alarm,
+        Alarm::LowVoltage
+            | Alarm::HighTemperature
+            | Alarm::LowTemperature
+            | Alarm::HighDischargeCurrent
+            | Alarm::Contactor
+            | Alarm::ShortCircuit
+            | Alarm::BmsInternal
+    )
 }
 
 /// Whether a condition is raised as alarm (0x35A bytes 0-3) or warning (bytes 4-7).
@@ -140,14 +92,14 @@ impl AlarmSet {
 
     /// Whether an active alarm (not a warning) forbids charging.
     pub fn blocks_charging(&self) -> bool {
-        self.active(Level::Alarm).iter().any(|a| a.stops_charging())
+        self.active(Level::Alarm).iter().any(|&a| stops_charging(a))
     }
 
     /// Whether an active alarm (not a warning) forbids discharging.
     pub fn blocks_discharging(&self) -> bool {
         self.active(Level::Alarm)
             .iter()
-            .any(|a| a.stops_discharging())
+            .any(|&a| stops_discharging(a))
     }
 
     /// The eight bytes of 0x35A: every field `01` when raised, `10` when not; the six
@@ -172,7 +124,7 @@ impl AlarmSet {
         let word = |level| {
             self.active(level)
                 .into_iter()
-                .filter_map(Alarm::pylon_bit)
+                .filter_map(pylon_bit)
                 .fold(0u16, |w, b| w | b)
         };
         (word(Level::Alarm), word(Level::Warning))

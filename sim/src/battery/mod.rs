@@ -18,7 +18,7 @@ pub mod schedule;
 mod model_tests;
 
 pub use alarms::{Alarm, AlarmSet, Level};
+pub use bmsfw_protocols::bms_can::FrameKind;
 pub use config::{BatteryConfig, ConfigError, CurrentProfile, ExtremeCellIds, IdentityConfig};
 pub use driver::{BatteryHandle, DriverExit, Epoch};
-pub use frames::Broadcast;
 pub use model::{BatteryModel, BatterySnapshot, GxPresence, ModuleState, PowerState};

@@ -3,10 +3,11 @@
 
 use super::alarms::{Alarm, AlarmSet, Level};
 use super::config::{BatteryConfig, ConfigError, ExtremeCellIds};
-use super::frames::{self, Broadcast, ForceCharge, RequestBits};
+use super::frames::{self, ForceCharge, RequestBits};
 use super::pack::{Allowance, ChargePermission, Conduction, Pack};
 use super::schedule::Schedule;
 use bmsfw_plugin_api::{CanFrame, Timestamp};
+use bmsfw_protocols::bms_can::FrameKind;
 
 /// Whether the battery's BMS is powered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,37 +96,37 @@ impl BatteryModel {
             product_info.extend_from_slice(&tail);
         }
         let mut frames = vec![
-            Broadcast::Limits,
-            Broadcast::StateOfCharge,
-            Broadcast::Measurements,
-            Broadcast::Protection,
-            Broadcast::Alarms,
-            Broadcast::Requests,
-            Broadcast::Manufacturer,
-            Broadcast::ProductInfo,
-            Broadcast::BmsName1,
+            FrameKind::Limits,
+            FrameKind::StateOfCharge,
+            FrameKind::Measurements,
+            FrameKind::Protection,
+            FrameKind::Alarms,
+            FrameKind::Requests,
+            FrameKind::Manufacturer,
+            FrameKind::ProductInfo,
+            FrameKind::BmsName1,
         ];
         if id.bms_name.len() > 8 {
-            frames.push(Broadcast::BmsName2);
+            frames.push(FrameKind::BmsName2);
         }
-        frames.extend([Broadcast::ModuleCounts, Broadcast::CellExtremes]);
+        frames.extend([FrameKind::ModuleCounts, FrameKind::CellExtremes]);
         if config.extreme_cell_ids == ExtremeCellIds::Sent {
             frames.extend([
-                Broadcast::MinCellVoltageId,
-                Broadcast::MaxCellVoltageId,
-                Broadcast::MinCellTemperatureId,
-                Broadcast::MaxCellTemperatureId,
+                FrameKind::MinCellVoltageId,
+                FrameKind::MaxCellVoltageId,
+                FrameKind::MinCellTemperatureId,
+                FrameKind::MaxCellTemperatureId,
             ]);
         }
-        frames.extend([Broadcast::Energy, Broadcast::InstalledCapacity]);
+        frames.extend([FrameKind::Energy, FrameKind::InstalledCapacity]);
         if let Some(serial) = &id.serial {
-            frames.push(Broadcast::Serial1);
+            frames.push(FrameKind::Serial1);
             if serial.len() > 8 {
-                frames.push(Broadcast::Serial2);
+                frames.push(FrameKind::Serial2);
             }
         }
         if id.product_name.is_some() {
-            frames.push(Broadcast::ProductName);
+            frames.push(FrameKind::ProductName);
         }
         Ok(BatteryModel {
             pack: Pack::new(&config),
@@ -205,7 +206,7 @@ impl BatteryModel {
         }
     }
 
-    fn encode(&self, frame: Broadcast) -> CanFrame {
+    fn encode(&self, frame: FrameKind) -> CanFrame {
         let p = &self.pack;
         let id = &self.config.identity;
         let permission = self.permission();
@@ -220,22 +221,22 @@ impl BatteryModel {
         let online = p.modules_online();
         let cell = p.cell_voltage();
         match frame {
-            Broadcast::Limits => frames::limits(
+            FrameKind::Limits => frames::limits(
                 p.charge_voltage_limit(),
                 ccl,
                 dcl,
                 p.discharge_voltage_limit(),
             ),
-            Broadcast::StateOfCharge => frames::state_of_charge(p.soc(), self.config.soh),
-            Broadcast::Measurements => {
+            FrameKind::StateOfCharge => frames::state_of_charge(p.soc(), self.config.soh),
+            FrameKind::Measurements => {
                 frames::measurements(p.voltage(), p.current(), p.temperature())
             }
-            Broadcast::Protection => {
+            FrameKind::Protection => {
                 let (protection, warning) = self.alarms.encode_0x359();
                 frames::protection(protection, warning, online)
             }
-            Broadcast::Alarms => frames::alarms(self.alarms.encode_0x35a()),
-            Broadcast::Requests => frames::requests(RequestBits {
+            FrameKind::Alarms => frames::alarms(self.alarms.encode_0x35a()),
+            FrameKind::Requests => frames::requests(RequestBits {
                 charge: if ccl > 0.0 {
                     Allowance::Allowed
                 } else {
@@ -252,31 +253,31 @@ impl BatteryModel {
                     ForceCharge::NotRequested
                 },
             }),
-            Broadcast::Manufacturer => frames::text(0x35E, id.manufacturer.as_bytes()),
-            Broadcast::ProductInfo => frames::product_info(&self.product_info),
-            Broadcast::BmsName1 => frames::text(0x370, half(&id.bms_name, 0)),
-            Broadcast::BmsName2 => frames::text(0x371, half(&id.bms_name, 1)),
-            Broadcast::ModuleCounts => frames::module_counts(
+            FrameKind::Manufacturer => frames::text(0x35E, id.manufacturer.as_bytes()),
+            FrameKind::ProductInfo => frames::product_info(&self.product_info),
+            FrameKind::BmsName1 => frames::text(0x370, half(&id.bms_name, 0)),
+            FrameKind::BmsName2 => frames::text(0x371, half(&id.bms_name, 1)),
+            FrameKind::ModuleCounts => frames::module_counts(
                 online,
                 if ccl > 0.0 { 0 } else { online },
                 if dcl > 0.0 { 0 } else { online },
                 p.modules_total() - online,
             ),
-            Broadcast::CellExtremes => frames::cell_extremes(
+            FrameKind::CellExtremes => frames::cell_extremes(
                 cell - 0.005,
                 cell + 0.005,
                 p.temperature() - 1.0,
                 p.temperature() + 1.0,
             ),
-            Broadcast::MinCellVoltageId => frames::text(0x374, b"M01C03"),
-            Broadcast::MaxCellVoltageId => frames::text(0x375, b"M01C11"),
-            Broadcast::MinCellTemperatureId => frames::text(0x376, b"M01T01"),
-            Broadcast::MaxCellTemperatureId => frames::text(0x377, b"M01T02"),
-            Broadcast::Energy => frames::energy(p.charged_wh(), p.discharged_wh()),
-            Broadcast::InstalledCapacity => frames::installed_capacity(id.capacity_ah),
-            Broadcast::Serial1 => frames::text(0x380, half(id.serial.as_deref().unwrap_or(""), 0)),
-            Broadcast::Serial2 => frames::text(0x381, half(id.serial.as_deref().unwrap_or(""), 1)),
-            Broadcast::ProductName => {
+            FrameKind::MinCellVoltageId => frames::text(0x374, b"M01C03"),
+            FrameKind::MaxCellVoltageId => frames::text(0x375, b"M01C11"),
+            FrameKind::MinCellTemperatureId => frames::text(0x376, b"M01T01"),
+            FrameKind::MaxCellTemperatureId => frames::text(0x377, b"M01T02"),
+            FrameKind::Energy => frames::energy(p.charged_wh(), p.discharged_wh()),
+            FrameKind::InstalledCapacity => frames::installed_capacity(id.capacity_ah),
+            FrameKind::Serial1 => frames::text(0x380, half(id.serial.as_deref().unwrap_or(""), 0)),
+            FrameKind::Serial2 => frames::text(0x381, half(id.serial.as_deref().unwrap_or(""), 1)),
+            FrameKind::ProductName => {
                 frames::text(0x382, id.product_name.as_deref().unwrap_or("").as_bytes())
             }
         }

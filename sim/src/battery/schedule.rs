@@ -6,15 +6,15 @@
 //! transmissions are spread evenly over the first second, so that they do not all queue
 //! for the bus at the same instant; a per-battery phase shifts the whole pattern.
 
-use super::frames::Broadcast;
 use bmsfw_plugin_api::Timestamp;
+use bmsfw_protocols::bms_can::FrameKind;
 use std::time::Duration;
 
 /// The default period of a frame.
-pub const fn default_period(frame: Broadcast) -> Duration {
+pub const fn default_period(frame: FrameKind) -> Duration {
     match frame {
-        Broadcast::Measurements => Duration::from_millis(200),
-        Broadcast::Limits | Broadcast::Alarms => Duration::from_millis(500),
+        FrameKind::Measurements => Duration::from_millis(200),
+        FrameKind::Limits | FrameKind::Alarms => Duration::from_millis(500),
         _ => Duration::from_secs(1),
     }
 }
@@ -23,7 +23,7 @@ pub const fn default_period(frame: Broadcast) -> Duration {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot {
     /// The frame.
-    pub frame: Broadcast,
+    pub frame: FrameKind,
     /// Its period.
     pub period: Duration,
     /// Its offset from the start of each period.
@@ -41,7 +41,7 @@ pub struct Schedule {
 impl Schedule {
     /// Schedules `frames` (in identifier order) with their default periods, starting at
     /// `start`, shifted by `phase`.
-    pub fn new(frames: &[Broadcast], start: Timestamp, phase: Duration) -> Schedule {
+    pub fn new(frames: &[FrameKind], start: Timestamp, phase: Duration) -> Schedule {
         let n = frames.len().max(1) as u64;
         let slots = frames
             .iter()
@@ -75,7 +75,7 @@ impl Schedule {
     /// Takes the earliest frame due at `now` (lowest identifier first on a tie) and
     /// schedules its next transmission; a frame that fell behind by several periods is
     /// sent once, not once per missed period.
-    pub fn pop_due(&mut self, now: Timestamp) -> Option<Broadcast> {
+    pub fn pop_due(&mut self, now: Timestamp) -> Option<FrameKind> {
         let slot = self
             .slots
             .iter_mut()
@@ -105,27 +105,27 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    const ALL17: [Broadcast; 17] = [
-        Broadcast::Limits,
-        Broadcast::StateOfCharge,
-        Broadcast::Measurements,
-        Broadcast::Protection,
-        Broadcast::Alarms,
-        Broadcast::Requests,
-        Broadcast::Manufacturer,
-        Broadcast::ProductInfo,
-        Broadcast::BmsName1,
-        Broadcast::BmsName2,
-        Broadcast::ModuleCounts,
-        Broadcast::CellExtremes,
-        Broadcast::Energy,
-        Broadcast::InstalledCapacity,
-        Broadcast::Serial1,
-        Broadcast::Serial2,
-        Broadcast::ProductName,
+    const ALL17: [FrameKind; 17] = [
+        FrameKind::Limits,
+        FrameKind::StateOfCharge,
+        FrameKind::Measurements,
+        FrameKind::Protection,
+        FrameKind::Alarms,
+        FrameKind::Requests,
+        FrameKind::Manufacturer,
+        FrameKind::ProductInfo,
+        FrameKind::BmsName1,
+        FrameKind::BmsName2,
+        FrameKind::ModuleCounts,
+        FrameKind::CellExtremes,
+        FrameKind::Energy,
+        FrameKind::InstalledCapacity,
+        FrameKind::Serial1,
+        FrameKind::Serial2,
+        FrameKind::ProductName,
     ];
 
-    fn run(schedule: &mut Schedule, until: Timestamp) -> Vec<(Timestamp, Broadcast)> {
+    fn run(schedule: &mut Schedule, until: Timestamp) -> Vec<(Timestamp, FrameKind)> {
         let mut out = Vec::new();
         while let Some(t) = schedule.next_due() {
             if t > until {
@@ -142,7 +142,7 @@ mod tests {
     fn every_frame_keeps_its_period_and_none_share_an_instant() {
         let mut s = Schedule::new(&ALL17, Timestamp::ZERO, Duration::ZERO);
         let sent = run(&mut s, Timestamp::from_micros(10_000_000 - 1));
-        let mut per_frame: BTreeMap<Broadcast, Vec<Timestamp>> = BTreeMap::new();
+        let mut per_frame: BTreeMap<FrameKind, Vec<Timestamp>> = BTreeMap::new();
         for &(t, f) in &sent {
             per_frame.entry(f).or_default().push(t);
         }
@@ -175,7 +175,7 @@ mod tests {
     #[test]
     fn a_late_caller_gets_each_frame_once() {
         let mut s = Schedule::new(
-            &[Broadcast::Measurements, Broadcast::Limits],
+            &[FrameKind::Measurements, FrameKind::Limits],
             Timestamp::ZERO,
             Duration::ZERO,
         );
@@ -186,7 +186,7 @@ mod tests {
         }
         assert_eq!(
             got,
-            vec![Broadcast::Limits, Broadcast::Measurements],
+            vec![FrameKind::Limits, FrameKind::Measurements],
             "lowest id first"
         );
         assert!(s.next_due().unwrap() > late);

@@ -8,7 +8,8 @@ use bmsfw_can::{CanError, CanEvent, CanFilter, CanInterface, ControllerState};
 use bmsfw_plugin_api::CanFrame;
 use std::sync::Arc;
 
-/// One node attached to a [`super::SimBus`]. Dropping it detaches the node.
+/// One node attached to a [`super::SimBus`]. Dropping it lets the frames it queued go
+/// out, then the node leaves the bus; [`SimNode::detach`] cuts its power at once.
 pub struct SimNode {
     pub(crate) id: NodeId,
     pub(crate) name: String,
@@ -124,9 +125,11 @@ impl SimNode {
     }
 }
 
+/// Dropping a node closes it as closing a socket does: frames it already queued still
+/// go out, then it leaves the bus. [`SimNode::detach`] is the power cut.
 impl Drop for SimNode {
     fn drop(&mut self) {
-        self.detach();
+        self.shared.lock().release(self.id);
     }
 }
 

@@ -107,6 +107,17 @@ pub(crate) struct NodeState {
     /// Failed attempts of the frame at the head of the transmit queue.
     pub(crate) retransmissions: u32,
     pub(crate) counters: NodeCounters,
+    pub(crate) attachment: Attachment,
+}
+
+/// Whether a node's handle still exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Attachment {
+    /// The handle exists: the node sends and receives.
+    Open,
+    /// The handle was dropped: the node sends what it had queued, receives nothing, and
+    /// leaves the bus once its queue is empty (as a closed socket's frames still go out).
+    Closing,
 }
 
 impl NodeState {
@@ -239,6 +250,7 @@ impl State {
             ready_at: None,
             retransmissions: 0,
             counters: NodeCounters::default(),
+            attachment: Attachment::Open,
         };
         let free = self.slots.iter().position(|s| s.node.is_none());
         let slot = match free {
@@ -278,6 +290,26 @@ impl State {
                 true
             }
             None => false,
+        }
+    }
+
+    /// The handle of a node was dropped: the node leaves the bus once its transmit queue
+    /// is empty.
+    pub(crate) fn release(&mut self, id: NodeId) {
+        if let Some(node) = self.node_mut(id) {
+            node.attachment = Attachment::Closing;
+            node.rx.clear();
+        }
+        self.reap(id);
+    }
+
+    /// Removes a closing node whose queue has drained (or that went bus-off).
+    fn reap(&mut self, id: NodeId) {
+        if self
+            .node(id)
+            .is_some_and(|n| n.attachment == Attachment::Closing && n.tx.is_empty())
+        {
+            self.detach(id);
         }
     }
 
@@ -406,7 +438,9 @@ impl State {
                     let Some(node) = slot.node.as_mut() else {
                         continue;
                     };
-                    if node.state == ControllerState::BusOff {
+                    if node.state == ControllerState::BusOff
+                        || node.attachment == Attachment::Closing
+                    {
                         continue;
                     }
                     node.errors.receive_ok();
@@ -435,6 +469,7 @@ impl State {
                 if let Some(sender) = self.node_mut(tx.sender) {
                     std::mem::swap(&mut sender_name, &mut sender.name);
                 }
+                self.reap(tx.sender);
             }
             Fate::Corrupted => {
                 let bits = if tx.fate == Fate::Corrupted {
@@ -457,6 +492,9 @@ impl State {
                     }
                     let is_sender =
                         i == tx.sender.slot as usize && slot.generation == tx.sender.generation;
+                    if !is_sender && node.attachment == Attachment::Closing {
+                        continue;
+                    }
                     let description = if is_sender {
                         node.errors.transmit_error();
                         node.counters.tx_errors += 1;
@@ -476,6 +514,7 @@ impl State {
                     );
                     node.update_state(capacity);
                 }
+                self.reap(tx.sender);
             }
         }
     }

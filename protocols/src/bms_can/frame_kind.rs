@@ -135,8 +135,8 @@ impl FrameKind {
         CanId::standard(self.raw_id() as u16).unwrap_or_else(|| unreachable!())
     }
 
-    /// The smallest data length this decoder accepts; shorter frames are rejected
-    /// without touching any field.
+    /// The smallest data length a decoder should accept; shorter frames must be
+    /// rejected without touching any field.
     ///
     /// The first six follow the validators seen in the field (0x351 8, 0x355 4, 0x356 6,
     /// 0x35A 8, 0x35E 2, 0x35F 6). For the others the minimum is the length that holds
