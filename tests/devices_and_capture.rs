@@ -30,7 +30,7 @@ fn devices_lists_the_batteries_of_the_demo_site() {
     assert!(lines[0].starts_with("BUS"), "{stdout}");
     assert_eq!(
         lines.len(),
-        3,
+        4,
         "a header and one row per bus, no notes: {stdout}"
     );
     let sim0 = lines[1];
@@ -58,6 +58,19 @@ fn devices_lists_the_batteries_of_the_demo_site() {
         "communicating",
     ] {
         assert!(sim1.contains(cell), "{cell:?} missing: {sim1}");
+    }
+    // The Aurora battery runs the simulated Aurora BMS, which broadcasts BMS-Can too.
+    let sim2 = lines[3];
+    for cell in [
+        "sim2",
+        "AURORA",
+        "PowerCore 10",
+        "20 A5 04 0F C8 00",
+        "12.0 A",
+        "21.0 °C",
+        "communicating",
+    ] {
+        assert!(sim2.contains(cell), "{cell:?} missing: {sim2}");
     }
 }
 
@@ -97,7 +110,10 @@ fn capture_writes_a_candump_log_of_every_bus() {
             .or_default()
             .push(frame.id().raw());
     }
-    assert_eq!(per_bus.keys().collect::<Vec<_>>(), vec!["sim0", "sim1"]);
+    assert_eq!(
+        per_bus.keys().collect::<Vec<_>>(),
+        vec!["sim0", "sim1", "sim2"]
+    );
     for (bus, ids) in &per_bus {
         // About 2 s at 23 frames/s (sim1 adds 0x374-0x377).
         assert!(

@@ -5,6 +5,9 @@
 //! an image can be checked block by block as it is transferred, never held whole in memory.
 //! Streaming any split of the input gives the one-shot result.
 //!
+//! [`hmac_sha256`] (RFC 2104 over SHA-256) is the keyed function vendors build their
+//! security-access keys from: a key derived from a secret, unlike a CRC or an XOR.
+//!
 //! | algorithm | catalogue name | check value of `"123456789"` |
 //! |---|---|---|
 //! | [`crc32`] | CRC-32/ISO-HDLC (IEEE 802.3, zlib) | `0xCBF43926` |
@@ -12,6 +15,7 @@
 //! | [`crc16_xmodem`] | CRC-16/XMODEM (the CANopen SDO block CRC) | `0x31C3` |
 
 use crc::{CRC_16_IBM_3740, CRC_16_XMODEM, CRC_32_ISO_HDLC, Crc, Digest};
+use hmac::{KeyInit, Mac};
 use sha2::Digest as _;
 
 static CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
@@ -37,6 +41,18 @@ pub fn crc16_xmodem(data: &[u8]) -> u16 {
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(data).into()
+}
+
+/// HMAC-SHA256 (RFC 2104) of `data` under `key`; keys of any length are accepted (longer
+/// than 64 bytes they are hashed first, as the RFC says).
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    // HMAC takes keys of every length; `new_from_slice` cannot fail for it.
+    let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    };
+    mac.update(data);
+    mac.finalize().into_bytes().into()
 }
 
 macro_rules! streamed_crc {
@@ -153,6 +169,34 @@ mod tests {
         let abc = sha256(b"abc");
         assert_eq!(abc[..4], [0xBA, 0x78, 0x16, 0xBF]);
         assert_eq!(abc[28..], [0xF2, 0x00, 0x15, 0xAD]);
+    }
+
+    /// Test cases 1, 2 and 6 of RFC 4231.
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        assert_eq!(
+            hmac_sha256(&[0x0B; 20], b"Hi There").to_vec(),
+            hex("b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
+        );
+        assert_eq!(
+            hmac_sha256(b"Jefe", b"what do ya want for nothing?").to_vec(),
+            hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        );
+        // A 131-byte key, longer than the block: hashed first.
+        assert_eq!(
+            hmac_sha256(
+                &[0xAA; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )
+            .to_vec(),
+            hex("60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+        );
     }
 
     #[test]

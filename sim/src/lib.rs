@@ -4,4 +4,5 @@
 
 pub mod battery;
 pub mod bus;
+pub mod registry;
 pub mod site;

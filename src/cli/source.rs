@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use bmsfw_can::{CanInterface, SocketCanInterface};
+use bmsfw_sim::registry::BmsRegistry;
 use bmsfw_sim::site::{RunningSite, SiteDescription};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ impl Source {
     pub fn open(&self, node: &str) -> anyhow::Result<Opened> {
         if let Some(path) = &self.sim {
             let site = SiteDescription::load(path)?
-                .start()
+                .start_with(&vendor_models())
                 .with_context(|| format!("starting the site of {}", path.display()))?;
             let interfaces = site
                 .buses()
@@ -58,6 +59,14 @@ impl Source {
             site: None,
         })
     }
+}
+
+/// The BMS models of the vendors whose simulation ships with bmsfw, by the `vendor` of
+/// site files; every other vendor's batteries run the generic BMS-Can model.
+pub fn vendor_models() -> BmsRegistry {
+    let mut registry = BmsRegistry::new();
+    aurora_sim::register(&mut registry);
+    registry
 }
 
 impl Opened {

@@ -2,6 +2,7 @@
 
 use super::request::{RoutineControlType, UdsRequest, transfer_data};
 use super::response::{UdsResponse, parse_max_block_length};
+use super::transfer::{BlockSizing, TransferAck};
 use super::{Nrc, service};
 use crate::isotp::{Event as IsoTpEvent, IsoTpChannel, IsoTpConfig};
 use bmsfw_plugin_api::{CanFrame, Timestamp};
@@ -50,6 +51,11 @@ pub struct FlashConfig {
     /// Largest `TransferData` request the client builds, whatever the server allows; keeps
     /// memory bounded. Default 65536.
     pub max_block_len: u32,
+    /// What the server's `TransferData` acknowledgement carries. Default
+    /// [`TransferAck::Counter`].
+    pub transfer_ack: TransferAck,
+    /// How long blocks are. Default [`BlockSizing::Fixed`].
+    pub block_sizing: BlockSizing,
 }
 
 impl Default for FlashConfig {
@@ -70,6 +76,8 @@ impl Default for FlashConfig {
             max_retries: 3,
             max_pending: 120,
             max_block_len: 65536,
+            transfer_ack: TransferAck::Counter,
+            block_sizing: BlockSizing::Fixed,
         }
     }
 }
@@ -243,6 +251,13 @@ pub enum FlashConfigError {
     /// The block length limit leaves no room for data.
     #[error("max_block_len {0} leaves no room for data")]
     BlockLength(u32),
+    /// Adaptive block sizing without the server's byte count, or with a zero minimum
+    /// length or growth threshold.
+    #[error(
+        "adaptive block sizing needs TransferAck::CounterAndBytesReceived and a minimum \
+         length and growth threshold of at least 1"
+    )]
+    AdaptiveSizing,
 }
 
 /// Why [`FlashClient::provide_data`] refused the bytes.
@@ -272,7 +287,10 @@ enum Step {
     TransferData {
         counter: u8,
         offset: u64,
+        /// Data bytes of the attempt under way.
         len: usize,
+        /// Data bytes of the longest attempt of this block (the server may hold them).
+        longest: usize,
     },
     TransferExit,
     Check,
@@ -308,8 +326,10 @@ enum Wait {
 struct Exchange {
     step: Step,
     request: Bytes,
-    /// Repeats made so far.
+    /// Repeats made so far that count against `max_retries`.
     retries: u8,
+    /// Times the request was sent, every repeat included.
+    attempts: u32,
     /// Response-pending answers received for this request.
     pending: u16,
     wait: Wait,
@@ -341,7 +361,8 @@ enum State {
 ///    0x00. Each block's bytes are asked of the caller with [`FlashEvent::NeedData`], so
 ///    the image never needs to be in memory. After a lost or late response the same block
 ///    is repeated with the same counter, up to `max_retries` times; a late acknowledgement
-///    of a block already acknowledged is ignored;
+///    of a block already acknowledged is ignored. With [`BlockSizing::Adaptive`] the
+///    repeat is shorter and later blocks follow its length;
 /// 6. `37` transfer exit;
 /// 7. `31 01 FF01` check (a status record whose first byte is not 0 fails the update);
 /// 8. `11 01` reset.
@@ -354,7 +375,12 @@ pub struct FlashClient {
     key: Box<dyn SecurityKey>,
     total: u64,
     acknowledged: u64,
+    /// Data bytes of the next new block.
     block_data_len: usize,
+    /// Data bytes of a block at most, from the server's maxNumberOfBlockLength.
+    max_data_len: usize,
+    /// Blocks in a row acknowledged at their first attempt.
+    first_try_streak: u16,
     phase: FlashPhase,
     state: State,
     events: VecDeque<FlashEvent>,
@@ -404,6 +430,18 @@ impl FlashClient {
         if config.max_block_len < 3 {
             return Err(FlashConfigError::BlockLength(config.max_block_len));
         }
+        if let BlockSizing::Adaptive {
+            min_data_len,
+            grow_after,
+        } = config.block_sizing
+        {
+            if config.transfer_ack != TransferAck::CounterAndBytesReceived
+                || min_data_len == 0
+                || grow_after == 0
+            {
+                return Err(FlashConfigError::AdaptiveSizing);
+            }
+        }
         Ok(FlashClient {
             channel: IsoTpChannel::new(isotp),
             config,
@@ -411,6 +449,8 @@ impl FlashClient {
             total: u64::from(image_len),
             acknowledged: 0,
             block_data_len: 0,
+            max_data_len: 0,
+            first_try_streak: 0,
             phase: FlashPhase::Idle,
             state: State::Idle,
             events: VecDeque::new(),
@@ -473,6 +513,7 @@ impl FlashClient {
                 counter,
                 offset,
                 len,
+                longest: len,
             },
             transfer_data(counter, data),
         );
@@ -571,6 +612,7 @@ impl FlashClient {
             step,
             request: request.clone(),
             retries: 0,
+            attempts: 0,
             pending: 0,
             wait: Wait::Sending,
         });
@@ -582,6 +624,7 @@ impl FlashClient {
         self.channel.abort_send();
         if let State::Exchange(ex) = &mut self.state {
             ex.wait = Wait::Sending;
+            ex.attempts = ex.attempts.saturating_add(1);
         }
         if let Err(error) = self.channel.send(now, request) {
             // The request is never empty and the channel was just made idle.
@@ -601,6 +644,41 @@ impl FlashClient {
         if ex.step == Step::Reset {
             self.finish(ResetOutcome::Unconfirmed);
             return;
+        }
+        if let (
+            BlockSizing::Adaptive { min_data_len, .. },
+            Step::TransferData {
+                counter,
+                offset,
+                len,
+                longest,
+            },
+        ) = (self.config.block_sizing, ex.step)
+        {
+            if len > min_data_len {
+                // Shorter messages lose fewer frames. The server's byte count in the
+                // acknowledgement says which bytes it kept, whichever attempt arrived.
+                let shorter = (len / 2).max(min_data_len);
+                ex.step = Step::TransferData {
+                    counter,
+                    offset,
+                    len: shorter,
+                    longest,
+                };
+                ex.request = ex.request.slice(..2 + shorter);
+                ex.pending = 0;
+                self.block_data_len = shorter;
+                self.first_try_streak = 0;
+                tracing::debug!(
+                    counter,
+                    from = len,
+                    to = shorter,
+                    "repeating a shorter block"
+                );
+                let request = ex.request.clone();
+                self.transmit(now, request);
+                return;
+            }
         }
         if ex.retries >= self.config.max_retries {
             let attempts = ex.retries.saturating_add(1);
@@ -629,6 +707,7 @@ impl FlashClient {
         };
         let sid = ex.request[0];
         let step = ex.step;
+        let first_try = ex.attempts == 1;
         let parsed = match UdsResponse::parse(message) {
             Ok(r) if r.service() == sid => r,
             Ok(_) | Err(_) => {
@@ -702,7 +781,8 @@ impl FlashClient {
                 Ok(max) if max < 3 => self.fail(FlashError::BlockLengthTooSmall(max)),
                 Ok(max) => {
                     let limit = max.min(u64::from(self.config.max_block_len));
-                    self.block_data_len = usize::try_from(limit - 2).unwrap_or(usize::MAX);
+                    self.max_data_len = usize::try_from(limit - 2).unwrap_or(usize::MAX);
+                    self.block_data_len = self.max_data_len;
                     self.need_data(1, 0);
                 }
                 Err(_) => self.unexpected(message),
@@ -711,28 +791,40 @@ impl FlashClient {
                 counter,
                 offset,
                 len,
-            } => match data.first() {
-                Some(&c) if c == counter => {
-                    self.acknowledged = offset + len as u64;
-                    self.events.push_back(FlashEvent::Progress {
-                        acknowledged: self.acknowledged,
-                        total: self.total,
-                    });
-                    if self.acknowledged >= self.total {
-                        self.begin(
-                            now,
-                            Step::TransferExit,
-                            vec![service::REQUEST_TRANSFER_EXIT],
-                        );
-                    } else {
-                        self.need_data(counter.wrapping_add(1), self.acknowledged);
+                longest,
+            } => {
+                match self.config.transfer_ack.parse(data) {
+                    Ok(ack) if ack.counter == counter => {
+                        let acknowledged = match ack.received {
+                            None => offset + len as u64,
+                            // The server holds this block's bytes from one of its
+                            // attempts, never more than the longest and never past the
+                            // image.
+                            Some(r) if r > offset && r <= offset + longest as u64 => r,
+                            Some(_) => return self.unexpected(message),
+                        };
+                        self.acknowledged = acknowledged.min(self.total);
+                        self.block_acknowledged(first_try);
+                        self.events.push_back(FlashEvent::Progress {
+                            acknowledged: self.acknowledged,
+                            total: self.total,
+                        });
+                        if self.acknowledged >= self.total {
+                            self.begin(
+                                now,
+                                Step::TransferExit,
+                                vec![service::REQUEST_TRANSFER_EXIT],
+                            );
+                        } else {
+                            self.need_data(counter.wrapping_add(1), self.acknowledged);
+                        }
                     }
+                    Ok(ack) if ack.counter == counter.wrapping_sub(1) => {
+                        tracing::debug!(counter = ack.counter, "ignoring a late acknowledgement");
+                    }
+                    _ => self.unexpected(message),
                 }
-                Some(&c) if c == counter.wrapping_sub(1) => {
-                    tracing::debug!(counter = c, "ignoring a late acknowledgement");
-                }
-                _ => self.unexpected(message),
-            },
+            }
             Step::TransferExit => self.check(now),
             Step::Check if self.routine_echo(data, self.config.check_routine) => {
                 let status = &data[3..];
@@ -751,6 +843,24 @@ impl FlashClient {
             _ => {
                 tracing::debug!(response = ?message, "ignoring a response whose echo does not match");
             }
+        }
+    }
+
+    /// Counts a block acknowledged; with adaptive sizing, a run of first-attempt
+    /// acknowledgements doubles the length of later blocks.
+    fn block_acknowledged(&mut self, first_try: bool) {
+        let BlockSizing::Adaptive { grow_after, .. } = self.config.block_sizing else {
+            return;
+        };
+        if !first_try {
+            self.first_try_streak = 0;
+            return;
+        }
+        self.first_try_streak = self.first_try_streak.saturating_add(1);
+        if self.first_try_streak >= grow_after && self.block_data_len < self.max_data_len {
+            self.block_data_len = self.block_data_len.saturating_mul(2).min(self.max_data_len);
+            self.first_try_streak = 0;
+            tracing::debug!(len = self.block_data_len, "blocks grow again");
         }
     }
 

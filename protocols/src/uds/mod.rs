@@ -5,12 +5,16 @@
 //!   bytes (bounded, never panicking, errors naming the byte offset) and encoded.
 //! - [`FlashServer`]: a server implementing the same sequence over a [`FlashBackend`],
 //!   for simulated battery management systems.
+//! - [`Requester`]: one request at a time with its response, for what surrounds a flash
+//!   download (reading identification data before, polling a restarting server after).
 
 mod client;
 mod nrc;
 mod request;
+mod requester;
 mod response;
 mod server;
+mod transfer;
 
 #[cfg(test)]
 mod tests;
@@ -23,6 +27,10 @@ pub use nrc::Nrc;
 pub use request::{
     MAX_IDENTIFIERS, PositiveResponse, RequestError, RoutineControlType, UdsRequest, transfer_data,
 };
+pub use requester::{
+    ReadDataError, Requester, RequesterConfig, RequesterError, RequesterEvent, parse_read_data,
+    read_data_request,
+};
 pub use response::{
     NEGATIVE_RESPONSE, POSITIVE_OFFSET, ResponseError, UdsResponse, negative,
     parse_max_block_length, positive, request_download_positive,
@@ -30,6 +38,7 @@ pub use response::{
 pub use server::{
     CheckOutcome, FlashBackend, FlashServer, Security, ServerConfig, Session, TransferState,
 };
+pub use transfer::{BlockSizing, TransferAck, TransferAckRecord};
 
 /// Service identifiers of the requests handled here.
 pub mod service {

@@ -3,18 +3,24 @@
 use super::Nrc;
 use super::request::{PositiveResponse, RoutineControlType, UdsRequest};
 use super::response::{negative, positive, request_download_positive};
+use super::transfer::TransferAck;
 use crate::isotp::{Event as IsoTpEvent, IsoTpChannel, IsoTpConfig};
 use bmsfw_plugin_api::{CanFrame, Timestamp};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// Whether the check routine found the programmed image correct.
+/// Whether the check routine found the programmed image correct, and how the server
+/// says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CheckOutcome {
-    /// The image is complete and valid: status byte 0x00.
+    /// The image is complete and valid: a positive response with status byte 0x00.
     Correct,
-    /// The image is not valid: status byte 0x01.
+    /// The image is not valid: a positive response with status byte 0x01.
     Incorrect,
+    /// The image is not valid, and the server says so with a negative response carrying
+    /// this code once the check's time has passed (after response-pending answers when
+    /// that time exceeds P2), as servers do that tell failures apart by their code.
+    Rejected(Nrc),
 }
 
 /// What a simulated BMS plugs into a [`FlashServer`]: its secret, its flash memory and
@@ -68,6 +74,8 @@ pub struct ServerConfig {
     /// Wrong keys accepted before seeds are refused until the session is re-entered.
     /// Default 3.
     pub max_key_attempts: u8,
+    /// What the `TransferData` acknowledgement carries. Default [`TransferAck::Counter`].
+    pub transfer_ack: TransferAck,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +87,7 @@ impl Default for ServerConfig {
             erase_routine: 0xFF00,
             check_routine: 0xFF01,
             max_key_attempts: 3,
+            transfer_ack: TransferAck::Counter,
         }
     }
 }
@@ -233,6 +242,20 @@ impl<B: FlashBackend> FlashServer<B> {
     /// Where the download stands.
     pub fn transfer(&self) -> TransferState {
         self.transfer
+    }
+
+    /// Forgets everything a server holds in RAM, as a power cut or a restart of its
+    /// processor does: the ISO-TP channel, queued responses, an operation under way, the
+    /// session (back to default), security access and the download. The backend is
+    /// kept; what it holds in RAM is for its owner to drop.
+    pub fn restart(&mut self) {
+        self.channel = IsoTpChannel::new(self.channel.config().clone());
+        self.outbox.clear();
+        self.busy = Busy::Idle;
+        self.session = Session::Default;
+        self.security = Security::Locked;
+        self.transfer = TransferState::Idle;
+        self.failed_keys = 0;
     }
 
     /// Feeds a received CAN frame; complete requests are served.
@@ -504,11 +527,12 @@ impl<B: FlashBackend> FlashServer<B> {
                     match self.backend.check(option) {
                         Ok((d, outcome)) => {
                             self.transfer = TransferState::Checked(outcome);
-                            let status = match outcome {
-                                CheckOutcome::Correct => 0x00,
-                                CheckOutcome::Incorrect => 0x01,
+                            let response = match outcome {
+                                CheckOutcome::Correct => positive(sid, &[0x01, r[0], r[1], 0x00]),
+                                CheckOutcome::Incorrect => positive(sid, &[0x01, r[0], r[1], 0x01]),
+                                CheckOutcome::Rejected(nrc) => negative(sid, nrc),
                             };
-                            Outcome::After(d, positive(sid, &[0x01, r[0], r[1], status]))
+                            Outcome::After(d, response)
                         }
                         Err(nrc) => reject(nrc),
                     }
@@ -571,8 +595,9 @@ impl<B: FlashBackend> FlashServer<B> {
                 else {
                     return reject(Nrc::RequestSequenceError);
                 };
+                let ack = self.config.transfer_ack;
                 if *last_counter == Some(counter) {
-                    return Outcome::Reply(positive(sid, &[counter]));
+                    return Outcome::Reply(ack.response(counter, *received));
                 }
                 if counter != *next_counter {
                     return reject(Nrc::WrongBlockSequenceCounter);
@@ -589,7 +614,7 @@ impl<B: FlashBackend> FlashServer<B> {
                         *received += len;
                         *last_counter = Some(counter);
                         *next_counter = counter.wrapping_add(1);
-                        Outcome::After(d, positive(sid, &[counter]))
+                        Outcome::After(d, ack.response(counter, *received))
                     }
                     Err(nrc) => reject(nrc),
                 }

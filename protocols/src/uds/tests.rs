@@ -40,12 +40,18 @@ struct Memory {
     keys_checked: u32,
     resets: Vec<u8>,
     fail_write_at: Option<u64>,
+    check_time: Duration,
+    /// A byte flipped as it is written: the flash no longer holds what was sent.
+    flip_at: Option<u64>,
+    /// When set, a wrong image is refused with this code instead of status 0x01.
+    check_refusal: Option<Nrc>,
 }
 
 impl Memory {
     fn new(max_block_len: u64) -> Memory {
         Memory {
             max_block_len,
+            check_time: Duration::from_millis(10),
             ..Memory::default()
         }
     }
@@ -74,6 +80,12 @@ impl FlashBackend for Memory {
         }
         let o = offset as usize;
         self.flash[o..o + data.len()].copy_from_slice(data);
+        if let Some(at) = self
+            .flip_at
+            .filter(|&a| a >= offset && a < offset + data.len() as u64)
+        {
+            self.flash[at as usize] ^= 0x01;
+        }
         *self.writes.entry(offset).or_default() += 1;
         Ok(self.write_time)
     }
@@ -82,12 +94,12 @@ impl FlashBackend for Memory {
     }
     fn check(&mut self, option: &[u8]) -> Result<(Duration, CheckOutcome), Nrc> {
         let want = u32::from_be_bytes(option.try_into().map_err(|_| Nrc::RequestOutOfRange)?);
-        let outcome = if crc32(&self.flash) == want {
-            CheckOutcome::Correct
-        } else {
-            CheckOutcome::Incorrect
+        let outcome = match self.check_refusal {
+            _ if crc32(&self.flash) == want => CheckOutcome::Correct,
+            Some(nrc) => CheckOutcome::Rejected(nrc),
+            None => CheckOutcome::Incorrect,
         };
-        Ok((Duration::from_millis(10), outcome))
+        Ok((self.check_time, outcome))
     }
     fn reset(&mut self, reset_type: u8) {
         self.resets.push(reset_type);
@@ -724,6 +736,32 @@ impl Bench {
 }
 
 #[test]
+fn a_restarted_server_forgets_its_session_and_work() {
+    let mut b = Bench::new();
+    b.unlock_and_erase();
+    let t0 = b.now;
+    b.server.backend_mut().erase_time = Duration::from_secs(3);
+    b.server.handle_request(t0, &[0x31, 0x01, 0xFF, 0x00]);
+    assert_eq!(b.server.poll_response(), Some(vec![0x7F, 0x31, 0x78]));
+    b.server.handle_request(t0, &[0x3E, 0x00]);
+    b.server.restart();
+    assert_eq!(b.server.poll_response(), None, "queued answers are lost");
+    assert_eq!(
+        b.server.poll_timeout(),
+        None,
+        "the erase under way is forgotten"
+    );
+    assert_eq!(b.server.session(), Session::Default);
+    assert_eq!(*b.server.security(), Security::Locked);
+    assert_eq!(b.server.transfer(), TransferState::Idle);
+    assert_eq!(
+        b.ask(&[0x34, 0x00, 0x44, 0, 0, 0, 0, 0, 0, 0, 1]),
+        vec![0x7F, 0x34, 0x7F]
+    );
+    assert_eq!(b.ask(&[0x10, 0x02])[..2], [0x50, 0x02]);
+}
+
+#[test]
 fn server_enforces_the_sequence() {
     let mut b = Bench::new();
     assert_eq!(
@@ -974,6 +1012,311 @@ mod hostile {
                 if let Some(&first) = answer.first() {
                     prop_assert!(first == 0x7F || first >= 0x40);
                 }
+            }
+        }
+    }
+}
+
+/// The adaptive client and the counting server of the tests.
+fn adaptive(min_data_len: usize, grow_after: u16) -> (FlashConfig, ServerConfig) {
+    (
+        FlashConfig {
+            transfer_ack: TransferAck::CounterAndBytesReceived,
+            block_sizing: BlockSizing::Adaptive {
+                min_data_len,
+                grow_after,
+            },
+            ..FlashConfig::default()
+        },
+        ServerConfig {
+            transfer_ack: TransferAck::CounterAndBytesReceived,
+            ..ServerConfig::default()
+        },
+    )
+}
+
+/// Data lengths the client asked for, in order.
+fn needs(events: &[FlashEvent]) -> Vec<usize> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            FlashEvent::NeedData { len, .. } => Some(*len),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn adaptive_blocks_shrink_while_long_messages_are_lost_and_grow_back() {
+    // The bus loses a frame of every message towards the server longer than 1000 bytes:
+    // only blocks of at most 998 data bytes get through.
+    let img = image(20_000);
+    let (config, server) = adaptive(64, 4);
+    let mut long_message = false;
+    let r = run(config, server, Memory::new(0x1002), &img, |dir, f| {
+        let d = f.data();
+        if dir != Dir::ToServer {
+            return false;
+        }
+        match d[0] >> 4 {
+            0 => long_message = false,
+            1 => {
+                let len = match (usize::from(d[0] & 0x0F) << 8) | usize::from(d[1]) {
+                    0 => u32::from_be_bytes([d[2], d[3], d[4], d[5]]) as usize,
+                    n => n,
+                };
+                long_message = len > 1000;
+            }
+            _ => {}
+        }
+        long_message && d[0] >> 4 == 2
+    });
+    assert!(
+        matches!(r.outcome(), Some(FlashEvent::Done { .. })),
+        "{:?}",
+        r.outcome()
+    );
+    let m = r.server.backend();
+    assert_eq!(m.flash, img);
+    assert!(m.writes.values().all(|&n| n == 1), "{:?}", m.writes);
+    let lens = needs(&r.events);
+    // 4096 fails, its repeats shrink to 512 within the same block; later blocks start at
+    // 512 and, after four first-attempt successes, try 1024 again (and shrink back).
+    assert_eq!(lens[0], 4096);
+    assert!(lens[1..5].iter().all(|&l| l == 512), "{lens:?}");
+    assert_eq!(lens[5], 1024, "{lens:?}");
+    assert!(m.writes.keys().all(|o| o % 512 == 0));
+    // No write is longer than what gets through.
+    let offsets: Vec<u64> = m.writes.keys().copied().collect();
+    assert!(
+        offsets.windows(2).all(|w| w[1] - w[0] <= 998),
+        "{offsets:?}"
+    );
+}
+
+#[test]
+fn a_shorter_repeat_of_a_block_the_server_already_holds_follows_the_servers_count() {
+    // The acknowledgement of block 2 (1024 bytes, written) is lost; the client repeats it
+    // at 512 bytes, and the server, holding all 1024, says so.
+    let img = image(5000);
+    let (config, server) = adaptive(64, 100);
+    let mut dropped = 0;
+    let r = run(config, server, Memory::new(0x402), &img, |dir, f| {
+        let lose = dir == Dir::ToClient && f.data()[..3] == [0x06, 0x76, 0x02] && dropped == 0;
+        dropped += usize::from(lose);
+        lose
+    });
+    assert_eq!(dropped, 1);
+    assert!(matches!(r.outcome(), Some(FlashEvent::Done { .. })));
+    let m = r.server.backend();
+    assert_eq!(m.flash, img);
+    assert!(m.writes.values().all(|&n| n == 1), "{:?}", m.writes);
+    assert_eq!(
+        m.writes.keys().copied().collect::<Vec<_>>(),
+        vec![0, 1024, 2048, 2560, 3072, 3584, 4096, 4608]
+    );
+    let progress: Vec<u64> = r
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            FlashEvent::Progress { acknowledged, .. } => Some(*acknowledged),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        progress[..2],
+        [1024, 2048],
+        "the server's count, not the repeat's length"
+    );
+}
+
+#[test]
+fn adaptive_sizing_needs_the_servers_count() {
+    let key = || Box::new(|_: u8, s: &[u8]| Ok(key_of(s)));
+    let (mut config, _) = adaptive(64, 4);
+    config.transfer_ack = TransferAck::Counter;
+    assert_eq!(
+        FlashClient::new(isotp(), config, 10, key()).unwrap_err(),
+        FlashConfigError::AdaptiveSizing
+    );
+    let (mut config, _) = adaptive(0, 4);
+    config.max_retries = 1;
+    assert_eq!(
+        FlashClient::new(isotp(), config, 10, key()).unwrap_err(),
+        FlashConfigError::AdaptiveSizing
+    );
+}
+
+#[test]
+fn repeats_shrink_to_the_minimum_before_they_count_as_retries() {
+    // Every acknowledgement is lost.
+    let img = image(3000);
+    let (config, server) = adaptive(64, 4);
+    let r = run(config, server, Memory::new(0x402), &img, |dir, f| {
+        dir == Dir::ToClient && f.data()[1] == 0x76
+    });
+    assert!(
+        matches!(
+            r.outcome(),
+            Some(FlashEvent::Failed(FlashError::NoResponse {
+                phase: FlashPhase::Transfer,
+                ..
+            }))
+        ),
+        "{:?}",
+        r.outcome()
+    );
+    // Repeats shrank the block to the minimum before any counted as a retry.
+    let lens: Vec<usize> = r
+        .frames
+        .iter()
+        .filter(|(d, _)| *d == Dir::ToServer)
+        .filter_map(|(_, f)| match f.data() {
+            [0x10..=0x1F, _, 0x36, ..] => {
+                Some(((usize::from(f.data()[0] & 0x0F) << 8) | usize::from(f.data()[1])) - 2)
+            }
+            [n @ 0x00..=0x07, 0x36, ..] => Some(usize::from(*n) - 2),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lens, vec![1024, 512, 256, 128, 64, 64, 64, 64]);
+}
+
+#[test]
+fn a_refused_check_answers_negatively_after_its_time() {
+    let img = image(500);
+    let mut mem = Memory::new(0x102);
+    mem.check_time = Duration::from_millis(700);
+    mem.check_refusal = Some(Nrc::Other(0xF1));
+    let config = FlashConfig {
+        check_option: crc32(b"another image").to_be_bytes().to_vec(),
+        ..FlashConfig::default()
+    };
+    // `run` overrides the check option with the right CRC; drive the check by hand.
+    let mut b = Bench::new();
+    *b.server.backend_mut() = mem;
+    b.unlock_and_erase();
+    assert_eq!(
+        b.ask(&[0x34, 0x00, 0x44, 0, 0, 0, 0, 0, 0, 0x01, 0xF4])[0],
+        0x74
+    );
+    for (i, chunk) in img.chunks(0x100).enumerate() {
+        let mut req = vec![0x36, (i + 1) as u8];
+        req.extend_from_slice(chunk);
+        assert_eq!(b.ask(&req)[0], 0x76);
+    }
+    assert_eq!(b.ask(&[0x37]), vec![0x77]);
+    let mut check = vec![0x31, 0x01, 0xFF, 0x01];
+    check.extend_from_slice(&config.check_option);
+    let t0 = b.now;
+    b.server.handle_request(t0, &check);
+    assert_eq!(b.server.poll_response(), Some(vec![0x7F, 0x31, 0x78]));
+    b.server.handle_timeout(t0 + Duration::from_millis(699));
+    assert_eq!(b.server.poll_response(), None);
+    b.server.handle_timeout(t0 + Duration::from_millis(700));
+    assert_eq!(b.server.poll_response(), Some(vec![0x7F, 0x31, 0xF1]));
+
+    // Through the client, the refusal is a rejection of the check.
+    let mut mem = Memory::new(0x102);
+    mem.check_refusal = Some(Nrc::Other(0xF0));
+    mem.flip_at = Some(300);
+    let r = run(
+        FlashConfig::default(),
+        ServerConfig::default(),
+        mem,
+        &img,
+        |_, _| false,
+    );
+    assert_eq!(
+        r.outcome(),
+        Some(&FlashEvent::Failed(FlashError::Rejected {
+            phase: FlashPhase::Check,
+            service: 0x31,
+            nrc: Nrc::Other(0xF0)
+        }))
+    );
+    assert!(r.server.backend().resets.is_empty());
+}
+
+#[test]
+fn an_acknowledged_count_outside_the_block_fails_the_download() {
+    // The server's count claims more than the client ever sent of the block: the client
+    // stops rather than skip bytes.
+    let img = image(3000);
+    let (config, server_config) = adaptive(64, 4);
+    let key = Box::new(|_level: u8, seed: &[u8]| Ok(key_of(seed)));
+    let mut client = FlashClient::new(isotp(), config, img.len() as u32, key).unwrap();
+    let mut server = FlashServer::new(isotp().peer(), server_config, Memory::new(0x402));
+    let mut now = Timestamp::ZERO;
+    client.start(now);
+    let mut failure = None;
+    for _ in 0..10_000 {
+        now = now + FRAME_TIME;
+        if server.poll_timeout().is_some_and(|t| t <= now) {
+            server.handle_timeout(now);
+        }
+        while let Some(f) = client.poll_transmit(now) {
+            server.handle_frame(now, &f);
+        }
+        while let Some(f) = server.poll_transmit(now) {
+            let mut data = f.data().to_vec();
+            if data[..3] == [0x06, 0x76, 0x01] {
+                // Block 1 carried 1024 bytes; claim 1025.
+                data[3..7].copy_from_slice(&1025u32.to_be_bytes());
+            }
+            client.handle_frame(now, &CanFrame::new(f.id(), &data).unwrap());
+        }
+        while let Some(e) = client.poll_event() {
+            match e {
+                FlashEvent::NeedData { offset, len } => {
+                    let o = offset as usize;
+                    client.provide_data(now, &img[o..o + len]).unwrap();
+                }
+                FlashEvent::Failed(err) => failure = Some(err),
+                FlashEvent::Done { .. } => panic!("a wrong count was believed"),
+                _ => {}
+            }
+        }
+        if failure.is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        failure,
+        Some(FlashError::UnexpectedResponse {
+            phase: FlashPhase::Transfer,
+            response: vec![0x76, 0x01, 0x00, 0x00, 0x04, 0x01]
+        })
+    );
+    assert_eq!(client.progress().0, 0);
+}
+
+mod adaptive_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever frames the bus loses, an adaptive download never writes a wrong image:
+        /// it completes with exactly the image, or gives up.
+        #[test]
+        fn lost_frames_never_corrupt_an_adaptive_download(
+            lost in prop::collection::btree_set(0usize..3000, 0..60),
+            len in 1usize..9000,
+        ) {
+            let img = image(len);
+            let (mut config, server) = adaptive(32, 3);
+            config.max_retries = 8;
+            let mut n = 0;
+            let r = run(config, server, Memory::new(0x802), &img, |_, _| {
+                n += 1;
+                lost.contains(&(n - 1))
+            });
+            match r.outcome() {
+                Some(FlashEvent::Done { .. }) => prop_assert_eq!(&r.server.backend().flash, &img),
+                Some(FlashEvent::Failed(FlashError::NoResponse { .. })) => {}
+                other => prop_assert!(false, "unexpected outcome {:?}", other),
             }
         }
     }

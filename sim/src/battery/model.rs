@@ -18,6 +18,16 @@ pub enum PowerState {
     Off,
 }
 
+/// Whether a powered BMS broadcasts its telemetry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Telemetry {
+    /// Broadcasting on schedule.
+    Sending,
+    /// Silent while the pack keeps conducting: a BMS restarting into new firmware keeps
+    /// its contactors closed but sends nothing until its firmware runs again.
+    Silent,
+}
+
 /// Whether one module of the pack is connected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModuleState {
@@ -80,6 +90,7 @@ pub struct BatteryModel {
     product_info: Vec<u8>,
     schedule: Schedule,
     power: PowerState,
+    telemetry: Telemetry,
     gx: GxPresence,
     now: Timestamp,
 }
@@ -135,6 +146,7 @@ impl BatteryModel {
             product_info,
             schedule: Schedule::new(&frames, now, config.phase),
             power: PowerState::On,
+            telemetry: Telemetry::Sending,
             gx: GxPresence::Unknown,
             now,
             config,
@@ -183,18 +195,18 @@ impl BatteryModel {
     /// The next frame due at `now`, if any.
     pub fn poll_transmit(&mut self, now: Timestamp) -> Option<CanFrame> {
         self.advance(now);
-        if self.power == PowerState::Off {
+        if self.power == PowerState::Off || self.telemetry == Telemetry::Silent {
             return None;
         }
         let due = self.schedule.pop_due(now)?;
         Some(self.encode(due))
     }
 
-    /// When the next frame is due; `None` while powered off.
+    /// When the next frame is due; `None` while powered off or silent.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        match self.power {
-            PowerState::On => self.schedule.next_due(),
-            PowerState::Off => None,
+        match (self.power, self.telemetry) {
+            (PowerState::On, Telemetry::Sending) => self.schedule.next_due(),
+            _ => None,
         }
     }
 
@@ -405,6 +417,22 @@ impl BatteryModel {
     /// Whether the BMS is powered.
     pub fn power(&self) -> PowerState {
         self.power
+    }
+
+    /// Silences the telemetry or resumes it at `now`; the pack's physics go on either
+    /// way. Resuming restarts the broadcast schedule as a booting BMS does (first frames
+    /// within a second).
+    pub fn set_telemetry(&mut self, now: Timestamp, telemetry: Telemetry) {
+        self.advance(now);
+        if self.telemetry == Telemetry::Silent && telemetry == Telemetry::Sending {
+            self.schedule.restart(now);
+        }
+        self.telemetry = telemetry;
+    }
+
+    /// Whether the telemetry is being sent (when powered).
+    pub fn telemetry(&self) -> Telemetry {
+        self.telemetry
     }
 }
 

@@ -313,6 +313,30 @@ fn a_power_cut_silences_the_battery_until_restored() {
 }
 
 #[test]
+fn a_silent_bms_keeps_conducting_and_resumes_on_a_fresh_schedule() {
+    let mut config = BatteryConfig::new(identity());
+    config.profile = CurrentProfile::Constant { amps: -20.0 };
+    let mut m = model(config);
+    run(&mut m, secs(1));
+    m.set_telemetry(secs(1), Telemetry::Silent);
+    assert_eq!(m.telemetry(), Telemetry::Silent);
+    assert_eq!(m.poll_timeout(), None);
+    assert_eq!(m.poll_transmit(secs(3)), None);
+    let soc = m.snapshot().soc;
+    m.advance(secs(4));
+    assert!(m.snapshot().current < 0.0, "the pack still carries current");
+    assert!(m.snapshot().soc < soc);
+    m.set_telemetry(secs(4), Telemetry::Sending);
+    let frames = run(&mut m, secs(5));
+    assert_eq!(
+        frames.len(),
+        23,
+        "a full set in the first second after the restart"
+    );
+    assert!(frames.iter().all(|(t, _)| *t >= secs(4)));
+}
+
+#[test]
 fn the_gx_keep_alive_is_noted() {
     let mut m = model(BatteryConfig::new(identity()));
     assert_eq!(m.snapshot().gx, GxPresence::Unknown);

@@ -1,35 +1,72 @@
 //! A site brought to life: one simulated bus per `[[bus]]`, one running battery per
 //! `[[bus.battery]]`.
 //!
-//! Every battery runs the generic BMS-Can model for now, whatever its vendor; vendor
-//! BMS models (bootloaders, update protocols) attach to the same buses by vendor name.
+//! Which BMS model runs a battery is the [`BmsRegistry`]'s choice, by the battery's
+//! `vendor`: the generic BMS-Can model unless a vendor's simulation crate registered its
+//! own (bootloader, update protocol).
 
 use super::{SiteBattery, SiteDescription};
-use crate::battery::{BatteryHandle, BatteryModel, ConfigError, DriverExit, Epoch};
-use crate::bus::SimBus;
-use bmsfw_can::CanError;
+use crate::battery::{BatteryControl, DriverExit, Epoch};
+use crate::bus::{NodeId, SimBus};
+use crate::registry::{BmsRegistry, VendorControls};
+use std::any::Any;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 /// Why a site could not start.
-#[derive(Debug, thiserror::Error)]
-#[error("battery {battery:?}: {source}")]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("battery {battery:?} (vendor {vendor:?}): {message}")]
 pub struct StartError {
     /// The battery.
     pub battery: String,
-    /// Its configuration problem.
-    #[source]
-    pub source: ConfigError,
+    /// Its vendor.
+    pub vendor: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl StartError {
+    /// An error about `battery`.
+    pub fn new(battery: &SiteBattery, message: impl Into<String>) -> StartError {
+        StartError {
+            battery: battery.name.clone(),
+            vendor: battery.vendor.clone(),
+            message: message.into(),
+        }
+    }
 }
 
 /// A battery of a running site.
-#[derive(Debug)]
 pub struct RunningBattery {
     /// Its description.
     pub description: SiteBattery,
-    /// Its control handle.
-    pub handle: BatteryHandle,
-    task: JoinHandle<Result<DriverExit, CanError>>,
+    /// Its node on its bus (for the bus's fault controls).
+    pub node: NodeId,
+    control: Arc<dyn BatteryControl>,
+    vendor: Option<VendorControls>,
+    task: JoinHandle<Result<DriverExit, bmsfw_can::CanError>>,
+}
+
+impl std::fmt::Debug for RunningBattery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningBattery")
+            .field("name", &self.description.name)
+            .field("vendor", &self.description.vendor)
+            .field("vendor_controls", &self.vendor.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningBattery {
+    /// The controls every battery offers.
+    pub fn control(&self) -> &Arc<dyn BatteryControl> {
+        &self.control
+    }
+
+    /// The vendor model's own controls, when they are a `T`.
+    pub fn vendor_controls<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.vendor.clone()?.downcast::<T>().ok()
+    }
 }
 
 /// The buses and batteries of a running site. Dropping it stops every battery (their
@@ -42,13 +79,24 @@ pub struct RunningSite {
 }
 
 impl SiteDescription {
-    /// Builds the buses and starts every battery on the current Tokio runtime (virtual
-    /// time on a paused runtime, real time otherwise).
+    /// Builds the buses and starts every battery as the generic BMS-Can model, on the
+    /// current Tokio runtime (virtual time on a paused runtime, real time otherwise).
     ///
     /// # Panics
     ///
     /// Outside a Tokio runtime.
     pub fn start(&self) -> Result<RunningSite, StartError> {
+        self.start_with(&BmsRegistry::new())
+    }
+
+    /// Builds the buses and starts every battery with the model `registry` gives its
+    /// vendor, each on a node of its own, on the current Tokio runtime. Stops at the
+    /// first battery that cannot start.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn start_with(&self, registry: &BmsRegistry) -> Result<RunningSite, StartError> {
         let epoch = Epoch::starting_now();
         let buses: Vec<SimBus> = self
             .buses
@@ -57,20 +105,16 @@ impl SiteDescription {
             .collect();
         let mut batteries = Vec::new();
         for description in self.batteries() {
-            let model =
-                BatteryModel::new(description.config.clone(), epoch.now()).map_err(|source| {
-                    StartError {
-                        battery: description.name.clone(),
-                        source,
-                    }
-                })?;
             let bus = buses
                 .iter()
                 .find(|b| b.name() == description.bus)
                 .unwrap_or_else(|| unreachable!("batteries() only names described buses"));
             let node = bus.attach(&description.name);
-            let (handle, task) =
-                BatteryHandle::spawn(description.name.clone(), model, epoch, Arc::new(node));
+            let node_id = node.id();
+            let spawned =
+                registry
+                    .factory(&description.vendor)
+                    .spawn(&description, Arc::new(node), epoch)?;
             tracing::debug!(
                 bus = %description.bus,
                 battery = %description.name,
@@ -79,8 +123,10 @@ impl SiteDescription {
             );
             batteries.push(RunningBattery {
                 description,
-                handle,
-                task,
+                node: node_id,
+                control: spawned.control,
+                vendor: spawned.vendor,
+                task: spawned.task,
             });
         }
         Ok(RunningSite {
@@ -112,19 +158,16 @@ impl RunningSite {
         &self.batteries
     }
 
-    /// The control handle of the battery named `name`.
-    pub fn battery(&self, name: &str) -> Option<&BatteryHandle> {
-        self.batteries
-            .iter()
-            .find(|b| b.description.name == name)
-            .map(|b| &b.handle)
+    /// The battery named `name`.
+    pub fn battery(&self, name: &str) -> Option<&RunningBattery> {
+        self.batteries.iter().find(|b| b.description.name == name)
     }
 
     /// Stops every battery and waits for its driver; returns how each ended.
     pub async fn shutdown(mut self) -> Vec<(String, Result<DriverExit, String>)> {
         let batteries = std::mem::take(&mut self.batteries);
         for b in &batteries {
-            b.handle.stop();
+            b.control.stop();
         }
         let mut out = Vec::new();
         for b in batteries {
@@ -142,7 +185,7 @@ impl RunningSite {
 impl Drop for RunningSite {
     fn drop(&mut self) {
         for b in &self.batteries {
-            b.handle.stop();
+            b.control.stop();
         }
     }
 }

@@ -39,9 +39,15 @@ fn invalid(text: &str) -> (usize, usize, String) {
 #[test]
 fn the_demo_site_parses() {
     let site = SiteDescription::parse(DEMO, "demo.toml").unwrap();
-    assert_eq!(site.buses.len(), 2);
+    assert_eq!(site.buses.len(), 3);
     let batteries = site.batteries();
-    assert_eq!(batteries.len(), 2);
+    assert_eq!(batteries.len(), 3);
+    let shed = &batteries[2];
+    assert_eq!(
+        (shed.bus.as_str(), shed.vendor.as_str()),
+        ("sim2", "aurora")
+    );
+    assert_eq!(shed.config.identity.product_code, 0xA520);
     let house = &batteries[0];
     assert_eq!((house.bus.as_str(), house.name.as_str()), ("sim0", "house"));
     assert_eq!(house.vendor, "voltara");
@@ -187,7 +193,7 @@ async fn a_started_site_runs_its_batteries_on_their_buses() {
         .unwrap()
         .start()
         .unwrap();
-    assert_eq!(site.buses().len(), 2);
+    assert_eq!(site.buses().len(), 3);
     assert_eq!(site.bus("sim1").unwrap().bitrate(), 500_000);
     let listener = site.bus("sim1").unwrap().attach("gx");
     let mut manufacturers = std::collections::BTreeSet::new();
@@ -203,7 +209,7 @@ async fn a_started_site_runs_its_batteries_on_their_buses() {
         vec![b"NORDCELL".to_vec()]
     );
     assert_eq!(listener.name(), "sim1");
-    let garage = site.battery("garage").unwrap();
+    let garage = site.battery("garage").unwrap().control();
     assert!((garage.snapshot().current - -8.5).abs() < 1e-9);
     garage.power_cut();
     assert_eq!(garage.snapshot().power, PowerState::Off);
@@ -213,7 +219,8 @@ async fn a_started_site_runs_its_batteries_on_their_buses() {
         exits,
         vec![
             ("house".to_owned(), Ok(DriverExit::Stopped)),
-            ("garage".to_owned(), Ok(DriverExit::Stopped))
+            ("garage".to_owned(), Ok(DriverExit::Stopped)),
+            ("shed".to_owned(), Ok(DriverExit::Stopped))
         ]
     );
 }
@@ -233,7 +240,7 @@ fn an_oversized_file_is_refused_before_parsing() {
         "{err}"
     );
     std::fs::write(&path, DEMO).unwrap();
-    assert_eq!(SiteDescription::load(&path).unwrap().buses.len(), 2);
+    assert_eq!(SiteDescription::load(&path).unwrap().buses.len(), 3);
 }
 
 mod hostile {

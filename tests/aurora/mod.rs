@@ -1,0 +1,3 @@
+//! Support of the aurora end-to-end tests.
+
+pub mod harness;

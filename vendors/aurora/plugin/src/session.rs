@@ -1,0 +1,656 @@
+//! The transfer session: probe, flash, restart, verify (`PROTOCOL.md`, "Update
+//! sequence"), as a sans-IO state machine over the UDS pieces of `bmsfw-protocols`.
+//!
+//! | state | phase shown | what goes on the bus |
+//! |---|---|---|
+//! | `Probe` | Transferring | `22 F1 80 F1 87`: bootloader version and product code |
+//! | `Flash` | Transferring, then Installing from `37` on | `10 02`, `27`, `31 01 FF00`, `34`, `36`..., `37`, `31 01 FF01`, `11 01` |
+//! | `Restart` | Restarting | `22 F1 A0` every 500 ms until the battery answers (`11 01` again if it did not restart) |
+//! | `Verify` | Verifying | `22 F1 95`: the running version |
+//!
+//! Aurora's bootloader cannot resume an interrupted download: a session always starts
+//! from the probe, and [`checkpoint`](bmsfw_plugin_api::Session::checkpoint) is empty.
+
+mod failure;
+
+use crate::key;
+use crate::package::{Header, read_header};
+use crate::protocol::{
+    BOOT_ACTIVATION_PENDING, BOOT_ROLLED_BACK, BOOT_RUNNING, CODE_BOOTLOADER_TOO_OLD,
+    DID_APPLICATION_VERSION, DID_BOOT_STATE, DID_BOOTLOADER_VERSION, DID_PRODUCT_CODE,
+    MAX_BLOCK_LENGTH, MAX_RESET_REPEATS, MIN_BLOCK_DATA, MIN_BOOTLOADER, P2_CLIENT, P2_STAR_CLIENT,
+    PADDING, REQUEST_ID, RESPONSE_ID, RESTART_POLL, RESTART_SILENCE_MAX,
+};
+use crate::version::show;
+use bmsfw_plugin_api::{
+    AbortReason, CanFrame, ErrorCode, Failure, PackageReader, Phase, SessionRequest, SessionStatus,
+    Timestamp,
+};
+use bmsfw_protocols::isotp::{IsoTpConfig, Padding, Pdu};
+use bmsfw_protocols::uds::{
+    BlockSizing, FlashClient, FlashConfig, FlashError, FlashEvent, FlashPhase, KeyError, Nrc,
+    Requester, RequesterConfig, RequesterEvent, TransferAck, parse_read_data, read_data_request,
+};
+use std::collections::VecDeque;
+
+/// Where the session is.
+enum State {
+    /// Created; the first call with the time starts the probe.
+    NotStarted,
+    /// Reading the bootloader version and the product code.
+    Probe(Requester),
+    /// The flash sequence, from `10 02` to `11 01`.
+    Flash(Box<FlashClient>),
+    /// Waiting for the battery to come back after the reset.
+    Restart(Restart),
+    /// Reading the running version.
+    Verify {
+        requester: Requester,
+        rolled_back: RolledBack,
+        restart: RestartCause,
+    },
+    /// Finished.
+    Done,
+    /// Failed with this failure.
+    Failed(Failure),
+}
+
+/// Whether the boot state said the new firmware was rolled back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RolledBack {
+    No,
+    Yes,
+}
+
+/// Why the battery restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RestartCause {
+    /// The session's reset request.
+    Reset,
+    /// Something else (a power cut) while the image was being checked: the battery came
+    /// back in its default session. Whether it activated the image is for the verify
+    /// step to find out.
+    Unexpected,
+}
+
+/// What the restart poll is doing.
+enum RestartPoll {
+    /// Next boot-state poll at this time.
+    Waiting(Timestamp),
+    /// A boot-state read is out since this time.
+    Reading(Timestamp),
+    /// A repeated reset request is out since this time.
+    Resetting(Timestamp),
+}
+
+struct Restart {
+    requester: Requester,
+    cause: RestartCause,
+    poll: RestartPoll,
+    /// The battery must have answered by then.
+    deadline: Timestamp,
+    resets_repeated: u8,
+}
+
+/// An Aurora update session.
+pub struct AuroraSession {
+    package: PackageReader,
+    header: Header,
+    total: u64,
+    acknowledged: u64,
+    installing: bool,
+    state: State,
+    /// Frames to send before anything else (the abort's `10 81`).
+    outbox: VecDeque<CanFrame>,
+    /// Block buffer: at most one block of the package is in memory.
+    block: Vec<u8>,
+}
+
+fn isotp() -> IsoTpConfig {
+    let mut c = IsoTpConfig::new(REQUEST_ID, RESPONSE_ID);
+    c.padding = Padding::Fill(PADDING);
+    c
+}
+
+/// A requester for single reads: three repeats after a lost answer.
+fn requester() -> Requester {
+    requester_with(3)
+}
+
+/// A requester repeating a lost answer `max_retries` times.
+fn requester_with(max_retries: u8) -> Requester {
+    Requester::new(
+        isotp(),
+        RequesterConfig {
+            p2: P2_CLIENT,
+            p2_star: P2_STAR_CLIENT,
+            max_retries,
+            ..RequesterConfig::default()
+        },
+    )
+}
+
+/// The flash client of `PROTOCOL.md` for a package of `len` bytes.
+fn flash_client(product_code: u16, len: u32) -> Result<FlashClient, Failure> {
+    let config = FlashConfig {
+        p2: P2_CLIENT,
+        p2_star: P2_STAR_CLIENT,
+        security_level: 0x01,
+        memory_address: 0,
+        address_len: 4,
+        size_len: 4,
+        data_format: 0x00,
+        erase_routine: 0xFF00,
+        erase_option: len.to_be_bytes().to_vec(),
+        check_routine: 0xFF01,
+        check_option: Vec::new(),
+        reset_type: 0x01,
+        max_retries: 10,
+        max_pending: 120,
+        max_block_len: MAX_BLOCK_LENGTH,
+        transfer_ack: TransferAck::CounterAndBytesReceived,
+        block_sizing: BlockSizing::Adaptive {
+            min_data_len: MIN_BLOCK_DATA,
+            grow_after: 8,
+        },
+    };
+    let key = Box::new(
+        move |_level: u8, seed: &[u8]| -> Result<Vec<u8>, KeyError> {
+            Ok(key::key(product_code, seed))
+        },
+    );
+    FlashClient::new(isotp(), config, len, key).map_err(|e| {
+        Failure::new(
+            ErrorCode::TRANSFER_FAILED,
+            format!("cannot set up the download: {e}"),
+        )
+    })
+}
+
+/// The single frame `10 81`: back to the default session, no answer wanted.
+fn leave_programming() -> Option<CanFrame> {
+    Pdu::Single {
+        data: &[0x10, 0x81],
+    }
+    .to_frame(REQUEST_ID, Padding::Fill(PADDING))
+}
+
+impl AuroraSession {
+    /// A session for the request's package, checked against the battery.
+    pub fn start(request: SessionRequest) -> Result<AuroraSession, Failure> {
+        let header = read_header(&request.package).map_err(|e| {
+            Failure::new(e.code, format!("at {}: {}", e.location, e.message.as_str()))
+        })?;
+        if let Some(code) = request.battery.product_code.into_option() {
+            if code != header.product_code {
+                return Err(Failure::new(
+                    ErrorCode::PACKAGE_WRONG_PRODUCT,
+                    format!(
+                        "the package is for product 0x{:04X}, the battery is 0x{code:04X}",
+                        header.product_code
+                    ),
+                ));
+            }
+        }
+        // `request.resume` is ignored: the bootloader cannot resume, every session
+        // starts from the probe and erases the inactive slot again.
+        let total = request.package.len();
+        Ok(AuroraSession {
+            package: request.package,
+            header,
+            total,
+            acknowledged: 0,
+            installing: false,
+            state: State::NotStarted,
+            outbox: VecDeque::new(),
+            block: Vec::new(),
+        })
+    }
+
+    fn ensure_started(&mut self, now: Timestamp) {
+        if matches!(self.state, State::NotStarted) {
+            let mut r = requester();
+            let probe = read_data_request(&[DID_BOOTLOADER_VERSION, DID_PRODUCT_CODE]);
+            match r.request(now, probe) {
+                Ok(()) => self.state = State::Probe(r),
+                Err(e) => self.fail(Failure::new(
+                    ErrorCode::TRANSFER_FAILED,
+                    format!("cannot send the probe: {e}"),
+                )),
+            }
+        }
+    }
+
+    fn fail(&mut self, failure: Failure) {
+        if let State::Flash(client) = &mut self.state {
+            client.abort();
+            self.outbox.extend(leave_programming());
+        }
+        self.state = State::Failed(failure);
+    }
+
+    /// Handles everything the active part has to report, until nothing changes.
+    fn drive(&mut self, now: Timestamp) {
+        loop {
+            let progressed = match &mut self.state {
+                State::Probe(r) => match r.poll_event() {
+                    Some(e) => {
+                        self.probed(now, e);
+                        true
+                    }
+                    None => false,
+                },
+                State::Flash(client) => match client.poll_event() {
+                    Some(e) => {
+                        self.flash_event(now, e);
+                        true
+                    }
+                    None => false,
+                },
+                State::Restart(restart) => match restart.requester.poll_event() {
+                    Some(e) => {
+                        self.restart_answer(now, e);
+                        true
+                    }
+                    None => false,
+                },
+                State::Verify { requester, .. } => match requester.poll_event() {
+                    Some(e) => {
+                        self.verified(e);
+                        true
+                    }
+                    None => false,
+                },
+                State::NotStarted | State::Done | State::Failed(_) => false,
+            };
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn probed(&mut self, now: Timestamp, event: RequesterEvent) {
+        let data = match event {
+            RequesterEvent::Positive(data) => data,
+            RequesterEvent::Negative(Nrc::RequestOutOfRange) => {
+                return self.fail(Failure::new(
+                    ErrorCode(CODE_BOOTLOADER_TOO_OLD),
+                    "the battery does not report a bootloader version: its firmware has no \
+                     CAN bootloader; update it with the Aurora service tool",
+                ));
+            }
+            other => return self.fail(failure::probe(other)),
+        };
+        let records = [(DID_BOOTLOADER_VERSION, 2), (DID_PRODUCT_CODE, 2)];
+        let (bootloader, product) = match parse_read_data(&data, &records) {
+            Ok(v) => ([v[0][0], v[0][1]], u16::from_be_bytes([v[1][0], v[1][1]])),
+            Err(e) => {
+                return self.fail(Failure::new(
+                    ErrorCode::PROTOCOL_ERROR,
+                    format!("the answer to the probe is malformed: {e}"),
+                ));
+            }
+        };
+        if product != self.header.product_code {
+            return self.fail(Failure::new(
+                ErrorCode::PACKAGE_WRONG_PRODUCT,
+                format!(
+                    "the battery reports product 0x{product:04X}; the package is for 0x{:04X}",
+                    self.header.product_code
+                ),
+            ));
+        }
+        let needed = MIN_BOOTLOADER.max(self.header.min_bootloader);
+        if bootloader < needed {
+            return self.fail(Failure::new(
+                ErrorCode(CODE_BOOTLOADER_TOO_OLD),
+                format!(
+                    "the battery's bootloader {} cannot install this package over CAN (it \
+                     needs {} or later); update the bootloader with the Aurora service tool",
+                    show(bootloader),
+                    show(needed)
+                ),
+            ));
+        }
+        let len = match u32::try_from(self.total) {
+            Ok(len) => len,
+            Err(_) => {
+                return self.fail(Failure::new(
+                    ErrorCode::PACKAGE_INVALID,
+                    "the package is larger than a download can announce",
+                ));
+            }
+        };
+        match flash_client(self.header.product_code, len) {
+            Ok(mut client) => {
+                client.start(now);
+                self.state = State::Flash(Box::new(client));
+            }
+            Err(f) => self.fail(f),
+        }
+    }
+
+    fn flash_event(&mut self, now: Timestamp, event: FlashEvent) {
+        match event {
+            FlashEvent::NeedData { offset, len } => {
+                self.block.resize(len, 0);
+                if let Err(e) = self.package.read_exact_at(offset, &mut self.block) {
+                    return self.fail(Failure::new(
+                        ErrorCode::TRANSFER_FAILED,
+                        format!("reading the package at byte {offset} failed: {e}"),
+                    ));
+                }
+                if let State::Flash(client) = &mut self.state {
+                    if let Err(e) = client.provide_data(now, &self.block) {
+                        self.fail(Failure::new(
+                            ErrorCode::TRANSFER_FAILED,
+                            format!("the download refused block data: {e}"),
+                        ));
+                    }
+                }
+            }
+            FlashEvent::Progress { acknowledged, .. } => self.acknowledged = acknowledged,
+            FlashEvent::Phase(FlashPhase::Exit | FlashPhase::Check | FlashPhase::Reset) => {
+                self.installing = true;
+            }
+            FlashEvent::Phase(_) => {}
+            FlashEvent::Done { .. } => {
+                self.restart(now, RestartCause::Reset, now + RESTART_POLL);
+            }
+            FlashEvent::Failed(FlashError::Rejected {
+                phase: FlashPhase::Check | FlashPhase::Reset,
+                nrc: Nrc::ServiceNotSupportedInActiveSession,
+                ..
+            }) => {
+                // The battery lost its programming session while checking or resetting:
+                // it restarted. It may have activated the image first; find out.
+                self.restart(now, RestartCause::Unexpected, now);
+            }
+            FlashEvent::Failed(error) => {
+                let failure = failure::flash(&error);
+                self.fail(failure);
+            }
+        }
+    }
+
+    fn restart(&mut self, now: Timestamp, cause: RestartCause, first_poll: Timestamp) {
+        self.installing = true;
+        self.state = State::Restart(Restart {
+            // Each poll is sent once: the next one follows 500 ms later anyway.
+            requester: requester_with(0),
+            cause,
+            poll: RestartPoll::Waiting(first_poll),
+            deadline: now + RESTART_SILENCE_MAX,
+            resets_repeated: 0,
+        });
+    }
+
+    fn restart_answer(&mut self, now: Timestamp, event: RequesterEvent) {
+        let State::Restart(restart) = &mut self.state else {
+            return;
+        };
+        let (resetting, since) = match restart.poll {
+            RestartPoll::Resetting(since) => (true, since),
+            RestartPoll::Reading(since) => (false, since),
+            RestartPoll::Waiting(_) => (false, now),
+        };
+        // Polls start every 500 ms, however long each waited for its answer.
+        restart.poll = RestartPoll::Waiting(since + RESTART_POLL);
+        let data = match event {
+            // Silence is expected while the battery restarts: poll again.
+            RequesterEvent::NoResponse { .. } => return,
+            RequesterEvent::Positive(data) => data,
+            other => return self.fail(failure::restart(other)),
+        };
+        if resetting {
+            // `51 01`: the battery restarts now.
+            return;
+        }
+        let state = match parse_read_data(&data, &[(DID_BOOT_STATE, 2)]) {
+            Ok(v) => v[0][1],
+            Err(e) => {
+                return self.fail(Failure::new(
+                    ErrorCode::PROTOCOL_ERROR,
+                    format!("the boot state after the restart is malformed: {e}"),
+                ));
+            }
+        };
+        let rolled_back = match state {
+            BOOT_RUNNING => RolledBack::No,
+            BOOT_ROLLED_BACK => RolledBack::Yes,
+            BOOT_ACTIVATION_PENDING => {
+                // The battery never restarted (the reset request was lost): ask again.
+                if restart.resets_repeated >= MAX_RESET_REPEATS {
+                    return self.fail(Failure::new(
+                        ErrorCode::RESTART_FAILED,
+                        "the battery accepted the new firmware but does not restart into it",
+                    ));
+                }
+                restart.resets_repeated += 1;
+                restart.poll = RestartPoll::Resetting(now);
+                if restart.requester.request(now, vec![0x11, 0x01]).is_err() {
+                    restart.poll = RestartPoll::Waiting(now + RESTART_POLL);
+                }
+                return;
+            }
+            other => {
+                return self.fail(Failure::new(
+                    ErrorCode::PROTOCOL_ERROR,
+                    format!("the battery reports an unknown boot state 0x{other:02X}"),
+                ));
+            }
+        };
+        let cause = restart.cause;
+        let mut r = requester();
+        match r.request(now, read_data_request(&[DID_APPLICATION_VERSION])) {
+            Ok(()) => {
+                self.state = State::Verify {
+                    requester: r,
+                    rolled_back,
+                    restart: cause,
+                }
+            }
+            Err(e) => self.fail(Failure::new(
+                ErrorCode::TRANSFER_FAILED,
+                format!("cannot read the running version: {e}"),
+            )),
+        }
+    }
+
+    fn verified(&mut self, event: RequesterEvent) {
+        let State::Verify {
+            rolled_back,
+            restart,
+            ..
+        } = self.state
+        else {
+            return;
+        };
+        let data = match event {
+            RequesterEvent::Positive(data) => data,
+            other => return self.fail(failure::verify(other)),
+        };
+        let running = match parse_read_data(&data, &[(DID_APPLICATION_VERSION, 2)]) {
+            Ok(v) => [v[0][0], v[0][1]],
+            Err(e) => {
+                return self.fail(Failure::new(
+                    ErrorCode::PROTOCOL_ERROR,
+                    format!("the running version is malformed: {e}"),
+                ));
+            }
+        };
+        let wanted = self.header.version;
+        if rolled_back == RolledBack::Yes {
+            return self.fail(Failure::new(
+                ErrorCode::INSTALL_FAILED,
+                format!(
+                    "the new firmware {} did not start; the battery went back to {}",
+                    show(wanted),
+                    show(running)
+                ),
+            ));
+        }
+        if running != wanted && restart == RestartCause::Unexpected {
+            return self.fail(Failure::new(
+                ErrorCode::INSTALL_FAILED,
+                format!(
+                    "the battery restarted while it checked the new firmware (a power cut?) \
+                     and keeps {}; retry the update",
+                    show(running)
+                ),
+            ));
+        }
+        if running != wanted {
+            return self.fail(Failure::new(
+                ErrorCode::VERSION_MISMATCH,
+                format!(
+                    "the battery runs {} after the restart; the package is {}",
+                    show(running),
+                    show(wanted)
+                ),
+            ));
+        }
+        self.state = State::Done;
+    }
+
+    /// Sends a boot-state poll when its time has come; fails once the battery stayed
+    /// silent too long.
+    fn restart_timers(&mut self, now: Timestamp) {
+        let State::Restart(restart) = &mut self.state else {
+            return;
+        };
+        if let RestartPoll::Waiting(at) = restart.poll {
+            if now >= restart.deadline {
+                return self.fail(Failure::new(
+                    ErrorCode::RESTART_FAILED,
+                    format!(
+                        "the battery did not answer within {} s of its restart",
+                        RESTART_SILENCE_MAX.as_secs()
+                    ),
+                ));
+            }
+            if now >= at && restart.requester.is_idle() {
+                let poll = read_data_request(&[DID_BOOT_STATE]);
+                restart.poll = match restart.requester.request(now, poll) {
+                    Ok(()) => RestartPoll::Reading(now),
+                    Err(_) => RestartPoll::Waiting(now + RESTART_POLL),
+                };
+            }
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        match &self.state {
+            State::NotStarted | State::Probe(_) => Phase::TRANSFERRING,
+            State::Flash(_) if self.installing => Phase::INSTALLING,
+            State::Flash(_) => Phase::TRANSFERRING,
+            State::Restart(_) => Phase::RESTARTING,
+            State::Verify { .. } => Phase::VERIFYING,
+            State::Done => Phase::DONE,
+            State::Failed(_) => Phase::FAILED,
+        }
+    }
+}
+
+impl bmsfw_plugin_api::Session for AuroraSession {
+    fn handle_frame(&mut self, now: Timestamp, frame: &CanFrame) {
+        if frame.id() != RESPONSE_ID {
+            return;
+        }
+        match &mut self.state {
+            State::Probe(r) => r.handle_frame(now, frame),
+            State::Flash(client) => client.handle_frame(now, frame),
+            State::Restart(restart) => restart.requester.handle_frame(now, frame),
+            State::Verify { requester, .. } => requester.handle_frame(now, frame),
+            State::NotStarted | State::Done | State::Failed(_) => {}
+        }
+        self.drive(now);
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        self.ensure_started(now);
+        match &mut self.state {
+            State::Probe(r) => r.handle_timeout(now),
+            State::Flash(client) => client.handle_timeout(now),
+            State::Restart(restart) => restart.requester.handle_timeout(now),
+            State::Verify { requester, .. } => requester.handle_timeout(now),
+            State::NotStarted | State::Done | State::Failed(_) => {}
+        }
+        self.drive(now);
+        self.restart_timers(now);
+        self.drive(now);
+    }
+
+    fn poll_transmit(&mut self, now: Timestamp) -> Option<CanFrame> {
+        self.ensure_started(now);
+        if let Some(frame) = self.outbox.pop_front() {
+            return Some(frame);
+        }
+        let frame = match &mut self.state {
+            State::Probe(r) => r.poll_transmit(now),
+            State::Flash(client) => client.poll_transmit(now),
+            State::Restart(restart) => restart.requester.poll_transmit(now),
+            State::Verify { requester, .. } => requester.poll_transmit(now),
+            State::NotStarted | State::Done | State::Failed(_) => None,
+        };
+        self.drive(now);
+        frame.or_else(|| self.outbox.pop_front())
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        let earliest = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match &self.state {
+            // Start as soon as the engine looks.
+            State::NotStarted => Some(Timestamp::ZERO),
+            State::Probe(r) => r.poll_timeout(),
+            State::Flash(client) => client.poll_timeout(),
+            State::Restart(restart) => {
+                let own = match restart.poll {
+                    RestartPoll::Waiting(at) => Some(at.min(restart.deadline)),
+                    RestartPoll::Reading(_) | RestartPoll::Resetting(_) => None,
+                };
+                earliest(own, restart.requester.poll_timeout())
+            }
+            State::Verify { requester, .. } => requester.poll_timeout(),
+            State::Done | State::Failed(_) => None,
+        }
+    }
+
+    fn status(&self) -> SessionStatus {
+        let done = match self.state {
+            State::Restart(_) | State::Verify { .. } | State::Done => self.total,
+            _ => self.acknowledged,
+        };
+        match &self.state {
+            State::Failed(failure) => SessionStatus::failed(failure.clone(), done, self.total),
+            _ => SessionStatus::new(self.phase(), done, self.total),
+        }
+    }
+
+    fn abort(&mut self, _now: Timestamp, reason: &AbortReason) {
+        if matches!(self.state, State::Done | State::Failed(_)) {
+            return;
+        }
+        let failure = Failure::new(
+            ErrorCode::ABORTED,
+            format!(
+                "aborted by the GX ({}: {})",
+                reason.code,
+                reason.message.as_str()
+            ),
+        );
+        match &mut self.state {
+            State::Restart(restart) => restart.requester.cancel(),
+            State::Verify { requester, .. } => requester.cancel(),
+            State::Probe(r) => r.cancel(),
+            _ => {}
+        }
+        self.fail(failure);
+    }
+}
+
+#[cfg(test)]
+mod tests;
