@@ -198,7 +198,7 @@ async fn a_request_is_refused_by_its_gate_and_changes_nothing() {
     // An unknown battery and a package for another product.
     let mut other = request(&package, 4096);
     other.battery_serial = "NOPE".into();
-    assert_eq!(engine.request_update(other).await.unwrap_err().code, 747);
+    assert_eq!(engine.request_update(other).await.unwrap_err().code, 713);
     site.vrm.set(bmsfw_core::vrm::VrmPortalMode::Full);
     let wrong = spkg_for(0x0A02, 1, 5, 500, 5);
     let refusal = upload(&engine, request(&wrong, 4096), &wrong)
