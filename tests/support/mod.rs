@@ -590,3 +590,6 @@ pub fn http() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// The header every POST to the portal needs.
+pub const CSRF_HEADER: (&str, &str) = ("X-Requested-With", "bmsfw");
