@@ -886,7 +886,7 @@ impl Link {
                 let mut fb = Feedback::error(refusal.code, refusal.message.clone());
                 fb.job = Some(job.0);
                 fb.state = Some(bmsfw_vrm_wire::JobState::Failed);
-                self.reported.insert(job, (JobState::Failed, Percent::ZERO));
+                self.reported.remove(&job);
                 self.reply(Some(id), true, fb, Durability::Durable)?;
                 self.commands.remove(job).map_err(LinkError::Registry)
             }
@@ -1040,6 +1040,8 @@ impl Link {
         tracing::debug!(job = %job.id(), state = ?wire_state(job.state()), percent = job.percent().get(), "reporting job status");
         self.reply(Some(&id), terminal, job_feedback(&job), Durability::Durable)?;
         if terminal {
+            // The command ends here: later changes of the job have no command to report to.
+            self.reported.remove(&job.id());
             self.commands
                 .remove(job.id())
                 .map_err(LinkError::Registry)?;
