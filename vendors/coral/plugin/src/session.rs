@@ -519,7 +519,9 @@ impl CoralSession {
             ));
         }
         for e in entries.iter().skip(1) {
-            if self.is_selected(e.index) && self.bundle.module_image(e.hw_revision).is_none() {
+            // The master's check refuses a bundle without an image for any of its modules,
+            // selected or not: find out before anything is erased.
+            if self.bundle.module_image(e.hw_revision).is_none() {
                 return Err(Failure::new(
                     ErrorCode::PACKAGE_WRONG_PRODUCT,
                     format!(
