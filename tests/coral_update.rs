@@ -4,7 +4,7 @@
 mod coral_site;
 
 use bmsfw_core::events::EventKind;
-use bmsfw_core::job::JobState;
+use bmsfw_core::job::{JobState, ModuleState};
 use bmsfw_core::vrm::GxEngine;
 use coral_sim::Fault;
 use coral_sim::protocol::module;
@@ -62,6 +62,41 @@ async fn a_pack_of_four_is_updated_master_first_then_each_module() {
         EventKind::Completed { version_after, .. } if version_after.raw == [0x10, 0x01]
     )));
 
+    // The job kept every module's state and version, from the plugin's status.
+    let modules: Vec<(u16, ModuleState, String)> = record
+        .modules()
+        .iter()
+        .map(|m| {
+            (
+                m.index,
+                m.state,
+                m.version.as_ref().unwrap().display.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        modules,
+        (1..=4)
+            .map(|i| (i, ModuleState::Done, "v2.04 (build 01)".to_owned()))
+            .collect::<Vec<_>>()
+    );
+    // The event log tells each module's way: pending, updating, done, one after another.
+    let module_log: Vec<(u16, ModuleState)> = history
+        .iter()
+        .filter(|e| e.job == id)
+        .filter_map(|e| match &e.event {
+            EventKind::Module { index, state, .. } => Some((*index, *state)),
+            _ => None,
+        })
+        .collect();
+    let mut expected: Vec<(u16, ModuleState)> =
+        (1..=4).map(|i| (i, ModuleState::Pending)).collect();
+    for i in 1..=4 {
+        expected.push((i, ModuleState::Updating));
+        expected.push((i, ModuleState::Done));
+    }
+    assert_eq!(module_log, expected);
+
     // Every frame of the bundle crossed the bus once.
     let data: Vec<u32> = site
         .coral_frames_from_gx()
@@ -94,6 +129,44 @@ async fn a_module_failing_mid_propagation_fails_the_job_naming_it_and_the_others
     assert!(m.contains("module 2 done, runs v2.04 (build 01)"), "{m}");
     assert!(m.contains("module 3 failed"), "{m}");
     assert!(m.contains("module 4 pending, runs v2.03 (build 01)"), "{m}");
+
+    // The job record says the same, module by module, as the plugin reported it.
+    let modules: Vec<(u16, ModuleState, Vec<u8>)> = record
+        .modules()
+        .iter()
+        .map(|m| (m.index, m.state, m.version.as_ref().unwrap().raw.clone()))
+        .collect();
+    assert_eq!(
+        modules,
+        vec![
+            (1, ModuleState::Done, MODULE_NEW.to_vec()),
+            (2, ModuleState::Done, MODULE_NEW.to_vec()),
+            (3, ModuleState::Failed, MODULE_OLD.to_vec()),
+            (4, ModuleState::Pending, MODULE_OLD.to_vec()),
+        ]
+    );
+    let history = engine.history(SERIAL).await.unwrap();
+    let failed_module = history
+        .iter()
+        .position(|e| {
+            matches!(
+                e.event,
+                EventKind::Module {
+                    index: 3,
+                    state: ModuleState::Failed,
+                    ..
+                }
+            )
+        })
+        .expect("the module's failure is logged");
+    let failed_job = history
+        .iter()
+        .position(|e| matches!(e.event, EventKind::Failed { code: 784, .. }))
+        .unwrap();
+    assert!(
+        failed_module < failed_job,
+        "the module's failure comes first"
+    );
 
     // The pack: modules 1 and 2 updated, 3 failed on its old firmware, 4 untouched; the
     // master keeps its old firmware and never restarted.

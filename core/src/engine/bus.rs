@@ -375,6 +375,9 @@ impl BusCore {
                     active.checkpoint = Some(bytes);
                     continue;
                 }
+                DriverEvent::Modules(modules) => JobChange::Event(JobEvent::ModulesChanged(
+                    modules.iter().map(battery::module_progress).collect(),
+                )),
                 DriverEvent::Step(step) => {
                     // The transfer's last progress goes out before the job moves on.
                     let (done, total) = active.stage2.progress();
