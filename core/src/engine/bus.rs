@@ -318,7 +318,7 @@ impl BusCore {
         );
         if self.last_view.as_ref() != Some(&view) {
             self.last_view = Some(view.clone());
-            let _ = shared.updates.send(EngineUpdate::Battery(view));
+            let _ = shared.updates.send(EngineUpdate::Battery(Box::new(view)));
         }
     }
 
