@@ -350,7 +350,7 @@ impl CoralSession {
                     self.written = counts.written;
                     let sender =
                         Sender::new(self.frames_total, 1024, counts.written, counts.next, now);
-                    self.after_sending_step(now, Box::new(sender))
+                    self.after_sending_step(Box::new(sender))
                 }
             }
             (State::Resume(..), Reply::UnknownToken) => {
@@ -364,7 +364,7 @@ impl CoralSession {
                 match s.on_ack(now, counts, asked) {
                     Ok(()) => {
                         self.written = s.written();
-                        self.after_sending_step(now, s)
+                        self.after_sending_step(s)
                     }
                     Err(e) => State::Failed(transfer_failure(e, self.written)),
                 }
@@ -544,7 +544,7 @@ impl CoralSession {
         }
     }
 
-    fn after_sending_step(&mut self, _now: Timestamp, sender: Box<Sender>) -> State {
+    fn after_sending_step(&mut self, sender: Box<Sender>) -> State {
         if sender.is_complete() {
             self.sent = sender.stats();
             self.written = sender.written();

@@ -404,21 +404,20 @@ impl CoralBms {
         if id == COMMAND_ID {
             self.command(now, frame.data());
         } else if id.is_extended() && id.raw() & !SEQUENCE_MASK == DATA_BASE {
-            self.data(now, id.raw() & SEQUENCE_MASK, frame.data());
+            self.data(id.raw() & SEQUENCE_MASK, frame.data());
         } else {
             self.battery.handle_frame(now, frame);
         }
         self.advance(now);
     }
 
-    fn data(&mut self, now: Timestamp, seq: u32, data: &[u8]) {
+    fn data(&mut self, seq: u32, data: &[u8]) {
         let (Update::Receiving(r), Some(staging)) = (&mut self.update, &self.staging) else {
             return;
         };
         let mut notices = Vec::new();
         r.frame(staging, seq, data, &mut notices);
         self.outbox.extend(notices.into_iter().map(notice_frame));
-        let _ = now;
     }
 
     fn refuse(&mut self, opcode: u8, code: u8) {
