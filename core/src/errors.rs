@@ -113,6 +113,62 @@ catalogue! {
         "The firmware file kept on the GX device is missing or no longer matches its checksum."
         ["Upload the firmware file again",
          "If it happens again, contact Victron support: the GX storage may be failing"];
+    720 GATE_VRM_ACCESS "Remote updates not allowed"
+        "The GX device's VRM Portal access setting is not Full; remote firmware updates need Full access."
+        ["On the GX device, open Settings > VRM Online Portal > VRM Portal and select Full",
+         "Start the update again"];
+    721 GATE_GX_FIRMWARE "GX device firmware too old"
+        "The GX device runs a firmware version older than the minimum that supports remote battery updates."
+        ["Update the GX device firmware",
+         "Start the update again"];
+    722 GATE_BUS_BITRATE "BMS-Can not at 500 kbit/s"
+        "The CAN bus the battery is on does not run at 500 kbit/s, the only BMS-Can speed remote updates support."
+        ["Connect the battery to a VE.Can/BMS-Can port configured for 500 kbit/s",
+         "Check the CAN bus settings of the GX device"];
+    723 GATE_STATE_OF_CHARGE "Battery state of charge too low"
+        "The battery's state of charge is below the minimum for a firmware update (at least 50 %)."
+        ["Charge the battery above the minimum shown in the message",
+         "Start the update again"];
+    724 GATE_NOT_COMMUNICATING "Battery not communicating"
+        "The battery stopped sending its BMS-Can status frames (or never sent them): it may be off, disconnected or restarting for longer than allowed."
+        ["Check that the battery is powered and its BMS-Can cable and terminators are in place",
+         "Start the update again once the battery shows in the device list with live values"];
+    725 GATE_BUS_ERROR_STATE "CAN bus errors"
+        "The GX device's CAN controller is error-passive or bus-off: the bus is not healthy enough for a firmware transfer."
+        ["Check the BMS-Can cabling, terminators and bit rate",
+         "Restart the GX device if the bus does not recover, then start the update again"];
+    726 GATE_ACTIVE_ALARM "Battery alarm active"
+        "The battery reports an active alarm or protection; no firmware update runs while one is present."
+        ["Resolve the alarm named in the message",
+         "Start the update again once the battery reports no alarm"];
+    727 GATE_TEMPERATURE "Battery temperature out of range"
+        "The battery's temperature is outside the normal operating range configured for updates."
+        ["Wait until the battery temperature is within the range shown in the message",
+         "Start the update again"];
+    728 GATE_BACKUP_POWER "Backup power event"
+        "The site runs on its batteries because the grid is lost; no firmware update runs during a backup-power event."
+        ["Wait until the grid is back",
+         "Start the update again during a planned maintenance window"];
+    729 GATE_BUS_BUSY "Another update on this bus"
+        "Another firmware update is running on the same CAN bus; one update runs per bus at a time."
+        ["Wait until the other update has ended",
+         "Start the update again"];
+    730 GATE_ACKNOWLEDGEMENT_MISSING "Confirmation missing"
+        "The installer did not confirm every precaution of the manual (site reachable, backup capacity, maintenance window)."
+        ["Read the warnings shown with the Update button and confirm each of them",
+         "Start the update again"];
+    731 GATE_VERSION_NOT_NEWER "Not a newer firmware"
+        "The firmware file holds the version the battery already runs, or an older one; a reinstall or downgrade needs the installer's explicit choice."
+        ["Check the battery manufacturer's change log: newer is not always better",
+         "To reinstall or downgrade on purpose, select that option and start the update again"];
+    732 GATE_TARGET_NOT_APPROVED "Firmware version not approved"
+        "The firmware file's version is outside the range of versions approved for this battery's update plugin."
+        ["Check that the file is the one the battery manufacturer released for remote updates",
+         "Contact the battery manufacturer or Victron support"];
+    733 GATE_INSTALLED_NOT_APPROVED "Installed firmware not approved for remote update"
+        "The firmware the battery runs now is outside the range approved for remote updates with this plugin."
+        ["Update the battery locally as its manufacturer describes",
+         "Contact the battery manufacturer"];
     740 GX_RESTARTED "GX device restarted during the update"
         "The GX device restarted while the update was in a step that cannot be resumed."
         ["Check the battery's firmware version and status in the device list",
@@ -130,6 +186,27 @@ catalogue! {
         "The update made no progress within the time the battery's plugin allows."
         ["Check that the battery is powered and communicating",
          "Retry the update; contact the battery manufacturer if it fails again"];
+    744 RESTART_SILENCE_EXCEEDED "Battery silent too long after restart"
+        "The battery did not resume its BMS-Can status frames within the restart time its plugin declares."
+        ["Check that the battery is powered and communicating",
+         "Check its firmware version in the device list; retry the update",
+         "Contact the battery manufacturer for support or RMA if it does not recover"];
+    745 VERSION_NOT_CONFIRMED "New firmware version not confirmed"
+        "After the update the battery's BMS-Can frames do not report the firmware version of the file; the battery may have kept or returned to its previous firmware."
+        ["Check the firmware version in the device list",
+         "Retry the update; contact the battery manufacturer if the version stays the same"];
+    746 CAN_INTERFACE_FAILED "GX CAN interface failed"
+        "The GX device's CAN interface failed or closed during the update."
+        ["Check the CAN interface of the GX device and its cabling",
+         "Restart the GX device and retry the update"];
+    747 BATTERY_NOT_FOUND "Battery not found"
+        "No battery with this serial number is communicating on the GX device's CAN buses."
+        ["Check that the battery is powered and connected to BMS-Can",
+         "Refresh the device list and start the update again"];
+    748 BATTERY_NOT_SUPPORTED "Battery not supported"
+        "No approved update plugin on the GX device supports remote updates of this battery (model or installed firmware)."
+        ["Check the list of supported batteries and the manufacturer's instructions",
+         "Update the battery locally as its manufacturer describes"];
     750 TIMEOUT "Battery did not answer"
         "The battery's BMS did not answer in time during the transfer."
         ["Check the BMS-Can cabling and termination",

@@ -9,13 +9,20 @@
 //! - [`errors`]: the catalogue of stable error codes;
 //! - [`diagnostics`]: the support bundle of a job;
 //! - [`plugin`]: the allowlist, the plugin loader and the engine's interface to a plugin;
-//! - [`config`]: the `gx.toml` configuration.
+//! - [`config`]: the `gx.toml` configuration;
+//! - [`gates`]: the safety gates;
+//! - [`driver`]: the stage-2 driver of one plugin session;
+//! - [`engine`]: the GX engine tying buses, plugins, stages and jobs together;
+//! - [`vrm`]: the VRM link's side on the GX and its boundary with the engine.
 
 pub mod config;
 pub mod diagnostics;
 pub mod dotted_version;
+pub mod driver;
+pub mod engine;
 pub mod errors;
 pub mod events;
+pub mod gates;
 pub mod gx_frames;
 pub mod job;
 pub mod journal;
@@ -24,5 +31,6 @@ pub mod staging;
 pub mod telemetry;
 pub mod toml_file;
 pub mod unix_time;
+pub mod vrm;
 
 pub use unix_time::UnixMillis;

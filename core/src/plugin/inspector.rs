@@ -1,7 +1,7 @@
 //! Stage 1's package inspection, answered by a loaded plugin.
 
 use super::host::{FilePackage, PackageRead, VendorPlugin};
-use super::types::{DecodedVersion, PackagePlace, Signature};
+use super::types::{DecodedVersion, PackagePlace, PackageSummary, Signature};
 use crate::errors::codes;
 use crate::job::identity::VersionInfo;
 use crate::staging::{
@@ -9,18 +9,32 @@ use crate::staging::{
     SignatureStatus,
 };
 use bmsfw_plugin_api::ErrorCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// A [`PackageInspector`] that asks one vendor plugin: the staging area hands it each
 /// complete package whose digest matched, before the package is accepted.
 pub struct PluginInspector {
     plugin: Arc<dyn VendorPlugin>,
+    accepted: Mutex<Option<PackageSummary>>,
 }
 
 impl PluginInspector {
     /// Inspects packages with `plugin`.
     pub fn new(plugin: Arc<dyn VendorPlugin>) -> PluginInspector {
-        PluginInspector { plugin }
+        PluginInspector {
+            plugin,
+            accepted: Mutex::new(None),
+        }
+    }
+
+    /// The plugin's complete answer about the last package it accepted (targets with
+    /// product codes, comparable version, image size and digest): what the engine's
+    /// version gates and product check need beyond [`AcceptedPackage`].
+    pub fn accepted_summary(&self) -> Option<PackageSummary> {
+        self.accepted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -74,6 +88,7 @@ impl PackageInspector for PluginInspector {
                 });
             }
         };
+        *self.accepted.lock().unwrap_or_else(PoisonError::into_inner) = Some(summary.clone());
         Ok(AcceptedPackage {
             vendor: self.plugin.info().vendor_id.to_string(),
             products: summary

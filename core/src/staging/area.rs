@@ -93,6 +93,12 @@ impl StagingArea {
             .map_err(|e| StagingError::io("statvfs", &self.config.dir, e))
     }
 
+    /// Where the staged package with digest `sha256` is, when it is staged.
+    pub fn staged_path(&self, sha256: &Sha256Digest) -> Option<PathBuf> {
+        let path = self.packages.join(package_file_name(sha256));
+        path.is_file().then_some(path)
+    }
+
     /// Starts or resumes the upload of `announcement`'s package.
     ///
     /// - refuses a package above the size limit (701) or when the free space is below the

@@ -1,0 +1,568 @@
+//! The stage-2 driver: one plugin session, enforced.
+//!
+//! [`Stage2`] is sans-IO, like the session it drives: the bus task hands it the frames the
+//! plugin receives, the time, the gates' verdicts and every 0x35F the battery broadcasts,
+//! and asks it for frames to send and for its next deadline. It
+//!
+//! - feeds the session only frames on the identifiers the plugin declared it receives;
+//! - never sends a frame outside the plugin's declared transmit identifiers: the first
+//!   such frame stops the session (code 741);
+//! - asks the plugin for a frame only when one more frame of the longest length fits in
+//!   the bus-load budget, which counts every frame on the bus, telemetry included;
+//! - runs the per-phase [`Watchdog`] (743, or 742 when the budget held the plugin back for
+//!   most of the stall);
+//! - aborts the session through the plugin when a gate turns red, and fails with that
+//!   gate's code;
+//! - after the plugin reports the update done, confirms the package's version from
+//!   BMS-Can itself: a 0x35F received after the restart, decoded by the plugin.
+//!
+//! # States
+//!
+//! | state | left by | to |
+//! |---|---|---|
+//! | Running | session Done | Confirming |
+//! | Running | session Failed | Finished (plugin's code) |
+//! | Running | red gate, watchdog, identifier violation | Aborting |
+//! | Aborting | session final and nothing left to send, or the grace period over | Finished (the abort's code) |
+//! | Confirming | 0x35F with the target version | Finished (Completed) |
+//! | Confirming | confirmation window over, or red gate | Finished (745 or the gate's code) |
+
+use super::budget::{BusBudget, WORST_FRAME_BITS};
+use super::watchdog::{Watchdog, WatchdogLimits, Watched};
+use crate::errors::codes;
+use crate::gates::{GateReport, Silence};
+use crate::job::Percent;
+use crate::plugin::{DecodedVersion, SessionPhase, VendorPlugin, VendorSession};
+use bmsfw_plugin_api::{CanFrame, Timestamp};
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings of a driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stage2Config {
+    /// The bus-load budget in percent (scales the transfer watchdog).
+    pub budget_percent: u8,
+    /// How long the engine waits, once the plugin reports the update done, for 0x35F to
+    /// show the package's version. Default 15 s (identity frames come every few seconds).
+    pub confirm_window: Duration,
+    /// How long an aborted session may still send (to tell the BMS to drop the update).
+    /// Default 500 ms.
+    pub abort_grace: Duration,
+}
+
+impl Default for Stage2Config {
+    fn default() -> Stage2Config {
+        Stage2Config {
+            budget_percent: 80,
+            confirm_window: Duration::from_secs(15),
+            abort_grace: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A step of the update after the transfer, in the installer's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Step {
+    /// The BMS applies the image.
+    Installing,
+    /// The battery restarts.
+    Restarting,
+    /// The new version is being confirmed.
+    Verifying,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageOutcome {
+    /// The plugin completed the update and 0x35F reports the package's version.
+    Completed {
+        /// The version 0x35F reports, decoded by the plugin.
+        version_after: DecodedVersion,
+    },
+    /// The update failed.
+    Failed {
+        /// The catalogue code.
+        code: u32,
+        /// The complete message.
+        message: String,
+    },
+}
+
+/// What the driver reports to the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriverEvent {
+    /// The plugin reports more acknowledged bytes.
+    Progress {
+        /// Bytes acknowledged.
+        done: u64,
+        /// Bytes in total.
+        total: u64,
+    },
+    /// The update moved on to `Step`.
+    Step(Step),
+    /// The plugin's resume checkpoint after a progress step (journaled by the engine).
+    Checkpoint(Vec<u8>),
+    /// The session ended; nothing follows.
+    Finished(StageOutcome),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Running,
+    Aborting {
+        code: u32,
+        message: String,
+        until: Timestamp,
+    },
+    Confirming {
+        deadline: Timestamp,
+        seen: Option<DecodedVersion>,
+    },
+    Finished,
+}
+
+/// The driver of one session. See the [module](self) documentation.
+pub struct Stage2 {
+    session: Box<dyn VendorSession>,
+    plugin: Arc<dyn VendorPlugin>,
+    target: DecodedVersion,
+    config: Stage2Config,
+    state: State,
+    watchdog: Watchdog,
+    step: Option<Step>,
+    progress: (u64, u64),
+    percent: Percent,
+    left_transfer_at: Option<Timestamp>,
+    restart_since: Option<Timestamp>,
+    /// Since when the budget holds the plugin back, and until when.
+    blocked: Option<(Timestamp, Timestamp)>,
+    /// Time the budget held the plugin back since the watchdog last restarted.
+    budget_wait: Duration,
+    violations: u64,
+    sent: u64,
+    events: VecDeque<DriverEvent>,
+}
+
+impl fmt::Debug for Stage2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stage2")
+            .field("vendor", &self.plugin.info().vendor_id)
+            .field("state", &self.state)
+            .field("step", &self.step)
+            .field("progress", &self.progress)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stage2 {
+    /// Drives `session` of `plugin`, which installs `target` (an image of `image_size`
+    /// bytes), on a bus at `bitrate`, from `now`.
+    pub fn new(
+        session: Box<dyn VendorSession>,
+        plugin: Arc<dyn VendorPlugin>,
+        target: DecodedVersion,
+        image_size: u64,
+        bitrate: u32,
+        config: Stage2Config,
+        now: Timestamp,
+    ) -> Stage2 {
+        let limits = WatchdogLimits::new(
+            &plugin.info().timeouts,
+            image_size,
+            bitrate,
+            config.budget_percent,
+            config.confirm_window,
+        );
+        let mut driver = Stage2 {
+            session,
+            plugin,
+            target,
+            config,
+            state: State::Running,
+            watchdog: Watchdog::new(limits, now),
+            step: None,
+            progress: (0, image_size),
+            percent: Percent::ZERO,
+            left_transfer_at: None,
+            restart_since: None,
+            blocked: None,
+            budget_wait: Duration::ZERO,
+            violations: 0,
+            sent: 0,
+            events: VecDeque::new(),
+        };
+        driver.sync(now);
+        driver
+    }
+
+    /// The watchdog's limits.
+    pub fn limits(&self) -> &WatchdogLimits {
+        self.watchdog.limits()
+    }
+
+    /// Whether the session has ended (its [`DriverEvent::Finished`] was queued).
+    pub fn is_finished(&self) -> bool {
+        self.state == State::Finished
+    }
+
+    /// The furthest step reached after the transfer.
+    pub fn step(&self) -> Option<Step> {
+        self.step
+    }
+
+    /// Bytes acknowledged and in total.
+    pub fn progress(&self) -> (u64, u64) {
+        self.progress
+    }
+
+    /// Frames the plugin tried to send outside its declared identifiers (never sent).
+    pub fn violations(&self) -> u64 {
+        self.violations
+    }
+
+    /// Frames of the plugin sent.
+    pub fn frames_sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Whether the battery's silence is expected (its restart, within the plugin's
+    /// declared limit), for the communicating gate.
+    pub fn silence(&self) -> Silence {
+        match self.restart_since {
+            Some(since) => Silence::Restarting {
+                since,
+                until: since + self.plugin.info().timeouts.restart_silence_max(),
+            },
+            None => Silence::NotExpected,
+        }
+    }
+
+    /// The next event for the engine.
+    pub fn poll_event(&mut self) -> Option<DriverEvent> {
+        self.events.pop_front()
+    }
+
+    fn session_runs(&self) -> bool {
+        matches!(self.state, State::Running | State::Aborting { .. })
+    }
+
+    /// A frame the plugin receives arrived (the caller passes every frame from other
+    /// nodes; the driver keeps those on the plugin's declared receive identifiers).
+    pub fn handle_frame(&mut self, now: Timestamp, frame: &CanFrame) {
+        if self.session_runs() && self.plugin.info().wants(frame.id()) {
+            self.session.handle_frame(now, frame);
+            self.sync(now);
+        }
+    }
+
+    /// The battery broadcast 0x35F with firmware bytes `firmware` (bytes 2-3) at `now`.
+    pub fn observe_firmware(&mut self, now: Timestamp, firmware: [u8; 2]) {
+        let State::Confirming { .. } = self.state else {
+            return;
+        };
+        let after = self.restart_since.or(self.left_transfer_at);
+        if after.is_some_and(|t| now < t) {
+            return;
+        }
+        let decoded = match self.plugin.decode_version(&firmware) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, ?firmware, "plugin could not decode 0x35F");
+                return;
+            }
+        };
+        if decoded.comparable == self.target.comparable {
+            tracing::info!(version = %decoded.display, "BMS-Can confirms the new firmware");
+            self.finish(StageOutcome::Completed {
+                version_after: decoded,
+            });
+        } else if let State::Confirming { seen, .. } = &mut self.state {
+            *seen = Some(decoded);
+        }
+    }
+
+    /// The gates were evaluated at `now`: a red gate stops the update.
+    pub fn handle_gates(&mut self, now: Timestamp, report: &GateReport) {
+        let Some(red) = report.first_failure() else {
+            return;
+        };
+        let (code, message) = (red.code(), report.refusal_message());
+        match self.state {
+            State::Running => self.abort(now, code, message),
+            State::Confirming { .. } => self.finish(StageOutcome::Failed { code, message }),
+            State::Aborting { .. } | State::Finished => {}
+        }
+    }
+
+    /// Stops the session: the plugin is told (it may still send, within the identifiers
+    /// and the grace period, to make the BMS drop the update) and the session ends with
+    /// `code`.
+    pub fn abort(&mut self, now: Timestamp, code: u32, message: String) {
+        if self.state != State::Running {
+            return;
+        }
+        tracing::warn!(code, %message, "aborting the session");
+        self.session.abort(now, code, &message);
+        self.state = State::Aborting {
+            code,
+            message,
+            until: now + self.config.abort_grace,
+        };
+        self.sync(now);
+    }
+
+    /// The next frame to send at `now`, if the budget allows one and the plugin has one.
+    pub fn poll_transmit(&mut self, now: Timestamp, budget: &mut BusBudget) -> Option<CanFrame> {
+        if !self.session_runs() {
+            return None;
+        }
+        if let Err(until) = budget.room(now, WORST_FRAME_BITS) {
+            let since = self.blocked.map_or(now, |(since, _)| since);
+            self.blocked = Some((since, until));
+            return None;
+        }
+        if let Some((since, _)) = self.blocked.take() {
+            self.budget_wait += now.saturating_duration_since(since);
+        }
+        loop {
+            let Some(frame) = self.session.poll_transmit(now) else {
+                if let State::Aborting { code, message, .. } = &self.state
+                    && self.session.status().phase.is_final()
+                {
+                    let (code, message) = (*code, message.clone());
+                    self.finish(StageOutcome::Failed { code, message });
+                }
+                self.sync(now);
+                return None;
+            };
+            if self.plugin.info().may_send(frame.id()) {
+                budget.record_sent(now, &frame);
+                self.sent += 1;
+                self.sync(now);
+                return Some(frame);
+            }
+            self.violations += 1;
+            tracing::error!(%frame, "plugin frame outside its declared identifiers dropped");
+            if self.state == State::Running {
+                let declared: Vec<String> = self
+                    .plugin
+                    .info()
+                    .sends
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect();
+                let message = format!(
+                    "the plugin {} tried to send {frame} on identifier {}, outside its declared \
+                     identifiers {}; the frame was not sent and the update stopped",
+                    self.plugin.info().vendor_id,
+                    frame.id(),
+                    declared.join(", ")
+                );
+                self.abort(now, codes::PLUGIN_CAN_ID_VIOLATION, message);
+            }
+        }
+    }
+
+    /// The next time [`Stage2::handle_timeout`] must be called.
+    pub fn poll_timeout(&mut self) -> Option<Timestamp> {
+        let mut next: Option<Timestamp> = None;
+        let mut take = |t: Option<Timestamp>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        match &self.state {
+            State::Running => {
+                take(self.session.poll_timeout());
+                take(Some(self.watchdog.deadline()));
+            }
+            State::Aborting { until, .. } => {
+                take(self.session.poll_timeout());
+                take(Some(*until));
+            }
+            State::Confirming { deadline, .. } => take(Some(*deadline)),
+            State::Finished => return None,
+        }
+        take(self.blocked.map(|(_, until)| until));
+        next
+    }
+
+    /// Time passed: the session's own deadline, the watchdog, the abort grace and the
+    /// confirmation window.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        if self.session_runs()
+            && let Some(due) = self.session.poll_timeout()
+            && now >= due
+        {
+            self.session.handle_timeout(now);
+        }
+        self.sync(now);
+        match &self.state {
+            State::Running if self.watchdog.expired(now) => {
+                let elapsed = self.watchdog.elapsed(now);
+                let starved = self.budget_wait
+                    + self.blocked.map_or(Duration::ZERO, |(since, _)| {
+                        now.saturating_duration_since(since)
+                    });
+                let (code, cause) = if starved * 2 > elapsed {
+                    (
+                        codes::BUS_BUDGET_EXCEEDED,
+                        format!(
+                            "other traffic kept the bus above its load budget for {:.1} s of it",
+                            starved.as_secs_f64()
+                        ),
+                    )
+                } else {
+                    (
+                        codes::WATCHDOG_EXPIRED,
+                        "the plugin made no progress".to_owned(),
+                    )
+                };
+                let message = format!(
+                    "no progress while {:?} for {:.1} s (limit {:.1} s): {cause}",
+                    self.watchdog.phase(),
+                    elapsed.as_secs_f64(),
+                    self.watchdog
+                        .limits()
+                        .limit(self.watchdog.phase())
+                        .as_secs_f64()
+                );
+                self.abort(now, code, message);
+            }
+            State::Aborting {
+                code,
+                message,
+                until,
+            } if now >= *until => {
+                let (code, message) = (*code, message.clone());
+                self.finish(StageOutcome::Failed { code, message });
+            }
+            State::Confirming { deadline, seen } if now >= *deadline => {
+                let message = match seen {
+                    Some(v) => format!(
+                        "after the update the battery's 0x35F reports {} [{}], the package \
+                         installs {} [{}]",
+                        v.display,
+                        hex::encode_upper(&v.raw),
+                        self.target.display,
+                        hex::encode_upper(&self.target.raw)
+                    ),
+                    None => format!(
+                        "the battery sent no 0x35F within {:.0} s after the update to confirm {}",
+                        self.config.confirm_window.as_secs_f64(),
+                        self.target.display
+                    ),
+                };
+                self.finish(StageOutcome::Failed {
+                    code: codes::VERSION_NOT_CONFIRMED,
+                    message,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, outcome: StageOutcome) {
+        if self.state == State::Finished {
+            return;
+        }
+        tracing::info!(?outcome, "session finished");
+        self.state = State::Finished;
+        self.events.push_back(DriverEvent::Finished(outcome));
+    }
+
+    fn enter_step(&mut self, step: Step, now: Timestamp) {
+        if self.left_transfer_at.is_none() {
+            self.left_transfer_at = Some(now);
+        }
+        if step == Step::Restarting && self.restart_since.is_none() {
+            self.restart_since = Some(now);
+        }
+        if self.step.is_some_and(|s| s >= step) {
+            return;
+        }
+        self.step = Some(step);
+        self.events.push_back(DriverEvent::Step(step));
+    }
+
+    /// Reads the session's status and turns its changes into events.
+    fn sync(&mut self, now: Timestamp) {
+        if !self.session_runs() {
+            return;
+        }
+        let report = self.session.status();
+        let bytes = (report.bytes_done, report.bytes_total);
+        if bytes != self.progress {
+            self.progress = bytes;
+            self.events.push_back(DriverEvent::Progress {
+                done: bytes.0,
+                total: bytes.1,
+            });
+            if self.watchdog.progress(bytes.0, now) {
+                self.budget_wait = Duration::ZERO;
+            }
+            let percent = Percent::of(bytes.0, bytes.1);
+            if percent != self.percent && report.phase == SessionPhase::Transferring {
+                self.percent = percent;
+                let checkpoint = self.session.checkpoint();
+                if !checkpoint.is_empty() {
+                    self.events.push_back(DriverEvent::Checkpoint(checkpoint));
+                }
+            }
+        }
+        match report.phase {
+            SessionPhase::Transferring => {}
+            SessionPhase::Installing => {
+                self.enter_step(Step::Installing, now);
+                self.watchdog.enter(Watched::Installing, now);
+            }
+            SessionPhase::Restarting => {
+                self.enter_step(Step::Restarting, now);
+                self.watchdog.enter(Watched::Restarting, now);
+            }
+            SessionPhase::Verifying => {
+                self.enter_step(Step::Verifying, now);
+                self.watchdog.enter(Watched::Verifying, now);
+            }
+            SessionPhase::Done => match &self.state {
+                State::Running => {
+                    self.enter_step(Step::Verifying, now);
+                    self.watchdog.enter(Watched::Confirming, now);
+                    self.state = State::Confirming {
+                        deadline: now + self.config.confirm_window,
+                        seen: None,
+                    };
+                }
+                State::Aborting { code, message, .. } => {
+                    let (code, message) = (*code, message.clone());
+                    self.finish(StageOutcome::Failed {
+                        code,
+                        message: format!(
+                            "{message} (the plugin had already completed its update steps)"
+                        ),
+                    });
+                }
+                _ => {}
+            },
+            SessionPhase::Failed => {
+                let outcome = match &self.state {
+                    // The session ends failed as asked; it may still have frames to send,
+                    // which poll_transmit hands out before finishing.
+                    State::Aborting { .. } => return,
+                    _ => {
+                        let failure = report.failure.unwrap_or_else(|| {
+                            crate::plugin::PluginFailure::contract("failed without a failure")
+                        });
+                        StageOutcome::Failed {
+                            code: failure.code.get(),
+                            message: failure.message,
+                        }
+                    }
+                };
+                self.finish(outcome);
+            }
+        }
+    }
+}
