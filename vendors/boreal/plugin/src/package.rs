@@ -99,10 +99,7 @@ fn descriptor(map: &HexMap) -> Result<ImageInfo, PackageError> {
     let version = Bcd::new([b[8], b[9]]).ok_or_else(|| {
         invalid(
             line,
-            format!(
-                "the firmware version {:02X} {:02X} is not BCD",
-                b[8], b[9]
-            ),
+            format!("the firmware version {:02X} {:02X} is not BCD", b[8], b[9]),
         )
     })?;
     let min_bootloader = Bcd::new([b[10], b[11]]).ok_or_else(|| {

@@ -104,7 +104,10 @@ pub fn records(image: &[u8], per_record: usize, skip: &[std::ops::Range<usize>])
             .min()
             .unwrap_or(image.len());
         let until_boundary = 0x1_0000 - (address & 0xFFFF);
-        let n = per_record.min(image.len() - at).min(until_gap - at).min(until_boundary);
+        let n = per_record
+            .min(image.len() - at)
+            .min(until_gap - at)
+            .min(until_boundary);
         if upper != Some(address >> 16) {
             upper = Some(address >> 16);
             out.push(Record::ExtendedLinearAddress((address >> 16) as u16));

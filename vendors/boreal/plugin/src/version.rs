@@ -128,7 +128,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn every_bcd_pair_decodes_and_round_trips_through_its_text(major in 0u8..=99, minor in 0u8..=99) {
-            let bytes = [(major / 10) << 4 | major % 10, (minor / 10) << 4 | minor % 10];
+            let bytes = [((major / 10) << 4) | (major % 10), ((minor / 10) << 4) | (minor % 10)];
             let v = decode(&bytes).unwrap();
             proptest::prop_assert_eq!(v.comparable.as_slice(), &[u32::from(major), u32::from(minor)]);
             let text = format!("{major}.{minor:02}");

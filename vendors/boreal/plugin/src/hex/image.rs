@@ -180,7 +180,10 @@ fn next_data(
 
 /// The line of the record of `map` that writes `address`, read back from `package`.
 pub(super) fn record_line(package: &PackageReader, map: &HexMap, address: u32) -> Option<u64> {
-    let run = *map.runs.iter().find(|r| (r.start..r.end).contains(&address))?;
+    let run = *map
+        .runs
+        .iter()
+        .find(|r| (r.start..r.end).contains(&address))?;
     let mut cursor = Cursor {
         run: 0,
         lines: LineReader::new(run.offset, run.first_line),

@@ -95,10 +95,7 @@ impl HexMap {
 
 /// The addresses an image may use, shown in errors.
 fn area() -> String {
-    format!(
-        "0x{APP_START:08X}-0x{:08X}",
-        APP_START + MAX_IMAGE_LEN - 1
-    )
+    format!("0x{APP_START:08X}-0x{:08X}", APP_START + MAX_IMAGE_LEN - 1)
 }
 
 /// The first pass: checks every line and indexes the runs.
@@ -127,7 +124,10 @@ pub fn scan(package: &PackageReader) -> Result<HexMap, PackageError> {
             if end_of_file.is_some() {
                 continue;
             }
-            return Err(at(n, "the line is empty; records follow each other without gaps"));
+            return Err(at(
+                n,
+                "the line is empty; records follow each other without gaps",
+            ));
         }
         if let Some(eof) = end_of_file {
             return Err(at(

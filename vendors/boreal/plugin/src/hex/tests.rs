@@ -191,7 +191,8 @@ fn bad_checksums_unsupported_types_and_stray_lines_name_their_line() {
     let e = scan_error(text_of(&refs));
     assert_eq!(e.location, Location::line(n as u64 + 2), "{e}");
     assert!(
-        e.message.contains(&format!("end-of-file record of line {n}")),
+        e.message
+            .contains(&format!("end-of-file record of line {n}")),
         "{e}"
     );
 }

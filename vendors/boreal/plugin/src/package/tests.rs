@@ -59,7 +59,10 @@ fn a_damaged_image_fails_its_crc_trailer_at_the_trailers_line() {
     let e = refused(hex_file(&img));
     assert_eq!(e.code, ErrorCode::PACKAGE_INVALID);
     assert_eq!(e.location, Location::line(line_of(9_996)), "{e}");
-    assert!(e.message.contains("CRC-32") && e.message.contains("damaged"), "{e}");
+    assert!(
+        e.message.contains("CRC-32") && e.message.contains("damaged"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -70,10 +73,25 @@ fn descriptor_fields_are_checked_at_the_descriptors_line() {
         (d, b"XXXX", ErrorCode::PACKAGE_INVALID, "BRLF"),
         (d + 4, &[2], ErrorCode::PACKAGE_INVALID, "version 2"),
         (d + 5, &[1], ErrorCode::PACKAGE_INVALID, "flags"),
-        (d + 6, &[0x99, 0x00], ErrorCode::PACKAGE_WRONG_PRODUCT, "0x0099"),
+        (
+            d + 6,
+            &[0x99, 0x00],
+            ErrorCode::PACKAGE_WRONG_PRODUCT,
+            "0x0099",
+        ),
         (d + 8, &[0x02, 0x1F], ErrorCode::PACKAGE_INVALID, "not BCD"),
-        (d + 10, &[0xA1, 0x20], ErrorCode::PACKAGE_INVALID, "bootloader"),
-        (d + 12, &[0x10, 0, 0, 0], ErrorCode::PACKAGE_INVALID, "image length 16"),
+        (
+            d + 10,
+            &[0xA1, 0x20],
+            ErrorCode::PACKAGE_INVALID,
+            "bootloader",
+        ),
+        (
+            d + 12,
+            &[0x10, 0, 0, 0],
+            ErrorCode::PACKAGE_INVALID,
+            "image length 16",
+        ),
     ];
     for (at, bytes, code, words) in cases {
         let mut img = image(PRODUCT, [0x02, 0x15], 4_000);
@@ -98,17 +116,17 @@ fn the_extent_must_match_the_descriptor() {
     assert!(e.message.contains("0x08010FC0"), "{e}");
     // The image does not start at 0x08010000.
     let img = image(PRODUCT, [0x02, 0x15], 4_000);
-    let file = hex_text(&records(&img, 32, &[0..64])).into_bytes();
+    let file = hex_text(&records(&img, 32, std::slice::from_ref(&(0..64)))).into_bytes();
     let e = refused(file);
     assert_eq!(e.location, Location::line(2), "{e}");
     assert!(e.message.contains("must begin at 0x08010000"), "{e}");
     // The descriptor in a gap.
-    let file = hex_text(&records(&img, 32, &[d..d + 32])).into_bytes();
+    let file = hex_text(&records(&img, 32, std::slice::from_ref(&(d..d + 32)))).into_bytes();
     let e = refused(file);
     assert_eq!(e.location, Location::NONE, "{e}");
     assert!(e.message.contains("no image descriptor"), "{e}");
     // The trailer in a gap.
-    let file = hex_text(&records(&img, 1, &[3_997..3_998])).into_bytes();
+    let file = hex_text(&records(&img, 1, std::slice::from_ref(&(3_997..3_998)))).into_bytes();
     let e = refused(file);
     assert!(e.message.contains("trailer"), "{e}");
     // No data at all.
