@@ -18,17 +18,14 @@
 //!    flash slots) is not the GX's and is not counted. Set `BMSFW_BENCH_SKIP_PROCESS=1` to
 //!    skip this part (it runs for about three minutes, the bus's own pace).
 
-#[path = "../tests/aurora_common/mod.rs"]
-mod aurora_common;
 #[path = "update/bridge.rs"]
 mod bridge;
+#[path = "../tests/gx_site/mod.rs"]
+mod gx_site;
 #[path = "update/measure.rs"]
 mod measure;
 
 use async_trait::async_trait;
-use aurora_common::{
-    PRODUCT, SERIAL, allowlist, aurora_library, package, request, upload, wait_for_battery,
-};
 use aurora_sim::bms::{AuroraBms, AuroraConfig};
 use aurora_sim::{AuroraHandle, Stage};
 use bmsfw_can::{CanError, CanEvent, CanFilter, CanFrame, CanInterface, ControllerState};
@@ -40,6 +37,9 @@ use bmsfw_core::vrm::{GxEngine, VrmAccess, VrmPortalMode};
 use bmsfw_protocols::bit_timing::{frame_bits, frame_duration};
 use bmsfw_sim::battery::{BatteryConfig, Epoch, IdentityConfig};
 use bmsfw_sim::bus::{SimBus, SimNode};
+use gx_site::{
+    PRODUCT, SERIAL, allowlist, aurora_library, package, request, upload, wait_for_battery,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -423,17 +423,22 @@ fn gx_process() {
         let wall = std::time::Instant::now();
         // The package arrives in chunks, as the VRM link delivers them: the GX never
         // holds it whole.
-        let mut req = request(&[]);
-        req.package = bmsfw_core::staging::UploadAnnouncement::new(
-            "powercore10-4.16.bin".into(),
-            size,
-            64 * 1024,
-            bmsfw_core::staging::Sha256Digest::of_reader(
-                std::fs::File::open(&package_path).unwrap(),
-            )
-            .unwrap(),
+        let sha256 = bmsfw_core::staging::Sha256Digest::of_reader(
+            std::fs::File::open(&package_path).unwrap(),
         )
         .unwrap();
+        let req = bmsfw_core::vrm::UpdateRequest {
+            battery_serial: SERIAL.into(),
+            package: bmsfw_core::staging::UploadAnnouncement::new(
+                "powercore10-4.16.bin".into(),
+                size,
+                64 * 1024,
+                sha256,
+            )
+            .unwrap(),
+            acknowledgements: bmsfw_core::vrm::Acknowledgements::all(),
+            options: bmsfw_core::vrm::UpdateOptions::default(),
+        };
         let id = gx.request_update(req).await.unwrap().job;
         let file = std::fs::File::open(&package_path).unwrap();
         let mut chunk = vec![0u8; 64 * 1024];

@@ -24,6 +24,8 @@ enum Command {
     /// Vendor plugins: check a library against the allowlist, list the plugin directory.
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
+    /// Run the portal (the VRM stand-in): web UI, HTTP API, MQTT towards the GX devices.
+    Portal(cli::portal::PortalArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -43,7 +45,18 @@ fn main() -> anyhow::Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS),
         Command::History(args) => cli::history::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Plugin(command) => cli::plugin::run(command),
+        Command::Portal(args) => server_runtime()?
+            .block_on(cli::portal::run(args))
+            .map(|()| ExitCode::SUCCESS),
     }
+}
+
+/// A multi-threaded runtime for the servers (the portal, the GX daemon).
+fn server_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
 }
 
 /// A single-threaded runtime: the commands wait on a few interfaces, and the GX has

@@ -395,12 +395,40 @@ impl<'de> Deserialize<'de> for BrokerAddress {
     }
 }
 
-/// The `[mqtt]` section.
+/// How long a keepalive from VRM keeps the GX publishing, in seconds: 1 to 3600.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepaliveSeconds(u64);
+
+impl KeepaliveSeconds {
+    /// The duration.
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeepaliveSeconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<KeepaliveSeconds, D::Error> {
+        let v = i64::deserialize(d)?;
+        match u64::try_from(v) {
+            Ok(s) if (1..=3600).contains(&s) => Ok(KeepaliveSeconds(s)),
+            _ => Err(serde::de::Error::custom(format!(
+                "keepalive_seconds must be between 1 and 3600, got {v}"
+            ))),
+        }
+    }
+}
+
+/// The `[mqtt]` section: the VRM link.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
     /// The broker the VRM link connects to.
     pub broker: BrokerAddress,
+    /// `/Settings/Network/VrmPortal` at start-up: `off`, `read-only` or `full`. Only
+    /// `full` lets VRM start updates.
+    pub vrm_portal: crate::vrm::VrmPortalMode,
+    /// How long a keepalive from VRM keeps the GX publishing values.
+    pub keepalive_seconds: KeepaliveSeconds,
 }
 
 impl Default for MqttConfig {
@@ -410,6 +438,8 @@ impl Default for MqttConfig {
                 host: "127.0.0.1".into(),
                 port: 1883,
             },
+            vrm_portal: crate::vrm::VrmPortalMode::ReadOnly,
+            keepalive_seconds: KeepaliveSeconds(60),
         }
     }
 }

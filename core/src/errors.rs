@@ -113,6 +113,31 @@ catalogue! {
         "The firmware file kept on the GX device is missing or no longer matches its checksum."
         ["Upload the firmware file again",
          "If it happens again, contact Victron support: the GX storage may be failing"];
+    710 VRM_READ_ONLY "Remote control not allowed"
+        "The GX device's VRM Portal setting is Read-only (or Off): VRM may show data but not change settings, run commands or start updates. Nothing was changed."
+        ["On the GX device, open Settings > VRM Online Portal > VRM Portal and select Full",
+         "Start the update again from the VRM Portal"];
+    711 SETTING_NOT_WRITABLE "Setting cannot be changed remotely"
+        "VRM asked the GX device to change a value that can only be changed on the GX device itself. Nothing was changed."
+        ["Change the setting in the GX device's own menu"];
+    712 COMMAND_INVALID "Remote command invalid"
+        "The GX device received a command it could not read: malformed, too large, of an unknown kind, or repeating an id already in use. Nothing was changed."
+        ["Reload the VRM Portal page and try again",
+         "If it fails again, contact Victron support: the portal and the GX device disagree on the command format"];
+    713 BATTERY_NOT_FOUND "Battery not found"
+        "The battery named in the request is not in the GX device's device list."
+        ["Check that the battery is powered and its BMS-Can cable connected",
+         "Reload the device list and try again"];
+    714 UPDATE_NOT_FOUND "Update not found"
+        "The request refers to an update the GX device does not know, that belongs to another request, or whose upload has already ended."
+        ["Reload the VRM Portal page to see the current state of the update",
+         "Start the update again if it is needed"];
+    715 ACKNOWLEDGEMENT_MISSING "Warnings not confirmed"
+        "The update was requested without confirming every warning: the site is physically reachable, the system has adequate backup capacity, and this is a planned maintenance window."
+        ["Read the warnings, confirm each one, and press Update again"];
+    716 UPDATE_ALREADY_RUNNING "Update already running"
+        "An update of this battery is already in progress."
+        ["Wait until the running update completes or fails, following its progress in the device list"];
     720 GATE_VRM_ACCESS "Remote updates not allowed"
         "The GX device's VRM Portal access setting is not Full; remote firmware updates need Full access."
         ["On the GX device, open Settings > VRM Online Portal > VRM Portal and select Full",
@@ -199,10 +224,6 @@ catalogue! {
         "The GX device's CAN interface failed or closed during the update."
         ["Check the CAN interface of the GX device and its cabling",
          "Restart the GX device and retry the update"];
-    747 BATTERY_NOT_FOUND "Battery not found"
-        "No battery with this serial number is communicating on the GX device's CAN buses."
-        ["Check that the battery is powered and connected to BMS-Can",
-         "Refresh the device list and start the update again"];
     748 BATTERY_NOT_SUPPORTED "Battery not supported"
         "No approved update plugin on the GX device supports remote updates of this battery (model or installed firmware)."
         ["Check the list of supported batteries and the manufacturer's instructions",

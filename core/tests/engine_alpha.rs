@@ -4,7 +4,7 @@
 
 mod engine_common;
 
-use bmsfw_can::{CanEvent, CanFilter, CanId};
+use bmsfw_can::{CanEvent, CanFilter, CanFrame, CanId};
 use bmsfw_core::events::EventKind;
 use bmsfw_core::job::JobState;
 use bmsfw_core::vrm::GxEngine;
@@ -198,7 +198,7 @@ async fn a_request_is_refused_by_its_gate_and_changes_nothing() {
     // An unknown battery and a package for another product.
     let mut other = request(&package, 4096);
     other.battery_serial = "NOPE".into();
-    assert_eq!(engine.request_update(other).await.unwrap_err().code, 747);
+    assert_eq!(engine.request_update(other).await.unwrap_err().code, 713);
     site.vrm.set(bmsfw_core::vrm::VrmPortalMode::Full);
     let wrong = spkg_for(0x0A02, 1, 5, 500, 5);
     let refusal = upload(&engine, request(&wrong, 4096), &wrong)
@@ -246,4 +246,50 @@ async fn the_transfer_keeps_the_bus_under_its_load_budget() {
         peak >= 20.0,
         "the transfer used the budget: peak {peak:.1} %"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_bms_fails_the_job_with_the_plugins_timeout() {
+    let site = Site::new([1, 2]);
+    site.bms.lock().unwrap().hang_after = Some(100);
+    let engine = site.engine();
+    wait_for_battery(&engine).await;
+    let package = spkg(1, 5, 5000, 5);
+    let job = upload(&engine, request(&package, 4096), &package)
+        .await
+        .unwrap();
+    let record = wait_end(&engine, job, Duration::from_secs(30)).await;
+    let failure = record.failure().unwrap();
+    assert_eq!(failure.code, 750, "{failure:?}");
+    assert_eq!(failure.message, "the BMS did not acknowledge");
+}
+
+#[tokio::test(start_paused = true)]
+async fn other_traffic_above_the_budget_starves_the_transfer_into_742() {
+    let site = Site::new([1, 2]);
+    site.bms.lock().unwrap().installs = [1, 5];
+    let engine = site.engine();
+    wait_for_battery(&engine).await;
+    let package = spkg(1, 5, 20_000, 5);
+    let job = upload(&engine, request(&package, 4096), &package)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Another device fills every idle bit time of the bus (its frames lose arbitration to
+    // everyone else's, so the BMS still answers whatever it is sent).
+    let noise = site.bus.attach("noise");
+    let flood = tokio::spawn(async move {
+        let frame = CanFrame::new(CanId::standard(0x7F0).unwrap(), &[0x55; 8]).unwrap();
+        while noise.send(frame).await.is_ok() {}
+    });
+    let record = wait_end(&engine, job, Duration::from_secs(30)).await;
+    flood.abort();
+    let failure = record.failure().unwrap();
+    assert_eq!(failure.code, 742, "{failure:?}");
+    assert!(
+        failure.message.contains("load budget"),
+        "{}",
+        failure.message
+    );
+    assert!(site.bus.load().percent > 80.0);
 }

@@ -1,2 +1,23 @@
-//! The VRM stand-in: the installer's web UI and HTTP API.
+//! The VRM stand-in: installations and their device lists built from what each GX publishes,
+//! remote firmware updates (upload, Update, live progress, event log, diagnostics, retry),
+//! and the installer's web UI and HTTP API, with users and access levels.
+//!
+//! - [`vrm`]: the MQTT side ([`VrmSide`]): keepalives, the device lists ([`model`]), update
+//!   commands and the chunked upload of packages ([`upload`]), replies;
+//! - [`web`]: the UI and HTTP API (axum), with [`auth`]: users, hashed passwords and
+//!   sessions, "Full control" and "Monitor only";
+//! - [`config`]: the `portal.toml` file;
+//! - [`broker`]: the embedded MQTT broker used when no external one is given.
 #![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod broker;
+pub mod config;
+pub mod model;
+pub mod upload;
+pub mod vrm;
+pub mod web;
+
+pub use broker::EmbeddedBroker;
+pub use vrm::{StoredFile, UpdateOrder, UpdateView, VrmConfig, VrmError, VrmSide, VrmSnapshot};
+pub use web::PortalApp;

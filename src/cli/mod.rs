@@ -5,4 +5,5 @@ pub mod devices;
 pub mod history;
 mod listen;
 pub mod plugin;
+pub mod portal;
 mod source;

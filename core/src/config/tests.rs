@@ -42,6 +42,8 @@ min_free_bytes = 1000
 
 [mqtt]
 broker = "broker.local:8883"
+vrm_portal = "full"
+keepalive_seconds = 30
 "#;
 
 #[test]
@@ -59,6 +61,8 @@ fn a_full_file_sets_every_field() {
     assert_eq!(c.staging.max_package_bytes, 8 << 20);
     assert_eq!(c.mqtt.broker.host, "broker.local");
     assert_eq!(c.mqtt.broker.port, 8883);
+    assert_eq!(c.mqtt.vrm_portal, crate::vrm::VrmPortalMode::Full);
+    assert_eq!(c.mqtt.keepalive_seconds.duration().as_secs(), 30);
 }
 
 #[test]
@@ -69,6 +73,8 @@ fn only_the_portal_id_is_required_and_defaults_are_safe() {
     assert_eq!(c.gates.bus_load_budget_percent.get(), 80);
     assert_eq!(c.plugins.load_method, LoadMethodSetting::SealedMemfd);
     assert_eq!(c.can.0[0].name, "can0");
+    assert_eq!(c.mqtt.vrm_portal, crate::vrm::VrmPortalMode::ReadOnly);
+    assert_eq!(c.mqtt.keepalive_seconds.duration().as_secs(), 60);
     let e = parse("").unwrap_err();
     assert!(e.message.contains("portal_id"), "{e}");
 }
@@ -151,6 +157,18 @@ fn unsafe_thresholds_are_refused_where_they_are() {
             "\"broker.local\"",
             "\"broker.local\"",
             "host:port",
+        ),
+        (
+            "vrm_portal = \"full\"",
+            "vrm_portal = \"all\"",
+            "\"all\"",
+            "read-only",
+        ),
+        (
+            "keepalive_seconds = 30",
+            "keepalive_seconds = 0",
+            "0",
+            "between 1 and 3600",
         ),
         (
             "portal_id = \"c0619ab00001\"",

@@ -35,7 +35,7 @@ fn status_of(job: JobId, upload: &Upload) -> UploadStatus {
 
 fn unknown_job(job: JobId) -> EngineRefusal {
     EngineRefusal::new(
-        codes::UPLOAD_REQUEST_INVALID,
+        codes::UPDATE_NOT_FOUND,
         format!("there is no job {job} on this GX device"),
     )
 }
@@ -61,7 +61,7 @@ fn upload_of(shared: &Shared, job: JobId) -> Result<Arc<Mutex<Option<Upload>>>, 
     let record = shared.jobs.get(job).ok_or_else(|| unknown_job(job))?;
     if record.state() != JobState::Uploading {
         return Err(EngineRefusal::new(
-            codes::UPLOAD_REQUEST_INVALID,
+            codes::UPDATE_NOT_FOUND,
             format!("job {job} is {}, not uploading", record.state()),
         ));
     }

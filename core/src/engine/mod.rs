@@ -4,12 +4,12 @@
 //!
 //! - stage 1 runs through the ingest API ([`crate::staging`]) as the link delivers chunks;
 //! - once the package is staged, verified and accepted by the battery's plugin, and every
-//!   gate passes, stage 2 runs on the battery's bus ([`bus`]) with the driver
+//!   gate passes, stage 2 runs on the battery's bus (one task per bus) with the driver
 //!   ([`crate::driver`]);
 //! - every job change goes through the job store (journal written, fsynced and renamed
 //!   before the event log line), so a GX restart at any moment leaves each job resumed or
-//!   cleanly failed with 740 ([`recovery`]); the staged package stays until the job
-//!   ends, so the installer can retry at once;
+//!   cleanly failed with 740 (see `docs/engine.md`); the staged package stays until a job
+//!   with it completes, so the installer can retry a failed one at once;
 //! - a failed job keeps the battery's state at the time of failure for its diagnostics
 //!   bundle.
 //!

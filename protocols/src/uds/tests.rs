@@ -57,6 +57,9 @@ impl Memory {
     }
 }
 
+/// The test flash's size: 16 MiB.
+const MEMORY_CAPACITY: u64 = 16 << 20;
+
 impl FlashBackend for Memory {
     fn seed(&mut self, _level: u8) -> Vec<u8> {
         self.seeds_issued += 1;
@@ -71,6 +74,10 @@ impl FlashBackend for Memory {
         Ok(self.erase_time)
     }
     fn request_download(&mut self, _address: u64, size: u64, _format: u8) -> Result<u64, Nrc> {
+        // Like a real flash, refuse what does not fit: the size comes off the wire.
+        if size > MEMORY_CAPACITY {
+            return Err(Nrc::RequestOutOfRange);
+        }
         self.flash = vec![0xFF; size as usize];
         Ok(self.max_block_len)
     }

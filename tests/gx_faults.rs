@@ -1,9 +1,8 @@
 //! Faults during an Aurora update: a corrupted image, the battery's power cut during the
 //! transfer and during the installation, and a lossy bus.
 
-mod aurora_common;
+mod gx_site;
 
-use aurora_common::*;
 use aurora_sim::Fault;
 use aurora_sim::flash::BootState;
 use aurora_sim::package::{Corruption, corrupt, verify};
@@ -12,6 +11,7 @@ use bmsfw_core::job::JobState;
 use bmsfw_core::vrm::GxEngine;
 use bmsfw_sim::battery::BatteryControl;
 use bmsfw_sim::bus::DropRule;
+use gx_site::*;
 use std::time::Duration;
 
 #[tokio::test(start_paused = true)]

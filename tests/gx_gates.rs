@@ -1,9 +1,8 @@
 //! Every safety gate refusing an Aurora update with its own code, on the real plugin and
 //! the simulated BMS, and gates turning red in the middle of a transfer.
 
-mod aurora_common;
+mod gx_site;
 
-use aurora_common::*;
 use bmsfw_core::dotted_version::DottedVersion;
 use bmsfw_core::gates::GridStatus;
 use bmsfw_core::job::JobState;
@@ -11,6 +10,7 @@ use bmsfw_core::vrm::{Acknowledgement, EngineRefusal, GxEngine, VersionPolicy, V
 use bmsfw_protocols::uds::Session;
 use bmsfw_sim::battery::{Alarm, BatteryControl, Level};
 use bmsfw_sim::bus::SimBus;
+use gx_site::*;
 use std::time::Duration;
 
 /// Where a gate refused.

@@ -4,13 +4,13 @@
 //! event log keeps everything; the battery runs a complete firmware; and the installer
 //! can retry at once with the package the GX kept.
 
-mod aurora_common;
+mod gx_site;
 
-use aurora_common::*;
 use aurora_sim::package::verify;
 use bmsfw_core::events::EventKind;
 use bmsfw_core::job::JobState;
 use bmsfw_core::vrm::GxEngine;
+use gx_site::*;
 use std::time::Duration;
 
 async fn restart_in(state: JobState) {

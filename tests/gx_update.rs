@@ -1,12 +1,12 @@
 //! End to end with the real Aurora plugin and the simulated Aurora BMS: a successful
 //! update, in virtual time.
 
-mod aurora_common;
+mod gx_site;
 
-use aurora_common::*;
 use bmsfw_core::events::EventKind;
 use bmsfw_core::job::JobState;
 use bmsfw_core::vrm::GxEngine;
+use gx_site::*;
 use std::time::Duration;
 
 #[tokio::test(start_paused = true)]

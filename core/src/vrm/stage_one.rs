@@ -1,0 +1,479 @@
+//! [`GxEngine`] built from the stage-1 parts: the staging area, the job store and the event
+//! log. Stage 2 is someone else's: every staged package is handed over on a channel
+//! ([`StagedJob`]), and whoever drives the transfer reports the job's progress back through
+//! [`StageOneEngine::apply`].
+//!
+//! The engine checks what stage 1 can know at request time: the battery is in the device
+//! list and eligible, no other update of it runs, and every acknowledgement was given. The
+//! safety gates that need live telemetry and the plugin's version comparison belong to the
+//! stage-2 driver.
+
+use crate::diagnostics::{DiagnosticsBundle, SiteInfo};
+use crate::errors::codes;
+use crate::events::{EventLogConfig, EventRecord, History};
+use crate::job::{
+    JobEvent, JobFailure, JobId, JobRecord, JobState, JobStore, JobStoreError, StateDir,
+};
+use crate::staging::{
+    PackageInspector, StagedPackage, StagingArea, StagingConfig, StagingError, Upload,
+};
+use crate::unix_time::UnixMillis;
+use crate::vrm::engine::{
+    BatteryView, ChunkReceipt, Eligibility, EngineRefusal, EngineUpdate, GxEngine, StagedReceipt,
+    UPDATE_CHANNEL_CAPACITY, UpdateRequest, UploadStatus,
+};
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{broadcast, mpsc};
+
+/// A package that passed stage 1, handed to stage 2.
+#[derive(Debug)]
+pub struct StagedJob {
+    /// The job, now Transferring.
+    pub job: JobId,
+    /// The battery's serial number.
+    pub battery_serial: String,
+    /// The verified package.
+    pub package: StagedPackage,
+}
+
+/// Why the engine could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum StageOneError {
+    /// The job store (journal or event log) failed to open.
+    #[error(transparent)]
+    Jobs(#[from] JobStoreError),
+    /// The staging area failed to open.
+    #[error(transparent)]
+    Staging(#[from] StagingError),
+}
+
+/// A package inspector the engine can share across threads.
+pub type SharedInspector = Box<dyn PackageInspector + Send + Sync>;
+
+struct Inner {
+    state: StateDir,
+    staging: StagingArea,
+    jobs: JobStore,
+    uploads: HashMap<JobId, Upload>,
+    batteries: BTreeMap<u32, BatteryView>,
+    inspector: SharedInspector,
+    site: SiteInfo,
+    stage_two: mpsc::UnboundedSender<StagedJob>,
+}
+
+/// Stage 1 of the GX engine behind the [`GxEngine`] boundary.
+#[derive(Clone)]
+pub struct StageOneEngine {
+    inner: Arc<Mutex<Inner>>,
+    updates: broadcast::Sender<EngineUpdate>,
+}
+
+impl std::fmt::Debug for StageOneEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageOneEngine").finish_non_exhaustive()
+    }
+}
+
+fn refusal(e: &StagingError) -> EngineRefusal {
+    EngineRefusal::new(e.code(), e.to_string())
+}
+
+fn store_refusal(e: &JobStoreError) -> EngineRefusal {
+    EngineRefusal::new(codes::STAGING_STORAGE_ERROR, e.to_string())
+}
+
+impl Inner {
+    fn job(&self, job: JobId) -> Result<&JobRecord, EngineRefusal> {
+        self.jobs
+            .get(job)
+            .ok_or_else(|| EngineRefusal::new(codes::UPDATE_NOT_FOUND, format!("no update {job}")))
+    }
+
+    /// The open upload of `job`, reopening it from disk after a restart.
+    fn upload(&mut self, job: JobId) -> Result<&mut Upload, EngineRefusal> {
+        let record = self.job(job)?;
+        if record.state() != JobState::Uploading {
+            return Err(EngineRefusal::new(
+                codes::UPDATE_NOT_FOUND,
+                format!(
+                    "the upload of update {job} has ended; the update is {}",
+                    record.state().label()
+                ),
+            ));
+        }
+        if !self.uploads.contains_key(&job) {
+            let announcement = record.package().clone();
+            let upload = self.staging.begin(&announcement).map_err(|e| refusal(&e))?;
+            self.uploads.insert(job, upload);
+        }
+        self.uploads
+            .get_mut(&job)
+            .ok_or_else(|| EngineRefusal::new(codes::UPDATE_NOT_FOUND, format!("no upload {job}")))
+    }
+
+    fn status(job: JobId, upload: &Upload) -> UploadStatus {
+        UploadStatus {
+            job,
+            first_missing: upload.first_missing(),
+            received_bytes: upload.received_bytes(),
+            percent: upload.progress(),
+        }
+    }
+
+    fn fail(&mut self, job: JobId, code: u32, message: String) -> Option<JobRecord> {
+        self.uploads.remove(&job);
+        let failure = JobFailure {
+            code,
+            message,
+            at: UnixMillis::now(),
+            battery_state: None,
+        };
+        match self
+            .jobs
+            .apply(job, JobEvent::Failed(failure), UnixMillis::now())
+        {
+            Ok(r) => Some(r.clone()),
+            Err(e) => {
+                tracing::error!(%job, error = %e, "could not record the failure of a job");
+                self.jobs.get(job).cloned()
+            }
+        }
+    }
+}
+
+impl StageOneEngine {
+    /// Opens the job store in `state` and the staging area, and recovers interrupted jobs
+    /// (an upload waits for its missing chunks; anything later fails with 740). Returns the
+    /// engine and the channel on which staged packages leave for stage 2.
+    pub fn open(
+        state: &StateDir,
+        staging: StagingConfig,
+        inspector: SharedInspector,
+        site: SiteInfo,
+    ) -> Result<(StageOneEngine, mpsc::UnboundedReceiver<StagedJob>), StageOneError> {
+        let (jobs, report) = JobStore::open(state, EventLogConfig::default(), UnixMillis::now())?;
+        for job in &report.recovered {
+            tracing::info!(job = %job.id, action = ?job.action, "recovered job");
+        }
+        let staging = StagingArea::open(staging)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (updates, _) = broadcast::channel(UPDATE_CHANNEL_CAPACITY);
+        let inner = Inner {
+            state: state.clone(),
+            staging,
+            jobs,
+            uploads: HashMap::new(),
+            batteries: BTreeMap::new(),
+            inspector,
+            site,
+            stage_two: tx,
+        };
+        Ok((
+            StageOneEngine {
+                inner: Arc::new(Mutex::new(inner)),
+                updates,
+            },
+            rx,
+        ))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent on-disk state (every change is
+        // committed before memory changes), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish_job(&self, record: Option<JobRecord>) {
+        if let Some(r) = record {
+            let _ = self.updates.send(EngineUpdate::Job(r));
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> T + Send + 'static,
+    ) -> T {
+        let inner = Arc::clone(&self.inner);
+        let run = move || {
+            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        };
+        match tokio::task::spawn_blocking(run).await {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Adds or replaces a battery of the device list (telemetry feeds it).
+    pub fn set_battery(&self, battery: BatteryView) {
+        let mut inner = self.lock();
+        if inner.batteries.get(&battery.instance) == Some(&battery) {
+            return;
+        }
+        inner.batteries.insert(battery.instance, battery.clone());
+        drop(inner);
+        let _ = self.updates.send(EngineUpdate::Battery(battery));
+    }
+
+    /// Removes a battery from the device list.
+    pub fn remove_battery(&self, instance: u32) {
+        if self.lock().batteries.remove(&instance).is_some() {
+            let _ = self.updates.send(EngineUpdate::BatteryGone { instance });
+        }
+    }
+
+    /// Applies a stage-2 event to `job` (progress, phases, completion, failure), commits and
+    /// logs it, and reports the change to subscribers.
+    pub fn apply(&self, job: JobId, event: JobEvent) -> Result<JobRecord, JobStoreError> {
+        let record = self
+            .lock()
+            .jobs
+            .apply(job, event, UnixMillis::now())?
+            .clone();
+        let _ = self.updates.send(EngineUpdate::Job(record.clone()));
+        Ok(record)
+    }
+
+    /// The state directory this engine keeps its jobs in.
+    pub fn state_dir(&self) -> StateDir {
+        self.lock().state.clone()
+    }
+}
+
+#[async_trait]
+impl GxEngine for StageOneEngine {
+    async fn batteries(&self) -> Vec<BatteryView> {
+        self.lock().batteries.values().cloned().collect()
+    }
+
+    async fn jobs(&self) -> Vec<JobRecord> {
+        let mut jobs: Vec<JobRecord> = self.lock().jobs.jobs().cloned().collect();
+        jobs.sort_by_key(JobRecord::id);
+        jobs
+    }
+
+    async fn request_update(&self, request: UpdateRequest) -> Result<UploadStatus, EngineRefusal> {
+        let missing = request.acknowledgements.missing();
+        if !missing.is_empty() {
+            let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
+            return Err(EngineRefusal::new(
+                codes::ACKNOWLEDGEMENT_MISSING,
+                format!("not confirmed: {}", names.join(", ")),
+            ));
+        }
+        let (status, record) = self
+            .blocking(move |inner| {
+                let battery = inner
+                    .batteries
+                    .values()
+                    .find(|b| b.identity.matches(&request.battery_serial))
+                    .cloned()
+                    .ok_or_else(|| {
+                        EngineRefusal::new(
+                            codes::BATTERY_NOT_FOUND,
+                            format!(
+                                "no battery with serial number {:?} on this GX device",
+                                request.battery_serial
+                            ),
+                        )
+                    })?;
+                if let Eligibility::NotEligible { code, reason } = &battery.eligibility {
+                    return Err(EngineRefusal::new(*code, reason.clone()));
+                }
+                if let Some(running) = inner.jobs.active_for(&request.battery_serial) {
+                    return Err(EngineRefusal::new(
+                        codes::UPDATE_ALREADY_RUNNING,
+                        format!(
+                            "update {} of this battery is {}",
+                            running.id(),
+                            running.state().label()
+                        ),
+                    ));
+                }
+                let sha256 = request.package.sha256();
+                if let Some(other) = inner
+                    .jobs
+                    .jobs()
+                    .find(|r| r.state() == JobState::Uploading && r.package().sha256() == sha256)
+                {
+                    return Err(EngineRefusal::new(
+                        codes::UPDATE_ALREADY_RUNNING,
+                        format!(
+                            "the same firmware file is being uploaded for update {}; start this \
+                             one when that upload has ended",
+                            other.id()
+                        ),
+                    ));
+                }
+                let upload = inner
+                    .staging
+                    .begin(&request.package)
+                    .map_err(|e| refusal(&e))?;
+                let job = inner
+                    .jobs
+                    .create(
+                        battery.identity.clone(),
+                        request.package.clone(),
+                        battery.firmware.clone(),
+                        UnixMillis::now(),
+                    )
+                    .map_err(|e| store_refusal(&e))?;
+                let status = Inner::status(job, &upload);
+                inner.uploads.insert(job, upload);
+                let record = inner.jobs.get(job).cloned();
+                Ok((status, record))
+            })
+            .await?;
+        self.publish_job(record);
+        Ok(status)
+    }
+
+    async fn resume_upload(&self, job: JobId) -> Result<UploadStatus, EngineRefusal> {
+        self.blocking(move |inner| {
+            let upload = inner.upload(job)?;
+            Ok(Inner::status(job, upload))
+        })
+        .await
+    }
+
+    async fn accept_chunk(
+        &self,
+        job: JobId,
+        index: u32,
+        bytes: Vec<u8>,
+    ) -> Result<ChunkReceipt, EngineRefusal> {
+        let (receipt, record) = self
+            .blocking(move |inner| {
+                let before = inner.job(job)?.percent();
+                let upload = inner.upload(job)?;
+                let outcome = upload
+                    .accept_chunk(index, &bytes)
+                    .map_err(|e| refusal(&e))?;
+                let status = Inner::status(job, upload);
+                let mut record = None;
+                if status.percent > before {
+                    match inner.jobs.apply(
+                        job,
+                        JobEvent::UploadProgress(status.percent),
+                        UnixMillis::now(),
+                    ) {
+                        Ok(r) => record = Some(r.clone()),
+                        Err(e) => tracing::warn!(%job, error = %e, "upload progress not recorded"),
+                    }
+                }
+                Ok((ChunkReceipt { outcome, status }, record))
+            })
+            .await?;
+        self.publish_job(record);
+        Ok(receipt)
+    }
+
+    async fn finish_upload(&self, job: JobId) -> Result<StagedReceipt, EngineRefusal> {
+        let (result, record) = self
+            .blocking(move |inner| {
+                let upload = match inner.upload(job) {
+                    Ok(u) => u,
+                    Err(e) => return (Err(e), None),
+                };
+                if let Some(first_missing) = upload.first_missing() {
+                    let e = StagingError::Incomplete {
+                        first_missing,
+                        chunk_count: upload.announcement().chunk_count(),
+                    };
+                    return (Err(refusal(&e)), None);
+                }
+                let Some(upload) = inner.uploads.remove(&job) else {
+                    return (
+                        Err(EngineRefusal::new(
+                            codes::UPDATE_NOT_FOUND,
+                            format!("no upload {job}"),
+                        )),
+                        None,
+                    );
+                };
+                match upload.finish(inner.inspector.as_ref()) {
+                    Ok(staged) => {
+                        let target = staged.package().version.clone();
+                        let receipt = StagedReceipt {
+                            job,
+                            sha256: staged.sha256(),
+                            size: staged.size(),
+                            target: target.clone(),
+                        };
+                        let record = match inner.jobs.apply(
+                            job,
+                            JobEvent::TransferStarted { target },
+                            UnixMillis::now(),
+                        ) {
+                            Ok(r) => r.clone(),
+                            Err(e) => {
+                                let code = codes::STAGING_STORAGE_ERROR;
+                                let record = inner.fail(job, code, e.to_string());
+                                return (Err(EngineRefusal::new(code, e.to_string())), record);
+                            }
+                        };
+                        let serial = record.battery().serial.clone();
+                        if inner
+                            .stage_two
+                            .send(StagedJob {
+                                job,
+                                battery_serial: serial,
+                                package: staged,
+                            })
+                            .is_err()
+                        {
+                            tracing::warn!(%job, "no stage-2 driver is listening");
+                        }
+                        (Ok(receipt), Some(record))
+                    }
+                    Err(e) => {
+                        let r = refusal(&e);
+                        let record = inner.fail(job, r.code, r.message.clone());
+                        (Err(r), record)
+                    }
+                }
+            })
+            .await;
+        self.publish_job(record);
+        result
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<EngineUpdate> {
+        self.updates.subscribe()
+    }
+
+    async fn history(&self, serial: &str) -> Result<Vec<EventRecord>, EngineRefusal> {
+        let dir = self.lock().state.events();
+        let serial = serial.to_owned();
+        tokio::task::spawn_blocking(move || {
+            History::read(&dir)
+                .map(|h| h.for_battery(&serial).cloned().collect())
+                .map_err(|e| {
+                    EngineRefusal::new(
+                        codes::STAGING_STORAGE_ERROR,
+                        format!("reading the event log in {}: {e}", dir.display()),
+                    )
+                })
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    async fn diagnostics(&self, job: JobId) -> Result<DiagnosticsBundle, EngineRefusal> {
+        let inner = self.lock();
+        let record = inner.job(job)?;
+        let current = inner
+            .batteries
+            .values()
+            .find(|b| b.identity == *record.battery())
+            .and_then(|b| b.firmware.clone());
+        Ok(DiagnosticsBundle::for_job(
+            record,
+            &inner.site,
+            current,
+            UnixMillis::now(),
+        ))
+    }
+}

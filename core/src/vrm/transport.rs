@@ -1,0 +1,184 @@
+//! The MQTT connection of the link: rumqttc's event loop in a task of its own, reconnecting
+//! forever, reporting what happens on a channel.
+//!
+//! The link must know exactly which of its publishes the broker acknowledged (that is when
+//! a durable status message leaves the outbox). rumqttc reports an outgoing publish by
+//! packet id, in the order the requests were made, and the acknowledgement by packet id; the
+//! link pairs them up. Two rules keep the pairing exact: the session is clean (a reconnect
+//! never replays old publishes), and after a lost connection the event loop waits until the
+//! link has seen the loss before it clears stale requests and reconnects.
+
+use crate::vrm::access::VrmPortalMode;
+use bmsfw_vrm_wire::BrokerAddr;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// Settings of the connection.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// The broker.
+    pub broker: BrokerAddr,
+    /// The MQTT client id.
+    pub client_id: String,
+    /// MQTT keep-alive interval.
+    pub keep_alive: Duration,
+    /// Pause between two connection attempts.
+    pub reconnect_delay: Duration,
+    /// Largest packet received; a larger one drops the connection (the broker does not
+    /// resend it, so the link reconnects and goes on).
+    pub max_incoming_packet: usize,
+    /// Largest packet sent.
+    pub max_outgoing_packet: usize,
+}
+
+/// What the connection reports to the link.
+#[derive(Debug)]
+pub enum TransportEvent {
+    /// Connected (a fresh session: subscribe again).
+    Connected,
+    /// The connection was lost. The event loop reconnects once `resume` is answered (or
+    /// dropped).
+    Disconnected {
+        /// Why.
+        reason: String,
+        /// Answer once the loss is taken into account.
+        resume: oneshot::Sender<()>,
+    },
+    /// A message arrived.
+    Message {
+        /// Its topic.
+        topic: String,
+        /// Its payload.
+        payload: Vec<u8>,
+    },
+    /// The broker confirmed a subscription.
+    Subscribed,
+    /// A publish left, under this packet id (0 for QoS 0).
+    Sent {
+        /// The packet id.
+        pkid: u16,
+    },
+    /// The broker acknowledged the QoS 1 publish with this packet id.
+    Acked {
+        /// The packet id.
+        pkid: u16,
+    },
+}
+
+/// Requests the client channel holds; the link never waits on it (it uses `try_publish`).
+const REQUEST_CAPACITY: usize = 1024;
+/// Packet ids in use at once. Far above the link's own window, so ids never collide.
+const INFLIGHT: u16 = 1000;
+
+/// Starts the connection. While `mode` is Off the event loop stays disconnected.
+pub fn spawn(
+    config: TransportConfig,
+    mode: watch::Receiver<VrmPortalMode>,
+) -> (AsyncClient, mpsc::Receiver<TransportEvent>, JoinHandle<()>) {
+    let mut options = MqttOptions::new(
+        config.client_id.clone(),
+        config.broker.host.clone(),
+        config.broker.port,
+    );
+    options
+        .set_keep_alive(config.keep_alive.max(Duration::from_secs(1)))
+        .set_clean_session(true)
+        .set_inflight(INFLIGHT)
+        .set_request_channel_capacity(REQUEST_CAPACITY)
+        .set_max_packet_size(config.max_incoming_packet, config.max_outgoing_packet);
+    let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    let (tx, rx) = mpsc::channel(256);
+    let task = tokio::spawn(run(eventloop, tx, mode, config.reconnect_delay));
+    (client, rx, task)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Up,
+    Down,
+}
+
+async fn run(
+    mut eventloop: EventLoop,
+    tx: mpsc::Sender<TransportEvent>,
+    mut mode: watch::Receiver<VrmPortalMode>,
+    reconnect_delay: Duration,
+) {
+    let mut link = Link::Down;
+    loop {
+        if *mode.borrow_and_update() == VrmPortalMode::Off {
+            tracing::info!("VRM portal access is off; staying disconnected");
+            if mode.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let event = tokio::select! {
+            event = eventloop.poll() => event,
+            changed = mode.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                if *mode.borrow() == VrmPortalMode::Off && link == Link::Up {
+                    eventloop.clean();
+                    link = Link::Down;
+                    if !lost(&tx, "VRM portal access switched off".into()).await {
+                        return;
+                    }
+                    eventloop.clean();
+                }
+                continue;
+            }
+        };
+        let report = match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                link = Link::Up;
+                tracing::info!("connected to the MQTT broker");
+                TransportEvent::Connected
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => TransportEvent::Message {
+                topic: p.topic,
+                payload: p.payload.to_vec(),
+            },
+            Ok(Event::Incoming(Packet::PubAck(ack))) => TransportEvent::Acked { pkid: ack.pkid },
+            Ok(Event::Incoming(Packet::SubAck(_))) => TransportEvent::Subscribed,
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => TransportEvent::Sent { pkid },
+            Ok(_) => continue,
+            Err(e) => {
+                if link == Link::Up {
+                    tracing::warn!(error = %e, "MQTT connection lost");
+                    link = Link::Down;
+                    if !lost(&tx, e.to_string()).await {
+                        return;
+                    }
+                    // Requests the link made before it saw the loss are stale.
+                    eventloop.clean();
+                } else {
+                    tracing::debug!(error = %e, "MQTT connection attempt failed");
+                }
+                tokio::time::sleep(reconnect_delay).await;
+                continue;
+            }
+        };
+        if tx.send(report).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reports a lost connection and waits until the link took it into account. False when the
+/// link is gone.
+async fn lost(tx: &mpsc::Sender<TransportEvent>, reason: String) -> bool {
+    let (resume, wait) = oneshot::channel();
+    if tx
+        .send(TransportEvent::Disconnected { reason, resume })
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let _ = wait.await;
+    true
+}

@@ -1,0 +1,200 @@
+//! The installer's web UI and HTTP API (axum).
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/`, `/app.js`, `/app.css` | the UI: plain HTML, CSS and JS, no build step |
+//! | POST | `/api/login`, `/api/logout` | sessions (a `bmsfw_session` cookie) |
+//! | GET | `/api/state` | the user, the installations they see, each battery and its latest update |
+//! | GET | `/api/events` | the same, pushed as server-sent events on every change |
+//! | POST | `/api/installations/{id}/batteries/{instance}/firmware?name=` | uploads a firmware file (body: the bytes) |
+//! | POST | `/api/installations/{id}/batteries/{instance}/update` | Update: `{acknowledgements, version_policy}` |
+//! | POST | `/api/installations/{id}/batteries/{instance}/retry` | the same file again after a failure |
+//! | GET | `/api/installations/{id}/batteries/{instance}/events` | the battery's event log, from the GX |
+//! | GET | `/api/installations/{id}/jobs/{job}/diagnostics` | the diagnostics bundle, as a download |
+//!
+//! Every POST needs the header `X-Requested-With: bmsfw` (a cross-site form cannot send it)
+//! and the session cookie is `SameSite=Strict; HttpOnly`. Monitor-only users get 403 on
+//! everything that starts something.
+
+mod assets;
+mod handlers;
+mod session;
+pub mod view;
+
+use crate::auth::{LoginThrottle, Sessions, Users};
+use crate::vrm::{StoredFile, VrmSide};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bmsfw_vrm_wire::PortalId;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use session::CurrentUser;
+
+/// The header every POST must carry.
+pub const CSRF_HEADER: &str = "x-requested-with";
+/// Its value.
+pub const CSRF_VALUE: &str = "bmsfw";
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "bmsfw_session";
+/// Most uploaded files waiting for Update at once (the oldest is dropped beyond).
+pub const MAX_PENDING_FILES: usize = 32;
+
+/// Files uploaded and waiting for Update, by user, installation and battery, with when.
+type PendingFiles = HashMap<(String, PortalId, u32), (std::time::Instant, StoredFile)>;
+
+/// The web application's shared state.
+pub struct PortalApp {
+    vrm: VrmSide,
+    users: Users,
+    sessions: Sessions,
+    throttle: LoginThrottle,
+    files: Mutex<PendingFiles>,
+    max_upload: usize,
+}
+
+impl std::fmt::Debug for PortalApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortalApp").finish_non_exhaustive()
+    }
+}
+
+impl PortalApp {
+    /// The application over `vrm` with these users; logins last `session_lifetime`;
+    /// uploads are limited to `max_upload` bytes.
+    pub fn new(
+        vrm: VrmSide,
+        users: Users,
+        session_lifetime: Duration,
+        max_upload: usize,
+    ) -> Arc<PortalApp> {
+        Arc::new(PortalApp {
+            vrm,
+            users,
+            sessions: Sessions::new(session_lifetime),
+            throttle: LoginThrottle::default(),
+            files: Mutex::new(HashMap::new()),
+            max_upload,
+        })
+    }
+
+    /// The MQTT side.
+    pub fn vrm(&self) -> &VrmSide {
+        &self.vrm
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, PendingFiles> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The file `user` uploaded for battery `instance` of `portal_id`.
+    fn pending_file(&self, user: &str, portal_id: &PortalId, instance: u32) -> Option<StoredFile> {
+        self.files()
+            .get(&(user.to_owned(), portal_id.clone(), instance))
+            .map(|(_, f)| f.clone())
+    }
+
+    /// Keeps `file` until Update, dropping the oldest waiting file beyond
+    /// [`MAX_PENDING_FILES`].
+    fn keep_file(&self, user: &str, portal_id: PortalId, instance: u32, file: StoredFile) {
+        let mut files = self.files();
+        files.insert(
+            (user.to_owned(), portal_id, instance),
+            (std::time::Instant::now(), file),
+        );
+        while files.len() > MAX_PENDING_FILES {
+            let Some(oldest) = files
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            files.remove(&oldest);
+        }
+    }
+}
+
+async fn security_headers(request: axum::extract::Request, next: Next) -> Response {
+    let needs_csrf = request.method() == Method::POST;
+    if needs_csrf
+        && request
+            .headers()
+            .get(CSRF_HEADER)
+            .is_none_or(|v| v.as_bytes() != CSRF_VALUE.as_bytes())
+    {
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(serde_json::json!({
+                "error": "requests that change something need the X-Requested-With: bmsfw header"
+            })),
+        )
+            .into_response();
+    }
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// The routes of the UI and the API.
+pub fn router(app: Arc<PortalApp>) -> Router {
+    let max_upload = app.max_upload;
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/app.js", get(assets::script))
+        .route("/app.css", get(assets::style))
+        .route("/favicon.svg", get(assets::icon))
+        .route("/api/login", post(handlers::login))
+        .route("/api/logout", post(handlers::logout))
+        .route("/api/state", get(handlers::state))
+        .route("/api/events", get(handlers::events))
+        .route(
+            "/api/installations/{portal_id}/batteries/{instance}/firmware",
+            post(handlers::upload_firmware).layer(DefaultBodyLimit::max(max_upload)),
+        )
+        .route(
+            "/api/installations/{portal_id}/batteries/{instance}/update",
+            post(handlers::update),
+        )
+        .route(
+            "/api/installations/{portal_id}/batteries/{instance}/retry",
+            post(handlers::retry),
+        )
+        .route(
+            "/api/installations/{portal_id}/batteries/{instance}/events",
+            get(handlers::event_log),
+        )
+        .route(
+            "/api/installations/{portal_id}/jobs/{job}/diagnostics",
+            get(handlers::diagnostics),
+        )
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(app)
+}
+
+/// Serves the portal on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, app: Arc<PortalApp>) -> std::io::Result<()> {
+    axum::serve(listener, router(app)).await
+}

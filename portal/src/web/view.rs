@@ -1,0 +1,255 @@
+//! What the browser receives: the installations a user sees, each battery with its latest
+//! update merged from the GX's values and the portal's own follow-up of the command.
+
+use crate::auth::AccessLevel;
+use crate::model::{Battery, Installation};
+use crate::upload::{UploadPhase, UploadStats};
+use crate::vrm::{UpdateView, VrmSnapshot};
+use bmsfw_vrm_wire::{JobState, WireVersion};
+use serde::Serialize;
+
+/// The file an installer uploaded for a battery and has not sent yet.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingFile {
+    /// The file name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256.
+    pub sha256: String,
+}
+
+/// A battery's latest update as the browser shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpdateJson {
+    /// The command id, for an update started from this portal.
+    pub commandid: Option<String>,
+    /// The job on the GX.
+    pub job: Option<u64>,
+    /// The state.
+    pub state: Option<JobState>,
+    /// The state's label, as the manual names it.
+    pub state_label: Option<&'static str>,
+    /// Progress of the state.
+    pub percent: Option<u8>,
+    /// Every state passed, in order (updates started here).
+    pub states_seen: Vec<JobState>,
+    /// The failure's code.
+    pub error_code: Option<u32>,
+    /// The failure's message.
+    pub error: Option<String>,
+    /// The file.
+    pub file_name: Option<String>,
+    /// When it was initiated (ms since the epoch).
+    pub started_at: Option<u64>,
+    /// Firmware before.
+    pub version_before: Option<WireVersion>,
+    /// Firmware the package installs.
+    pub version_target: Option<WireVersion>,
+    /// Firmware after.
+    pub version_after: Option<WireVersion>,
+    /// Whether it ended.
+    pub ended: bool,
+    /// The upload's phase (updates started here).
+    pub upload_phase: Option<UploadPhase>,
+    /// The upload's counters (updates started here).
+    pub upload: Option<UploadStats>,
+}
+
+/// One battery as the browser shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatteryJson {
+    /// Everything the GX publishes about it.
+    #[serde(flatten)]
+    pub battery: Battery,
+    /// Its latest update.
+    pub latest_update: Option<UpdateJson>,
+    /// The file this user uploaded for it, waiting for Update.
+    pub pending_file: Option<PendingFile>,
+    /// Whether this user may start an update of it now.
+    pub can_update: bool,
+    /// Why not, when not.
+    pub update_blocked: Option<String>,
+}
+
+/// One installation as the browser shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallationJson {
+    /// The GX's portal id.
+    pub portal_id: String,
+    /// The installation's name.
+    pub name: String,
+    /// `/Settings/Network/VrmPortal`.
+    pub vrm_portal: Option<u8>,
+    /// Its label.
+    pub vrm_portal_label: &'static str,
+    /// The GX's firmware.
+    pub gx_firmware: Option<String>,
+    /// Last contact (ms since the epoch).
+    pub last_seen: Option<u64>,
+    /// The batteries.
+    pub batteries: Vec<BatteryJson>,
+}
+
+/// The user as the browser shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserJson {
+    /// The login name.
+    pub name: String,
+    /// The access level.
+    pub access: AccessLevel,
+    /// Its label.
+    pub access_label: &'static str,
+}
+
+/// Everything the browser needs to draw the page.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateJson {
+    /// Who is logged in.
+    pub user: UserJson,
+    /// Whether the portal reaches the broker.
+    pub connected: bool,
+    /// The installations the user sees.
+    pub installations: Vec<InstallationJson>,
+}
+
+fn vrm_label(v: Option<u8>) -> &'static str {
+    match v {
+        Some(0) => "Off",
+        Some(1) => "Read-only",
+        Some(2) => "Full",
+        _ => "Unknown",
+    }
+}
+
+fn from_tracker(t: &UpdateView, b: &Battery) -> UpdateJson {
+    // The GX's own values win when they are further along for the same job (a reply
+    // that was lost, or a portal restart).
+    let published = &b.update;
+    let same_job = published.job.is_some() && published.job == t.job;
+    let (state, percent) = match (t.state, published.state) {
+        (Some(mine), Some(theirs)) if same_job && theirs > mine => {
+            (Some(theirs), published.percent)
+        }
+        (None, Some(theirs)) if same_job => (Some(theirs), published.percent),
+        (mine, _) => (mine, Some(t.percent)),
+    };
+    let mut states_seen = t.states_seen.clone();
+    if let Some(s) = state
+        && states_seen.last() != Some(&s)
+    {
+        states_seen.push(s);
+    }
+    let failed = state == Some(JobState::Failed);
+    UpdateJson {
+        commandid: Some(t.commandid.to_string()),
+        job: t.job,
+        state,
+        state_label: state.map(JobState::label),
+        percent,
+        states_seen,
+        error_code: t
+            .error_code
+            .or(if same_job { published.error_code } else { None }),
+        error: t.error.clone().or(if same_job && failed {
+            published.error.clone()
+        } else {
+            None
+        }),
+        file_name: Some(t.file_name.clone()),
+        started_at: Some(t.requested_at),
+        version_before: t.version_before.clone(),
+        version_target: t.version_target.clone(),
+        version_after: t.version_after.clone().or(if same_job {
+            published.version_after.clone()
+        } else {
+            None
+        }),
+        ended: t.finished
+            || state.is_some_and(JobState::is_terminal)
+            || t.upload_phase == UploadPhase::Failed,
+        upload_phase: Some(t.upload_phase),
+        upload: Some(t.upload.clone()),
+    }
+}
+
+fn from_published(b: &Battery) -> Option<UpdateJson> {
+    let p = &b.update;
+    p.job?;
+    Some(UpdateJson {
+        commandid: None,
+        job: p.job,
+        state: p.state,
+        state_label: p.state.map(JobState::label),
+        percent: p.percent,
+        states_seen: p.state.into_iter().collect(),
+        error_code: p.error_code,
+        error: p.error.clone(),
+        file_name: p.file_name.clone(),
+        started_at: p.started_at,
+        version_before: p.version_before.clone(),
+        version_target: p.version_target.clone(),
+        version_after: p.version_after.clone(),
+        ended: p.state.is_some_and(JobState::is_terminal),
+        upload_phase: None,
+        upload: None,
+    })
+}
+
+/// The latest update of battery `b` of `inst`.
+pub fn latest_update(snap: &VrmSnapshot, inst: &Installation, b: &Battery) -> Option<UpdateJson> {
+    let tracker = snap
+        .updates
+        .iter()
+        .rev()
+        .find(|t| t.portal_id == inst.portal_id && t.instance == b.instance);
+    match tracker {
+        // A newer job published by the GX (started elsewhere) wins over an older one here.
+        Some(t) if !(b.update.job.is_some() && t.job.is_some() && b.update.job > t.job) => {
+            Some(from_tracker(t, b))
+        }
+        _ => from_published(b),
+    }
+}
+
+/// Whether `access` may start an update of `b` now, and why not.
+pub fn update_blocked(
+    access: AccessLevel,
+    inst: &Installation,
+    b: &Battery,
+    latest: Option<&UpdateJson>,
+) -> Option<String> {
+    if access != AccessLevel::FullControl {
+        return Some("Your access level is Monitor only.".into());
+    }
+    if !inst.allows_updates() {
+        return Some(format!(
+            "The GX device's VRM Portal access is {}; remote updates need Full.",
+            vrm_label(inst.vrm_portal)
+        ));
+    }
+    if b.eligible != Some(true) {
+        return Some(
+            b.eligibility_reason
+                .clone()
+                .unwrap_or_else(|| "This battery does not support remote updates.".into()),
+        );
+    }
+    if latest.is_some_and(|u| !u.ended) {
+        return Some("An update of this battery is running.".into());
+    }
+    None
+}
+
+/// The installation's header for the browser (batteries filled by the caller).
+pub fn installation_json(inst: &Installation) -> InstallationJson {
+    InstallationJson {
+        portal_id: inst.portal_id.to_string(),
+        name: inst.name.clone(),
+        vrm_portal: inst.vrm_portal,
+        vrm_portal_label: vrm_label(inst.vrm_portal),
+        gx_firmware: inst.gx_firmware.clone(),
+        last_seen: inst.last_seen,
+        batteries: Vec::new(),
+    }
+}

@@ -1,0 +1,94 @@
+//! `bmsfw portal`: the VRM stand-in. Serves the installer's web UI and HTTP API and talks
+//! MQTT to the GX devices of its installations, through the embedded broker (default) or
+//! an external one (`--broker mqtt://host:port`).
+//!
+//! `bmsfw portal hash-password` reads a password from standard input and prints the
+//! argon2id hash to put in `portal.toml`.
+
+use anyhow::Context;
+use bmsfw_portal::auth::{Users, hash_password};
+use bmsfw_portal::config::PortalConfig;
+use bmsfw_portal::{EmbeddedBroker, PortalApp, VrmConfig, VrmSide};
+use bmsfw_vrm_wire::BrokerAddr;
+use clap::{Args, Subcommand};
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Arguments of `bmsfw portal`.
+#[derive(Args, Debug)]
+pub struct PortalArgs {
+    #[command(subcommand)]
+    command: Option<PortalCommand>,
+    /// The portal's configuration (installations, users).
+    #[arg(long, default_value = "config/portal.toml")]
+    config: PathBuf,
+    /// Where the web UI listens (overrides the configuration).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// An external MQTT broker, mqtt://host:port (overrides the configuration; without
+    /// either, the embedded broker runs).
+    #[arg(long)]
+    broker: Option<BrokerAddr>,
+}
+
+/// `bmsfw portal ...`
+#[derive(Subcommand, Debug)]
+enum PortalCommand {
+    /// Read a password from standard input and print its argon2id hash for portal.toml.
+    HashPassword,
+}
+
+/// Runs `bmsfw portal`.
+pub async fn run(args: PortalArgs) -> anyhow::Result<()> {
+    if let Some(PortalCommand::HashPassword) = args.command {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        let password = line.trim_end_matches(['\r', '\n']);
+        anyhow::ensure!(!password.is_empty(), "the password is empty");
+        println!("{}", hash_password(password)?);
+        return Ok(());
+    }
+    let config = PortalConfig::load(&args.config)?;
+    let users = Users::new(config.users.clone())?;
+    let broker = match args.broker.or(config.broker.clone()) {
+        Some(b) => b,
+        None => {
+            let embedded = EmbeddedBroker::start(config.embedded_broker_listen)?;
+            println!("MQTT broker (embedded) on {}", embedded.url());
+            embedded.url()
+        }
+    };
+    let vrm = VrmSide::start(
+        VrmConfig::new(broker.clone()),
+        config
+            .installations
+            .iter()
+            .map(|i| (i.portal_id.clone(), i.name.clone()))
+            .collect(),
+    );
+    let app = PortalApp::new(
+        vrm,
+        users,
+        Duration::from_secs(config.session_hours.max(1) * 3600),
+        usize::try_from(config.max_upload_bytes).unwrap_or(usize::MAX),
+    );
+    let listen = args.listen.unwrap_or(config.listen);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    println!(
+        "portal on http://{} (MQTT {broker}, {} installation(s))",
+        listener.local_addr()?,
+        config.installations.len()
+    );
+    tokio::select! {
+        served = bmsfw_portal::web::serve(listener, app) => served.context("serving the portal")?,
+        _ = tokio::signal::ctrl_c() => println!("stopping"),
+    }
+    Ok(())
+}

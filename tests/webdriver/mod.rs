@@ -1,0 +1,292 @@
+//! A small WebDriver client over plain HTTP, driving Debian's chromium through
+//! chromedriver.
+
+use base64::Engine;
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in names {
+        for dir in std::env::split_paths(&path).chain([
+            PathBuf::from("/usr/bin"),
+            PathBuf::from("/usr/lib/chromium"),
+        ]) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// A chromedriver process and one headless chromium session, both ended on drop.
+pub struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    _profile: tempfile::TempDir,
+}
+
+/// A found element.
+#[derive(Debug, Clone)]
+pub struct Element(String);
+
+impl Browser {
+    /// Starts chromedriver and a headless chromium with a fresh profile, its viewport
+    /// `width` x `height`.
+    pub async fn start(width: u32, height: u32) -> Browser {
+        let driver_exe = find_program(&["chromedriver"])
+            .expect("chromedriver is not installed (scripts/test-all installs chromium-driver)");
+        let chromium = find_program(&["chromium", "chromium-browser"])
+            .expect("chromium is not installed (scripts/test-all installs it)");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let driver = Command::new(driver_exe)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{base}/status")).send().await
+                && let Ok(v) = r.json::<Value>().await
+                && v["value"]["ready"] == true
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let args = vec![
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+            format!("--window-size={width},{height}"),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args},
+        }}});
+        let r: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {r:#}"))
+            .to_owned();
+        let mut b = Browser {
+            driver,
+            base,
+            session,
+            http,
+            _profile: profile,
+        };
+        // The viewport, not the window, is what a phone has: size the window so the
+        // page gets exactly width x height.
+        let inner: Value = b
+            .script("return [window.innerWidth, window.innerHeight, window.outerWidth, window.outerHeight];", json!([]))
+            .await;
+        let (iw, ih) = (inner[0].as_u64().unwrap(), inner[1].as_u64().unwrap());
+        let (ow, oh) = (inner[2].as_u64().unwrap(), inner[3].as_u64().unwrap());
+        if (iw, ih) != (u64::from(width), u64::from(height)) {
+            b.cmd(
+                "POST",
+                "window/rect",
+                json!({"width": u64::from(width) + ow.saturating_sub(iw), "height": u64::from(height) + oh.saturating_sub(ih)}),
+            )
+            .await;
+        }
+        b
+    }
+
+    async fn cmd(&mut self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}/{path}", self.base, self.session);
+        let req = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url).json(&body),
+        };
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        if let Some(err) = v["value"].get("error") {
+            panic!(
+                "WebDriver {method} {path}: {err}: {}",
+                v["value"]["message"]
+            );
+        }
+        v["value"].clone()
+    }
+
+    /// Opens `url`.
+    pub async fn goto(&mut self, url: &str) {
+        self.cmd("POST", "url", json!({"url": url})).await;
+    }
+
+    /// Runs `script` in the page and returns its result.
+    pub async fn script(&mut self, script: &str, args: Value) -> Value {
+        self.cmd(
+            "POST",
+            "execute/sync",
+            json!({"script": script, "args": args}),
+        )
+        .await
+    }
+
+    /// The element matching `css`, waiting up to `timeout` for it.
+    pub async fn wait_for(&mut self, css: &str, timeout: Duration) -> Element {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let url = format!("{}/session/{}/element", self.base, self.session);
+            let v: Value = self
+                .http
+                .post(url)
+                .json(&json!({"using": "css selector", "value": css}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some(id) = v["value"][ELEMENT].as_str() {
+                return Element(id.to_owned());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no element {css} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Finds `css` and clicks it, finding it again if the page redrew it in between.
+    pub async fn click_css(&mut self, css: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let el = self.wait_for(css, timeout).await;
+            let url = format!(
+                "{}/session/{}/element/{}/click",
+                self.base, self.session, el.0
+            );
+            let v: Value = self
+                .http
+                .post(url)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            match v["value"].get("error").and_then(Value::as_str) {
+                None => return,
+                Some("stale element reference") if Instant::now() < deadline => continue,
+                Some(e) => panic!("clicking {css}: {e}: {}", v["value"]["message"]),
+            }
+        }
+    }
+
+    /// Types `text` into `el` (for a file input: the file's path).
+    pub async fn type_into(&mut self, el: &Element, text: &str) {
+        self.cmd(
+            "POST",
+            &format!("element/{}/value", el.0),
+            json!({"text": text}),
+        )
+        .await;
+    }
+
+    /// `el`'s visible text.
+    pub async fn text(&mut self, el: &Element) -> String {
+        self.cmd("GET", &format!("element/{}/text", el.0), Value::Null)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Whether `el` is enabled.
+    pub async fn enabled(&mut self, el: &Element) -> bool {
+        self.cmd("GET", &format!("element/{}/enabled", el.0), Value::Null)
+            .await
+            .as_bool()
+            .unwrap_or(false)
+    }
+
+    /// Whether `el` is displayed.
+    pub async fn displayed(&mut self, el: &Element) -> bool {
+        self.cmd("GET", &format!("element/{}/displayed", el.0), Value::Null)
+            .await
+            .as_bool()
+            .unwrap_or(false)
+    }
+
+    /// Saves a screenshot of the viewport as PNG at `path` and returns its size.
+    pub async fn screenshot(&mut self, path: &Path) -> (u32, u32) {
+        let b64 = self.cmd("GET", "screenshot", Value::Null).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap())
+            .unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, &png).unwrap();
+        let w = u32::from_be_bytes(png[16..20].try_into().unwrap());
+        let h = u32::from_be_bytes(png[20..24].try_into().unwrap());
+        (w, h)
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let url = format!("{}/session/{}", self.base, self.session);
+        // Best effort: end chromium cleanly, then chromedriver.
+        let _ = std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let _ = reqwest::Client::new()
+                        .delete(url)
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await;
+                });
+            })
+            .join()
+        });
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
