@@ -217,3 +217,33 @@ async fn hex_files_with_overlaps_bad_checksums_or_stray_addresses_are_refused_wi
     assert_eq!(record.state(), JobState::Completed, "{record:#?}");
     engine.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_refuses_its_image_fails_the_job_naming_it_and_the_others() {
+    let site = Site::new(&[(1, OLD), (2, OLD)]);
+    // The speaker, updated last, keeps a damaged cell: its check finds the CRC wrong.
+    assert!(
+        site.bank
+            .inject(1, boreal_sim::Fault::FlipBitOnWrite { offset: 5_000 })
+    );
+    let engine = site.gx();
+    wait_for_battery(&engine).await;
+    let package = package(NEW, 24 * 1024, 5);
+    let id = upload(&engine, request(&package), &package).await.unwrap();
+    let record = wait_end(&engine, id, Duration::from_secs(120)).await;
+    assert_eq!(record.state(), JobState::Failed, "{record:#?}");
+    let failure = record.failure().expect("a failure");
+    assert_eq!(failure.code, 780, "{failure:?}");
+    assert!(
+        failure.message.contains("Verification failed: node 1")
+            && failure.message.contains("node 2 done (2.15)"),
+        "{}",
+        failure.message
+    );
+    // Node 2 keeps its new firmware, node 1 its old one; neither runs a partial image.
+    let nodes = site.nodes();
+    assert_eq!(nodes[0].running_version, OLD);
+    assert_eq!(nodes[1].running_version, NEW);
+    assert_eq!(site.bank.lowest_version(), OLD);
+    engine.shutdown().await;
+}
