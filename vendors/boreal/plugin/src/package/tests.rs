@@ -146,3 +146,33 @@ fn an_entry_point_outside_the_image_is_refused_at_its_line() {
     recs[eof] = Record::StartLinearAddress(APP_START + 0x101);
     assert!(inspect(&mut reader(hex_text(&recs).into_bytes())).is_ok());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn any_bytes_are_refused_or_read_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..3_000)) {
+        if let Err(e) = inspect(&mut reader(bytes)) {
+            proptest::prop_assert!(e.code.is_plugin_code());
+        }
+    }
+
+    #[test]
+    fn a_valid_file_with_one_byte_changed_is_refused_at_a_line_or_still_checks(
+        at in 0usize..20_000, byte in proptest::num::u8::ANY,
+    ) {
+        let img = image(PRODUCT, [0x02, 0x15], 5_000);
+        let mut file = hex_file(&img);
+        let at = at % file.len();
+        file[at] = byte;
+        match inspect(&mut reader(file)) {
+            // A digit's case, or a change that keeps every checksum and the trailer right.
+            Ok(info) => proptest::prop_assert_eq!(info.image_size, 5_000),
+            Err(e) => proptest::prop_assert!(
+                e.location.kind == bmsfw_plugin_api::LocationKind::LINE
+                    || e.message.contains("descriptor"),
+                "{}", e
+            ),
+        }
+    }
+}
