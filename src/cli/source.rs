@@ -67,6 +67,7 @@ pub fn vendor_models() -> BmsRegistry {
     let mut registry = BmsRegistry::new();
     aurora_sim::register(&mut registry);
     coral_sim::register(&mut registry);
+    boreal_sim::register(&mut registry);
     registry
 }
 
