@@ -20,15 +20,16 @@
 
 #[path = "update/bridge.rs"]
 mod bridge;
+#[path = "support/exact_bus.rs"]
+mod exact_bus;
 #[path = "../tests/gx_site/mod.rs"]
 mod gx_site;
 #[path = "update/measure.rs"]
 mod measure;
 
-use async_trait::async_trait;
 use aurora_sim::bms::{AuroraBms, AuroraConfig};
 use aurora_sim::{AuroraHandle, Stage};
-use bmsfw_can::{CanError, CanEvent, CanFilter, CanFrame, CanInterface, ControllerState};
+use bmsfw_can::{CanEvent, CanFrame, CanInterface};
 use bmsfw_core::dotted_version::DottedVersion;
 use bmsfw_core::engine::{Engine, EngineConfig};
 use bmsfw_core::job::{JobId, JobState};
@@ -36,7 +37,8 @@ use bmsfw_core::plugin::{LoadedPlugin, PluginLoader};
 use bmsfw_core::vrm::{GxEngine, VrmAccess, VrmPortalMode};
 use bmsfw_protocols::bit_timing::{frame_bits, frame_duration};
 use bmsfw_sim::battery::{BatteryConfig, Epoch, IdentityConfig};
-use bmsfw_sim::bus::{SimBus, SimNode};
+use bmsfw_sim::bus::SimBus;
+use exact_bus::{Recording, is_telemetry, replay, us};
 use gx_site::{
     PRODUCT, SERIAL, allowlist, aurora_library, package, request, upload, wait_for_battery,
 };
@@ -109,78 +111,6 @@ async fn wait_end(engine: &Engine, job: JobId, poll: Duration) -> JobState {
             return state;
         }
         tokio::time::sleep(poll).await;
-    }
-}
-
-/// The BMS's interface, noting when each frame was handed to its controller.
-struct Recording {
-    inner: SimNode,
-    sends: Arc<Mutex<Vec<(CanFrame, Instant)>>>,
-}
-
-#[async_trait]
-impl CanInterface for Recording {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    async fn send(&self, frame: CanFrame) -> Result<(), CanError> {
-        self.sends.lock().unwrap().push((frame, Instant::now()));
-        self.inner.send(frame).await
-    }
-    async fn recv(&self) -> Result<CanEvent, CanError> {
-        self.inner.recv().await
-    }
-    fn set_filters(&self, filters: &[CanFilter]) -> Result<(), CanError> {
-        self.inner.set_filters(filters)
-    }
-    fn bitrate(&self) -> Option<u32> {
-        self.inner.bitrate()
-    }
-    fn controller_state(&self) -> ControllerState {
-        self.inner.controller_state()
-    }
-}
-
-fn is_telemetry(id: u32) -> bool {
-    (0x351..=0x382).contains(&id)
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-/// The frames of each node (in the order handed over, with the instant), carried by an
-/// exact bus: whenever it is idle, the lowest arbitration key among the nodes' first
-/// frames already handed over wins. Returns each frame's start and end, per node.
-fn replay(nodes: &[&Vec<(CanFrame, Instant)>]) -> Vec<Vec<(Instant, Instant)>> {
-    let mut next = vec![0usize; nodes.len()];
-    let mut out: Vec<Vec<(Instant, Instant)>> =
-        nodes.iter().map(|n| Vec::with_capacity(n.len())).collect();
-    let mut free = nodes
-        .iter()
-        .filter_map(|n| n.first().map(|(_, at)| *at))
-        .min()
-        .unwrap();
-    loop {
-        let heads: Vec<(usize, &(CanFrame, Instant))> = (0..nodes.len())
-            .filter_map(|i| nodes[i].get(next[i]).map(|f| (i, f)))
-            .collect();
-        if heads.is_empty() {
-            return out;
-        }
-        let ready: Vec<&(usize, &(CanFrame, Instant))> =
-            heads.iter().filter(|(_, (_, at))| *at <= free).collect();
-        let Some(&&(node, (frame, _))) = ready
-            .iter()
-            .min_by_key(|(_, (f, _))| bmsfw_protocols::bit_timing::arbitration_key(f.id()))
-        else {
-            free = heads.iter().map(|(_, (_, at))| *at).min().unwrap();
-            continue;
-        };
-        let end = free + frame_duration(frame, BITRATE);
-        out[node].push((free, end));
-        next[node] += 1;
-        free = end;
     }
 }
 
@@ -294,7 +224,7 @@ fn in_virtual_time() {
         // the delay the transfer caused.
         let bms_sends = sends.lock().unwrap().clone();
         let gx_sends = gx_sends.lock().unwrap().clone();
-        let replay = replay(&[&gx_sends, &bms_sends]);
+        let replay = replay(&[&gx_sends, &bms_sends], BITRATE);
         let (mut worst_by_transfer, mut worst_wait, mut telemetry_in_window) =
             (Duration::ZERO, Duration::ZERO, 0);
         let mut own_end: Option<Instant> = None;

@@ -278,9 +278,10 @@ catalogue! {
         ["Check the firmware version in the device list (hexadecimal encodings may differ)",
          "Contact the battery manufacturer if the version is wrong"];
     784 MODULE_UPDATE_FAILED "Battery module update failed"
-        "A battery module behind the BMS failed to update."
-        ["Check the module status in the battery's own display or app",
-         "Contact the battery manufacturer"];
+        "A battery module behind the BMS failed to update; the message names it and the state of every other module."
+        ["Check which module failed in the update's module list (portal or event log)",
+         "Retry the update; packs that update module by module usually skip the modules already updated",
+         "Contact the battery manufacturer if the same module fails again"];
 }
 
 /// The catalogue entry of `code`: a fixed entry, or [`VENDOR_SPECIFIC_INFO`] for 900 to 999.

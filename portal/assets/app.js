@@ -369,9 +369,26 @@ function renderProgress(inst, b, u, k) {
       h("span", { class: `chip ${tone}`, id: `state-${b.instance}`, "data-state": u.state || "", text: u.state ? LABELS[u.state] : "Requested" })),
     h("p", { class: "muted", text: [u.file_name, started].filter(Boolean).join(" · ") }),
     h("ol", { class: "steps", id: `steps-${b.instance}` }, items),
+    renderModules(b, u),
     result,
     retryWarnings,
     h("div", { class: "actions" }, actions));
+}
+
+// Packs whose BMS updates its modules one by one: each module's state and version.
+function renderModules(b, u) {
+  const modules = u.modules || [];
+  if (modules.length === 0) return null;
+  const done = modules.filter((m) => m.state === "done" || m.state === "skipped").length;
+  const rows = modules.map((m) => h("tr", { "data-module": m.index, "data-state": m.state || "" },
+    h("td", { text: `Module ${m.index}` }),
+    h("td", {}, h("span", { class: `chip ${m.state === "failed" ? "bad" : m.state === "done" ? "ok" : m.state === "updating" ? "busy" : "idle"}`, text: m.state_label || "Unknown" })),
+    h("td", { text: fmtVersion(m.version) })));
+  return h("div", { class: "modules", id: `modules-${b.instance}` },
+    h("h5", { text: `Modules: ${done} of ${modules.length} up to date` }),
+    h("table", {},
+      h("thead", {}, h("tr", {}, h("th", { text: "Module" }), h("th", { text: "State" }), h("th", { text: "Firmware" }))),
+      h("tbody", {}, rows)));
 }
 
 async function startUpdate(pid, instance, k, what) {

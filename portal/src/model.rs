@@ -1,7 +1,7 @@
 //! Installations and their device lists, built from what each GX publishes on `N/` topics.
 
 use bmsfw_vrm_wire::{
-    BatteryPath, DevicePath, JobState, Notification, PortalId, SystemPath, WireVersion,
+    BatteryPath, DevicePath, JobState, ModuleState, Notification, PortalId, SystemPath, WireVersion,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -13,6 +13,17 @@ const MAX_TEXT: usize = 512;
 const MAX_BATTERIES: usize = 64;
 /// Most alarms kept per battery.
 const MAX_ALARMS: usize = 32;
+/// Most modules kept per battery's update.
+const MAX_MODULES: usize = 64;
+
+/// One module behind a battery's BMS in its latest update, as the GX publishes it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PublishedModule {
+    /// Where it is.
+    pub state: Option<ModuleState>,
+    /// The firmware it runs.
+    pub version: Option<WireVersion>,
+}
 
 /// The latest update of a battery, as the GX publishes it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -37,6 +48,26 @@ pub struct PublishedUpdate {
     pub version_target: Option<WireVersion>,
     /// Firmware after.
     pub version_after: Option<WireVersion>,
+    /// How many modules behind the BMS the update reports on (packs updated module by
+    /// module); `None` for batteries that update as one.
+    pub module_count: Option<u16>,
+    /// Those modules by number.
+    pub modules: BTreeMap<u16, PublishedModule>,
+}
+
+impl PublishedUpdate {
+    /// Changes module `n` with `change`; a module left with neither state nor version is
+    /// forgotten, and no more than [`MAX_MODULES`] are kept.
+    fn module(&mut self, n: u16, change: impl FnOnce(&mut PublishedModule)) {
+        if !self.modules.contains_key(&n) && self.modules.len() >= MAX_MODULES {
+            return;
+        }
+        let m = self.modules.entry(n).or_default();
+        change(m);
+        if m.state.is_none() && m.version.is_none() {
+            self.modules.remove(&n);
+        }
+    }
 }
 
 /// One battery of an installation's device list.
@@ -215,6 +246,15 @@ impl Installation {
             BatteryPath::UpdateVersionBefore => u.version_before = version(value),
             BatteryPath::UpdateVersionTarget => u.version_target = version(value),
             BatteryPath::UpdateVersionAfter => u.version_after = version(value),
+            BatteryPath::UpdateModuleCount => u.module_count = integer(value),
+            BatteryPath::UpdateModuleState(n) => {
+                let state = text(value).and_then(|s| ModuleState::from_name(&s));
+                u.module(n, |m| m.state = state);
+            }
+            BatteryPath::UpdateModuleVersion(n) => {
+                let v = version(value);
+                u.module(n, |m| m.version = v);
+            }
         }
     }
 
@@ -282,6 +322,63 @@ mod tests {
         // A battery that leaves the list disappears.
         apply(&mut i, "system/0/Batteries", json!([]));
         assert!(i.batteries.is_empty());
+    }
+
+    #[test]
+    fn keeps_each_module_of_a_pack_and_forgets_cleared_ones() {
+        let mut i = Installation::new(PortalId::new("gx1").unwrap(), "Site");
+        apply(&mut i, "system/0/Batteries", json!([512]));
+        apply(&mut i, "battery/512/FirmwareUpdate/Modules/Count", json!(2));
+        apply(
+            &mut i,
+            "battery/512/FirmwareUpdate/Modules/1/State",
+            json!("done"),
+        );
+        apply(
+            &mut i,
+            "battery/512/FirmwareUpdate/Modules/1/Version",
+            json!({"raw": "020401", "display": "v2.04 (build 01)"}),
+        );
+        apply(
+            &mut i,
+            "battery/512/FirmwareUpdate/Modules/2/State",
+            json!("failed"),
+        );
+        let u = &i.batteries[&512].update;
+        assert_eq!(u.module_count, Some(2));
+        assert_eq!(u.modules[&1].state, Some(ModuleState::Done));
+        assert_eq!(
+            u.modules[&1].version.as_ref().unwrap().display,
+            "v2.04 (build 01)"
+        );
+        assert_eq!(u.modules[&2].state, Some(ModuleState::Failed));
+        // An unknown state is not trusted; a module whose values are cleared is forgotten.
+        apply(
+            &mut i,
+            "battery/512/FirmwareUpdate/Modules/2/State",
+            json!("exploded"),
+        );
+        assert!(!i.batteries[&512].update.modules.contains_key(&2));
+        apply(
+            &mut i,
+            "battery/512/FirmwareUpdate/Modules/1/State",
+            Value::Null,
+        );
+        apply(
+            &mut i,
+            "battery/512/FirmwareUpdate/Modules/1/Version",
+            Value::Null,
+        );
+        assert!(i.batteries[&512].update.modules.is_empty());
+        // However many a GX publishes, a battery keeps at most 64.
+        for n in 1..=255 {
+            apply(
+                &mut i,
+                &format!("battery/512/FirmwareUpdate/Modules/{n}/State"),
+                json!("pending"),
+            );
+        }
+        assert_eq!(i.batteries[&512].update.modules.len(), MAX_MODULES);
     }
 
     proptest! {

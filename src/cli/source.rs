@@ -66,6 +66,8 @@ impl Source {
 pub fn vendor_models() -> BmsRegistry {
     let mut registry = BmsRegistry::new();
     aurora_sim::register(&mut registry);
+    coral_sim::register(&mut registry);
+    boreal_sim::register(&mut registry);
     registry
 }
 

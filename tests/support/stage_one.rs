@@ -176,7 +176,7 @@ impl StageOneEngine {
 
     fn publish_job(&self, record: Option<JobRecord>) {
         if let Some(r) = record {
-            let _ = self.updates.send(EngineUpdate::Job(r));
+            let _ = self.updates.send(EngineUpdate::Job(Box::new(r)));
         }
     }
 
@@ -203,7 +203,7 @@ impl StageOneEngine {
         }
         inner.batteries.insert(battery.instance, battery.clone());
         drop(inner);
-        let _ = self.updates.send(EngineUpdate::Battery(battery));
+        let _ = self.updates.send(EngineUpdate::Battery(Box::new(battery)));
     }
 
     /// Removes a battery from the device list.
@@ -221,7 +221,9 @@ impl StageOneEngine {
             .jobs
             .apply(job, event, UnixMillis::now())?
             .clone();
-        let _ = self.updates.send(EngineUpdate::Job(record.clone()));
+        let _ = self
+            .updates
+            .send(EngineUpdate::Job(Box::new(record.clone())));
         Ok(record)
     }
 

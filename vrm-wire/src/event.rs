@@ -78,6 +78,61 @@ impl fmt::Display for JobState {
     }
 }
 
+/// Where one module behind a battery's BMS is in an update (packs whose BMS updates its
+/// modules one by one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleState {
+    /// Not updated yet.
+    Pending,
+    /// Receiving or applying its image.
+    Updating,
+    /// Runs its new firmware.
+    Done,
+    /// Its update failed.
+    Failed,
+    /// Left alone (already current, or not selected).
+    Skipped,
+}
+
+impl ModuleState {
+    /// Every state.
+    pub const ALL: [ModuleState; 5] = [
+        ModuleState::Pending,
+        ModuleState::Updating,
+        ModuleState::Done,
+        ModuleState::Failed,
+        ModuleState::Skipped,
+    ];
+
+    /// The name on the wire (`pending`, `updating`, `done`, `failed`, `skipped`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            ModuleState::Pending => "pending",
+            ModuleState::Updating => "updating",
+            ModuleState::Done => "done",
+            ModuleState::Failed => "failed",
+            ModuleState::Skipped => "skipped",
+        }
+    }
+
+    /// The text the portal shows.
+    pub const fn label(self) -> &'static str {
+        match self {
+            ModuleState::Pending => "Waiting",
+            ModuleState::Updating => "Updating",
+            ModuleState::Done => "Updated",
+            ModuleState::Failed => "Failed",
+            ModuleState::Skipped => "Skipped",
+        }
+    }
+
+    /// The state named `name` on the wire.
+    pub fn from_name(name: &str) -> Option<ModuleState> {
+        ModuleState::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
 /// A firmware version: the raw bytes the battery reports (hex) and its vendor's rendering.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WireVersion {
@@ -103,7 +158,7 @@ pub struct WireEvent {
     /// What happened, as a short text (`state: Transferring to battery`, ...).
     pub label: String,
     /// The event's kind (`initiated`, `state_changed`, `progress`, `target_version`,
-    /// `completed`, `failed`, `resumed`).
+    /// `module`, `completed`, `failed`, `resumed`).
     pub kind: String,
     /// The versions it names, `before -> after` (empty when none).
     #[serde(default)]
@@ -137,6 +192,14 @@ mod tests {
         }
         assert_eq!(JobState::Uploading.label(), "Uploading to GX device");
         assert_eq!(JobState::from_name("bogus"), None);
+        for s in ModuleState::ALL {
+            assert_eq!(ModuleState::from_name(s.name()), Some(s));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.name())
+            );
+        }
+        assert_eq!(ModuleState::from_name("Done"), None);
         let v = WireVersion {
             raw: "040f".into(),
             display: "v4.15".into(),

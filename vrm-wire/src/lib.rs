@@ -36,7 +36,7 @@ pub use command::{
 pub use envelope::WriteRequest;
 pub use envelope::{KeepaliveOptions, Notification};
 pub use error::WireError;
-pub use event::{JobState, WireEvent, WireVersion};
+pub use event::{JobState, ModuleState, WireEvent, WireVersion};
 pub use fields::{FileName, Serial, Sha256Hex};
 pub use paths::{BatteryPath, SystemPath};
 pub use portal_id::PortalId;

@@ -42,3 +42,7 @@ pub const MAX_PACKAGE_SIZE: u64 = 1 << 32;
 
 /// Largest MQTT packet either end needs to send or receive.
 pub const MAX_PACKET: usize = MAX_RESPONSE_MESSAGE + 1024;
+
+/// Highest module number a battery publishes under `FirmwareUpdate/Modules/<n>/` (packs
+/// whose BMS updates its modules one by one).
+pub const MAX_MODULE_INDEX: u16 = 255;

@@ -3,6 +3,7 @@
 //! A battery is the service `battery` with its device instance; the GX itself publishes a
 //! few values under `system/0`, `settings/0` and `platform/0`.
 
+use crate::limits::MAX_MODULE_INDEX;
 use crate::topic::DevicePath;
 
 /// The service name of batteries.
@@ -64,9 +65,17 @@ pub enum BatteryPath {
     UpdateVersionTarget,
     /// `FirmwareUpdate/VersionAfter`: `{raw, display}`.
     UpdateVersionAfter,
+    /// `FirmwareUpdate/Modules/Count`: modules behind the BMS the latest update reports
+    /// on (null for batteries that update as one).
+    UpdateModuleCount,
+    /// `FirmwareUpdate/Modules/<n>/State`: module `n`'s state (`pending`, `updating`,
+    /// `done`, `failed`, `skipped`).
+    UpdateModuleState(u16),
+    /// `FirmwareUpdate/Modules/<n>/Version`: the firmware module `n` runs, `{raw, display}`.
+    UpdateModuleVersion(u16),
 }
 
-const FIXED: [(BatteryPath, &str); 24] = [
+const FIXED: [(BatteryPath, &str); 25] = [
     (BatteryPath::ProductName, "ProductName"),
     (BatteryPath::Manufacturer, "Manufacturer"),
     (BatteryPath::Serial, "Serial"),
@@ -103,13 +112,35 @@ const FIXED: [(BatteryPath, &str); 24] = [
         BatteryPath::UpdateVersionAfter,
         "FirmwareUpdate/VersionAfter",
     ),
+    (
+        BatteryPath::UpdateModuleCount,
+        "FirmwareUpdate/Modules/Count",
+    ),
 ];
+
+/// The prefix of per-module values.
+const MODULES: &str = "FirmwareUpdate/Modules/";
+
+/// A module number of a path: decimal, no leading zero, 1 to [`MAX_MODULE_INDEX`].
+fn module_index(text: &str) -> Option<u16> {
+    if text.is_empty() || text.len() > 3 || text.starts_with('0') {
+        return None;
+    }
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u16>()
+        .ok()
+        .filter(|n| (1..=MAX_MODULE_INDEX).contains(n))
+}
 
 impl BatteryPath {
     /// The path text, e.g. `Dc/0/Voltage`.
     pub fn as_path(&self) -> String {
         match self {
             BatteryPath::Alarm(name) => format!("Alarms/{name}"),
+            BatteryPath::UpdateModuleState(n) => format!("{MODULES}{n}/State"),
+            BatteryPath::UpdateModuleVersion(n) => format!("{MODULES}{n}/Version"),
             fixed => FIXED
                 .iter()
                 .find(|(p, _)| p == fixed)
@@ -119,10 +150,16 @@ impl BatteryPath {
     }
 
     /// The full device path of this value of battery `instance`. Alarm names that are not
-    /// a single path segment of letters, digits and `_` give `None`.
+    /// a single path segment of letters, digits and `_`, and module numbers outside 1 to
+    /// [`MAX_MODULE_INDEX`], give `None`.
     pub fn device_path(&self, instance: u32) -> Option<DevicePath> {
         if let BatteryPath::Alarm(name) = self
             && (name.contains('/') || name.len() > MAX_ALARM_NAME)
+        {
+            return None;
+        }
+        if let BatteryPath::UpdateModuleState(n) | BatteryPath::UpdateModuleVersion(n) = self
+            && !(1..=MAX_MODULE_INDEX).contains(n)
         {
             return None;
         }
@@ -137,6 +174,15 @@ impl BatteryPath {
         let text = path.path();
         if let Some((p, _)) = FIXED.iter().find(|(_, s)| *s == text) {
             return Some((path.instance(), p.clone()));
+        }
+        if let Some(rest) = text.strip_prefix(MODULES) {
+            let (n, field) = rest.split_once('/')?;
+            let n = module_index(n)?;
+            return match field {
+                "State" => Some((path.instance(), BatteryPath::UpdateModuleState(n))),
+                "Version" => Some((path.instance(), BatteryPath::UpdateModuleVersion(n))),
+                _ => None,
+            };
         }
         let name = text.strip_prefix("Alarms/")?;
         if name.is_empty() || name.len() > MAX_ALARM_NAME || name.contains('/') {
@@ -220,6 +266,43 @@ mod tests {
         assert_eq!(BatteryPath::parse(&other), None);
         let solar = DevicePath::new("solarcharger", 1, "Soc").unwrap();
         assert_eq!(BatteryPath::parse(&solar), None);
+    }
+
+    #[test]
+    fn module_paths_carry_their_number_and_refuse_anything_else() {
+        for p in [
+            BatteryPath::UpdateModuleState(3),
+            BatteryPath::UpdateModuleVersion(255),
+            BatteryPath::UpdateModuleCount,
+        ] {
+            let dp = p.device_path(512).unwrap();
+            assert_eq!(BatteryPath::parse(&dp), Some((512, p.clone())));
+        }
+        assert_eq!(
+            BatteryPath::UpdateModuleState(3)
+                .device_path(1)
+                .unwrap()
+                .path(),
+            "FirmwareUpdate/Modules/3/State"
+        );
+        assert!(BatteryPath::UpdateModuleState(0).device_path(1).is_none());
+        assert!(
+            BatteryPath::UpdateModuleVersion(256)
+                .device_path(1)
+                .is_none()
+        );
+        for bad in [
+            "FirmwareUpdate/Modules/0/State",
+            "FirmwareUpdate/Modules/03/State",
+            "FirmwareUpdate/Modules/256/State",
+            "FirmwareUpdate/Modules/1a/State",
+            "FirmwareUpdate/Modules/3/Voltage",
+            "FirmwareUpdate/Modules/3",
+            "FirmwareUpdate/Modules/3/State/x",
+        ] {
+            let dp = DevicePath::new("battery", 1, bad).unwrap();
+            assert_eq!(BatteryPath::parse(&dp), None, "{bad}");
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ use super::watchdog::{Watchdog, WatchdogLimits, Watched};
 use crate::errors::codes;
 use crate::gates::{GateReport, Silence};
 use crate::job::Percent;
-use crate::plugin::{DecodedVersion, SessionPhase, VendorPlugin, VendorSession};
+use crate::plugin::{DecodedVersion, ModuleStatus, SessionPhase, VendorPlugin, VendorSession};
 use bmsfw_plugin_api::{CanFrame, Timestamp};
 use std::collections::VecDeque;
 use std::fmt;
@@ -104,6 +104,8 @@ pub enum DriverEvent {
     Step(Step),
     /// The plugin's resume checkpoint after a progress step (journaled by the engine).
     Checkpoint(Vec<u8>),
+    /// The modules behind the BMS changed (state or version): the plugin's whole list.
+    Modules(Vec<ModuleStatus>),
     /// The session ended; nothing follows.
     Finished(StageOutcome),
 }
@@ -134,6 +136,8 @@ pub struct Stage2 {
     step: Option<Step>,
     progress: (u64, u64),
     percent: Percent,
+    /// The modules as last reported.
+    modules: Vec<ModuleStatus>,
     left_transfer_at: Option<Timestamp>,
     restart_since: Option<Timestamp>,
     /// Since when the budget holds the plugin back, and until when.
@@ -185,6 +189,7 @@ impl Stage2 {
             step: None,
             progress: (0, image_size),
             percent: Percent::ZERO,
+            modules: Vec::new(),
             left_transfer_at: None,
             restart_since: None,
             blocked: None,
@@ -487,12 +492,23 @@ impl Stage2 {
         self.events.push_back(DriverEvent::Step(step));
     }
 
+    /// The modules behind the BMS as the plugin last reported them.
+    pub fn modules(&self) -> &[ModuleStatus] {
+        &self.modules
+    }
+
     /// Reads the session's status and turns its changes into events.
     fn sync(&mut self, now: Timestamp) {
         if !self.session_runs() {
             return;
         }
         let report = self.session.status();
+        // Before the phase: a failed module is reported before the session's failure.
+        if report.modules != self.modules {
+            self.modules = report.modules.clone();
+            self.events
+                .push_back(DriverEvent::Modules(report.modules.clone()));
+        }
         let bytes = (report.bytes_done, report.bytes_total);
         if bytes != self.progress {
             self.progress = bytes;

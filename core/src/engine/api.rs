@@ -183,7 +183,7 @@ fn request_update(shared: &Shared, req: UpdateRequest) -> Result<UploadStatus, E
         tracing::error!(job = %id, error = %e, "could not store the request record");
     }
     if let Some(record) = shared.jobs.get(id) {
-        let _ = shared.updates.send(EngineUpdate::Job(record));
+        let _ = shared.updates.send(EngineUpdate::Job(Box::new(record)));
     }
     let status = status_of(id, &upload);
     if upload.is_complete() {

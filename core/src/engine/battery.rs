@@ -3,8 +3,11 @@
 
 use crate::diagnostics::BatterySnapshot;
 use crate::errors::codes;
-use crate::job::{BatteryIdentity, VersionInfo};
-use crate::plugin::{AllowlistEntry, BatteryMatch, DecodedVersion, VendorPlugin, plugin_battery};
+use crate::job::{BatteryIdentity, ModuleProgress, ModuleState, VersionInfo};
+use crate::plugin::{
+    AllowlistEntry, BatteryMatch, DecodedVersion, ModuleStatus, ModuleUpdateState, VendorPlugin,
+    plugin_battery,
+};
 use crate::telemetry::{BatteryState, Communication, Severity};
 use crate::unix_time::UnixMillis;
 use crate::vrm::{AlarmLevel, AlarmView, BatteryView, Eligibility, Presence};
@@ -139,6 +142,21 @@ pub fn version_info(v: &DecodedVersion) -> VersionInfo {
     VersionInfo {
         raw: v.raw.clone(),
         display: v.display.clone(),
+    }
+}
+
+/// A module of the plugin's report as the job keeps it.
+pub fn module_progress(m: &ModuleStatus) -> ModuleProgress {
+    ModuleProgress {
+        index: m.index,
+        state: match m.state {
+            ModuleUpdateState::Pending => ModuleState::Pending,
+            ModuleUpdateState::Updating => ModuleState::Updating,
+            ModuleUpdateState::Done => ModuleState::Done,
+            ModuleUpdateState::Failed => ModuleState::Failed,
+            ModuleUpdateState::Skipped => ModuleState::Skipped,
+        },
+        version: m.version.as_ref().map(version_info),
     }
 }
 

@@ -318,7 +318,7 @@ impl BusCore {
         );
         if self.last_view.as_ref() != Some(&view) {
             self.last_view = Some(view.clone());
-            let _ = shared.updates.send(EngineUpdate::Battery(view));
+            let _ = shared.updates.send(EngineUpdate::Battery(Box::new(view)));
         }
     }
 
@@ -375,6 +375,9 @@ impl BusCore {
                     active.checkpoint = Some(bytes);
                     continue;
                 }
+                DriverEvent::Modules(modules) => JobChange::Event(JobEvent::ModulesChanged(
+                    modules.iter().map(battery::module_progress).collect(),
+                )),
                 DriverEvent::Step(step) => {
                     // The transfer's last progress goes out before the job moves on.
                     let (done, total) = active.stage2.progress();

@@ -113,7 +113,9 @@ impl JobBook {
         if ends {
             self.forget_request(id);
         }
-        let _ = self.updates.send(EngineUpdate::Job(record.clone()));
+        let _ = self
+            .updates
+            .send(EngineUpdate::Job(Box::new(record.clone())));
         Ok(record)
     }
 

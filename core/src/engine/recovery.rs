@@ -88,7 +88,12 @@ async fn resume(shared: Arc<Shared>, job: JobId, checkpoint: Vec<u8>) {
         let ready = {
             let core = shared.buses[bus].lock();
             core.monitor.battery().is_some_and(|state| {
+                // The plugin is chosen from the manufacturer (0x35E) and 0x35F: the serial
+                // alone, heard first, is not enough to resume with.
+                let heard = state.identity();
                 Some(battery::job_identity(state, &shared.buses[bus].name).serial) == serial
+                    && heard.manufacturer.is_some()
+                    && heard.product_info.is_some()
                     && state.communication(now, shared.config.telemetry_max_age)
                         == Communication::Communicating
             })

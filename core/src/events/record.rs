@@ -1,6 +1,6 @@
 //! One line of the event log.
 
-use crate::job::{BatteryIdentity, JobId, JobState, VersionInfo};
+use crate::job::{BatteryIdentity, JobId, JobState, ModuleState, VersionInfo};
 use crate::staging::Sha256Digest;
 use crate::unix_time::UnixMillis;
 use serde::{Deserialize, Serialize};
@@ -56,6 +56,15 @@ pub enum EventKind {
         /// Complete message.
         message: String,
     },
+    /// A module behind the BMS changed state (packs updated module by module).
+    Module {
+        /// The module's number behind the BMS.
+        index: u16,
+        /// Its new state.
+        state: ModuleState,
+        /// The firmware it runs, when known.
+        version: Option<VersionInfo>,
+    },
     /// The GX restarted and the job carries on.
     Resumed {
         /// The state it resumes in.
@@ -75,6 +84,7 @@ impl EventKind {
             EventKind::TargetVersion { .. } => "target version".to_owned(),
             EventKind::Completed { .. } => "update completed".to_owned(),
             EventKind::Failed { message, .. } => format!("failed: {message}"),
+            EventKind::Module { index, state, .. } => format!("module {index}: {state}"),
             EventKind::Resumed { state, detail } => {
                 format!("resumed {} after GX restart: {detail}", state.label())
             }
@@ -91,6 +101,9 @@ impl EventKind {
                 version_before,
                 version_after,
             } => format!("{} -> {version_after}", show(version_before)),
+            EventKind::Module {
+                version: Some(v), ..
+            } => v.to_string(),
             _ => String::new(),
         }
     }

@@ -2,6 +2,7 @@
 
 use crate::diagnostics::BatterySnapshot;
 use crate::job::identity::VersionInfo;
+use crate::job::modules::ModuleProgress;
 use crate::job::percent::Percent;
 use crate::unix_time::UnixMillis;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,8 @@ pub enum JobEvent {
     RestartStarted,
     /// The engine checks the battery's firmware.
     VerifyStarted,
+    /// The modules behind the BMS changed: the plugin's whole list, module by module.
+    ModulesChanged(Vec<ModuleProgress>),
     /// The battery runs the new firmware; carries the version it reports.
     Completed {
         /// The version the battery reports after the update.
@@ -63,6 +66,8 @@ pub enum JobEventKind {
     RestartStarted,
     /// [`JobEvent::VerifyStarted`].
     VerifyStarted,
+    /// [`JobEvent::ModulesChanged`].
+    ModulesChanged,
     /// [`JobEvent::Completed`].
     Completed,
     /// [`JobEvent::Failed`].
@@ -71,13 +76,14 @@ pub enum JobEventKind {
 
 impl JobEventKind {
     /// Every kind.
-    pub const ALL: [JobEventKind; 8] = [
+    pub const ALL: [JobEventKind; 9] = [
         JobEventKind::UploadProgress,
         JobEventKind::TransferStarted,
         JobEventKind::TransferProgress,
         JobEventKind::InstallStarted,
         JobEventKind::RestartStarted,
         JobEventKind::VerifyStarted,
+        JobEventKind::ModulesChanged,
         JobEventKind::Completed,
         JobEventKind::Failed,
     ];
@@ -99,6 +105,7 @@ impl JobEvent {
             JobEvent::InstallStarted => JobEventKind::InstallStarted,
             JobEvent::RestartStarted => JobEventKind::RestartStarted,
             JobEvent::VerifyStarted => JobEventKind::VerifyStarted,
+            JobEvent::ModulesChanged(_) => JobEventKind::ModulesChanged,
             JobEvent::Completed { .. } => JobEventKind::Completed,
             JobEvent::Failed(_) => JobEventKind::Failed,
         }

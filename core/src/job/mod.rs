@@ -2,6 +2,7 @@
 
 pub mod event;
 pub mod identity;
+pub mod modules;
 pub mod percent;
 pub mod record;
 pub mod state;
@@ -10,6 +11,7 @@ pub mod transition;
 
 pub use event::{JobEvent, JobEventKind, JobFailure};
 pub use identity::{BatteryIdentity, VersionInfo};
+pub use modules::{MAX_MODULES, ModuleProgress, ModuleState};
 pub use percent::Percent;
 pub use record::{CheckpointError, JobId, JobRecord, MAX_CHECKPOINT};
 pub use state::JobState;

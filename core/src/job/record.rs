@@ -3,6 +3,7 @@
 use crate::events::EventKind;
 use crate::job::event::{JobEvent, JobFailure};
 use crate::job::identity::{BatteryIdentity, VersionInfo};
+use crate::job::modules::{MAX_MODULES, ModuleProgress};
 use crate::job::percent::Percent;
 use crate::job::state::JobState;
 use crate::job::transition::{InvalidTransition, transition};
@@ -64,6 +65,10 @@ pub struct JobRecord {
     updated_at: UnixMillis,
     #[serde(with = "hex")]
     checkpoint: Vec<u8>,
+    /// The modules behind the BMS, for packs that update them one by one (empty for
+    /// batteries that update as one; absent in records written before modules were kept).
+    #[serde(default)]
+    modules: Vec<ModuleProgress>,
 }
 
 impl JobRecord {
@@ -88,6 +93,7 @@ impl JobRecord {
             created_at: now,
             updated_at: now,
             checkpoint: Vec::new(),
+            modules: Vec::new(),
         }
     }
 
@@ -135,6 +141,11 @@ impl JobRecord {
     pub fn updated_at(&self) -> UnixMillis {
         self.updated_at
     }
+    /// The modules behind the BMS as last reported, in the plugin's order (empty when the
+    /// battery updates as one).
+    pub fn modules(&self) -> &[ModuleProgress] {
+        &self.modules
+    }
     /// The plugin's opaque resume checkpoint (empty when it gave none).
     pub fn checkpoint(&self) -> &[u8] {
         &self.checkpoint
@@ -165,6 +176,9 @@ impl JobRecord {
         if self.checkpoint.len() > MAX_CHECKPOINT {
             return Err(format!("checkpoint of {} bytes", self.checkpoint.len()));
         }
+        if self.modules.len() > MAX_MODULES {
+            return Err(format!("{} modules", self.modules.len()));
+        }
         match (self.state, &self.failure) {
             (JobState::Failed, None) => Err("failed without a failure".into()),
             (s, Some(_)) if s != JobState::Failed => Err(format!("{s:?} with a failure")),
@@ -174,8 +188,8 @@ impl JobRecord {
 
     /// Applies `event` through the transition table and returns what the event log records
     /// about it: the state change, crossed progress milestones (every
-    /// [`MILESTONE_STEP`] %), the target version, the completion or the failure. A refused
-    /// event changes nothing.
+    /// [`MILESTONE_STEP`] %), the target version, each module whose state changed, the
+    /// completion or the failure. A refused event changes nothing.
     pub fn apply(
         &mut self,
         event: JobEvent,
@@ -209,6 +223,21 @@ impl JobRecord {
                 self.version_target = Some(target);
             }
             JobEvent::InstallStarted | JobEvent::RestartStarted | JobEvent::VerifyStarted => {}
+            JobEvent::ModulesChanged(mut modules) => {
+                modules.truncate(MAX_MODULES);
+                // One log line per module whose state changed (or that is new).
+                for m in &modules {
+                    let before = self.modules.iter().find(|o| o.index == m.index);
+                    if before.is_none_or(|o| o.state != m.state) {
+                        log.push(EventKind::Module {
+                            index: m.index,
+                            state: m.state,
+                            version: m.version.clone(),
+                        });
+                    }
+                }
+                self.modules = modules;
+            }
             JobEvent::Completed { version_after } => {
                 log.push(EventKind::Completed {
                     version_before: self.version_before.clone(),
@@ -338,6 +367,76 @@ mod tests {
         assert_eq!(job.state(), JobState::Completed);
         assert_eq!(job.version_after(), Some(&target));
         assert!(job.validate().is_ok());
+    }
+
+    #[test]
+    fn module_changes_are_kept_and_logged_once_per_state_change() {
+        use crate::job::modules::ModuleState as M;
+        let mut job = sample(1);
+        let target = VersionInfo {
+            raw: vec![0x10, 0x01],
+            display: "v1.10".into(),
+        };
+        job.apply(JobEvent::TransferStarted { target }, UnixMillis(2))
+            .unwrap();
+        let module = |index, state, v: u8| ModuleProgress {
+            index,
+            state,
+            version: Some(VersionInfo {
+                raw: vec![2, v, 1],
+                display: format!("v2.0{v} (build 01)"),
+            }),
+        };
+        let log = job
+            .apply(
+                JobEvent::ModulesChanged(vec![module(1, M::Pending, 3), module(2, M::Pending, 3)]),
+                UnixMillis(3),
+            )
+            .unwrap();
+        assert_eq!(log.len(), 2, "both modules are new: {log:?}");
+        job.apply(JobEvent::InstallStarted, UnixMillis(4)).unwrap();
+        let log = job
+            .apply(
+                JobEvent::ModulesChanged(vec![module(1, M::Done, 4), module(2, M::Updating, 3)]),
+                UnixMillis(5),
+            )
+            .unwrap();
+        assert_eq!(
+            log,
+            vec![
+                EventKind::Module {
+                    index: 1,
+                    state: M::Done,
+                    version: module(1, M::Done, 4).version
+                },
+                EventKind::Module {
+                    index: 2,
+                    state: M::Updating,
+                    version: module(2, M::Updating, 3).version
+                },
+            ]
+        );
+        assert_eq!(job.state(), JobState::Installing, "modules change no state");
+        // The same states again: nothing to log, the record keeps the new versions.
+        let log = job
+            .apply(
+                JobEvent::ModulesChanged(vec![module(1, M::Done, 4), module(2, M::Updating, 4)]),
+                UnixMillis(6),
+            )
+            .unwrap();
+        assert!(log.is_empty());
+        assert_eq!(job.modules()[1].version.as_ref().unwrap().raw, [2, 4, 1]);
+        // A plugin reporting too many is cut, and the record stays valid.
+        let many = (1..=200).map(|i| module(i, M::Pending, 3)).collect();
+        job.apply(JobEvent::ModulesChanged(many), UnixMillis(7))
+            .unwrap();
+        assert_eq!(job.modules().len(), MAX_MODULES);
+        assert!(job.validate().is_ok());
+        // Records written before modules were kept still read.
+        let mut json = serde_json::to_value(sample(2)).unwrap();
+        json.as_object_mut().unwrap().remove("modules");
+        let old: JobRecord = serde_json::from_value(json).unwrap();
+        assert!(old.modules().is_empty());
     }
 
     #[test]

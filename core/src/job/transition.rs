@@ -14,21 +14,27 @@ use JobState as S;
 /// - Installing and Restarting may be skipped: some BMSes apply without a separate step or
 ///   without an observable restart ("normally no downtime");
 /// - Completed is reached only through Verifying: the engine itself confirms the version;
-/// - every state that has not ended can fail; Completed and Failed accept nothing.
+/// - every state that has not ended can fail; Completed and Failed accept nothing;
+/// - the modules behind a BMS report their progress in every state of stage 2, without
+///   changing it.
 pub const TRANSITIONS: &[(JobState, JobEventKind, JobState)] = &[
     (S::Uploading, E::UploadProgress, S::Uploading),
     (S::Uploading, E::TransferStarted, S::Transferring),
     (S::Uploading, E::Failed, S::Failed),
     (S::Transferring, E::TransferProgress, S::Transferring),
+    (S::Transferring, E::ModulesChanged, S::Transferring),
     (S::Transferring, E::InstallStarted, S::Installing),
     (S::Transferring, E::RestartStarted, S::Restarting),
     (S::Transferring, E::VerifyStarted, S::Verifying),
     (S::Transferring, E::Failed, S::Failed),
+    (S::Installing, E::ModulesChanged, S::Installing),
     (S::Installing, E::RestartStarted, S::Restarting),
     (S::Installing, E::VerifyStarted, S::Verifying),
     (S::Installing, E::Failed, S::Failed),
+    (S::Restarting, E::ModulesChanged, S::Restarting),
     (S::Restarting, E::VerifyStarted, S::Verifying),
     (S::Restarting, E::Failed, S::Failed),
+    (S::Verifying, E::ModulesChanged, S::Verifying),
     (S::Verifying, E::Completed, S::Completed),
     (S::Verifying, E::Failed, S::Failed),
 ];
@@ -69,6 +75,10 @@ mod tests {
                 Some(S::Verifying)
             }
             (S::Verifying, E::Completed) => Some(S::Completed),
+            (
+                s @ (S::Transferring | S::Installing | S::Restarting | S::Verifying),
+                E::ModulesChanged,
+            ) => Some(s),
             (s, E::Failed) if !s.is_terminal() => Some(S::Failed),
             _ => None,
         }

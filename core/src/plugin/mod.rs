@@ -25,6 +25,6 @@ pub use loader::{LibraryFile, LoadReport, LoadedPlugin, PluginLoader, ScanError}
 pub use open::LoadMethod;
 pub use refusal::{Refusal, RefusalReason};
 pub use types::{
-    BatteryMatch, DecodedVersion, PackageRejection, PackageSummary, PluginFailure, PluginInfo,
-    SessionPhase, SessionReport,
+    BatteryMatch, DecodedVersion, ModuleStatus, ModuleUpdateState, PackageRejection,
+    PackageSummary, PluginFailure, PluginInfo, SessionPhase, SessionReport,
 };

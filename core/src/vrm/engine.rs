@@ -269,15 +269,16 @@ impl EngineRefusal {
 /// A change the link reports to the portal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineUpdate {
-    /// A battery appeared, or its live state or eligibility changed.
-    Battery(BatteryView),
+    /// A battery appeared, or its live state or eligibility changed (boxed, as a job's
+    /// record: the channel holds many updates, most of them small).
+    Battery(Box<BatteryView>),
     /// A battery left the device list.
     BatteryGone {
         /// Its device instance.
         instance: u32,
     },
     /// A job changed; its record after the change.
-    Job(JobRecord),
+    Job(Box<JobRecord>),
 }
 
 /// Capacity the link expects of the update channel; a receiver that falls further behind

@@ -1011,14 +1011,14 @@ impl Link {
             EngineUpdate::Battery(b) => {
                 let instance = b.instance;
                 let new = !self.batteries.contains_key(&instance);
-                self.batteries.insert(instance, b);
+                self.batteries.insert(instance, *b);
                 self.refresh_battery(instance);
                 if new {
                     self.refresh_system();
                 }
             }
             EngineUpdate::BatteryGone { instance } => self.remove_battery(instance),
-            EngineUpdate::Job(job) => self.on_job(job)?,
+            EngineUpdate::Job(job) => self.on_job(*job)?,
         }
         Ok(())
     }

@@ -2,12 +2,12 @@
 //! the engine's types in their wire form.
 
 use crate::events::{EventKind, EventRecord};
-use crate::job::{JobRecord, JobState, VersionInfo};
+use crate::job::{JobRecord, JobState, ModuleState, VersionInfo};
 use crate::vrm::access::VrmPortalMode;
 use crate::vrm::engine::{BatteryView, Eligibility, Presence};
 use bmsfw_vrm_wire::{
-    BatteryPath, DevicePath, JobState as WireJobState, Notification, PortalId, SystemPath, Topic,
-    WireEvent, WireVersion,
+    BatteryPath, DevicePath, JobState as WireJobState, ModuleState as WireModuleState,
+    Notification, PortalId, SystemPath, Topic, WireEvent, WireVersion,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -22,6 +22,17 @@ pub fn wire_state(state: JobState) -> WireJobState {
         JobState::Verifying => WireJobState::Verifying,
         JobState::Completed => WireJobState::Completed,
         JobState::Failed => WireJobState::Failed,
+    }
+}
+
+/// The wire form of a module's state.
+pub fn wire_module_state(state: ModuleState) -> WireModuleState {
+    match state {
+        ModuleState::Pending => WireModuleState::Pending,
+        ModuleState::Updating => WireModuleState::Updating,
+        ModuleState::Done => WireModuleState::Done,
+        ModuleState::Failed => WireModuleState::Failed,
+        ModuleState::Skipped => WireModuleState::Skipped,
     }
 }
 
@@ -157,6 +168,22 @@ pub fn battery_values(
         BatteryPath::UpdateVersionAfter,
         version_value(job.and_then(JobRecord::version_after)),
     );
+    // Packs whose BMS updates its modules one by one: each module's state and version.
+    let modules = job.map(JobRecord::modules).unwrap_or_default();
+    put(
+        BatteryPath::UpdateModuleCount,
+        opt((!modules.is_empty()).then_some(modules.len())),
+    );
+    for m in modules {
+        put(
+            BatteryPath::UpdateModuleState(m.index),
+            Notification::new(wire_module_state(m.state).name()),
+        );
+        put(
+            BatteryPath::UpdateModuleVersion(m.index),
+            version_value(m.version.as_ref()),
+        );
+    }
     out
 }
 
@@ -303,6 +330,64 @@ mod tests {
         let none = battery_values(&portal, &battery(), None);
         assert_eq!(
             none["N/gx1/battery/512/FirmwareUpdate/State"].encode(),
+            br#"{"value":null}"#
+        );
+    }
+
+    #[test]
+    fn a_pack_publishes_each_module_of_its_latest_job() {
+        use crate::job::{JobEvent, ModuleProgress};
+        let portal = PortalId::new("gx1").unwrap();
+        let mut job = JobRecord::new(
+            JobId(4),
+            battery().identity,
+            UploadAnnouncement::new("pack.crb".into(), 10, 4, Sha256Digest([0; 32])).unwrap(),
+            battery().firmware,
+            UnixMillis(1),
+        );
+        let target = VersionInfo {
+            raw: vec![0x10, 0x01],
+            display: "v1.10".into(),
+        };
+        job.apply(JobEvent::TransferStarted { target }, UnixMillis(2))
+            .unwrap();
+        job.apply(
+            JobEvent::ModulesChanged(vec![
+                ModuleProgress {
+                    index: 1,
+                    state: ModuleState::Done,
+                    version: Some(VersionInfo {
+                        raw: vec![2, 4, 1],
+                        display: "v2.04 (build 01)".into(),
+                    }),
+                },
+                ModuleProgress {
+                    index: 2,
+                    state: ModuleState::Updating,
+                    version: None,
+                },
+            ]),
+            UnixMillis(3),
+        )
+        .unwrap();
+        let v = battery_values(&portal, &battery(), Some(&job));
+        let s = |p: &str| String::from_utf8(v[&format!("N/gx1/battery/512/{p}")].encode()).unwrap();
+        assert_eq!(s("FirmwareUpdate/Modules/Count"), r#"{"value":2}"#);
+        assert_eq!(s("FirmwareUpdate/Modules/1/State"), r#"{"value":"done"}"#);
+        assert_eq!(
+            s("FirmwareUpdate/Modules/1/Version"),
+            r#"{"value":{"display":"v2.04 (build 01)","raw":"020401"}}"#
+        );
+        assert_eq!(
+            s("FirmwareUpdate/Modules/2/State"),
+            r#"{"value":"updating"}"#
+        );
+        assert_eq!(s("FirmwareUpdate/Modules/2/Version"), r#"{"value":null}"#);
+        assert!(!v.contains_key("N/gx1/battery/512/FirmwareUpdate/Modules/3/State"));
+        // A battery that updates as one publishes no modules.
+        let single = battery_values(&portal, &battery(), None);
+        assert_eq!(
+            single["N/gx1/battery/512/FirmwareUpdate/Modules/Count"].encode(),
             br#"{"value":null}"#
         );
     }

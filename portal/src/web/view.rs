@@ -2,10 +2,10 @@
 //! update merged from the GX's values and the portal's own follow-up of the command.
 
 use crate::auth::AccessLevel;
-use crate::model::{Battery, Installation};
+use crate::model::{Battery, Installation, PublishedUpdate};
 use crate::upload::{UploadPhase, UploadStats};
 use crate::vrm::{UpdateView, VrmSnapshot};
-use bmsfw_vrm_wire::{JobState, WireVersion};
+use bmsfw_vrm_wire::{JobState, ModuleState, WireVersion};
 use serde::Serialize;
 
 /// The file an installer uploaded for a battery and has not sent yet.
@@ -17,6 +17,31 @@ pub struct PendingFile {
     pub size: u64,
     /// Its SHA-256.
     pub sha256: String,
+}
+
+/// One module behind a battery's BMS in its latest update.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleJson {
+    /// The module's number.
+    pub index: u16,
+    /// Where it is.
+    pub state: Option<ModuleState>,
+    /// The state's label.
+    pub state_label: Option<&'static str>,
+    /// The firmware it runs.
+    pub version: Option<WireVersion>,
+}
+
+fn modules(p: &PublishedUpdate) -> Vec<ModuleJson> {
+    p.modules
+        .iter()
+        .map(|(&index, m)| ModuleJson {
+            index,
+            state: m.state,
+            state_label: m.state.map(ModuleState::label),
+            version: m.version.clone(),
+        })
+        .collect()
 }
 
 /// A battery's latest update as the browser shows it.
@@ -54,6 +79,8 @@ pub struct UpdateJson {
     pub upload_phase: Option<UploadPhase>,
     /// The upload's counters (updates started here).
     pub upload: Option<UploadStats>,
+    /// The modules behind the BMS, for packs updated module by module (empty otherwise).
+    pub modules: Vec<ModuleJson>,
 }
 
 /// One battery as the browser shows it.
@@ -170,6 +197,11 @@ fn from_tracker(t: &UpdateView, b: &Battery) -> UpdateJson {
             || t.upload_phase == UploadPhase::Failed,
         upload_phase: Some(t.upload_phase),
         upload: Some(t.upload.clone()),
+        modules: if same_job {
+            modules(published)
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -193,6 +225,7 @@ fn from_published(b: &Battery) -> Option<UpdateJson> {
         ended: p.state.is_some_and(JobState::is_terminal),
         upload_phase: None,
         upload: None,
+        modules: modules(p),
     })
 }
 
@@ -251,5 +284,71 @@ pub fn installation_json(inst: &Installation) -> InstallationJson {
         gx_firmware: inst.gx_firmware.clone(),
         last_seen: inst.last_seen,
         batteries: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PublishedModule;
+    use bmsfw_vrm_wire::PortalId;
+
+    #[test]
+    fn the_latest_update_of_a_pack_lists_its_modules_in_order() {
+        let mut inst = Installation::new(PortalId::new("gx1").unwrap(), "Site");
+        let mut b = Battery {
+            instance: 512,
+            ..Battery::default()
+        };
+        b.update.job = Some(7);
+        b.update.state = Some(JobState::Failed);
+        b.update.module_count = Some(2);
+        b.update.modules.insert(
+            2,
+            PublishedModule {
+                state: Some(ModuleState::Failed),
+                version: None,
+            },
+        );
+        b.update.modules.insert(
+            1,
+            PublishedModule {
+                state: Some(ModuleState::Done),
+                version: Some(WireVersion {
+                    raw: "020401".into(),
+                    display: "v2.04 (build 01)".into(),
+                }),
+            },
+        );
+        inst.batteries.insert(512, b.clone());
+        let snap = VrmSnapshot {
+            connected: true,
+            installations: Default::default(),
+            updates: Vec::new(),
+        };
+        let u = latest_update(&snap, &inst, &b).unwrap();
+        let shown: Vec<(u16, Option<&str>, Option<&str>)> = u
+            .modules
+            .iter()
+            .map(|m| {
+                (
+                    m.index,
+                    m.state_label,
+                    m.version.as_ref().map(|v| v.display.as_str()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (1, Some("Updated"), Some("v2.04 (build 01)")),
+                (2, Some("Failed"), None)
+            ]
+        );
+        let json = serde_json::to_value(&u).unwrap();
+        assert_eq!(json["modules"][1]["state"], "failed");
+        // A battery that updates as one shows no modules.
+        b.update.modules.clear();
+        assert!(latest_update(&snap, &inst, &b).unwrap().modules.is_empty());
     }
 }

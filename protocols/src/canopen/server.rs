@@ -277,6 +277,19 @@ impl<D: ObjectDictionary> SdoServer<D> {
         self.channel
     }
 
+    /// Forgets everything a device loses with its RAM (a power cut, a restart): the
+    /// transfer under way, queued responses, pending timers and events. The dictionary is
+    /// kept and is not told ([`ObjectDictionary::abort_write`] is not called): what it
+    /// holds in RAM is for its owner to drop. A client still sending to the old transfer
+    /// gets aborts, as from a device that just booted.
+    pub fn restart(&mut self) {
+        self.transfer = Transfer::Idle;
+        self.busy_until = Timestamp::ZERO;
+        self.deadline = None;
+        self.outbox.clear();
+        self.events.clear();
+    }
+
     /// Changes the block size asked for from the next acknowledgement on (clamped to 1
     /// to 127).
     pub fn set_block_size(&mut self, block_size: u8) {

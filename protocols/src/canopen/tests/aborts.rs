@@ -769,3 +769,46 @@ fn an_empty_acknowledgement_while_data_is_asked_for_resizes_the_sub_block() {
         protocol_failure(Violation::Unexpected(0xA2))
     );
 }
+
+#[test]
+fn a_restarted_server_forgets_its_transfer_and_serves_anew() {
+    let mut server = server(SdoServerConfig::default(), Device::new());
+    let now = Timestamp::ZERO;
+    let request = |data: &[u8; 8]| frame(channel().request, data);
+    // A block download of 100 bytes to the scratch object begins.
+    let initiate = ClientRequest::InitiateBlockDownload {
+        object: SCRATCH,
+        crc: CrcSupport::Supported,
+        size: Some(100),
+    }
+    .encode();
+    server.handle_frame(now, &request(&initiate));
+    assert!(matches!(server.state(), ServerState::Downloading { .. }));
+    server.restart();
+    assert_eq!(server.state(), ServerState::Idle);
+    assert_eq!(
+        server.poll_transmit(now),
+        None,
+        "the queued answer went with the RAM"
+    );
+    assert_eq!(server.poll_timeout(), None);
+    // The client's next segment meets a server with no transfer: an abort.
+    let segment = BlockSegment {
+        sequence: 1,
+        continuation: Continuation::More,
+        data: [0; 7],
+    }
+    .encode();
+    server.handle_frame(now, &request(&segment));
+    let answer = server.poll_transmit(now).unwrap();
+    assert_eq!(answer.data()[0], 0x80);
+    assert!(server.dictionary().scratch.is_empty());
+    // A new read is served.
+    let read = ClientRequest::InitiateUpload {
+        object: SOFTWARE_VERSION,
+    }
+    .encode();
+    server.handle_frame(now, &request(&read));
+    let answer = server.poll_transmit(now).unwrap();
+    assert_eq!(answer.data()[0] & 0xE0, 0x40, "{answer}");
+}

@@ -1,0 +1,198 @@
+//! A pack updated module by module, as the installer sees it in a phone-sized headless
+//! chromium: the portal's progress card lists every module with its state and firmware,
+//! and shows the module that failed. The GX's stage 2 is played as a pack's plugin reports
+//! it. A screenshot is kept under `target/artifacts/`.
+
+mod support;
+#[allow(dead_code)]
+mod webdriver;
+
+use bmsfw_core::job::{JobEvent, JobFailure, ModuleProgress, ModuleState, Percent, VersionInfo};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::Duration;
+use support::*;
+use webdriver::Browser;
+
+const WAIT: Duration = Duration::from_secs(20);
+const CSRF: (&str, &str) = ("X-Requested-With", "bmsfw");
+
+fn module(index: u16, state: ModuleState, minor: u8) -> ModuleProgress {
+    ModuleProgress {
+        index,
+        state,
+        version: Some(VersionInfo {
+            raw: vec![2, minor, 1],
+            display: format!("v2.0{minor} (build 01)"),
+        }),
+    }
+}
+
+/// The rows of the page's module table: (module, state label, firmware).
+async fn rows(b: &mut Browser) -> Value {
+    b.script(
+        "const t = document.getElementById('modules-512');
+         if (!t) return null;
+         return [...t.querySelectorAll('tbody tr')].map((r) =>
+           [...r.querySelectorAll('td')].map((c) => c.textContent));",
+        json!([]),
+    )
+    .await
+}
+
+async fn until_rows(b: &mut Browser, what: &str, expected: Value) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = rows(b).await;
+        if got == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_progress_card_lists_each_module_and_the_one_that_failed() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut gx = Gx::start(&broker.addr(), dir.path());
+    gx.connected().await;
+    let mut staged = gx.staged.take().unwrap();
+    let portal = PortalServer::start(&broker.addr(), 4096).await;
+    let url = portal.url.clone();
+
+    // The installer's browser logs in and shows the device list.
+    let mut b = Browser::start(390, 844).await;
+    b.goto(&url).await;
+    let user = b.wait_for("#username", WAIT).await;
+    b.type_into(&user, INSTALLER.0).await;
+    let password = b.wait_for("#password", WAIT).await;
+    b.type_into(&password, INSTALLER.1).await;
+    b.click_css("#login", WAIT).await;
+    b.wait_for("#dots-512", WAIT).await;
+
+    // The update starts (through the portal's API, as the page would).
+    let c = http();
+    let r = c
+        .post(format!("{url}/api/login"))
+        .header(CSRF.0, CSRF.1)
+        .json(&json!({"username": INSTALLER.0, "password": INSTALLER.1}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let battery = format!("{url}/api/installations/{PORTAL_ID}/batteries/512");
+    let bytes = package(6, 0, 8000, 5);
+    let r = c
+        .post(format!("{battery}/firmware?name=pack-6.0.bin"))
+        .header(CSRF.0, CSRF.1)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = c
+        .post(format!("{battery}/update"))
+        .header(CSRF.0, CSRF.1)
+        .json(&json!({"acknowledgements": ["site_reachable", "backup_capacity", "maintenance_window"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let job = tokio::time::timeout(WAIT, staged.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .job;
+
+    // Stage 2 of a pack of three: module 1 updated, module 2 updating.
+    use ModuleState::*;
+    for event in [
+        JobEvent::ModulesChanged(vec![
+            module(1, Pending, 3),
+            module(2, Pending, 3),
+            module(3, Pending, 3),
+        ]),
+        JobEvent::TransferProgress(Percent::FULL),
+        JobEvent::InstallStarted,
+        JobEvent::ModulesChanged(vec![
+            module(1, Done, 4),
+            module(2, Updating, 3),
+            module(3, Pending, 3),
+        ]),
+    ] {
+        gx.engine.apply(job, event).unwrap();
+    }
+    until_rows(
+        &mut b,
+        "module 2 updating",
+        json!([
+            ["Module 1", "Updated", "v2.04 (build 01) (020401)"],
+            ["Module 2", "Updating", "v2.03 (build 01) (020301)"],
+            ["Module 3", "Waiting", "v2.03 (build 01) (020301)"],
+        ]),
+    )
+    .await;
+    let heading = b.wait_for("#modules-512 h5", WAIT).await;
+    assert_eq!(b.text(&heading).await, "Modules: 1 of 3 up to date");
+
+    // Module 2 fails: the card shows it, and the update's failure with its code.
+    gx.engine
+        .apply(
+            job,
+            JobEvent::ModulesChanged(vec![
+                module(1, Done, 4),
+                module(2, Failed, 3),
+                module(3, Pending, 3),
+            ]),
+        )
+        .unwrap();
+    gx.engine
+        .apply(
+            job,
+            JobEvent::Failed(JobFailure {
+                code: 784,
+                message: "module 2 of 3 failed: it refused its image".into(),
+                at: bmsfw_core::UnixMillis::now(),
+                battery_state: None,
+            }),
+        )
+        .unwrap();
+    until_rows(
+        &mut b,
+        "module 2 failed",
+        json!([
+            ["Module 1", "Updated", "v2.04 (build 01) (020401)"],
+            ["Module 2", "Failed", "v2.03 (build 01) (020301)"],
+            ["Module 3", "Waiting", "v2.03 (build 01) (020301)"],
+        ]),
+    )
+    .await;
+    let result = b.wait_for("#result-512", WAIT).await;
+    let text = b.text(&result).await;
+    assert!(
+        text.contains("error 784") && text.contains("module 2 of 3"),
+        "{text}"
+    );
+    let overflow = b
+        .script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(overflow, 0, "the module table fits the phone's width");
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("artifacts");
+    b.script(
+        "document.getElementById('modules-512').scrollIntoView();",
+        json!([]),
+    )
+    .await;
+    b.screenshot(&shots.join("portal-modules.png")).await;
+}

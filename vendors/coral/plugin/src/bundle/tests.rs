@@ -1,0 +1,306 @@
+use super::*;
+use crate::testing::{
+    Image, bundle, bundle_signed, image_bytes, reader, reader_with, sample_bundle,
+};
+use bmsfw_plugin_api::LocationKind;
+
+fn err(bytes: Vec<u8>) -> PackageError {
+    inspect(&mut reader(bytes)).unwrap_err()
+}
+
+fn at(e: &PackageError) -> u64 {
+    assert_eq!(e.location.kind, LocationKind::BYTE_OFFSET, "{e}");
+    e.location.value
+}
+
+/// Where the images start in the sample bundle: 8 + (8 + 3 x 48) + 64.
+const SAMPLE_IMAGES_AT: u64 = 8 + 152 + 64;
+
+#[test]
+fn a_signed_bundle_is_read_as_documented() {
+    let file = sample_bundle(3000, 1000);
+    assert_eq!(file.len() as u64, SAMPLE_IMAGES_AT + 5000);
+    let (mut r, largest) = reader_with(file.clone(), 4096);
+    let info = inspect(&mut r).unwrap();
+    assert!(*largest.lock().unwrap() <= 64 * 1024);
+    assert_eq!(info.targets.len(), 1);
+    assert_eq!(info.targets[0].manufacturer.as_str(), "CORAL");
+    assert_eq!(info.targets[0].product_code.into_option(), Some(0xC0A1));
+    // The package's version is the one 0x35F will carry: 0x0110 little-endian.
+    assert_eq!(info.version.display.as_str(), "v1.10");
+    assert_eq!(info.version.raw.as_slice(), &[0x10, 0x01]);
+    assert_eq!(info.version.comparable.as_slice(), &[1, 0x10]);
+    assert_eq!(info.image_size, file.len() as u64);
+    assert_eq!(info.image_sha256, sha256(&file));
+    assert_eq!(info.signature, SignatureStatus::VALID);
+    let modules: Vec<(u16, &str, &str, u64)> = info
+        .modules
+        .iter()
+        .map(|m| (m.index, m.kind.as_str(), m.version.display.as_str(), m.size))
+        .collect();
+    assert_eq!(
+        modules,
+        vec![
+            (0, "master, hardware revision 2", "v1.10 (build FF)", 3000),
+            (1, "module, hardware revision 1", "v2.04 (build 01)", 1000),
+            (2, "module, hardware revision 3", "v2.04 (build 07)", 1000),
+        ]
+    );
+    let b = read_bundle(&reader(file.clone())).unwrap();
+    assert_eq!(b.images[1].offset, SAMPLE_IMAGES_AT + 3000);
+    assert_eq!(b.module_image(3).unwrap().entry, 2);
+    assert!(b.module_image(2).is_none());
+    assert_eq!(b.manifest_sha256, sha256(&file[8..160]));
+    assert!(b.key_name.contains("TEST"));
+}
+
+#[test]
+fn a_bad_signature_or_unknown_key_is_refused_at_its_offset() {
+    let mut file = sample_bundle(100, 100);
+    file[160 + 10] ^= 0x01;
+    let e = err(file);
+    assert_eq!(e.code, ErrorCode::SIGNATURE_INVALID);
+    assert_eq!(at(&e), 160);
+    assert!(e.message.contains("TEST key"), "{e}");
+
+    // Signed by a key that is not Coral's, under Coral's key id.
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let images = [Image {
+        target: 0,
+        hw: 2,
+        version: [1, 0x10, 0xFF],
+        bytes: image_bytes(50, 1),
+    }];
+    let e = err(bundle_signed(
+        0xC0A1,
+        [1, 0x10, 0xFF],
+        &images,
+        0x01,
+        &stranger,
+    ));
+    assert_eq!(e.code, ErrorCode::SIGNATURE_INVALID);
+
+    // A key id the plugin does not know.
+    let e = err(bundle_signed(
+        0xC0A1,
+        [1, 0x10, 0xFF],
+        &images,
+        0x02,
+        &stranger,
+    ));
+    assert_eq!(e.code, ErrorCode::SIGNATURE_INVALID);
+    assert_eq!(at(&e), 5);
+    assert!(e.message.contains("0x02"), "{e}");
+
+    // A manifest changed after signing (the version bumped).
+    let mut file = sample_bundle(100, 100);
+    file[8 + 4] = 0x00;
+    let e = err(file);
+    assert_eq!(e.code, ErrorCode::SIGNATURE_INVALID);
+}
+
+#[test]
+fn an_image_swapped_for_another_is_refused_naming_it() {
+    let file = sample_bundle(100, 100);
+    // Swap the two module images (same length): the manifest and signature still verify.
+    let mut swapped = file.clone();
+    let a = SAMPLE_IMAGES_AT as usize + 100;
+    let (first, second) = (file[a..a + 100].to_vec(), file[a + 100..a + 200].to_vec());
+    swapped[a..a + 100].copy_from_slice(&second);
+    swapped[a + 100..a + 200].copy_from_slice(&first);
+    let e = err(swapped);
+    assert_eq!(e.code, ErrorCode::SIGNATURE_INVALID);
+    assert_eq!(at(&e), a as u64);
+    assert!(e.message.contains("image 1"), "{e}");
+    assert!(e.message.contains("hardware revision 1"), "{e}");
+}
+
+#[test]
+fn truncated_and_padded_files_name_where_they_end() {
+    let file = sample_bundle(100, 100);
+    let e = err(file[..file.len() - 1].to_vec());
+    assert_eq!(e.code, ErrorCode::PACKAGE_INVALID);
+    assert_eq!(at(&e), file.len() as u64 - 1);
+    assert!(e.message.contains("truncated"), "{e}");
+    let e = err(file[..100].to_vec());
+    assert_eq!(at(&e), 100);
+    assert!(e.message.contains("manifest"), "{e}");
+    let e = err(file[..200].to_vec());
+    assert!(e.message.contains("signature"), "{e}");
+    let e = err(file[..3].to_vec());
+    assert!(e.message.contains("header"), "{e}");
+    let mut padded = file.clone();
+    padded.push(0xFF);
+    let e = err(padded);
+    assert_eq!(e.code, ErrorCode::PACKAGE_INVALID);
+    assert_eq!(at(&e), file.len() as u64);
+}
+
+#[test]
+fn header_fields_are_checked() {
+    let file = sample_bundle(100, 100);
+    let mut f = file.clone();
+    f[0] = b'X';
+    assert_eq!(at(&err(f)), 0);
+    let mut f = file.clone();
+    f[4] = 2;
+    assert_eq!(at(&err(f)), 4);
+    for bad in [0u16, 8, 8 + 47, 8 + 48 * 18] {
+        let mut f = file.clone();
+        f[6..8].copy_from_slice(&bad.to_le_bytes());
+        let e = err(f);
+        assert_eq!(at(&e), 6, "{bad}: {e}");
+    }
+}
+
+/// Manifests Coral signed but got wrong: each names its field.
+#[test]
+fn signed_but_inconsistent_manifests_are_refused() {
+    let master = |v: [u8; 3]| Image {
+        target: 0,
+        hw: 2,
+        version: v,
+        bytes: image_bytes(10, 1),
+    };
+    let module = |hw: u8| Image {
+        target: 1,
+        hw,
+        version: [2, 0, 0],
+        bytes: image_bytes(10, hw),
+    };
+    let cases: Vec<(Vec<u8>, ErrorCode, u64, &str)> = vec![
+        (
+            bundle(0x1234, [1, 0x10, 0], &[master([1, 0x10, 0])]),
+            ErrorCode::PACKAGE_WRONG_PRODUCT,
+            8,
+            "0x1234",
+        ),
+        (
+            bundle(0xC0A1, [1, 0x10, 0], &[master([1, 0x11, 0])]),
+            ErrorCode::PACKAGE_INVALID,
+            8 + 8 + 2,
+            "the bundle says",
+        ),
+        (
+            bundle(0xC0A1, [1, 0x10, 0], &[module(1)]),
+            ErrorCode::PACKAGE_INVALID,
+            16,
+            "entry 0",
+        ),
+        (
+            bundle(
+                0xC0A1,
+                [1, 0x10, 0],
+                &[master([1, 0x10, 0]), master([1, 0x10, 0])],
+            ),
+            ErrorCode::PACKAGE_INVALID,
+            16 + 48,
+            "entry 0",
+        ),
+        (
+            bundle(
+                0xC0A1,
+                [1, 0x10, 0],
+                &[master([1, 0x10, 0]), module(3), module(3)],
+            ),
+            ErrorCode::PACKAGE_INVALID,
+            16 + 96 + 1,
+            "must increase",
+        ),
+        (
+            bundle(0xC0A1, [1, 0x10, 0], &[master([1, 0x10, 0]), module(0)]),
+            ErrorCode::PACKAGE_INVALID,
+            16 + 48 + 1,
+            "revision 0",
+        ),
+        (
+            bundle(
+                0xC0A1,
+                [1, 0x10, 0],
+                &[Image {
+                    target: 5,
+                    hw: 2,
+                    version: [1, 0x10, 0],
+                    bytes: vec![1],
+                }],
+            ),
+            ErrorCode::PACKAGE_INVALID,
+            16,
+            "target 5",
+        ),
+        (
+            bundle(
+                0xC0A1,
+                [1, 0x10, 0],
+                &[
+                    master([1, 0x10, 0]),
+                    Image {
+                        target: 1,
+                        hw: 1,
+                        version: [2, 0, 0],
+                        bytes: vec![0; 512 * 1024 + 1],
+                    },
+                ],
+            ),
+            ErrorCode::PACKAGE_INVALID,
+            16 + 48 + 8,
+            "524289 bytes",
+        ),
+    ];
+    for (file, code, offset, words) in cases {
+        let e = err(file);
+        assert_eq!((e.code, at(&e)), (code, offset), "{e}");
+        assert!(e.message.contains(words), "{words:?} in {e}");
+    }
+}
+
+#[test]
+fn an_empty_image_is_refused() {
+    let e = err(bundle(
+        0xC0A1,
+        [1, 0x10, 0],
+        &[Image {
+            target: 0,
+            hw: 2,
+            version: [1, 0x10, 0],
+            bytes: Vec::new(),
+        }],
+    ));
+    assert_eq!(at(&e), 16 + 8);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Arbitrary bytes never panic the reader and are never accepted.
+    #[test]
+    fn arbitrary_bytes_are_refused_without_panic(
+        bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+    ) {
+        proptest::prop_assert!(inspect(&mut reader(bytes)).is_err());
+    }
+
+    /// A signed bundle with any one byte changed, anywhere, is refused: the signature
+    /// covers the header and the manifest, the manifest every image.
+    #[test]
+    fn every_changed_byte_of_a_signed_bundle_is_refused(
+        index in 0usize..(SAMPLE_IMAGES_AT as usize + 60),
+        flip in 1u8..=255,
+    ) {
+        let mut file = sample_bundle(20, 20);
+        file[index] ^= flip;
+        let e = inspect(&mut reader(file)).unwrap_err();
+        proptest::prop_assert!(
+            e.code == ErrorCode::SIGNATURE_INVALID || e.code == ErrorCode::PACKAGE_INVALID,
+            "{}", e
+        );
+    }
+
+    /// Truncated anywhere, a bundle is refused with the place it ends.
+    #[test]
+    fn every_truncation_is_refused(cut in 0usize..(SAMPLE_IMAGES_AT as usize + 60)) {
+        let file = sample_bundle(20, 20);
+        let e = inspect(&mut reader(file[..cut].to_vec())).unwrap_err();
+        proptest::prop_assert_eq!(e.code, ErrorCode::PACKAGE_INVALID);
+    }
+}
