@@ -60,7 +60,10 @@ pub struct ConformanceArgs {
 fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     let bytes = hex::decode(s.replace([' ', ':'], "")).map_err(|e| format!("not hex: {e}"))?;
     if bytes.len() > 8 {
-        return Err(format!("a CAN payload holds at most 8 bytes, got {}", bytes.len()));
+        return Err(format!(
+            "a CAN payload holds at most 8 bytes, got {}",
+            bytes.len()
+        ));
     }
     Ok(bytes)
 }
@@ -74,13 +77,13 @@ pub fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
-    let sample = match &args.package {
-        Some(path) => Some(
-            std::fs::read(path)
-                .with_context(|| format!("the sample package {} could not be read", path.display()))?,
-        ),
-        None => None,
-    };
+    let sample =
+        match &args.package {
+            Some(path) => Some(std::fs::read(path).with_context(|| {
+                format!("the sample package {} could not be read", path.display())
+            })?),
+            None => None,
+        };
     let loader = PluginLoader::new(Allowlist::parse(Path::new("(none)"), "")?);
     let file = match loader.read_file(&args.library) {
         Ok(file) => file,

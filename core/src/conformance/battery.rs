@@ -18,7 +18,13 @@ fn firmware_candidates(summary: &PackageSummary) -> Vec<[u8; 2]> {
         out.push([b, c]);
         out.push([c, b]);
     }
-    out.extend([[0x99, 0x99], [0x10, 0x01], [0x01, 0x10], [0x09, 0x09], [0xFF, 0xFF]]);
+    out.extend([
+        [0x99, 0x99],
+        [0x10, 0x01],
+        [0x01, 0x10],
+        [0x09, 0x09],
+        [0xFF, 0xFF],
+    ]);
     out.dedup();
     out
 }
@@ -62,10 +68,9 @@ pub fn plausible_battery(
                         Ok(BatteryMatch::MineNotUpdatable { reason }) => {
                             answers.push(format!("{}: {reason}", target.manufacturer))
                         }
-                        Ok(BatteryMatch::NotMine) => answers.push(format!(
-                            "{}: not its battery",
-                            target.manufacturer
-                        )),
+                        Ok(BatteryMatch::NotMine) => {
+                            answers.push(format!("{}: not its battery", target.manufacturer))
+                        }
                         Err(f) => answers.push(format!("{}: {f}", target.manufacturer)),
                     }
                 }
@@ -78,8 +83,12 @@ pub fn plausible_battery(
 
 /// Identities a hostile or confused bus could produce: empty fields, random and long
 /// strings, random 0x35F payloads, under `manufacturers` (the package's) and random ones.
-pub fn hostile_identities(manufacturers: &[String], seed: u64, count: usize) -> Vec<BatteryIdentity> {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x1D_E471);
+pub fn hostile_identities(
+    manufacturers: &[String],
+    seed: u64,
+    count: usize,
+) -> Vec<BatteryIdentity> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x001D_E471);
     let mut out = vec![BatteryIdentity::new("")];
     for i in 0..count {
         let manufacturer = match manufacturers.get(i % manufacturers.len().max(1)) {

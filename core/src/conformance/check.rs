@@ -55,13 +55,21 @@ impl Check {
     /// What passing the check means, for the report's legend and the documentation.
     pub const fn meaning(self) -> &'static str {
         match self {
-            Check::Load => "the library opens and passes the loader's contract, layout and identity checks",
-            Check::Setup => "the sample package is accepted, a battery matches it and a session starts",
+            Check::Load => {
+                "the library opens and passes the loader's contract, layout and identity checks"
+            }
+            Check::Setup => {
+                "the sample package is accepted, a battery matches it and a session starts"
+            }
             Check::NoPanic => "no entry point panics or breaks the contract (PLUGIN_FAULT)",
             Check::DeclaredIds => "every frame sent is on an identifier the plugin declared",
             Check::BusBudget => "the plugin's own frames stay within the bus budget",
-            Check::TerminalState => "the session ends within the limits of its declared timeouts; an abort ends it Failed (ABORTED)",
-            Check::BadPackages => "every truncated and random package is rejected before anything is sent",
+            Check::TerminalState => {
+                "the session ends within the limits of its declared timeouts; an abort ends it Failed (ABORTED)"
+            }
+            Check::BadPackages => {
+                "every truncated and random package is rejected before anything is sent"
+            }
         }
     }
 }

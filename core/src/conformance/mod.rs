@@ -27,7 +27,7 @@ pub mod run;
 pub use check::{Check, Row, Verdict};
 pub use peer::PeerBehaviour;
 pub use report::{Report, Tally};
-pub use run::{AbortAt, Ending, Observation, RunLimits, SessionFactory};
+pub use run::{AbortAt, BudgetExcess, Ending, Observation, RunLimits, SessionFactory};
 
 use crate::plugin::{
     PackageRead, PackageSummary, PluginFailure, SessionPhase, SessionStart, VendorPlugin,
@@ -118,7 +118,9 @@ fn setup_package(
             report.push(
                 Check::Setup,
                 "sample package",
-                Verdict::Failed(format!("the plugin rejects its own sample package: {rejection}")),
+                Verdict::Failed(format!(
+                    "the plugin rejects its own sample package: {rejection}"
+                )),
             );
             None
         }
@@ -213,7 +215,11 @@ fn setup_session<'a>(
             Some(factory)
         }
         Err(f) if f.code == ErrorCode::PLUGIN_FAULT => {
-            report.push(Check::NoPanic, "session start", Verdict::Failed(f.to_string()));
+            report.push(
+                Check::NoPanic,
+                "session start",
+                Verdict::Failed(f.to_string()),
+            );
             None
         }
         Err(f) => {
@@ -244,30 +250,43 @@ fn check_inputs(
     let manufacturers: Vec<String> = summary
         .map(|s| s.targets.iter().map(|t| t.manufacturer.clone()).collect())
         .unwrap_or_default();
-    let identities = battery::hostile_identities(&manufacturers, config.seed, config.hostile_inputs);
-    let fault = identities.iter().find_map(|b| match plugin.match_battery(b) {
-        Err(f) if f.code == ErrorCode::PLUGIN_FAULT => Some((describe_battery(b), f)),
-        _ => None,
-    });
+    let identities =
+        battery::hostile_identities(&manufacturers, config.seed, config.hostile_inputs);
+    let fault = identities
+        .iter()
+        .find_map(|b| match plugin.match_battery(b) {
+            Err(f) if f.code == ErrorCode::PLUGIN_FAULT => Some((describe_battery(b), f)),
+            _ => None,
+        });
     report.push(
         Check::NoPanic,
         "hostile battery identities",
         match fault {
             Some((b, f)) => Verdict::Failed(format!("match_battery({b}): {f}")),
-            None => Verdict::Passed(format!("match_battery answered {} identities", identities.len())),
+            None => Verdict::Passed(format!(
+                "match_battery answered {} identities",
+                identities.len()
+            )),
         },
     );
     let versions = battery::hostile_versions(config.seed, config.hostile_inputs);
-    let fault = versions.iter().find_map(|v| match plugin.decode_version(v) {
-        Err(f) if f.code == ErrorCode::PLUGIN_FAULT => Some((v, f)),
-        _ => None,
-    });
+    let fault = versions
+        .iter()
+        .find_map(|v| match plugin.decode_version(v) {
+            Err(f) if f.code == ErrorCode::PLUGIN_FAULT => Some((v, f)),
+            _ => None,
+        });
     report.push(
         Check::NoPanic,
         "hostile version bytes",
         match fault {
-            Some((v, f)) => Verdict::Failed(format!("decode_version({}): {f}", hex::encode_upper(v))),
-            None => Verdict::Passed(format!("decode_version answered {} byte strings", versions.len())),
+            Some((v, f)) => {
+                Verdict::Failed(format!("decode_version({}): {f}", hex::encode_upper(v)))
+            }
+            None => Verdict::Passed(format!(
+                "decode_version answered {} byte strings",
+                versions.len()
+            )),
         },
     );
 }
@@ -288,13 +307,29 @@ fn check_packages(
         }
         Some(_) => {
             let why = "the sample package was rejected, so its truncations prove nothing";
-            report.push(Check::NoPanic, "truncated packages", Verdict::Skipped(why.into()));
-            report.push(Check::BadPackages, "truncated packages", Verdict::Skipped(why.into()));
+            report.push(
+                Check::NoPanic,
+                "truncated packages",
+                Verdict::Skipped(why.into()),
+            );
+            report.push(
+                Check::BadPackages,
+                "truncated packages",
+                Verdict::Skipped(why.into()),
+            );
         }
         None => {
             let why = "no sample package (--package) to truncate";
-            report.push(Check::NoPanic, "truncated packages", Verdict::Skipped(why.into()));
-            report.push(Check::BadPackages, "truncated packages", Verdict::Skipped(why.into()));
+            report.push(
+                Check::NoPanic,
+                "truncated packages",
+                Verdict::Skipped(why.into()),
+            );
+            report.push(
+                Check::BadPackages,
+                "truncated packages",
+                Verdict::Skipped(why.into()),
+            );
         }
     }
 }
@@ -382,10 +417,15 @@ fn check_sessions(
     report: &mut Report,
 ) {
     let mut phases: Vec<(SessionPhase, PeerBehaviour)> = Vec::new();
+    // The aborts run with the first peer under which the session sends at all.
+    let mut talking: Option<PeerBehaviour> = None;
     let seed_of = |i: usize| config.seed.wrapping_add(0x9E37_79B9 * (i as u64 + 1));
     for (i, behaviour) in PeerBehaviour::ALL.into_iter().enumerate() {
         let obs = run::run_scenario(plugin, factory, behaviour, None, seed_of(i), config.limits);
         if let Ok(obs) = &obs {
+            if obs.frames_sent > 0 && talking.is_none() {
+                talking = Some(behaviour);
+            }
             for p in &obs.phases {
                 if !p.is_final()
                     && *p != SessionPhase::Transferring
@@ -397,10 +437,11 @@ fn check_sessions(
         }
         scenario_rows(plugin, behaviour.scenario(), None, obs, config, report);
     }
+    let peer = talking.unwrap_or(PeerBehaviour::Silence);
     let mut aborts: Vec<(AbortAt, PeerBehaviour)> = vec![
-        (AbortAt::Start, PeerBehaviour::Silence),
-        (AbortAt::FirstFrame, PeerBehaviour::Silence),
-        (AbortAt::Waiting, PeerBehaviour::Silence),
+        (AbortAt::Start, peer),
+        (AbortAt::FirstFrame, peer),
+        (AbortAt::Waiting, peer),
     ];
     aborts.extend(phases.iter().map(|(p, b)| (AbortAt::Phase(*p), *b)));
     for (abort, behaviour) in aborts {
@@ -408,10 +449,22 @@ fn check_sessions(
             .iter()
             .position(|b| *b == behaviour)
             .unwrap_or(0);
-        let obs = run::run_scenario(plugin, factory, behaviour, Some(abort), seed_of(i), config.limits);
+        let obs = run::run_scenario(
+            plugin,
+            factory,
+            behaviour,
+            Some(abort),
+            seed_of(i),
+            config.limits,
+        );
         let name = match abort {
-            AbortAt::Phase(_) => format!("{} (reached with {})", abort.describe(), behaviour.scenario()),
-            _ => abort.describe(),
+            AbortAt::Phase(_) => format!(
+                "{} (reached with {})",
+                abort.describe(),
+                behaviour.scenario()
+            ),
+            AbortAt::Start => abort.describe(),
+            _ => format!("{} ({})", abort.describe(), behaviour.scenario()),
         };
         scenario_rows(plugin, &name, Some(abort), obs, config, report);
     }
@@ -434,7 +487,10 @@ fn ranges(r: &[CanIdRange]) -> String {
     if r.is_empty() {
         return "none".into();
     }
-    r.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
+    r.iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn scenario_rows(
@@ -495,11 +551,13 @@ fn scenario_rows(
             (Some(n), _) => Verdict::Failed(format!(
                 "handed out more than {n} frames in one go, without waiting for anything"
             )),
-            (None, Some((at, pct))) => Verdict::Failed(format!(
-                "its frames took {pct:.1} % of the bus in the {:.0} ms window ending at \
-                 {:.3} s; the budget is {} %",
+            (None, Some(excess)) => Verdict::Failed(format!(
+                "its frames took {} bits in the {:.0} ms window ending at {:.3} s, over the \
+                 {} bits of the budget (the budget is {} % of the bus)",
+                excess.bits,
                 budget.window.as_secs_f64() * 1000.0,
-                at.as_secs_f64(),
+                excess.at.as_secs_f64(),
+                excess.limit,
                 budget.percent
             )),
             (None, None) => Verdict::Passed(format!(
@@ -518,8 +576,9 @@ fn scenario_rows(
                 None => format!("{:?}", r.phase),
             };
             match abort {
-                Some(a) if !obs.aborted => Verdict::Passed(format!(
-                    "ended {how} after {:.3} s, before the {} point came",
+                Some(a) if !obs.aborted => Verdict::Skipped(format!(
+                    "the abort was not made: the session ended {how} after {:.3} s, before \
+                     the point of the {}",
                     after.as_secs_f64(),
                     a.describe()
                 )),

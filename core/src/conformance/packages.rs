@@ -21,7 +21,11 @@ pub fn truncated(sample: &[u8], seed: u64) -> Vec<BadPackage> {
     let len = sample.len();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x7255_4E43);
     let mut cuts: Vec<usize> = vec![0, 1, len / 4, len / 2, len * 3 / 4];
-    cuts.extend([1usize, 2, 16, 64].iter().filter_map(|k| len.checked_sub(*k)));
+    cuts.extend(
+        [1usize, 2, 16, 64]
+            .iter()
+            .filter_map(|k| len.checked_sub(*k)),
+    );
     if len > 1 {
         cuts.extend((0..4).map(|_| rng.random_range(1..len)));
     }
@@ -40,7 +44,7 @@ pub fn truncated(sample: &[u8], seed: u64) -> Vec<BadPackage> {
 /// sample's first bytes (its header: up to 64 bytes, at most half of it) followed by
 /// random bytes, so that a format check alone does not reject them.
 pub fn random(sample: Option<&[u8]>, seed: u64) -> Vec<BadPackage> {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x52_414E_44);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5241_4E44);
     let mut out = Vec::new();
     let mut lengths = vec![1usize, 8, 64, 512, 4096];
     if let Some(s) = sample {
@@ -86,7 +90,10 @@ mod tests {
         );
         assert!(cuts.iter().any(|p| p.bytes.is_empty()));
         text.clear();
-        assert!(truncated(&text, 3).is_empty(), "nothing to cut from an empty file");
+        assert!(
+            truncated(&text, 3).is_empty(),
+            "nothing to cut from an empty file"
+        );
     }
 
     #[test]
@@ -98,6 +105,10 @@ mod tests {
         assert_eq!(&headed.bytes[..64], &sample[..64]);
         assert_ne!(headed.bytes, sample);
         assert_eq!(random(None, 9).len(), 5);
-        assert_eq!(random(None, 9), random(None, 9), "reproducible from the seed");
+        assert_eq!(
+            random(None, 9),
+            random(None, 9),
+            "reproducible from the seed"
+        );
     }
 }

@@ -55,11 +55,17 @@ impl PeerBehaviour {
         }
     }
 
-    fn noise(self) -> Option<NoiseKind> {
+    /// The unsolicited frames of the peer. The peers that derive their answers from the
+    /// plugin's frames speak first, until the plugin has said something: a plugin that
+    /// waits for the BMS to announce itself is otherwise never answered.
+    fn noise(self, heard: bool) -> Option<NoiseKind> {
         match self {
+            PeerBehaviour::Silence => None,
             PeerBehaviour::Garbage => Some(NoiseKind::Any),
             PeerBehaviour::TruncatedFrames => Some(NoiseKind::Short),
-            _ => None,
+            PeerBehaviour::Duplicated | PeerBehaviour::Reordered | PeerBehaviour::Fuzzed => {
+                (!heard).then_some(NoiseKind::Any)
+            }
         }
     }
 }
@@ -88,6 +94,8 @@ pub(crate) struct Peer {
     /// The derived replies to the plugin's previous frame.
     previous: Vec<CanFrame>,
     next_noise: Option<Timestamp>,
+    /// Whether the plugin has sent anything yet.
+    heard: bool,
 }
 
 impl Peer {
@@ -106,8 +114,9 @@ impl Peer {
             receives: receives.to_vec(),
             previous: Vec::new(),
             next_noise: None,
+            heard: false,
         };
-        if behaviour.noise().is_some() && !receives.is_empty() {
+        if behaviour != PeerBehaviour::Silence && !receives.is_empty() {
             peer.next_noise = Some(peer.after_gap(start));
         }
         peer
@@ -123,15 +132,34 @@ impl Peer {
         self.next_noise
     }
 
-    /// The unsolicited frame due at `now`, if any; schedules the next one.
-    pub(crate) fn take_noise(&mut self, now: Timestamp) -> Option<CanFrame> {
-        let due = self.next_noise.filter(|t| *t <= now)?;
+    /// Tells the peer the plugin sent a frame.
+    pub(crate) fn heard_plugin(&mut self) {
+        self.heard = true;
+        if self.behaviour.noise(true).is_none() {
+            self.next_noise = None;
+        }
+    }
+
+    /// The unsolicited frames due at `now` (one, twice when the peer duplicates);
+    /// schedules the next one.
+    pub(crate) fn take_noise(&mut self, now: Timestamp) -> Vec<CanFrame> {
+        let Some(due) = self.next_noise.filter(|t| *t <= now) else {
+            return Vec::new();
+        };
+        let Some(kind) = self.behaviour.noise(self.heard) else {
+            self.next_noise = None;
+            return Vec::new();
+        };
         self.next_noise = Some(self.after_gap(due.max(now)));
-        let max = match self.behaviour.noise()? {
+        let max = match kind {
             NoiseKind::Any => 8,
             NoiseKind::Short => 2,
         };
-        self.random_frame(max)
+        let frame = self.random_frame(max);
+        match self.behaviour {
+            PeerBehaviour::Duplicated => frame.into_iter().flat_map(|f| [f, f]).collect(),
+            _ => frame.into_iter().collect(),
+        }
     }
 
     /// A random identifier of the receive ranges.
@@ -154,24 +182,22 @@ impl Peer {
         CanFrame::new(id, &data[..len])
     }
 
-    /// The receive identifier that answers `id`: the same offset in a receive range as
-    /// long as the send range holding `id` (0x601 -> 0x581 for SDO, 0x7E0 -> 0x7E8),
-    /// else a random receive identifier.
+    /// The receive identifier that answers `id`: the same offset in the receive range as
+    /// long as the send range holding `id` and nearest to it (0x605 -> 0x585 for SDO,
+    /// 0x7E0 -> 0x7E8), else a random receive identifier.
     fn answer_id(&mut self, id: CanId) -> Option<CanId> {
         if let Some(sent) = self.sends.iter().find(|r| r.contains(id)) {
             let width = sent.last().raw() - sent.first().raw();
             let offset = id.raw() - sent.first().raw();
-            let same: Vec<CanIdRange> = self
+            let paired = self
                 .receives
                 .iter()
                 .filter(|r| {
                     r.first().is_extended() == id.is_extended()
                         && r.last().raw() - r.first().raw() == width
                 })
-                .copied()
-                .collect();
-            if !same.is_empty() {
-                let r = same[self.rng.random_range(0..same.len())];
+                .min_by_key(|r| r.first().raw().abs_diff(sent.first().raw()));
+            if let Some(r) = paired {
                 return id_like(r.first(), r.first().raw() + offset);
             }
         }
@@ -214,7 +240,11 @@ impl Peer {
 
     /// The peer's answer to the plugin's `frame`, whose last bit left the bus at `end`:
     /// frames with the time each is to be received.
-    pub(crate) fn answer(&mut self, end: Timestamp, frame: &CanFrame) -> Vec<(Timestamp, CanFrame)> {
+    pub(crate) fn answer(
+        &mut self,
+        end: Timestamp,
+        frame: &CanFrame,
+    ) -> Vec<(Timestamp, CanFrame)> {
         let replies: Vec<CanFrame> = match self.behaviour {
             PeerBehaviour::Silence => Vec::new(),
             PeerBehaviour::Garbage => {
@@ -278,7 +308,13 @@ mod tests {
         let sdo_tx = CanIdRange::new(std_id(0x601), std_id(0x67F)).unwrap();
         let sdo_rx = CanIdRange::new(std_id(0x581), std_id(0x5FF)).unwrap();
         let beat = CanIdRange::new(std_id(0x701), std_id(0x77F)).unwrap();
-        Peer::new(behaviour, seed, &[sdo_tx], &[sdo_rx, beat], Timestamp::from_micros(0))
+        Peer::new(
+            behaviour,
+            seed,
+            &[sdo_tx],
+            &[sdo_rx, beat],
+            Timestamp::from_micros(0),
+        )
     }
 
     #[test]
@@ -302,10 +338,14 @@ mod tests {
         let b = CanFrame::new(std_id(0x601), &[3, 4]).unwrap();
         let first = p.answer(Timestamp::from_micros(0), &a);
         let second = p.answer(Timestamp::from_micros(5000), &b);
-        assert_eq!(first.last().unwrap().1.data(), &[1, 2], "the echo comes last");
+        assert_eq!(
+            first.last().unwrap().1.data(),
+            &[1, 2],
+            "the echo comes last"
+        );
         assert_eq!(second.len(), 6);
         assert_eq!(second[2].1.data(), &[3, 4]);
-        assert_eq!(second[3].1, first[0].1, "then the previous answer again");
+        assert_eq!(second[3].1, first[2].1, "then the previous answer again");
     }
 
     proptest::proptest! {

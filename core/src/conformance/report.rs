@@ -122,21 +122,31 @@ mod tests {
     fn a_skip_is_not_a_pass_and_a_failure_fails_the_report() {
         let mut r = Report::default();
         r.push(Check::NoPanic, "silence", Verdict::Passed("ok".into()));
-        r.push(Check::BadPackages, "truncated packages", Verdict::Skipped("no package".into()));
+        r.push(
+            Check::BadPackages,
+            "truncated packages",
+            Verdict::Skipped("no package".into()),
+        );
         assert!(r.passed());
         let t = r.tally();
         assert_eq!((t.passed, t.failed, t.skipped), (1, 0, 1));
         let table = r.table();
         assert!(table.contains("SKIP"), "{table}");
         assert!(table.contains("skipped checks did not run"), "{table}");
-        r.push(Check::DeclaredIds, "garbage frames", Verdict::Failed("sent 351".into()));
+        r.push(
+            Check::DeclaredIds,
+            "garbage frames",
+            Verdict::Failed("sent 351".into()),
+        );
         assert!(!r.passed());
         let table = r.table();
         let line = table
             .lines()
             .find(|l| l.starts_with("declared-ids"))
             .expect("a row for the failed check");
-        assert!(line.contains("garbage frames") && line.contains("FAIL") && line.contains("sent 351"));
+        assert!(
+            line.contains("garbage frames") && line.contains("FAIL") && line.contains("sent 351")
+        );
         assert!(table.contains("DOES NOT CONFORM"));
     }
 }

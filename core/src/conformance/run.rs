@@ -29,7 +29,8 @@ pub enum AbortAt {
     Start,
     /// Once its first frame has left the wire.
     FirstFrame,
-    /// Half the declared transfer response time after its first frame: while it waits.
+    /// Halfway between its first frame and the deadline it then asked for: while it
+    /// waits for an answer.
     Waiting,
     /// As soon as it reports this phase.
     Phase(SessionPhase),
@@ -127,8 +128,8 @@ pub struct Observation {
     pub frames_sent: u64,
     /// The highest share of the bus the plugin's own frames took in one window, percent.
     pub peak_load_percent: f64,
-    /// The first window above the budget: (end of the window, percent).
-    pub budget_exceeded: Option<(Duration, f64)>,
+    /// The first window above the budget.
+    pub budget_exceeded: Option<BudgetExcess>,
     /// A drain that never ended (more than the limit of frames at once).
     pub flood: Option<usize>,
     /// Phases the session reported, in order of first appearance.
@@ -137,6 +138,17 @@ pub struct Observation {
     pub aborted: bool,
     /// How it ended.
     pub ending: Ending,
+}
+
+/// The first window in which the plugin's frames took more than the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetExcess {
+    /// The window's end, from the start of the run.
+    pub at: Duration,
+    /// Bits of the plugin's frames in the window.
+    pub bits: u64,
+    /// Bits the budget allows in a window.
+    pub limit: u64,
 }
 
 /// What a scenario needs to start sessions.
@@ -162,6 +174,8 @@ struct Runner<'a> {
     seq: u64,
     now: Timestamp,
     first_frame_end: Option<Timestamp>,
+    /// The session's deadline right after its first frame.
+    first_deadline: Option<Timestamp>,
     abort: Option<AbortAt>,
     aborted_at: Option<Timestamp>,
     steps: u64,
@@ -198,6 +212,7 @@ pub fn run_scenario(
         seq: 0,
         now: T0,
         first_frame_end: None,
+        first_deadline: None,
         abort,
         aborted_at: None,
         steps: 0,
@@ -284,16 +299,21 @@ impl Runner<'_> {
             let end = self.meter.record_sent(self.now, &frame);
             self.obs.frames_sent += 1;
             let used = self.meter.bits_in_window(end);
-            let capacity =
-                u64::from(self.meter.bitrate()) * self.meter.window().as_micros() as u64 / 1_000_000;
+            let capacity = u64::from(self.meter.bitrate()) * self.meter.window().as_micros() as u64
+                / 1_000_000;
             let pct = used as f64 * 100.0 / capacity.max(1) as f64;
             self.obs.peak_load_percent = self.obs.peak_load_percent.max(pct);
             if used > self.meter.limit_bits() && self.obs.budget_exceeded.is_none() {
-                self.obs.budget_exceeded = Some((end.saturating_duration_since(T0), pct));
+                self.obs.budget_exceeded = Some(BudgetExcess {
+                    at: end.saturating_duration_since(T0),
+                    bits: used,
+                    limit: self.meter.limit_bits(),
+                });
             }
             if self.first_frame_end.is_none() {
                 self.first_frame_end = Some(end);
             }
+            self.peer.heard_plugin();
             for (at, reply) in self.peer.answer(end, &frame) {
                 self.seq += 1;
                 self.inbox.insert((at, self.seq), reply);
@@ -315,17 +335,24 @@ impl Runner<'_> {
             });
         }
         self.drain();
+        if self.first_frame_end.is_some() && self.first_deadline.is_none() {
+            self.first_deadline = Some(
+                self.session
+                    .poll_timeout()
+                    .unwrap_or(self.now + self.plugin.info().timeouts.transfer_response()),
+            );
+        }
         if let Some(n) = self.obs.flood {
             return Some(Ending::Stopped {
                 why: format!("the plugin handed out more than {n} frames at once"),
             });
         }
-        if let Some((at, pct)) = self.obs.budget_exceeded {
+        if let Some(excess) = self.obs.budget_exceeded {
             return Some(Ending::Stopped {
                 why: format!(
-                    "stopped at {:.3} s when the plugin's own traffic exceeded the bus \
-                     budget ({pct:.1} %)",
-                    at.as_secs_f64()
+                    "the run stopped at {:.3} s, when the plugin's own traffic exceeded the \
+                     bus budget",
+                    excess.at.as_secs_f64()
                 ),
             });
         }
@@ -387,8 +414,8 @@ impl Runner<'_> {
         match self.abort? {
             AbortAt::FirstFrame => Some(first),
             AbortAt::Waiting => {
-                let half = self.plugin.info().timeouts.transfer_response() / 2;
-                Some(first + half)
+                let deadline = self.first_deadline?.max(first);
+                Some(first + deadline.saturating_duration_since(first) / 2)
             }
             AbortAt::Start | AbortAt::Phase(_) => None,
         }
@@ -428,12 +455,12 @@ impl Runner<'_> {
                 }
             }
         }
-        if let Some(frame) = self.peer.take_noise(now)
-            && self.plugin.info().wants(frame.id())
-        {
-            self.session.handle_frame(now, &frame);
-            if let Some(end) = self.settle() {
-                return Some(end);
+        for frame in self.peer.take_noise(now) {
+            if self.plugin.info().wants(frame.id()) {
+                self.session.handle_frame(now, &frame);
+                if let Some(end) = self.settle() {
+                    return Some(end);
+                }
             }
         }
         if self.session.poll_timeout().is_some_and(|t| t <= now) {
