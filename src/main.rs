@@ -25,6 +25,8 @@ enum Command {
     /// run the conformance checks.
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
+    /// Run the GX daemon of a gx.toml: plugins, batteries, updates, the VRM link.
+    Gx(cli::gx::GxArgs),
     /// Run the portal (the VRM stand-in): web UI, HTTP API, MQTT towards the GX devices.
     Portal(cli::portal::PortalArgs),
 }
@@ -46,6 +48,9 @@ fn main() -> anyhow::Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS),
         Command::History(args) => cli::history::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Plugin(command) => cli::plugin::run(command),
+        Command::Gx(args) => server_runtime()?
+            .block_on(cli::gx::run(args))
+            .map(|()| ExitCode::SUCCESS),
         Command::Portal(args) => server_runtime()?
             .block_on(cli::portal::run(args))
             .map(|()| ExitCode::SUCCESS),

@@ -3,6 +3,7 @@
 pub mod capture;
 pub mod conformance;
 pub mod devices;
+pub mod gx;
 pub mod history;
 mod listen;
 pub mod plugin;
