@@ -21,7 +21,8 @@ enum Command {
     Capture(cli::capture::CaptureArgs),
     /// Print the update history and event log kept in a GX state directory.
     History(cli::history::Args),
-    /// Vendor plugins: check a library against the allowlist, list the plugin directory.
+    /// Vendor plugins: check a library against the allowlist, list the plugin directory,
+    /// run the conformance checks.
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
     /// Run the GX daemon of a gx.toml: plugins, batteries, updates, the VRM link.

@@ -1,6 +1,7 @@
 //! The subcommands of the `bmsfw` binary, one module each.
 
 pub mod capture;
+pub mod conformance;
 pub mod demo;
 pub mod devices;
 pub mod gx;
