@@ -119,6 +119,16 @@ fn boreal_conforms() {
 }
 
 #[test]
+fn the_vendor_template_conforms() {
+    use template_sim::package::{PackageSpec, build};
+    assert_conforms(
+        "template",
+        &build(&PackageSpec::new(0xAC10, [1, 12], 20_000, 7)),
+        "acme.acfw",
+    );
+}
+
+#[test]
 fn coral_conforms() {
     use coral_sim::bundle::{BundleSpec, build};
     let bundle = build(
