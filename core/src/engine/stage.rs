@@ -16,6 +16,7 @@ use crate::staging::{StagedPackage, StagingError, Upload};
 use crate::unix_time::UnixMillis;
 use crate::vrm::EngineRefusal;
 use bmsfw_plugin_api::SessionOptions;
+use bmsfw_plugin_api::abi_stable::std_types::{ROption, RVec};
 use std::sync::Arc;
 
 /// A package that passed stage 1, with its plugin's complete answer.
@@ -172,7 +173,10 @@ pub(crate) fn start_session(
         .start_session(SessionStart {
             battery: plugin_battery(&heard),
             package: Arc::new(package),
-            options: SessionOptions::default(),
+            options: SessionOptions {
+                node_id: ROption::RNone,
+                modules: RVec::from(job.targets().ids().to_vec()),
+            },
             resume,
         })
         .map_err(|f| EngineRefusal::new(f.code.get(), f.message))?;
@@ -181,12 +185,19 @@ pub(crate) fn start_session(
         session,
         p.plugin.clone(),
         prepared.target().clone(),
+        job.targets().clone(),
         prepared.summary.image_size,
         bus.bitrate,
         shared.config.stage2,
         now,
     );
-    tracing::info!(job = %job.id(), bus = %bus.name, limits = ?stage2.limits(), "stage 2 started");
+    tracing::info!(
+        job = %job.id(),
+        bus = %bus.name,
+        targets = %job.targets(),
+        limits = ?stage2.limits(),
+        "stage 2 started"
+    );
     core.active = Some(Active::new(job.id(), stage2, gates));
     bus.wake.notify_one();
     Ok(())
