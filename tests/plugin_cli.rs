@@ -182,7 +182,7 @@ compliance = {{ status = "passed", date = 2025-01-03 }}
     let text = stdout(&out);
     assert!(
         text.contains(&format!(
-            "libalpha.so: loaded com.example.alpha 1.2.0 (contract 1.0), sha256 {}",
+            "libalpha.so: loaded com.example.alpha 1.2.0 (contract 1.1), sha256 {}",
             hash(&alpha)
         )),
         "{text}"

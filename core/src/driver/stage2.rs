@@ -13,6 +13,10 @@
 //!   most of the stall);
 //! - aborts the session through the plugin when a gate turns red, and fails with that
 //!   gate's code;
+//! - when the installer accepts only a newer version and 0x35F could not tell (it shows
+//!   no build, the package has one: [`NewerCheck::AgainstRunning`]), stops the session
+//!   with 731 unless the version the plugin reads from the battery is older than the
+//!   package's, or when the plugin has not said by the time the transfer moves;
 //! - after the plugin reports the update done, confirms it from what is true (below).
 //!
 //! # Confirmation
@@ -145,6 +149,18 @@ enum State {
     Finished,
 }
 
+/// Whether the driver must still find out that the package is newer than what the battery
+/// runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NewerCheck {
+    /// Decided already (by the gates, or the installer allows any version).
+    NotNeeded,
+    /// 0x35F shows the installed version less precisely than the package's (no build):
+    /// the version the plugin reads from the battery must be older, and be reported before
+    /// the session reports any byte acknowledged or leaves Transferring.
+    AgainstRunning,
+}
+
 /// What a 0x35F after the update must show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
@@ -160,6 +176,7 @@ pub struct Stage2 {
     plugin: Arc<dyn VendorPlugin>,
     target: DecodedVersion,
     targets: UpdateTargets,
+    newer: NewerCheck,
     config: Stage2Config,
     state: State,
     watchdog: Watchdog,
@@ -216,6 +233,7 @@ impl Stage2 {
             plugin,
             target,
             targets,
+            newer: NewerCheck::NotNeeded,
             config,
             state: State::Running,
             watchdog: Watchdog::new(limits, now),
@@ -233,6 +251,12 @@ impl Stage2 {
         };
         driver.sync(now);
         driver
+    }
+
+    /// The driver with `check` of the package against the battery's own version.
+    pub fn with_newer_check(mut self, check: NewerCheck) -> Stage2 {
+        self.newer = check;
+        self
     }
 
     /// The watchdog's limits.
@@ -586,9 +610,55 @@ impl Stage2 {
         })
     }
 
+    /// [`NewerCheck::AgainstRunning`]: whether the plugin's reading of the battery shows
+    /// the package newer; stops the session if not (true when it was stopped).
+    fn check_newer(&mut self, now: Timestamp) -> bool {
+        if self.newer != NewerCheck::AgainstRunning || self.state != State::Running {
+            return false;
+        }
+        let message = match self.session.running_version() {
+            Some(running) => match self.target.order_against(&running) {
+                VersionOrder::Newer => {
+                    tracing::info!(
+                        running = %running.display,
+                        target = %self.target.display,
+                        "the battery's own version shows the package newer"
+                    );
+                    self.newer = NewerCheck::NotNeeded;
+                    return false;
+                }
+                _ => format!(
+                    "version choice: the battery runs {} [{}] (read by its plugin; 0x35F does \
+                     not show it whole), the package is {} [{}]: not newer. To install it \
+                     anyway, allow a reinstall or downgrade",
+                    running.display,
+                    hex::encode_upper(&running.raw),
+                    self.target.display,
+                    hex::encode_upper(&self.target.raw)
+                ),
+            },
+            None => {
+                let report = self.session.status();
+                if report.bytes_done == 0 && report.phase == SessionPhase::Transferring {
+                    return false;
+                }
+                format!(
+                    "version choice: the plugin {} did not report the version the battery \
+                     runs before the transfer began, and 0x35F does not show it whole: \
+                     whether {} is newer is unknown. To install it anyway, allow a \
+                     reinstall or downgrade",
+                    self.plugin.info().vendor_id,
+                    self.target.display
+                )
+            }
+        };
+        self.abort(now, codes::GATE_VERSION_NOT_NEWER, message);
+        true
+    }
+
     /// Reads the session's status and turns its changes into events.
     fn sync(&mut self, now: Timestamp) {
-        if !self.session_runs() {
+        if !self.session_runs() || self.check_newer(now) {
             return;
         }
         let report = self.session.status();

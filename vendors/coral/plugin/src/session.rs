@@ -26,8 +26,8 @@ use crate::protocol::{
 use crate::transfer::{Outgoing, Sender, SenderStats, TransferError};
 use crate::version::Version24;
 use bmsfw_plugin_api::{
-    AbortReason, CanFrame, ErrorCode, Failure, ModuleProgress, ModuleState, PackageReader, Phase,
-    SessionRequest, SessionStatus, Timestamp,
+    AbortReason, CanFrame, ErrorCode, Failure, FirmwareVersion, ModuleProgress, ModuleState,
+    PackageReader, Phase, SessionRequest, SessionStatus, Timestamp,
 };
 use exchange::{Exchange, Expiry};
 use std::collections::VecDeque;
@@ -857,6 +857,11 @@ impl bmsfw_plugin_api::Session for CoralSession {
         self.current_checkpoint()
             .map(|c| c.to_bytes())
             .unwrap_or_default()
+    }
+
+    /// The master's firmware with its build, from HELLO: known before anything is erased.
+    fn running_version(&self) -> Option<FirmwareVersion> {
+        self.hello.map(|h| h.firmware.firmware_version())
     }
 }
 
