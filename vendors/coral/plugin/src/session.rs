@@ -515,7 +515,10 @@ impl CoralSession {
         if let Some(&m) = self.selected.iter().find(|&&m| usize::from(m) > n) {
             return Err(Failure::new(
                 ErrorCode::TRANSFER_FAILED,
-                format!("the update names module {m}; the pack has {n} modules"),
+                format!(
+                    "the update names module {m}, which the pack does not have: its modules \
+                     are 1 to {n}; nothing was erased"
+                ),
             ));
         }
         for e in entries.iter().skip(1) {
