@@ -6,7 +6,6 @@
 mod coral_site;
 
 use bmsfw_core::job::JobState;
-use bmsfw_core::vrm::GxEngine;
 use bmsfw_sim::bus::SimBus;
 use coral_site::*;
 use std::time::Duration;
