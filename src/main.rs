@@ -24,6 +24,8 @@ enum Command {
     /// Vendor plugins: check a library against the allowlist, list the plugin directory.
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
+    /// Run the GX daemon of a gx.toml: plugins, batteries, updates, the VRM link.
+    Gx(cli::gx::GxArgs),
     /// Run the portal (the VRM stand-in): web UI, HTTP API, MQTT towards the GX devices.
     Portal(cli::portal::PortalArgs),
 }
@@ -45,6 +47,9 @@ fn main() -> anyhow::Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS),
         Command::History(args) => cli::history::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Plugin(command) => cli::plugin::run(command),
+        Command::Gx(args) => server_runtime()?
+            .block_on(cli::gx::run(args))
+            .map(|()| ExitCode::SUCCESS),
         Command::Portal(args) => server_runtime()?
             .block_on(cli::portal::run(args))
             .map(|()| ExitCode::SUCCESS),

@@ -257,7 +257,7 @@ async fn the_upload_resumes_from_the_first_missing_chunk_after_a_broker_restart(
 }
 
 /// The engine's jobs, read from a synchronous polling closure.
-fn jobs_now(engine: bmsfw_core::vrm::StageOneEngine) -> Vec<bmsfw_core::job::JobRecord> {
+fn jobs_now(engine: StageOneEngine) -> Vec<bmsfw_core::job::JobRecord> {
     use bmsfw_core::vrm::GxEngine;
     tokio::task::block_in_place(|| {
         tokio::runtime::Handle::current().block_on(async move { engine.jobs().await })

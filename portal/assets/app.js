@@ -401,6 +401,10 @@ function renderProgress(inst, b, u, k) {
       h("strong", { text: u.error_code ? `Update failed: error ${u.error_code}` : "Update failed" }),
       u.error || ""));
   }
+  if (u.ended && !u.caught_up) {
+    result.push(h("p", { class: "muted", id: `catching-up-${b.instance}`,
+      text: "The GX device was offline for part of this update; its saved progress messages are still arriving." }));
+  }
   const actions = [];
   let retryWarnings = null;
   if (u.ended && (failed || u.upload_phase === "failed") && u.commandid && b.can_update) {

@@ -13,7 +13,12 @@ pub enum BrokerError {
     /// No free port could be found, or the thread could not start.
     #[error("embedded MQTT broker: {0}")]
     Io(#[from] std::io::Error),
-    /// The broker did not accept connections in time (the address is taken?).
+    /// The address cannot be listened on (another broker runs there?).
+    #[error(
+        "embedded MQTT broker cannot listen on {0}: {1} (is another broker running there? use --broker mqtt://host:port)"
+    )]
+    InUse(SocketAddr, #[source] std::io::Error),
+    /// The broker did not accept connections in time.
     #[error(
         "embedded MQTT broker did not start listening on {0} within 5 s (is the address in use?)"
     )]
@@ -30,14 +35,11 @@ impl EmbeddedBroker {
     /// Starts a broker on `listen` (port 0 picks a free port) and waits until it accepts
     /// connections.
     pub fn start(listen: SocketAddr) -> Result<EmbeddedBroker, BrokerError> {
-        let addr = if listen.port() == 0 {
-            let probe = TcpListener::bind(listen)?;
-            let addr = probe.local_addr()?;
-            drop(probe);
-            addr
-        } else {
-            listen
-        };
+        // Bind first: a port already taken (another broker) would otherwise look like our
+        // broker answering.
+        let probe = TcpListener::bind(listen).map_err(|e| BrokerError::InUse(listen, e))?;
+        let addr = probe.local_addr()?;
+        drop(probe);
         let connections = rumqttd::ConnectionSettings {
             connection_timeout_ms: 10_000,
             max_payload_size: MAX_PAYLOAD,
@@ -94,5 +96,20 @@ impl EmbeddedBroker {
     /// Its address as `mqtt://host:port`.
     pub fn url(&self) -> bmsfw_vrm_wire::BrokerAddr {
         bmsfw_vrm_wire::BrokerAddr::new(self.addr.ip().to_string(), self.addr.port())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_address_is_refused_rather_than_mistaken_for_our_broker() {
+        let other = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = other.local_addr().unwrap();
+        match EmbeddedBroker::start(taken) {
+            Err(BrokerError::InUse(addr, _)) => assert_eq!(addr, taken),
+            other => panic!("expected InUse, got {other:?}"),
+        }
     }
 }

@@ -452,10 +452,16 @@ impl Driver {
     }
 
     async fn keepalives(&mut self) {
-        let ids: Vec<PortalId> = lock(&self.state).installations.keys().cloned().collect();
-        for portal in ids {
+        // An installation whose GX has not answered with its values yet (it may not have
+        // been subscribed when the first keepalive went out) asks for all of them again.
+        let ids: Vec<(PortalId, bool)> = lock(&self.state)
+            .installations
+            .values()
+            .map(|i| (i.portal_id.clone(), i.vrm_portal.is_some()))
+            .collect();
+        for (portal, answered) in ids {
             let options = KeepaliveOptions {
-                suppress_republish: self.first_keepalive.contains(&portal),
+                suppress_republish: answered && self.first_keepalive.contains(&portal),
             };
             self.first_keepalive.insert(portal.clone());
             let topic = Topic::Keepalive { portal }.to_string();

@@ -2,6 +2,7 @@
 
 pub mod capture;
 pub mod devices;
+pub mod gx;
 pub mod history;
 mod listen;
 pub mod plugin;

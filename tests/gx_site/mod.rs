@@ -109,6 +109,12 @@ impl Site {
 
     /// The same on `bus`.
     pub fn on(bus: SimBus, firmware: [u8; 2]) -> Site {
+        Site::with_bms(bus, AuroraConfig::new(PRODUCT, firmware))
+    }
+
+    /// A PowerCore 10 at 66 % SOC on `bus`, its BMS built from `bms` (firmware, timing).
+    pub fn with_bms(bus: SimBus, bms: AuroraConfig) -> Site {
+        let firmware = bms.firmware;
         let epoch = Epoch::starting_now();
         let mut battery = BatteryConfig::new(IdentityConfig {
             manufacturer: "AURORA".into(),
@@ -121,8 +127,7 @@ impl Site {
             product_name: None,
         });
         battery.initial_soc = 66.0;
-        let model =
-            AuroraBms::new(AuroraConfig::new(PRODUCT, firmware), battery, epoch.now()).unwrap();
+        let model = AuroraBms::new(bms, battery, epoch.now()).unwrap();
         let (bms, task) =
             AuroraHandle::spawn("powercore", model, epoch, Arc::new(bus.attach("bms")));
         Site {

@@ -13,7 +13,7 @@ use bmsfw_core::staging::{
 };
 use bmsfw_core::vrm::{
     AlarmLevel, AlarmView, BatteryView, Eligibility, GxEngine, LinkConfig, LinkConnection,
-    LinkHandle, Presence, StageOneEngine, StagedJob, VrmAccess, VrmPortalMode, spawn_link,
+    LinkHandle, Presence, VrmAccess, VrmPortalMode, spawn_link,
 };
 use bmsfw_portal::{VrmConfig, VrmSide};
 use bmsfw_vrm_wire::{BrokerAddr, PortalId, RpcResponse};
@@ -23,6 +23,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+pub mod stage_one;
+
+pub use stage_one::{StageOneEngine, StagedJob};
 
 pub const PORTAL_ID: &str = "c0619ab1e2f3";
 pub const SERIAL: &str = "AUR-0042";
@@ -590,3 +594,6 @@ pub fn http() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// The header every POST to the portal needs.
+pub const CSRF_HEADER: (&str, &str) = ("X-Requested-With", "bmsfw");

@@ -210,6 +210,7 @@ pub fn spawn_link(
         changed: BTreeSet::new(),
         requested: BTreeSet::new(),
         keepalive: Keepalive::Idle,
+        dump_due: true,
         presence: VrmPresence::Unknown,
         awaiting: VecDeque::new(),
         by_pkid: HashMap::new(),
@@ -262,6 +263,9 @@ struct Link {
     /// Values an `R/` read asked for (published regardless of keepalive).
     requested: BTreeSet<String>,
     keepalive: Keepalive,
+    /// The next keepalive brings every value, whatever its options: VRM cannot have the
+    /// values that changed while this GX was disconnected.
+    dump_due: bool,
     presence: VrmPresence,
     /// One entry per publish handed to the client, in order: the outbox sequence number of
     /// a QoS 1 reply, `None` for a QoS 0 value.
@@ -559,6 +563,7 @@ impl Link {
             TransportEvent::Connected => {
                 self.connection = LinkConnection::Subscribing;
                 self.presence = VrmPresence::Unknown;
+                self.dump_due = true;
                 self.connects += 1;
                 let qos = |f: &String| {
                     if f.starts_with("P/") {
@@ -662,8 +667,9 @@ impl Link {
                 self.keepalive = Keepalive::Active {
                     until: Instant::now() + self.cfg.keepalive_window,
                 };
-                if !options.suppress_republish {
+                if !options.suppress_republish || self.dump_due {
                     self.changed = self.values.keys().cloned().collect();
+                    self.dump_due = false;
                 }
                 // The portal id answers every keepalive: VRM's "last contact".
                 let serial = crate::vrm::values::notify_topic(
@@ -883,7 +889,7 @@ impl Link {
                 let mut fb = Feedback::error(refusal.code, refusal.message.clone());
                 fb.job = Some(job.0);
                 fb.state = Some(bmsfw_vrm_wire::JobState::Failed);
-                self.reported.insert(job, (JobState::Failed, Percent::ZERO));
+                self.reported.remove(&job);
                 self.reply(Some(id), true, fb, Durability::Durable)?;
                 self.commands.remove(job).map_err(LinkError::Registry)
             }
@@ -1037,6 +1043,8 @@ impl Link {
         tracing::debug!(job = %job.id(), state = ?wire_state(job.state()), percent = job.percent().get(), "reporting job status");
         self.reply(Some(&id), terminal, job_feedback(&job), Durability::Durable)?;
         if terminal {
+            // The command ends here: later changes of the job have no command to report to.
+            self.reported.remove(&job.id());
             self.commands
                 .remove(job.id())
                 .map_err(LinkError::Registry)?;

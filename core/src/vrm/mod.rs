@@ -4,9 +4,9 @@
 //! - [`access`]: the `/Settings/Network/VrmPortal` setting the link and the gates enforce;
 //! - [`link`]: the link itself ([`spawn_link`]), with its [`outbox`] of ordered replies
 //!   (durable while the link is down), its [`commands`] registry and its [`transport`];
-//! - [`values`] and [`replies`]: what it publishes, in the wire format of `bmsfw-vrm-wire`;
-//! - [`stage_one`]: a [`GxEngine`] made of the staging area, the job store and the event
-//!   log, handing staged packages to whichever stage-2 driver listens.
+//! - [`values`] and [`replies`]: what it publishes, in the wire format of `bmsfw-vrm-wire`.
+//!
+//! The daemon's engine ([`crate::engine::Engine`]) implements [`GxEngine`].
 
 pub mod access;
 pub mod commands;
@@ -14,7 +14,6 @@ pub mod engine;
 pub mod link;
 pub mod outbox;
 pub mod replies;
-pub mod stage_one;
 pub mod transport;
 pub mod values;
 
@@ -25,4 +24,3 @@ pub use engine::{
     UpdateRequest, UpdateTargets, UploadStatus, VersionPolicy,
 };
 pub use link::{LinkConfig, LinkConnection, LinkError, LinkHandle, LinkStatus, spawn_link};
-pub use stage_one::{SharedInspector, StageOneEngine, StageOneError, StagedJob};

@@ -75,6 +75,10 @@ pub struct UpdateJson {
     pub version_after: Option<WireVersion>,
     /// Whether it ended.
     pub ended: bool,
+    /// Whether the GX's last reply of the update has arrived. The GX's published values
+    /// can show the end first (after a link cut); until this is true, states the GX queued
+    /// while the link was down may still arrive and fill in `states_seen`.
+    pub caught_up: bool,
     /// The upload's phase (updates started here).
     pub upload_phase: Option<UploadPhase>,
     /// The upload's counters (updates started here).
@@ -195,6 +199,7 @@ fn from_tracker(t: &UpdateView, b: &Battery) -> UpdateJson {
         ended: t.finished
             || state.is_some_and(JobState::is_terminal)
             || t.upload_phase == UploadPhase::Failed,
+        caught_up: t.finished || t.upload_phase == UploadPhase::Failed,
         upload_phase: Some(t.upload_phase),
         upload: Some(t.upload.clone()),
         modules: if same_job {
@@ -223,6 +228,7 @@ fn from_published(b: &Battery) -> Option<UpdateJson> {
         version_target: p.version_target.clone(),
         version_after: p.version_after.clone(),
         ended: p.state.is_some_and(JobState::is_terminal),
+        caught_up: p.state.is_some_and(JobState::is_terminal),
         upload_phase: None,
         upload: None,
         modules: modules(p),

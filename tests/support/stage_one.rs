@@ -1,28 +1,28 @@
-//! [`GxEngine`] built from the stage-1 parts: the staging area, the job store and the event
-//! log. Stage 2 is someone else's: every staged package is handed over on a channel
-//! ([`StagedJob`]), and whoever drives the transfer reports the job's progress back through
-//! [`StageOneEngine::apply`].
+//! A [`GxEngine`] for the link's tests, built from the engine's real stage-1 parts: the
+//! staging area, the job store and the event log. Stage 2 is played by the test: every
+//! staged package is handed over on a channel ([`StagedJob`]) and the test reports the
+//! job's phases back through [`StageOneEngine::apply`], so it can script failures, slow
+//! phases and cuts of the link at exact moments. The end-to-end tests use the daemon's
+//! engine with a real plugin instead.
 //!
-//! The engine checks what stage 1 can know at request time: the battery is in the device
-//! list and eligible, no other update of it runs, and every acknowledgement was given. The
-//! safety gates that need live telemetry and the plugin's version comparison belong to the
-//! stage-2 driver.
+//! It checks what stage 1 can know at request time: the battery is in the device list and
+//! eligible, no other update of it runs, and every acknowledgement was given.
 
-use crate::diagnostics::{DiagnosticsBundle, SiteInfo};
-use crate::errors::codes;
-use crate::events::{EventLogConfig, EventRecord, History};
-use crate::job::{
+use async_trait::async_trait;
+use bmsfw_core::diagnostics::{DiagnosticsBundle, SiteInfo};
+use bmsfw_core::errors::codes;
+use bmsfw_core::events::{EventLogConfig, EventRecord, History};
+use bmsfw_core::job::{
     JobEvent, JobFailure, JobId, JobRecord, JobState, JobStore, JobStoreError, StateDir,
 };
-use crate::staging::{
+use bmsfw_core::staging::{
     PackageInspector, StagedPackage, StagingArea, StagingConfig, StagingError, Upload,
 };
-use crate::unix_time::UnixMillis;
-use crate::vrm::engine::{
+use bmsfw_core::unix_time::UnixMillis;
+use bmsfw_core::vrm::engine::{
     BatteryView, ChunkReceipt, Eligibility, EngineRefusal, EngineUpdate, GxEngine, StagedReceipt,
     UPDATE_CHANNEL_CAPACITY, UpdateRequest, UploadStatus,
 };
-use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{broadcast, mpsc};
@@ -36,17 +36,6 @@ pub struct StagedJob {
     pub battery_serial: String,
     /// The verified package.
     pub package: StagedPackage,
-}
-
-/// Why the engine could not open.
-#[derive(Debug, thiserror::Error)]
-pub enum StageOneError {
-    /// The job store (journal or event log) failed to open.
-    #[error(transparent)]
-    Jobs(#[from] JobStoreError),
-    /// The staging area failed to open.
-    #[error(transparent)]
-    Staging(#[from] StagingError),
 }
 
 /// A package inspector the engine can share across threads.
@@ -152,7 +141,7 @@ impl StageOneEngine {
         staging: StagingConfig,
         inspector: SharedInspector,
         site: SiteInfo,
-    ) -> Result<(StageOneEngine, mpsc::UnboundedReceiver<StagedJob>), StageOneError> {
+    ) -> anyhow::Result<(StageOneEngine, mpsc::UnboundedReceiver<StagedJob>)> {
         let (jobs, report) = JobStore::open(state, EventLogConfig::default(), UnixMillis::now())?;
         for job in &report.recovered {
             tracing::info!(job = %job.id, action = ?job.action, "recovered job");
