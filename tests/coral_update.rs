@@ -21,7 +21,9 @@ async fn a_pack_of_four_is_updated_master_first_then_each_module() {
     let record = wait_end(&engine, id, Duration::from_secs(300)).await;
     assert_eq!(record.state(), JobState::Completed, "{record:#?}");
 
-    // Versions as the engine sees them in 0x35F: little-endian 0xMMmm.
+    // Before: as 0x35F shows it, little-endian 0xMMmm. The package's version is its full
+    // one, build included; after the update 0x35F shows its major and minor, the plugin
+    // read the build over the protocol, and the job keeps the full version.
     let before = record.version_before().unwrap();
     assert_eq!(
         (before.raw.as_slice(), before.display.as_str()),
@@ -30,9 +32,9 @@ async fn a_pack_of_four_is_updated_master_first_then_each_module() {
     let after = record.version_after().unwrap();
     assert_eq!(
         (after.raw.as_slice(), after.display.as_str()),
-        (&[0x10, 0x01][..], "v1.10")
+        (&NEW[..], "v1.10 (build FF)")
     );
-    assert_eq!(record.version_target().unwrap().display, "v1.10");
+    assert_eq!(record.version_target().unwrap().display, "v1.10 (build FF)");
 
     // The pack runs the bundle: the master's full 24-bit version, every module's image.
     let status = site.status();
@@ -59,7 +61,7 @@ async fn a_pack_of_four_is_updated_master_first_then_each_module() {
     );
     assert!(history.iter().any(|e| matches!(
         &e.event,
-        EventKind::Completed { version_after, .. } if version_after.raw == [0x10, 0x01]
+        EventKind::Completed { version_after, .. } if version_after.raw == NEW
     )));
 
     // The job kept every module's state and version, from the plugin's status.

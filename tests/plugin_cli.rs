@@ -114,7 +114,7 @@ fn check_opens_an_unapproved_library_only_when_asked_and_its_entry_approves_it()
     );
     assert_eq!(
         value_of(&text, "contract").as_deref(),
-        Some("1.0 (this engine: 1.0)")
+        Some("1.1 (this engine: 1.1)")
     );
     assert_eq!(out.status.code(), Some(1), "still not approved");
 
@@ -182,7 +182,7 @@ compliance = {{ status = "passed", date = 2025-01-03 }}
     let text = stdout(&out);
     assert!(
         text.contains(&format!(
-            "libalpha.so: loaded com.example.alpha 1.2.0 (contract 1.0), sha256 {}",
+            "libalpha.so: loaded com.example.alpha 1.2.0 (contract 1.1), sha256 {}",
             hash(&alpha)
         )),
         "{text}"

@@ -235,6 +235,32 @@ async fn an_update_through_the_portal_http_api_with_a_failure_and_its_retry() {
         "{e}"
     );
 
+    // A hostile choice of nodes or modules is refused before anything reaches the GX.
+    for (targets, reason) in [
+        (json!([2, 2]), "names 2 twice"),
+        (json!([0]), "names 0"),
+        (json!((1..=40).collect::<Vec<u16>>()), "at most 32"),
+        (json!([]), "names no node or module"),
+    ] {
+        let r = c
+            .post(format!("{}/update", battery_path(url)))
+            .header(CSRF.0, CSRF.1)
+            .json(&json!({
+                "acknowledgements": ["site_reachable", "backup_capacity", "maintenance_window"],
+                "targets": targets,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{targets}");
+        let e: Value = r.json().await.unwrap();
+        assert!(e["error"].as_str().unwrap().contains(reason), "{e}");
+    }
+    assert_eq!(
+        battery(&state(&c, url).await)["pending_file"]["name"],
+        "ax5-7.1.bin"
+    );
+
     let mut events = Events::open(&c, url).await;
     let acks =
         json!({"acknowledgements": ["site_reachable", "backup_capacity", "maintenance_window"]});

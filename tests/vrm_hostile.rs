@@ -36,6 +36,7 @@ fn update(id: &str, bytes: &[u8], chunk: u32, digest: Sha256Hex) -> Vec<u8> {
             sha256: digest,
             acknowledgements: Acknowledgement::ALL.into_iter().collect(),
             version_policy: VersionPolicy::NewerOnly,
+            targets: None,
         }),
     }
     .encode()

@@ -23,6 +23,7 @@ fn order(file: StoredFile) -> UpdateOrder {
         file,
         acknowledgements: Acknowledgement::ALL.into_iter().collect(),
         version_policy: VersionPolicy::NewerOnly,
+        targets: None,
         user: "installer".into(),
     }
 }

@@ -48,6 +48,7 @@ async fn each_module_of_a_pack_reaches_the_portal_with_its_state_and_version() {
             file: StoredFile::new(FileName::new("pack.bin").unwrap(), package(5, 2, 4096, 3)),
             acknowledgements: Acknowledgement::ALL.into_iter().collect(),
             version_policy: VersionPolicy::NewerOnly,
+            targets: None,
             user: "installer".into(),
         })
         .await

@@ -89,6 +89,7 @@ fn a_completed_update_leaves_its_whole_story_in_the_event_log() {
             size: bytes.len() as u64,
             sha256: ann.sha256(),
             version_before: Some(v([4, 15])),
+            targets: Vec::new(),
         },
         EventKind::Progress {
             state: Uploading,

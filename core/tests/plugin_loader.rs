@@ -236,7 +236,7 @@ fn a_different_contract_major_is_refused_naming_both_versions() {
     assert_eq!(found, "2.0");
     let text = refusal.to_string();
     assert!(
-        text.contains("contract 2.0") && text.contains("contract 1.0"),
+        text.contains("contract 2.0") && text.contains("contract 1.1"),
         "{text}"
     );
 }
@@ -253,7 +253,7 @@ fn a_root_module_of_another_layout_is_refused_naming_both_versions() {
     };
     let text = refusal.to_string();
     assert!(
-        text.contains("(contract 1.0) differs from the engine's (contract 1.0)"),
+        text.contains("(contract 1.0) differs from the engine's (contract 1.1)"),
         "{text}"
     );
     // abi_stable's differences, down to the type `identity` returns.

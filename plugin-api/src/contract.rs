@@ -8,11 +8,11 @@ use std::fmt;
 /// The engine refuses a plugin built against a different major version. Minor versions
 /// only append (fields after the prefix of the root module, methods after the prefix of
 /// the session trait), so a plugin built against `1.x` loads in any engine of major `1`.
-pub const CONTRACT_VERSION: ContractVersion = ContractVersion { major: 1, minor: 0 };
+pub const CONTRACT_VERSION: ContractVersion = ContractVersion { major: 1, minor: 1 };
 
 /// `CONTRACT_VERSION` as the `major.minor.patch` string abi_stable stores in the library
 /// header, where the engine reads it before it calls anything in the library.
-pub(crate) const CONTRACT_VERSION_STRING: &str = "1.0.0";
+pub(crate) const CONTRACT_VERSION_STRING: &str = "1.1.0";
 
 /// A contract version: `major.minor`.
 #[repr(C)]

@@ -281,6 +281,13 @@ impl<S: Session> TransferSession for SessionGuard<S> {
             .map(RVec::from)
             .unwrap_or_default()
     }
+
+    fn running_version(&mut self) -> ROption<FirmwareVersion> {
+        self.call("Session::running_version", |s| s.running_version())
+            .ok()
+            .flatten()
+            .into()
+    }
 }
 
 impl<S: Session> Drop for SessionGuard<S> {

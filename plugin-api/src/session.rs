@@ -215,6 +215,15 @@ pub trait TransferSession: Send {
     /// journals them); empty when the BMS cannot resume.
     #[sabi(last_prefix_field)]
     fn checkpoint(&mut self) -> RVec<u8>;
+
+    /// The firmware the BMS runs, as the session read it over the vendor's protocol and as
+    /// precisely as that protocol tells (a build that 0x35F does not carry, say); `RNone`
+    /// before the session has read it, or when the protocol does not say. The engine uses
+    /// it to decide "newer" when 0x35F alone cannot. Since contract 1.1; a plugin built
+    /// against 1.0 answers `RNone`.
+    fn running_version(&mut self) -> ROption<FirmwareVersion> {
+        ROption::RNone
+    }
 }
 
 /// A session as the plugin hands it to the engine: an owned, boxed trait object.

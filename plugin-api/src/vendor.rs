@@ -90,4 +90,14 @@ pub trait Session: Send + 'static {
     fn checkpoint(&self) -> Vec<u8> {
         Vec::new()
     }
+
+    /// The firmware the BMS runs as the session read it over the vendor's protocol, as
+    /// precisely as the protocol tells; `None` (the default) before it is read or when the
+    /// protocol does not say. Report it as soon as it is read, before anything is erased
+    /// or written: when 0x35F shows the version less precisely than the package (no
+    /// build), the engine decides from it whether the package is newer, and stops the
+    /// session if it is not (the installer's "newer only" choice). Since contract 1.1.
+    fn running_version(&self) -> Option<FirmwareVersion> {
+        None
+    }
 }

@@ -24,6 +24,8 @@ const ui = {
   events: null,
   acks: new Map(), // battery key -> Set of confirmed warnings
   downgrade: new Map(), // battery key -> bool
+  skipped: new Map(), // battery key -> Set of module numbers the installer unticked
+  onlyText: new Map(), // battery key -> the typed list of nodes or modules to update
   messages: new Map(), // battery key -> {text, bad}
   menuFor: null, // battery key whose menu is open
   sheetFor: null, // battery key whose event log is open
@@ -293,7 +295,62 @@ function renderWarnings(b, k) {
       onchange: (e) => { ui.downgrade.set(k, e.target.checked); },
     }),
     h("span", { text: "Allow installing the same or an older version (newer is not always better)." }))));
-  return [h("h4", { text: "Before you update, confirm:" }), h("ul", { class: "acks" }, items)];
+  return [h("h4", { text: "Before you update, confirm:" }), h("ul", { class: "acks" }, items),
+    renderTargets(b, k)];
+}
+
+// The nodes (a bank of BMS) or modules (a pack) an update installs; default: all. The
+// battery's latest update tells which it has; before one, the numbers can be typed.
+function knownModules(b) {
+  const u = b.latest_update;
+  return ((u && u.modules) || []).map((m) => m.index);
+}
+
+function renderTargets(b, k) {
+  const known = knownModules(b);
+  if (known.length >= 2) {
+    const skipped = ui.skipped.get(k) || new Set();
+    const boxes = known.map((n) => h("label", { class: "option" },
+      h("input", {
+        type: "checkbox", id: `target-${n}-${b.instance}`, "data-target": n,
+        checked: !skipped.has(n),
+        onchange: (e) => {
+          const set = ui.skipped.get(k) || new Set();
+          if (e.target.checked) set.delete(n); else set.add(n);
+          ui.skipped.set(k, set);
+        },
+      }),
+      h("span", { text: `${n}` })));
+    return h("fieldset", { class: "targets", id: `targets-${b.instance}` },
+      h("legend", { text: "Nodes or modules to update (all by default)" }), boxes);
+  }
+  return h("details", { class: "targets", id: `targets-${b.instance}`, open: !!ui.onlyText.get(k) },
+    h("summary", { text: "Update only some nodes or modules (a bank or a pack)" }),
+    h("label", {},
+      h("span", { text: "Node ids or module numbers, separated by commas; empty: all" }),
+      h("input", {
+        type: "text", id: `only-${b.instance}`, inputmode: "numeric", value: ui.onlyText.get(k) || "",
+        oninput: (e) => { ui.onlyText.set(k, e.target.value); },
+      })));
+}
+
+// The `targets` of the request: null for all, or the chosen numbers; throws on bad input.
+function chosenTargets(b, k) {
+  const known = knownModules(b);
+  if (known.length >= 2) {
+    const skipped = ui.skipped.get(k) || new Set();
+    const chosen = known.filter((n) => !skipped.has(n));
+    if (chosen.length === 0) throw new Error("Choose at least one node or module to update.");
+    return chosen.length === known.length ? null : chosen;
+  }
+  const text = (ui.onlyText.get(k) || "").trim();
+  if (!text) return null;
+  const parts = text.split(",").map((p) => p.trim()).filter(Boolean);
+  const numbers = parts.map((p) => (/^[0-9]{1,3}$/.test(p) ? Number(p) : NaN));
+  if (numbers.some((n) => !(n >= 1 && n <= 255))) {
+    throw new Error(`Nodes or modules are numbers from 1 to 255: "${text}"`);
+  }
+  return numbers;
 }
 
 function renderConfirm(inst, b, k) {
@@ -400,9 +457,13 @@ async function startUpdate(pid, instance, k, what) {
   const policy = ui.downgrade.get(k) ? "allow_reinstall_or_downgrade" : "newer_only";
   ui.messages.delete(k);
   try {
-    await api("POST", `${batteryPath(pid, instance)}/${what}`, { acknowledgements: acks, version_policy: policy });
+    const found = findBattery(k);
+    const targets = found ? chosenTargets(found.b, k) : null;
+    await api("POST", `${batteryPath(pid, instance)}/${what}`, { acknowledgements: acks, version_policy: policy, targets });
     ui.acks.delete(k);
     ui.downgrade.delete(k);
+    ui.skipped.delete(k);
+    ui.onlyText.delete(k);
   } catch (e) {
     ui.messages.set(k, { text: e.message, bad: true });
     render(ui.state);

@@ -9,7 +9,7 @@ use bmsfw_vrm_wire::envelope::KeepaliveOptions;
 use bmsfw_vrm_wire::limits::{DEFAULT_CHUNK_SIZE, MAX_PACKET};
 use bmsfw_vrm_wire::{
     Acknowledgement, BrokerAddr, ChunkData, Command, CommandId, Feedback, FileName, JobState,
-    Notification, PortalId, RpcCommand, RpcResponse, Serial, Sha256Hex, Status, Topic,
+    Notification, PortalId, RpcCommand, RpcResponse, Serial, Sha256Hex, Status, TargetList, Topic,
     VersionPolicy, WireVersion,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -94,6 +94,8 @@ pub struct UpdateOrder {
     pub acknowledgements: BTreeSet<Acknowledgement>,
     /// Which target versions are accepted.
     pub version_policy: VersionPolicy,
+    /// The nodes or modules to update (`None`: every one).
+    pub targets: Option<TargetList>,
     /// Who asked.
     pub user: String,
 }
@@ -714,6 +716,7 @@ impl Driver {
                 sha256: order.file.sha256,
                 acknowledgements: order.acknowledgements.clone(),
                 version_policy: order.version_policy,
+                targets: order.targets.clone(),
             };
             let view = UpdateView {
                 commandid: id.clone(),

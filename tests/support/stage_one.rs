@@ -304,10 +304,11 @@ impl GxEngine for StageOneEngine {
                     .map_err(|e| refusal(&e))?;
                 let job = inner
                     .jobs
-                    .create(
+                    .create_for(
                         battery.identity.clone(),
                         request.package.clone(),
                         battery.firmware.clone(),
+                        request.options.targets.clone(),
                         UnixMillis::now(),
                     )
                     .map_err(|e| store_refusal(&e))?;

@@ -2,7 +2,7 @@
 //!
 //! | name | what it asks | replies |
 //! |---|---|---|
-//! | `update` | update a battery with a package: creates the job, opens the upload | starting, waitingforchunks, ..., finished or error |
+//! | `update` | update a battery with a package (all its nodes or modules, or the `targets` named): creates the job, opens the upload | starting, waitingforchunks, ..., finished or error |
 //! | `uploadchunk` | stores chunk `index` of job `job`'s package | waitingforchunks (ack), filereceivedok |
 //! | `uploadstatus` | where the upload of `job` stands (after a reconnect or a stall) | waitingforchunks with the first missing chunk |
 //! | `geteventlog` | the battery's event log | finished with `events` |
@@ -19,6 +19,7 @@ use crate::limits::{
     DEFAULT_EVENTS, MAX_CHUNK_DATA, MAX_COMMAND_ID, MAX_COMMAND_MESSAGE, MAX_EVENTS,
     MAX_PACKAGE_SIZE,
 };
+use crate::targets::TargetList;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -146,6 +147,10 @@ pub struct UpdateCommand {
     /// Which target versions are accepted.
     #[serde(default)]
     pub version_policy: VersionPolicy,
+    /// The nodes or modules to update, for a battery with several (a bank of BMS nodes, a
+    /// pack of modules); left out (or `null`): every one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<TargetList>,
 }
 
 fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -448,6 +453,7 @@ mod tests {
                 sha256: Sha256Hex::parse(SHA).unwrap(),
                 acknowledgements: Acknowledgement::ALL.into_iter().collect(),
                 version_policy: VersionPolicy::AllowReinstallOrDowngrade,
+                targets: None,
             }),
         }
     }
@@ -621,6 +627,59 @@ mod tests {
         ));
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(RpcCommand::parse(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_targets_round_trip_and_hostile_ones_are_refused_by_field() {
+        let mut rpc = update();
+        if let Command::Update(u) = &mut rpc.command {
+            u.targets = Some(TargetList::new(vec![2]).unwrap());
+        }
+        let bytes = rpc.encode();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["opCommand"][1]["targets"], json!([2]));
+        assert_eq!(RpcCommand::parse(&bytes).unwrap(), rpc);
+        // Left out, or null: every node or module.
+        let base: Value = serde_json::from_slice(&update().encode()).unwrap();
+        assert!(base["opCommand"][1].get("targets").is_none());
+        let mut null = base.clone();
+        null["opCommand"][1]["targets"] = Value::Null;
+        match RpcCommand::parse(&serde_json::to_vec(&null).unwrap())
+            .unwrap()
+            .command
+        {
+            Command::Update(u) => assert_eq!(u.targets, None),
+            other => panic!("{other:?}"),
+        }
+        let with = |targets: Value| {
+            let mut v = base.clone();
+            v["opCommand"][1]["targets"] = targets;
+            error_of(v)
+        };
+        let too_many: Vec<u16> = (1..=40).collect();
+        for (targets, reason) in [
+            (json!(too_many), "at most 32"),
+            (json!([2, 2]), "names 2 twice"),
+            (json!([0]), "names 0"),
+            (json!([300]), "names 300"),
+            (json!([70000]), "70000"),
+            (json!([]), "names no node or module"),
+            (json!("2"), "sequence"),
+            (json!([1.5]), "1.5"),
+        ] {
+            let e = with(targets.clone());
+            assert_eq!(e.commandid.as_ref().map(CommandId::as_str), Some("c-1"));
+            match &e.error {
+                WireError::Field { field, .. } => {
+                    assert!(
+                        field.starts_with("opCommand[1].targets"),
+                        "{targets}: {field}"
+                    )
+                }
+                other => panic!("{targets}: {other:?}"),
+            }
+            assert!(e.to_string().contains(reason), "{targets}: {e}");
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod limits;
 pub mod paths;
 pub mod portal_id;
 pub mod response;
+pub mod targets;
 pub mod topic;
 
 pub use broker::BrokerAddr;
@@ -41,5 +42,6 @@ pub use fields::{FileName, Serial, Sha256Hex};
 pub use paths::{BatteryPath, SystemPath};
 pub use portal_id::PortalId;
 pub use response::{Feedback, RpcResponse, Status};
+pub use targets::TargetList;
 pub use topic::DevicePath;
 pub use topic::Topic;

@@ -46,3 +46,7 @@ pub const MAX_PACKET: usize = MAX_RESPONSE_MESSAGE + 1024;
 /// Highest module number a battery publishes under `FirmwareUpdate/Modules/<n>/` (packs
 /// whose BMS updates its modules one by one).
 pub const MAX_MODULE_INDEX: u16 = 255;
+
+/// Most nodes or modules one `update` command may name in `targets` (more than any
+/// battery the GX updates has: a hostile list is refused, not truncated).
+pub const MAX_UPDATE_TARGETS: usize = 32;

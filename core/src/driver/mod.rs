@@ -10,5 +10,5 @@ pub mod stage2;
 pub mod watchdog;
 
 pub use budget::{BudgetConfig, BusBudget, WORST_FRAME_BITS};
-pub use stage2::{DriverEvent, Stage2, Stage2Config, StageOutcome, Step};
+pub use stage2::{DriverEvent, NewerCheck, Stage2, Stage2Config, StageOutcome, Step};
 pub use watchdog::{Watchdog, WatchdogLimits, Watched, wire_time};

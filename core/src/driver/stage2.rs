@@ -13,8 +13,26 @@
 //!   most of the stall);
 //! - aborts the session through the plugin when a gate turns red, and fails with that
 //!   gate's code;
-//! - after the plugin reports the update done, confirms the package's version from
-//!   BMS-Can itself: a 0x35F received after the restart, decoded by the plugin.
+//! - when the installer accepts only a newer version and 0x35F could not tell (it shows
+//!   no build, the package has one: [`NewerCheck::AgainstRunning`]), stops the session
+//!   with 731 unless the version the plugin reads from the battery is older than the
+//!   package's, or when the plugin has not said by the time the transfer moves;
+//! - after the plugin reports the update done, confirms it from what is true (below).
+//!
+//! # Confirmation
+//!
+//! An update of the whole battery is confirmed by BMS-Can itself: a 0x35F received after
+//! the restart, decoded by the plugin, showing the package's version (as far as 0x35F
+//! shows: a plugin whose packages carry a build that 0x35F does not carry has checked the
+//! build over its own protocol before it reported the update done).
+//!
+//! An update of some nodes or modules only ([`UpdateTargets::Only`]) is confirmed first by
+//! the plugin's own report: every node or module chosen must be reported done, with its
+//! version. 0x35F speaks for the whole battery (a bank's shows its lowest node), so it
+//! can show the change only when every node or module the plugin reports runs the
+//! package's version or a newer one; then it must, as for a whole battery. Otherwise a
+//! 0x35F received after the restart, whatever it shows, confirms that the battery speaks
+//! BMS-Can again, and the job keeps what it shows as the battery's version after.
 //!
 //! # States
 //!
@@ -24,7 +42,8 @@
 //! | Running | session Failed | Finished (plugin's code) |
 //! | Running | red gate, watchdog, identifier violation | Aborting |
 //! | Aborting | session final and nothing left to send, or the grace period over | Finished (the abort's code) |
-//! | Confirming | 0x35F with the target version | Finished (Completed) |
+//! | Running | session Done, a chosen node or module not reported done | Finished (745) |
+//! | Confirming | 0x35F with the target version (or any, when it cannot show it) | Finished (Completed) |
 //! | Confirming | confirmation window over, or red gate | Finished (745 or the gate's code) |
 
 use super::budget::{BusBudget, WORST_FRAME_BITS};
@@ -32,7 +51,11 @@ use super::watchdog::{Watchdog, WatchdogLimits, Watched};
 use crate::errors::codes;
 use crate::gates::{GateReport, Silence};
 use crate::job::Percent;
-use crate::plugin::{DecodedVersion, ModuleStatus, SessionPhase, VendorPlugin, VendorSession};
+use crate::plugin::{
+    DecodedVersion, ModuleStatus, ModuleUpdateState, SessionPhase, VendorPlugin, VendorSession,
+    VersionOrder,
+};
+use crate::vrm::UpdateTargets;
 use bmsfw_plugin_api::{CanFrame, Timestamp};
 use std::collections::VecDeque;
 use std::fmt;
@@ -121,8 +144,30 @@ enum State {
     Confirming {
         deadline: Timestamp,
         seen: Option<DecodedVersion>,
+        expect: Expect,
     },
     Finished,
+}
+
+/// Whether the driver must still find out that the package is newer than what the battery
+/// runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NewerCheck {
+    /// Decided already (by the gates, or the installer allows any version).
+    NotNeeded,
+    /// 0x35F shows the installed version less precisely than the package's (no build):
+    /// the version the plugin reads from the battery must be older, and be reported before
+    /// the session reports any byte acknowledged or leaves Transferring.
+    AgainstRunning,
+}
+
+/// What a 0x35F after the update must show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// The package's version (as far as 0x35F shows).
+    Target,
+    /// Anything the plugin decodes: it speaks for nodes or modules not updated.
+    AnyVersion,
 }
 
 /// The driver of one session. See the [module](self) documentation.
@@ -130,6 +175,8 @@ pub struct Stage2 {
     session: Box<dyn VendorSession>,
     plugin: Arc<dyn VendorPlugin>,
     target: DecodedVersion,
+    targets: UpdateTargets,
+    newer: NewerCheck,
     config: Stage2Config,
     state: State,
     watchdog: Watchdog,
@@ -162,11 +209,13 @@ impl fmt::Debug for Stage2 {
 
 impl Stage2 {
     /// Drives `session` of `plugin`, which installs `target` (an image of `image_size`
-    /// bytes), on a bus at `bitrate`, from `now`.
+    /// bytes) into the battery's `targets`, on a bus at `bitrate`, from `now`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         session: Box<dyn VendorSession>,
         plugin: Arc<dyn VendorPlugin>,
         target: DecodedVersion,
+        targets: UpdateTargets,
         image_size: u64,
         bitrate: u32,
         config: Stage2Config,
@@ -183,6 +232,8 @@ impl Stage2 {
             session,
             plugin,
             target,
+            targets,
+            newer: NewerCheck::NotNeeded,
             config,
             state: State::Running,
             watchdog: Watchdog::new(limits, now),
@@ -200,6 +251,12 @@ impl Stage2 {
         };
         driver.sync(now);
         driver
+    }
+
+    /// The driver with `check` of the package against the battery's own version.
+    pub fn with_newer_check(mut self, check: NewerCheck) -> Stage2 {
+        self.newer = check;
+        self
     }
 
     /// The watchdog's limits.
@@ -264,7 +321,7 @@ impl Stage2 {
 
     /// The battery broadcast 0x35F with firmware bytes `firmware` (bytes 2-3) at `now`.
     pub fn observe_firmware(&mut self, now: Timestamp, firmware: [u8; 2]) {
-        let State::Confirming { .. } = self.state else {
+        let State::Confirming { expect, .. } = self.state else {
             return;
         };
         let after = self.restart_since.or(self.left_transfer_at);
@@ -278,8 +335,18 @@ impl Stage2 {
                 return;
             }
         };
-        if decoded.comparable == self.target.comparable {
+        if self.target.shown_by(&decoded) {
             tracing::info!(version = %decoded.display, "BMS-Can confirms the new firmware");
+            self.finish(StageOutcome::Completed {
+                version_after: decoded.most_precise(&self.target),
+            });
+        } else if expect == Expect::AnyVersion {
+            tracing::info!(
+                version = %decoded.display,
+                targets = %self.targets,
+                "BMS-Can is back; it speaks for nodes or modules not updated, whose versions \
+                 it cannot show beside the new one"
+            );
             self.finish(StageOutcome::Completed {
                 version_after: decoded,
             });
@@ -444,7 +511,7 @@ impl Stage2 {
                 let (code, message) = (*code, message.clone());
                 self.finish(StageOutcome::Failed { code, message });
             }
-            State::Confirming { deadline, seen } if now >= *deadline => {
+            State::Confirming { deadline, seen, .. } if now >= *deadline => {
                 let message = match seen {
                     Some(v) => format!(
                         "after the update the battery's 0x35F reports {} [{}], the package \
@@ -497,9 +564,101 @@ impl Stage2 {
         &self.modules
     }
 
+    /// Once the plugin reports the update done: for an update of chosen nodes or modules,
+    /// whether the plugin reports each of them done with the version it read, and what
+    /// 0x35F can show afterwards (see the module documentation).
+    fn chosen_confirmed(&self) -> Result<Expect, String> {
+        let UpdateTargets::Only(ids) = &self.targets else {
+            return Ok(Expect::Target);
+        };
+        for id in ids {
+            let Some(m) = self.modules.iter().find(|m| m.index == *id) else {
+                return Err(format!(
+                    "the plugin reported the update done but not node/module {id}, which the \
+                     installer chose; it reported {}",
+                    module_list(&self.modules)
+                ));
+            };
+            // The plugin read the version it runs now (a pack's module runs the version of
+            // its own image, not necessarily the package's).
+            if m.state != ModuleUpdateState::Done || m.version.is_none() {
+                return Err(format!(
+                    "the plugin reported the update done but node/module {id}, which the \
+                     installer chose, {}; it reported {}",
+                    format!("{:?}", m.state).to_lowercase(),
+                    module_list(&self.modules)
+                ));
+            }
+        }
+        // 0x35F speaks for the whole battery: it can show the new version only when no
+        // node or module runs an older (or unknown) one.
+        let all_current = self.modules.iter().all(|m| {
+            m.version
+                .as_ref()
+                .is_some_and(|v| !matches!(v.order_against(&self.target), VersionOrder::Older))
+        });
+        tracing::info!(
+            targets = %self.targets,
+            modules = %module_list(&self.modules),
+            all_current,
+            "the plugin confirms every chosen node or module"
+        );
+        Ok(if all_current {
+            Expect::Target
+        } else {
+            Expect::AnyVersion
+        })
+    }
+
+    /// [`NewerCheck::AgainstRunning`]: whether the plugin's reading of the battery shows
+    /// the package newer; stops the session if not (true when it was stopped).
+    fn check_newer(&mut self, now: Timestamp) -> bool {
+        if self.newer != NewerCheck::AgainstRunning || self.state != State::Running {
+            return false;
+        }
+        let message = match self.session.running_version() {
+            Some(running) => match self.target.order_against(&running) {
+                VersionOrder::Newer => {
+                    tracing::info!(
+                        running = %running.display,
+                        target = %self.target.display,
+                        "the battery's own version shows the package newer"
+                    );
+                    self.newer = NewerCheck::NotNeeded;
+                    return false;
+                }
+                _ => format!(
+                    "version choice: the battery runs {} [{}] (read by its plugin; 0x35F does \
+                     not show it whole), the package is {} [{}]: not newer. To install it \
+                     anyway, allow a reinstall or downgrade",
+                    running.display,
+                    hex::encode_upper(&running.raw),
+                    self.target.display,
+                    hex::encode_upper(&self.target.raw)
+                ),
+            },
+            None => {
+                let report = self.session.status();
+                if report.bytes_done == 0 && report.phase == SessionPhase::Transferring {
+                    return false;
+                }
+                format!(
+                    "version choice: the plugin {} did not report the version the battery \
+                     runs before the transfer began, and 0x35F does not show it whole: \
+                     whether {} is newer is unknown. To install it anyway, allow a \
+                     reinstall or downgrade",
+                    self.plugin.info().vendor_id,
+                    self.target.display
+                )
+            }
+        };
+        self.abort(now, codes::GATE_VERSION_NOT_NEWER, message);
+        true
+    }
+
     /// Reads the session's status and turns its changes into events.
     fn sync(&mut self, now: Timestamp) {
-        if !self.session_runs() {
+        if !self.session_runs() || self.check_newer(now) {
             return;
         }
         let report = self.session.status();
@@ -545,10 +704,20 @@ impl Stage2 {
             SessionPhase::Done => match &self.state {
                 State::Running => {
                     self.enter_step(Step::Verifying, now);
+                    let expect = match self.chosen_confirmed() {
+                        Ok(expect) => expect,
+                        Err(message) => {
+                            return self.finish(StageOutcome::Failed {
+                                code: codes::VERSION_NOT_CONFIRMED,
+                                message,
+                            });
+                        }
+                    };
                     self.watchdog.enter(Watched::Confirming, now);
                     self.state = State::Confirming {
                         deadline: now + self.config.confirm_window,
                         seen: None,
+                        expect,
                     };
                 }
                 State::Aborting { code, message, .. } => {
@@ -581,4 +750,22 @@ impl Stage2 {
             }
         }
     }
+}
+
+/// `1 skipped (2.10), 2 done (2.15)`.
+fn module_list(modules: &[ModuleStatus]) -> String {
+    if modules.is_empty() {
+        return "no nodes or modules".to_owned();
+    }
+    modules
+        .iter()
+        .map(|m| {
+            let version = m
+                .version
+                .as_ref()
+                .map_or(String::new(), |v| format!(" ({})", v.display));
+            format!("{} {:?}{version}", m.index, m.state).to_lowercase()
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

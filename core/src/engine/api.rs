@@ -112,7 +112,7 @@ fn request_update(shared: &Shared, req: UpdateRequest) -> Result<UploadStatus, E
     let request = JobRequest {
         bus: bus.name.clone(),
         acknowledgements: req.acknowledgements.clone(),
-        options: req.options,
+        options: req.options.clone(),
     };
     let other_update = shared
         .jobs
@@ -172,10 +172,11 @@ fn request_update(shared: &Shared, req: UpdateRequest) -> Result<UploadStatus, E
     let id = shared
         .jobs
         .lock()
-        .create(
+        .create_for(
             identity,
             req.package.clone(),
             installed.as_ref().map(battery::version_info),
+            req.options.targets.clone(),
             UnixMillis::now(),
         )
         .map_err(|e| EngineRefusal::new(codes::STAGING_STORAGE_ERROR, e.to_string()))?;
@@ -197,7 +198,7 @@ fn request_update(shared: &Shared, req: UpdateRequest) -> Result<UploadStatus, E
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .insert(id, Arc::new(Mutex::new(Some(upload))));
-    tracing::info!(job = %id, bus = %request.bus, "update requested");
+    tracing::info!(job = %id, bus = %request.bus, targets = %request.options.targets, "update requested");
     Ok(status)
 }
 

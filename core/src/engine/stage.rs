@@ -5,17 +5,19 @@ use super::Shared;
 use super::battery::{self, EnginePlugin};
 use super::bus::{Active, Bus, BusCore, GateCall, JobGates, evaluate_gates};
 use super::jobs::JobRequest;
-use crate::driver::Stage2;
+use crate::driver::{NewerCheck, Stage2};
 use crate::errors::codes;
 use crate::gates::{GateReport, Moment, Silence};
 use crate::job::{JobEvent, JobFailure, JobId, JobRecord};
 use crate::plugin::{
-    DecodedVersion, FilePackage, PackageSummary, PluginInspector, SessionStart, plugin_battery,
+    DecodedVersion, FilePackage, PackageSummary, PluginInspector, SessionStart, VersionOrder,
+    plugin_battery,
 };
 use crate::staging::{StagedPackage, StagingError, Upload};
 use crate::unix_time::UnixMillis;
-use crate::vrm::EngineRefusal;
+use crate::vrm::{EngineRefusal, VersionPolicy};
 use bmsfw_plugin_api::SessionOptions;
+use bmsfw_plugin_api::abi_stable::std_types::{ROption, RVec};
 use std::sync::Arc;
 
 /// A package that passed stage 1, with its plugin's complete answer.
@@ -172,7 +174,10 @@ pub(crate) fn start_session(
         .start_session(SessionStart {
             battery: plugin_battery(&heard),
             package: Arc::new(package),
-            options: SessionOptions::default(),
+            options: SessionOptions {
+                node_id: ROption::RNone,
+                modules: RVec::from(job.targets().ids().to_vec()),
+            },
             resume,
         })
         .map_err(|f| EngineRefusal::new(f.code.get(), f.message))?;
@@ -181,12 +186,30 @@ pub(crate) fn start_session(
         session,
         p.plugin.clone(),
         prepared.target().clone(),
+        job.targets().clone(),
         prepared.summary.image_size,
         bus.bitrate,
         shared.config.stage2,
         now,
     );
-    tracing::info!(job = %job.id(), bus = %bus.name, limits = ?stage2.limits(), "stage 2 started");
+    // 0x35F may show the installed version less precisely than the package (no build):
+    // then the plugin's reading of the battery decides "newer" (the gate deferred it).
+    let newer = match (&gates.policy, &gates.installed) {
+        (VersionPolicy::NewerOnly, Some(installed))
+            if prepared.target().order_against(installed) == VersionOrder::SameAsFarAsShown =>
+        {
+            NewerCheck::AgainstRunning
+        }
+        _ => NewerCheck::NotNeeded,
+    };
+    let stage2 = stage2.with_newer_check(newer);
+    tracing::info!(
+        job = %job.id(),
+        bus = %bus.name,
+        targets = %job.targets(),
+        limits = ?stage2.limits(),
+        "stage 2 started"
+    );
     core.active = Some(Active::new(job.id(), stage2, gates));
     bus.wake.notify_one();
     Ok(())

@@ -20,6 +20,9 @@ pub enum EventKind {
         sha256: Sha256Digest,
         /// The battery's firmware before the update.
         version_before: Option<VersionInfo>,
+        /// The nodes or modules the installer chose; empty: every one.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        targets: Vec<u16>,
     },
     /// The job changed state.
     StateChanged {
@@ -78,6 +81,15 @@ impl EventKind {
     /// A short name for tables.
     pub fn label(&self) -> String {
         match self {
+            EventKind::Initiated {
+                file_name, targets, ..
+            } if !targets.is_empty() => {
+                let ids: Vec<String> = targets.iter().map(u16::to_string).collect();
+                format!(
+                    "update initiated ({file_name}) of node/module {} only",
+                    ids.join(", ")
+                )
+            }
             EventKind::Initiated { file_name, .. } => format!("update initiated ({file_name})"),
             EventKind::StateChanged { to, .. } => format!("state: {}", to.label()),
             EventKind::Progress { state, percent } => format!("{} {percent} %", state.label()),

@@ -5,7 +5,7 @@ use super::inputs::{GateInputs, Silence};
 use super::site::GridStatus;
 use super::verdict::{GateReport, GateVerdict, Moment, Outcome};
 use crate::config::GatesConfig;
-use crate::plugin::DecodedVersion;
+use crate::plugin::{DecodedVersion, VersionOrder};
 use crate::telemetry::{BatteryState, FrameKind, Severity};
 use crate::vrm::{VersionPolicy, VrmPortalMode};
 use bmsfw_can::ControllerState;
@@ -290,9 +290,21 @@ fn version_choice(i: &GateInputs<'_>) -> GateVerdict {
     };
     let outcome = match (v.policy, v.installed) {
         (VersionPolicy::AllowReinstallOrDowngrade, _) => Outcome::Pass,
-        (VersionPolicy::NewerOnly, Some(installed)) => {
-            pass_if(target.comparable > installed.comparable)
-        }
+        (VersionPolicy::NewerOnly, Some(installed)) => match target.order_against(installed) {
+            VersionOrder::Newer => Outcome::Pass,
+            VersionOrder::Same | VersionOrder::Older => Outcome::Fail,
+            // 0x35F shows the version less precisely than the package (no build): the
+            // battery's full version, read by the plugin's session before it writes
+            // anything, decides (the stage-2 driver stops the session if it is not older).
+            VersionOrder::SameAsFarAsShown => Outcome::Deferred {
+                reason: format!(
+                    "the battery shows {} and the package is {}: the version the battery's \
+                     plugin reads from it decides, before anything is written",
+                    show(Some(installed)),
+                    show(Some(target))
+                ),
+            },
+        },
         (VersionPolicy::NewerOnly, None) => Outcome::Fail,
     };
     GateVerdict::new(Gate::VersionChoice, outcome, show(Some(target)), limit)

@@ -365,6 +365,46 @@ fn a_reinstall_or_downgrade_passes_only_by_the_installers_choice() {
 }
 
 #[test]
+fn a_version_0x35f_shows_without_its_build_is_left_to_the_batterys_own_reading() {
+    let mut w = World::healthy();
+    let build = |b: u32| DecodedVersion {
+        raw: vec![1, 2, b as u8],
+        display: format!("v1.02 (build {b:02X})"),
+        comparable: vec![1, 2, b],
+    };
+    // 0x35F shows v1.02; the package is v1.02 build 07: neither newer nor the same yet.
+    w.target = build(7);
+    let i = w.inputs(Moment::BeforeTransfer);
+    let v = verdict(Gate::VersionChoice, &i, &GatesConfig::default(), MAX_AGE);
+    match &v.outcome {
+        Outcome::Deferred { reason } => {
+            assert!(reason.contains("v1.02 [0102]"), "{reason}");
+            assert!(reason.contains("v1.02 (build 07) [010207]"), "{reason}");
+        }
+        other => panic!("expected the decision deferred, got {other:?}"),
+    }
+    // A build of a newer minor is newer, of an older minor older, whatever the build.
+    w.target = DecodedVersion {
+        comparable: vec![1, 3, 0],
+        ..build(0)
+    };
+    let i = w.inputs(Moment::BeforeTransfer);
+    assert_eq!(
+        verdict(Gate::VersionChoice, &i, &GatesConfig::default(), MAX_AGE).outcome,
+        Outcome::Pass
+    );
+    w.target = DecodedVersion {
+        comparable: vec![1, 1, 0xFF],
+        ..build(0xFF)
+    };
+    let i = w.inputs(Moment::BeforeTransfer);
+    assert_eq!(
+        verdict(Gate::VersionChoice, &i, &GatesConfig::default(), MAX_AGE).outcome,
+        Outcome::Fail
+    );
+}
+
+#[test]
 fn a_silent_battery_fails_every_telemetry_gate() {
     let w = World::healthy();
     let mut i = w.inputs(Moment::Request);

@@ -9,6 +9,7 @@ use crate::job::state::JobState;
 use crate::job::transition::{InvalidTransition, transition};
 use crate::staging::UploadAnnouncement;
 use crate::unix_time::UnixMillis;
+use crate::vrm::UpdateTargets;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -69,6 +70,14 @@ pub struct JobRecord {
     /// batteries that update as one; absent in records written before modules were kept).
     #[serde(default)]
     modules: Vec<ModuleProgress>,
+    /// The nodes or modules the installer chose (absent: every one, as in records
+    /// written before the choice existed).
+    #[serde(default, skip_serializing_if = "is_all")]
+    targets: UpdateTargets,
+}
+
+fn is_all(targets: &UpdateTargets) -> bool {
+    *targets == UpdateTargets::All
 }
 
 impl JobRecord {
@@ -94,7 +103,14 @@ impl JobRecord {
             updated_at: now,
             checkpoint: Vec::new(),
             modules: Vec::new(),
+            targets: UpdateTargets::All,
         }
+    }
+
+    /// The job with `targets` chosen by the installer (before it is first committed).
+    pub fn with_targets(mut self, targets: UpdateTargets) -> JobRecord {
+        self.targets = targets;
+        self
     }
 
     /// The job's number.
@@ -145,6 +161,11 @@ impl JobRecord {
     /// battery updates as one).
     pub fn modules(&self) -> &[ModuleProgress] {
         &self.modules
+    }
+    /// The nodes or modules the update installs: every one, or those the installer chose.
+    /// Journaled with the job, so a transfer resumed after a GX restart keeps the choice.
+    pub fn targets(&self) -> &UpdateTargets {
+        &self.targets
     }
     /// The plugin's opaque resume checkpoint (empty when it gave none).
     pub fn checkpoint(&self) -> &[u8] {

@@ -8,6 +8,7 @@ use crate::job::{
 use crate::journal::{Journal, JournalError, LoadReport, RecoveredJob};
 use crate::staging::{Sha256Digest, UploadAnnouncement};
 use crate::unix_time::UnixMillis;
+use crate::vrm::UpdateTargets;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -145,15 +146,29 @@ impl JobStore {
         version_before: Option<VersionInfo>,
         now: UnixMillis,
     ) -> Result<JobId, JobStoreError> {
+        self.create_for(battery, package, version_before, UpdateTargets::All, now)
+    }
+
+    /// [`JobStore::create`] for the nodes or modules `targets` of the battery (the event
+    /// log's initiation names them).
+    pub fn create_for(
+        &mut self,
+        battery: BatteryIdentity,
+        package: UploadAnnouncement,
+        version_before: Option<VersionInfo>,
+        targets: UpdateTargets,
+        now: UnixMillis,
+    ) -> Result<JobId, JobStoreError> {
         let event = EventKind::Initiated {
             file_name: package.file_name().to_owned(),
             size: package.size(),
             sha256: package.sha256(),
             version_before: version_before.clone(),
+            targets: targets.ids().to_vec(),
         };
         let id = self
             .journal
-            .create(battery.clone(), package, version_before, now)?
+            .create_for(battery.clone(), package, version_before, targets, now)?
             .id();
         self.events.append(&EventRecord {
             at: now,

@@ -14,6 +14,7 @@ pub use recover::{RecoveredJob, RecoveryAction};
 use crate::job::{BatteryIdentity, JobId, JobRecord, VersionInfo};
 use crate::staging::UploadAnnouncement;
 use crate::unix_time::UnixMillis;
+use crate::vrm::UpdateTargets;
 use durable::{TEMP_SUFFIX, read_bounded, sync_dir, write_atomic};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -280,11 +281,24 @@ impl Journal {
         version_before: Option<VersionInfo>,
         now: UnixMillis,
     ) -> Result<&JobRecord, JournalError> {
+        self.create_for(battery, package, version_before, UpdateTargets::All, now)
+    }
+
+    /// [`Journal::create`] for the nodes or modules `targets` of the battery.
+    pub fn create_for(
+        &mut self,
+        battery: BatteryIdentity,
+        package: UploadAnnouncement,
+        version_before: Option<VersionInfo>,
+        targets: UpdateTargets,
+        now: UnixMillis,
+    ) -> Result<&JobRecord, JournalError> {
         let id = JobId(self.last_id + 1);
         write_atomic(&self.dir, SEQUENCE_FILE, id.0.to_string().as_bytes())
             .map_err(io_err("write", &self.dir.join(SEQUENCE_FILE)))?;
         self.last_id = id.0;
-        let record = JobRecord::new(id, battery, package, version_before, now);
+        let record =
+            JobRecord::new(id, battery, package, version_before, now).with_targets(targets);
         self.commit(record)?;
         self.get(id).ok_or(JournalError::UnknownJob(id))
     }

@@ -151,9 +151,13 @@ pub struct FirmwareRange {
 }
 
 impl FirmwareRange {
-    /// Whether `comparable` (a plugin-decoded comparable version) is inside the range.
+    /// Whether `comparable` (a plugin-decoded comparable version) is inside the range. The
+    /// upper bound covers every more precise version it is a prefix of: `to = "1.10"`
+    /// covers v1.10 build 02.
     pub fn contains(&self, comparable: &[u32]) -> bool {
-        comparable >= self.from.parts() && comparable <= self.to.parts()
+        let to = self.to.parts();
+        let upto = &comparable[..comparable.len().min(to.len())];
+        comparable >= self.from.parts() && upto <= to
     }
 }
 

@@ -128,6 +128,10 @@ pub trait VendorSession: Send {
     fn abort(&mut self, now: Timestamp, code: u32, message: &str);
     /// Bytes to journal for a resume; empty when the BMS cannot resume.
     fn checkpoint(&mut self) -> Vec<u8>;
+    /// The firmware the BMS runs as the session read it over the vendor's protocol (as
+    /// precisely as it tells), once read; `None` before, or from a plugin that does not
+    /// say (contract 1.0).
+    fn running_version(&mut self) -> Option<DecodedVersion>;
 }
 
 /// The engine's package behind the plugin-api [`PackageSource`] trait object.
@@ -341,6 +345,17 @@ impl VendorSession for InProcessSession {
     fn abort(&mut self, now: Timestamp, code: u32, message: &str) {
         if let Some(s) = self.running() {
             s.abort(now, AbortReason::new(code, message));
+        }
+    }
+
+    fn running_version(&mut self) -> Option<DecodedVersion> {
+        let v = self.running()?.running_version().into_option()?;
+        match DecodedVersion::from_abi(v) {
+            Ok(v) => Some(v),
+            Err(failure) => {
+                self.fault(failure);
+                None
+            }
         }
     }
 

@@ -26,5 +26,5 @@ pub use open::LoadMethod;
 pub use refusal::{Refusal, RefusalReason};
 pub use types::{
     BatteryMatch, DecodedVersion, ModuleStatus, ModuleUpdateState, PackageRejection,
-    PackageSummary, PluginFailure, PluginInfo, SessionPhase, SessionReport,
+    PackageSummary, PluginFailure, PluginInfo, SessionPhase, SessionReport, VersionOrder,
 };

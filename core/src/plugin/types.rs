@@ -257,6 +257,59 @@ impl DecodedVersion {
     }
 }
 
+/// How one version of a plugin compares with another, as far as both are known.
+///
+/// A plugin may know a version more precisely in one place than in another: Coral's
+/// packages and protocol carry major, minor and build, its 0x35F only major and minor.
+/// Versions are compared number by number over the numbers both carry; when those agree
+/// and one carries more, the order is not known from them alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VersionOrder {
+    /// Lower.
+    Older,
+    /// The same numbers, all of them.
+    Same,
+    /// Higher.
+    Newer,
+    /// The same as far as the less precise one shows (e.g. v1.10 against v1.10 build 02).
+    SameAsFarAsShown,
+}
+
+impl DecodedVersion {
+    /// How `self` compares with `other` (a version of the same plugin).
+    pub fn order_against(&self, other: &DecodedVersion) -> VersionOrder {
+        let shared = self.comparable.len().min(other.comparable.len());
+        match self.comparable[..shared].cmp(&other.comparable[..shared]) {
+            std::cmp::Ordering::Less => VersionOrder::Older,
+            std::cmp::Ordering::Greater => VersionOrder::Newer,
+            std::cmp::Ordering::Equal if self.comparable.len() == other.comparable.len() => {
+                VersionOrder::Same
+            }
+            std::cmp::Ordering::Equal => VersionOrder::SameAsFarAsShown,
+        }
+    }
+
+    /// Whether `shown` (e.g. 0x35F) says the battery runs `self`, as far as it shows.
+    pub fn shown_by(&self, shown: &DecodedVersion) -> bool {
+        matches!(
+            self.order_against(shown),
+            VersionOrder::Same | VersionOrder::SameAsFarAsShown
+        )
+    }
+
+    /// The more precise of `self` and `other` when they agree as far as shown (the one
+    /// with more numbers), else `self`.
+    pub fn most_precise(&self, other: &DecodedVersion) -> DecodedVersion {
+        if self.order_against(other) == VersionOrder::SameAsFarAsShown
+            && other.comparable.len() > self.comparable.len()
+        {
+            other.clone()
+        } else {
+            self.clone()
+        }
+    }
+}
+
 /// A product a package targets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackageTarget {

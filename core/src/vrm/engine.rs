@@ -190,11 +190,71 @@ pub enum VersionPolicy {
     AllowReinstallOrDowngrade,
 }
 
+/// Which nodes or modules of a battery an update installs: every one, or those the
+/// installer chose (node ids of a bank of BMS nodes, module numbers of a pack, as the
+/// battery's plugin numbers them).
+///
+/// The list of [`UpdateTargets::Only`] is checked where it enters the GX (the VRM link's
+/// command, a request record read back): not empty, at most
+/// [`bmsfw_vrm_wire::limits::MAX_UPDATE_TARGETS`], each number once, 1 to 255. Whether
+/// the battery has those nodes or modules is the plugin's to say: it refuses any other
+/// before it changes anything, naming the ones the battery has.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateTargets {
+    /// Every node or module (the plugin may leave those already current alone).
+    #[default]
+    All,
+    /// These, ascending, each once; the others are not touched.
+    Only(#[serde(deserialize_with = "checked_targets")] Vec<u16>),
+}
+
+fn checked_targets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
+    let list = bmsfw_vrm_wire::TargetList::deserialize(d)?;
+    Ok(list.ids().to_vec())
+}
+
+impl UpdateTargets {
+    /// The selection of the VRM link's `targets` (`None`: every one).
+    pub fn from_wire(targets: Option<&bmsfw_vrm_wire::TargetList>) -> UpdateTargets {
+        match targets {
+            Some(list) => UpdateTargets::Only(list.ids().to_vec()),
+            None => UpdateTargets::All,
+        }
+    }
+
+    /// The numbers chosen; empty for [`UpdateTargets::All`] (the plugin contract's
+    /// `SessionOptions::modules`).
+    pub fn ids(&self) -> &[u16] {
+        match self {
+            UpdateTargets::All => &[],
+            UpdateTargets::Only(ids) => ids,
+        }
+    }
+}
+
+/// `all`, or `only 2, 3`.
+impl fmt::Display for UpdateTargets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpdateTargets::All => f.write_str("all"),
+            UpdateTargets::Only(ids) => {
+                let ids: Vec<String> = ids.iter().map(u16::to_string).collect();
+                write!(f, "only {}", ids.join(", "))
+            }
+        }
+    }
+}
+
 /// The installer's options of an update.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateOptions {
     /// Which target versions are accepted.
     pub version_policy: VersionPolicy,
+    /// Which nodes or modules to update (records written before the choice existed read
+    /// as every one).
+    #[serde(default)]
+    pub targets: UpdateTargets,
 }
 
 /// An installer's request to update one battery with one package.
@@ -357,6 +417,36 @@ mod tests {
             json,
             r#"["site_reachable","backup_capacity","maintenance_window"]"#
         );
+    }
+
+    #[test]
+    fn targets_read_back_checked_and_old_records_mean_every_one() {
+        let only = UpdateOptions {
+            version_policy: VersionPolicy::NewerOnly,
+            targets: UpdateTargets::Only(vec![2, 5]),
+        };
+        let json = serde_json::to_string(&only).unwrap();
+        assert_eq!(
+            json,
+            r#"{"version_policy":"newer_only","targets":{"only":[2,5]}}"#
+        );
+        assert_eq!(serde_json::from_str::<UpdateOptions>(&json).unwrap(), only);
+        let old: UpdateOptions =
+            serde_json::from_str(r#"{"version_policy":"newer_only"}"#).unwrap();
+        assert_eq!(old.targets, UpdateTargets::All);
+        assert!(old.targets.ids().is_empty());
+        for hostile in [
+            r#"{"version_policy":"newer_only","targets":{"only":[]}}"#,
+            r#"{"version_policy":"newer_only","targets":{"only":[3,3]}}"#,
+            r#"{"version_policy":"newer_only","targets":{"only":[0]}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<UpdateOptions>(hostile).is_err(),
+                "{hostile}"
+            );
+        }
+        assert_eq!(only.targets.to_string(), "only 2, 5");
+        assert_eq!(UpdateTargets::All.to_string(), "all");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::vrm::access::{VrmAccess, VrmPortalMode};
 use crate::vrm::commands::CommandRegistry;
 use crate::vrm::engine::{
     Acknowledgement, Acknowledgements, BatteryView, EngineRefusal, EngineUpdate, GxEngine,
-    UpdateOptions, UpdateRequest, UploadStatus, VersionPolicy,
+    UpdateOptions, UpdateRequest, UpdateTargets, UploadStatus, VersionPolicy,
 };
 use crate::vrm::outbox::{Durability, Outbox, OutboxError};
 use crate::vrm::replies::{job_feedback, waiting_for_chunks};
@@ -815,7 +815,10 @@ impl Link {
             battery_serial: u.battery.as_str().to_owned(),
             package,
             acknowledgements,
-            options: UpdateOptions { version_policy },
+            options: UpdateOptions {
+                version_policy,
+                targets: UpdateTargets::from_wire(u.targets.as_ref()),
+            },
         };
         let status = match self.engine.request_update(request).await {
             Ok(s) => s,

@@ -21,6 +21,6 @@ pub use access::{InvalidVrmPortalMode, VrmAccess, VrmPortalMode};
 pub use engine::{
     Acknowledgement, Acknowledgements, AlarmLevel, AlarmView, BatteryView, ChunkReceipt,
     Eligibility, EngineRefusal, EngineUpdate, GxEngine, Presence, StagedReceipt, UpdateOptions,
-    UpdateRequest, UploadStatus, VersionPolicy,
+    UpdateRequest, UpdateTargets, UploadStatus, VersionPolicy,
 };
 pub use link::{LinkConfig, LinkConnection, LinkError, LinkHandle, LinkStatus, spawn_link};

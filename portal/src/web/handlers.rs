@@ -13,7 +13,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bmsfw_vrm_wire::command::{DiagnosticsQuery, EventLogQuery};
-use bmsfw_vrm_wire::{Acknowledgement, Command, FileName, PortalId, Serial, VersionPolicy};
+use bmsfw_vrm_wire::{
+    Acknowledgement, Command, FileName, PortalId, Serial, TargetList, VersionPolicy,
+};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -268,6 +270,23 @@ pub struct UpdateBody {
     acknowledgements: BTreeSet<Acknowledgement>,
     #[serde(default)]
     version_policy: VersionPolicy,
+    /// The nodes or modules to update; left out or `null`: every one.
+    #[serde(default)]
+    targets: Option<Vec<u16>>,
+}
+
+/// The body's choice of nodes or modules, checked as the GX will check it.
+fn targets_of(body: &UpdateBody) -> ApiResult<Option<TargetList>> {
+    body.targets
+        .clone()
+        .map(TargetList::new)
+        .transpose()
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the choice of nodes or modules {e}"),
+            )
+        })
 }
 
 fn check_acknowledgements(body: &UpdateBody) -> ApiResult<()> {
@@ -304,6 +323,7 @@ pub async fn update(
         return Err(ApiError::monitor_only());
     }
     check_acknowledgements(&body)?;
+    let targets = targets_of(&body)?;
     let key = (user.record.name.clone(), id.clone(), instance);
     let file = app.pending_file(&key.0, &key.1, key.2).ok_or_else(|| {
         ApiError::new(
@@ -317,6 +337,7 @@ pub async fn update(
         file,
         acknowledgements: body.acknowledgements,
         version_policy: body.version_policy,
+        targets,
         user: user.record.name.clone(),
     };
     let commandid = app.vrm.start_update(order).await?;
@@ -335,6 +356,7 @@ pub async fn retry(
         return Err(ApiError::monitor_only());
     }
     check_acknowledgements(&body)?;
+    let targets = targets_of(&body)?;
     let last = app.vrm.last_order(&id, instance).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -344,6 +366,7 @@ pub async fn retry(
     let order = UpdateOrder {
         acknowledgements: body.acknowledgements,
         version_policy: body.version_policy,
+        targets,
         user: user.record.name.clone(),
         ..last
     };

@@ -7,7 +7,7 @@
 //! | GET | `/api/state` | the user, the installations they see, each battery and its latest update |
 //! | GET | `/api/events` | the same, pushed as server-sent events on every change |
 //! | POST | `/api/installations/{id}/batteries/{instance}/firmware?name=` | uploads a firmware file (body: the bytes) |
-//! | POST | `/api/installations/{id}/batteries/{instance}/update` | Update: `{acknowledgements, version_policy}` |
+//! | POST | `/api/installations/{id}/batteries/{instance}/update` | Update: `{acknowledgements, version_policy, targets}` (`targets`: node ids or module numbers, left out for all) |
 //! | POST | `/api/installations/{id}/batteries/{instance}/retry` | the same file again after a failure |
 //! | GET | `/api/installations/{id}/batteries/{instance}/events` | the battery's event log, from the GX |
 //! | GET | `/api/installations/{id}/jobs/{job}/diagnostics` | the diagnostics bundle, as a download |

@@ -47,6 +47,16 @@ fn a_full_entry_parses_into_its_fields() {
     assert_eq!(e.products[0].product_codes, vec![0x0A01]);
     assert!(e.firmware.contains(&[1, 50]));
     assert!(!e.firmware.contains(&[2, 0]));
+    // A more precise version (a build) is inside its bound: the range's upper bound covers
+    // every build of it, and nothing of the next minor.
+    let to = e.firmware.to.parts().to_vec();
+    let mut build = to.clone();
+    build.push(0xFF);
+    assert!(e.firmware.contains(&build));
+    let mut next = to;
+    *next.last_mut().unwrap() += 1;
+    next.push(0);
+    assert!(!e.firmware.contains(&next));
     assert_eq!(e.review.date, ApprovalDate::new(2025, 3, 14).unwrap());
     assert!(e.is_approved());
     assert!(e.covers_product("ALPHA", Some(0x0A01)));

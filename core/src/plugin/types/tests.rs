@@ -188,3 +188,40 @@ fn session_statuses_must_be_coherent() {
         assert_eq!(e.code, ErrorCode::PLUGIN_FAULT, "{status:?}");
     }
 }
+
+#[test]
+fn versions_compare_over_the_numbers_both_carry() {
+    let v = |parts: &[u32]| DecodedVersion {
+        raw: Vec::new(),
+        display: format!("{parts:?}"),
+        comparable: parts.to_vec(),
+    };
+    let broadcast = v(&[1, 0x10]);
+    let build_2 = v(&[1, 0x10, 2]);
+    let build_3 = v(&[1, 0x10, 3]);
+    assert_eq!(build_3.order_against(&build_2), VersionOrder::Newer);
+    assert_eq!(build_2.order_against(&build_3), VersionOrder::Older);
+    assert_eq!(build_2.order_against(&build_2.clone()), VersionOrder::Same);
+    // 0x35F shows no build: the same as far as it shows, in either direction.
+    assert_eq!(
+        build_2.order_against(&broadcast),
+        VersionOrder::SameAsFarAsShown
+    );
+    assert_eq!(
+        broadcast.order_against(&build_2),
+        VersionOrder::SameAsFarAsShown
+    );
+    assert_eq!(
+        v(&[1, 0x11, 0]).order_against(&broadcast),
+        VersionOrder::Newer
+    );
+    assert_eq!(
+        v(&[1, 0x0F, 9]).order_against(&broadcast),
+        VersionOrder::Older
+    );
+    assert!(build_2.shown_by(&broadcast));
+    assert!(!v(&[1, 0x11, 0]).shown_by(&broadcast));
+    assert_eq!(broadcast.most_precise(&build_2), build_2);
+    assert_eq!(build_2.most_precise(&broadcast), build_2);
+    assert_eq!(build_2.most_precise(&build_3), build_2);
+}

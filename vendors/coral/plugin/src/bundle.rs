@@ -399,10 +399,10 @@ pub fn inspect(package: &mut PackageReader) -> Result<PackageInfo, PackageError>
         .collect::<Vec<_>>();
     Ok(PackageInfo {
         targets: vec![TargetProduct::new(MANUFACTURER, Some(bundle.product_code))].into(),
-        // The version the battery will broadcast in 0x35F, so that the engine compares
-        // like with like; the build is checked over the protocol.
-        version: crate::version::decode(&bundle.version.broadcast_bytes())
-            .map_err(|f| invalid(HEADER_LEN + 2, f.message.into_string()))?,
+        // The bundle's full version, build included: 0x35F shows its major and minor, the
+        // session reads the master's build over the protocol (`running_version`), so a
+        // build-only change is newer.
+        version: bundle.version.firmware_version(),
         image_size: bundle.len,
         image_sha256: whole.value(),
         signature: SignatureStatus::VALID,

@@ -26,8 +26,8 @@ use crate::protocol::{
 use crate::transfer::{Outgoing, Sender, SenderStats, TransferError};
 use crate::version::Version24;
 use bmsfw_plugin_api::{
-    AbortReason, CanFrame, ErrorCode, Failure, ModuleProgress, ModuleState, PackageReader, Phase,
-    SessionRequest, SessionStatus, Timestamp,
+    AbortReason, CanFrame, ErrorCode, Failure, FirmwareVersion, ModuleProgress, ModuleState,
+    PackageReader, Phase, SessionRequest, SessionStatus, Timestamp,
 };
 use exchange::{Exchange, Expiry};
 use std::collections::VecDeque;
@@ -515,7 +515,10 @@ impl CoralSession {
         if let Some(&m) = self.selected.iter().find(|&&m| usize::from(m) > n) {
             return Err(Failure::new(
                 ErrorCode::TRANSFER_FAILED,
-                format!("the update names module {m}; the pack has {n} modules"),
+                format!(
+                    "the update names module {m}, which the pack does not have: its modules \
+                     are 1 to {n}; nothing was erased"
+                ),
             ));
         }
         for e in entries.iter().skip(1) {
@@ -857,6 +860,11 @@ impl bmsfw_plugin_api::Session for CoralSession {
         self.current_checkpoint()
             .map(|c| c.to_bytes())
             .unwrap_or_default()
+    }
+
+    /// The master's firmware with its build, from HELLO: known before anything is erased.
+    fn running_version(&self) -> Option<FirmwareVersion> {
+        self.hello.map(|h| h.firmware.firmware_version())
     }
 }
 

@@ -14,7 +14,8 @@ pub enum Selection {
     /// Every Boreal node of the bank, found by their heartbeats; nodes that already run
     /// the package's version are left alone.
     Bank,
-    /// These nodes, each updated even when it runs the package's version already.
+    /// These nodes, each updated even when it runs the package's version already; the
+    /// bank's other nodes are found and identified too, and left alone.
     Named(Vec<NodeId>),
 }
 
@@ -50,6 +51,13 @@ impl Selection {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Selection::Named(nodes))
+    }
+}
+
+impl Selection {
+    /// Whether node `id` is named (`false` for the whole bank).
+    pub fn names(&self, id: NodeId) -> bool {
+        matches!(self, Selection::Named(ids) if ids.contains(&id))
     }
 }
 

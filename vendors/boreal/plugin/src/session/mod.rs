@@ -5,12 +5,17 @@
 //!
 //! | state | phase shown | what goes on the bus |
 //! |---|---|---|
-//! | `Discover` | Transferring | nothing: heartbeats 0x701-0x710 are heard for 2.5 s (whole bank only) |
+//! | `Discover` | Transferring | nothing: heartbeats 0x701-0x710 are heard for 2.5 s; nodes named by the options that send none are refused here |
 //! | `Identify` | Transferring | SDO reads of 0x1018:01, 0x1018:02, 0x100A, 0x2F10:01, 0x2F10:02 per node |
 //! | `Program` | Transferring; Installing from the flash check of the last node on | 0x1F51 = 0, 3; 0x1F57; block download to 0x1F50; 0x1F57; 0x1F56; 0x1F51 = 1 |
 //! | `Restart` | Transferring; Restarting for the last node | 0x2F10:03 every 500 ms until it reads 0 |
 //! | `Confirm` | Transferring; Verifying for the last node | 0x100A: the node's new version |
-//! | `Verify` | Verifying | 0x100A of every node, then a 0x35F that agrees with them |
+//! | `Verify` | Verifying | 0x100A of every node, then a 0x35F that shows their lowest |
+//!
+//! The whole bank is always found and identified, also when the options name nodes: a
+//! named node the bank does not have is refused before the first frame, 0x35F is checked
+//! against every node, and the nodes not named are reported skipped with their versions
+//! (what the engine needs to know whether 0x35F can show the update).
 //!
 //! Nodes other than the last restart while the session still shows Transferring: the
 //! bank's speaker (the node broadcasting BMS-Can) is always updated last, so BMS-Can
@@ -65,24 +70,6 @@ enum Poll {
     Reading(Timestamp, Read),
 }
 
-/// What the 0x35F frame must show once every node answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Expect {
-    /// Exactly the lowest version of the bank (the whole bank was asked).
-    Exactly(Bcd),
-    /// At most the lowest version of the nodes asked (other nodes may be older).
-    AtMost(Bcd),
-}
-
-impl Expect {
-    fn accepts(self, shown: Bcd) -> bool {
-        match self {
-            Expect::Exactly(v) => shown == v,
-            Expect::AtMost(v) => shown <= v,
-        }
-    }
-}
-
 /// The final cross-check.
 struct Verify {
     /// Nodes whose version is still to be read (indices into the nodes).
@@ -90,8 +77,9 @@ struct Verify {
     read: Option<Read>,
     /// When verifying began: older 0x35F frames do not count.
     since: Timestamp,
-    /// Set once every node answered.
-    expect: Option<(Expect, Timestamp)>,
+    /// Set once every node answered: the lowest version (what 0x35F must show) and the
+    /// end of the wait for it.
+    expect: Option<(Bcd, Timestamp)>,
 }
 
 /// Where the session is.
@@ -188,10 +176,6 @@ impl BorealSession {
             ));
         }
         let selection = Selection::from_options(&request.options)?;
-        let nodes = match &selection {
-            Selection::Bank => Vec::new(),
-            Selection::Named(ids) => ids.iter().copied().map(Node::new).collect(),
-        };
         // `request.resume` is ignored: the bootloader cannot resume a download.
         Ok(BorealSession {
             package: request.package,
@@ -199,7 +183,7 @@ impl BorealSession {
             info: checked.info,
             bank,
             selection,
-            nodes,
+            nodes: Vec::new(),
             order: Vec::new(),
             heard: BTreeSet::new(),
             last_35f: None,
@@ -213,10 +197,7 @@ impl BorealSession {
         if !matches!(self.state, State::NotStarted) {
             return;
         }
-        match self.selection {
-            Selection::Bank => self.state = State::Discover(now + DISCOVERY_WINDOW),
-            Selection::Named(_) => self.identify(now, 0),
-        }
+        self.state = State::Discover(now + DISCOVERY_WINDOW);
     }
 
     /// Starts identifying node `node` (or evaluates the nodes when none is left).
@@ -254,6 +235,21 @@ impl BorealSession {
                     ),
                 ),
             );
+        }
+        if let Selection::Named(named) = &self.selection
+            && let Some(missing) = named.iter().find(|id| !self.heard.contains(&id.get()))
+        {
+            let heard: Vec<String> = self.heard.iter().map(|id| format!("node {id}")).collect();
+            let f = Failure::new(
+                ErrorCode::TRANSFER_FAILED,
+                format!(
+                    "the update names {missing}, which is not in the bank (no heartbeat within \
+                     {} ms): the bank's nodes are {}; nothing was sent",
+                    DISCOVERY_WINDOW.as_millis(),
+                    heard.join(", ")
+                ),
+            );
+            return self.fail(now, f);
         }
         self.identify(now, 0);
     }
@@ -299,7 +295,7 @@ impl BorealSession {
                     return self.fail(now, malformed("not a vendor-id"));
                 };
                 if vendor != CANOPEN_VENDOR_ID {
-                    if self.selection == Selection::Bank {
+                    if !self.selection.names(id) {
                         // Another maker's CANopen node on the bus: not part of the bank.
                         self.nodes.remove(node);
                         return self.identify(now, node);
@@ -370,10 +366,16 @@ impl BorealSession {
             .unwrap_or(self.nodes[0].id.get());
         let mut order: Vec<usize> = Vec::new();
         for (i, n) in self.nodes.iter_mut().enumerate() {
-            if self.selection == Selection::Bank && n.identity.version == Some(target) {
-                n.state = ModuleState::SKIPPED;
-            } else {
+            let update = match &self.selection {
+                // Nodes already current are left alone.
+                Selection::Bank => n.identity.version != Some(target),
+                // Named nodes are updated even when current; the others are not touched.
+                Selection::Named(named) => named.contains(&n.id),
+            };
+            if update {
                 order.push(i);
+            } else {
+                n.state = ModuleState::SKIPPED;
             }
         }
         // The speaker last: BMS-Can goes silent only in the session's Restarting phase.
@@ -387,19 +389,17 @@ impl BorealSession {
     }
 
     fn check_nodes(&self) -> Result<(), Failure> {
-        if self.selection == Selection::Bank {
-            if let Some((speaker, count)) = self.bank.nodes {
-                let ids: Vec<u8> = self.nodes.iter().map(|n| n.id.get()).collect();
-                if ids.len() != usize::from(count) || !ids.contains(&speaker) {
-                    return Err(Failure::new(
-                        ErrorCode::PROTOCOL_ERROR,
-                        format!(
-                            "the bank's 0x35F names {count} nodes with node {speaker} speaking; \
-                             the Boreal nodes answering are {ids:?}: a node is missing or \
-                             misconfigured, check the bank's cabling and node switches"
-                        ),
-                    ));
-                }
+        if let Some((speaker, count)) = self.bank.nodes {
+            let ids: Vec<u8> = self.nodes.iter().map(|n| n.id.get()).collect();
+            if ids.len() != usize::from(count) || !ids.contains(&speaker) {
+                return Err(Failure::new(
+                    ErrorCode::PROTOCOL_ERROR,
+                    format!(
+                        "the bank's 0x35F names {count} nodes with node {speaker} speaking; \
+                         the Boreal nodes answering are {ids:?}: a node is missing or \
+                         misconfigured, check the bank's cabling and node switches"
+                    ),
+                ));
             }
         }
         let needed = Bcd(MIN_BOOTLOADER).max(self.info.min_bootloader);
@@ -441,11 +441,7 @@ impl BorealSession {
         }
         // The 0x35F rule: bytes 2-3 show the lowest version of the bank.
         let lowest = self.lowest_version();
-        let consistent = match self.selection {
-            Selection::Bank => Some(self.bank.firmware) == lowest,
-            Selection::Named(_) => lowest.is_some_and(|l| self.bank.firmware <= l),
-        };
-        if !consistent {
+        if Some(self.bank.firmware) != lowest {
             return Err(Failure::new(
                 ErrorCode::PROTOCOL_ERROR,
                 format!(
@@ -680,12 +676,8 @@ impl BorealSession {
         let Some(lowest) = self.lowest_version() else {
             return;
         };
-        let expect = match self.selection {
-            Selection::Bank => Expect::Exactly(lowest),
-            Selection::Named(_) => Expect::AtMost(lowest),
-        };
         if let State::Verify(v) = &mut self.state {
-            v.expect = Some((expect, now + CROSS_CHECK_WINDOW));
+            v.expect = Some((lowest, now + CROSS_CHECK_WINDOW));
         }
         self.cross_check(now);
     }
@@ -708,7 +700,7 @@ impl BorealSession {
             .and_then(|(_, raw)| BankInfo::parse(raw).ok())
             .map(|b| b.firmware);
         match shown {
-            Some(shown) if expect.accepts(shown) => self.state = State::Done,
+            Some(shown) if shown == expect => self.state = State::Done,
             _ if now >= deadline => {
                 let seen =
                     shown.map_or("no 0x35F frame".to_owned(), |v| format!("0x35F shows {v}"));

@@ -543,11 +543,76 @@ fn one_named_node_is_updated_alone() {
         session.status().outcome
     );
     assert_eq!(bank.controls(), vec![(3, 0), (3, 3), (3, 1)]);
-    let modules = session.status().modules;
-    assert_eq!(modules.len(), 1);
-    assert_eq!((modules[0].index, modules[0].state), (3, ModuleState::DONE));
-    // Nodes named are not found by their heartbeats: the session starts at once.
-    assert!(bank.sent[0].0 < Timestamp::ZERO + Duration::from_millis(10));
+    let modules: Vec<(u16, ModuleState)> = session
+        .status()
+        .modules
+        .iter()
+        .map(|m| (m.index, m.state))
+        .collect();
+    // The whole bank is found and identified; the nodes not named are left alone.
+    assert_eq!(
+        modules,
+        vec![
+            (1, ModuleState::SKIPPED),
+            (2, ModuleState::SKIPPED),
+            (3, ModuleState::DONE)
+        ]
+    );
+    // Nothing is sent before the heartbeats were heard for the whole window.
+    assert!(bank.sent[0].0 >= Timestamp::ZERO + Duration::from_millis(2500));
+}
+
+#[test]
+fn a_node_above_the_lowest_is_updated_alone_and_0x35f_keeps_the_lowest() {
+    // Node 2 is not the speaker, and the bank's 0x35F keeps showing node 1's 2.10.
+    let mut bank = Bank::new(&[(1, OLD), (2, OLD)]);
+    let mut session = BorealSession::start(request(&bank, package(9_000), named(&[2]))).unwrap();
+    bank.run(&mut session, Duration::from_secs(60), no_hook);
+    let status = session.status();
+    assert_eq!(status.phase, Phase::DONE, "{:?}", status.outcome);
+    assert_eq!(bank.controls(), vec![(2, 0), (2, 3), (2, 1)]);
+    assert_eq!(bank.node(1).dict().version, OLD);
+    assert_eq!(bank.node(2).dict().version, NEW);
+    assert_eq!(bank.product_info()[2..4], OLD);
+    let versions: Vec<(u16, ModuleState, String)> = status
+        .modules
+        .iter()
+        .map(|m| {
+            let v = m.version.clone().into_option().unwrap();
+            (m.index, m.state, v.display.into_string())
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        vec![
+            (1, ModuleState::SKIPPED, "2.10".to_owned()),
+            (2, ModuleState::DONE, "2.15".to_owned())
+        ]
+    );
+    // No SDO download of any kind reached node 1: only reads (0x40) went to 0x601.
+    assert!(
+        bank.sent
+            .iter()
+            .filter(|(_, f)| f.id().raw() == 0x601)
+            .all(|(_, f)| f.data()[0] == 0x40),
+        "{:?}",
+        bank.sent
+    );
+}
+
+#[test]
+fn a_named_node_the_bank_does_not_have_is_refused_before_any_frame() {
+    let mut bank = Bank::new(&[(1, OLD), (2, OLD)]);
+    let mut session = BorealSession::start(request(&bank, package(9_000), named(&[5]))).unwrap();
+    bank.run(&mut session, Duration::from_secs(60), no_hook);
+    let f = failure(&session);
+    assert_eq!(f.code, ErrorCode::TRANSFER_FAILED);
+    assert!(
+        f.message.contains("names node 5, which is not in the bank")
+            && f.message.contains("the bank's nodes are node 1, node 2"),
+        "{f}"
+    );
+    assert!(bank.sent.is_empty(), "{:?}", bank.sent);
 }
 
 #[test]

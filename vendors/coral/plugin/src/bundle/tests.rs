@@ -26,10 +26,11 @@ fn a_signed_bundle_is_read_as_documented() {
     assert_eq!(info.targets.len(), 1);
     assert_eq!(info.targets[0].manufacturer.as_str(), "CORAL");
     assert_eq!(info.targets[0].product_code.into_option(), Some(0xC0A1));
-    // The package's version is the one 0x35F will carry: 0x0110 little-endian.
-    assert_eq!(info.version.display.as_str(), "v1.10");
-    assert_eq!(info.version.raw.as_slice(), &[0x10, 0x01]);
-    assert_eq!(info.version.comparable.as_slice(), &[1, 0x10]);
+    // The full version, build included, as the manifest carries it (0x35F shows only
+    // v1.10, as `10 01`).
+    assert_eq!(info.version.display.as_str(), "v1.10 (build FF)");
+    assert_eq!(info.version.raw.as_slice(), &[0x01, 0x10, 0xFF]);
+    assert_eq!(info.version.comparable.as_slice(), &[1, 0x10, 0xFF]);
     assert_eq!(info.image_size, file.len() as u64);
     assert_eq!(info.image_sha256, sha256(&file));
     assert_eq!(info.signature, SignatureStatus::VALID);

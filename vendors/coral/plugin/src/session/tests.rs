@@ -471,7 +471,26 @@ fn selected_modules_only_are_updated() {
     );
     let status = wire.run(Duration::from_secs(10));
     assert_eq!(status.failure_code(), Some(ErrorCode::TRANSFER_FAILED));
+    let message = status.outcome.unwrap().message;
+    assert!(
+        message.contains("names module 5, which the pack does not have: its modules are 1 to 3"),
+        "{message}"
+    );
     assert!(wire.data_sent().is_empty());
+    assert_eq!(wire.commands_sent(), vec![op::HELLO, op::MODULES]);
+}
+
+#[test]
+fn the_masters_full_version_is_reported_from_its_hello() {
+    let mut s = session(bundle_bytes(4000));
+    assert_eq!(Session::running_version(&s), None);
+    let mut wire = Wire::new(s, master(2));
+    wire.run(Duration::from_secs(120));
+    // After the update: the master's new version, with its build.
+    s = wire.session;
+    let v = Session::running_version(&s).unwrap();
+    assert_eq!(v.raw.as_slice(), &NEW);
+    assert_eq!(v.comparable.as_slice(), &[1, 0x10, 0xFF]);
 }
 
 #[test]
