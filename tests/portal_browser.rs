@@ -96,37 +96,42 @@ async fn an_installer_updates_a_battery_from_a_phone_sized_browser() {
     let update = b.wait_for("#update-512", WAIT).await;
     assert!(b.enabled(&update).await);
     b.screenshot(&shots.join("portal-4-confirm.png")).await;
+    // The page records every state it shows, however briefly: a poll from the test
+    // could miss a short phase on a loaded machine.
+    b.script(
+        "window.bmsfwSeen = [];
+         const record = () => {
+           const e = document.getElementById('state-512');
+           const s = e ? e.textContent : null;
+           if (s && window.bmsfwSeen[window.bmsfwSeen.length - 1] !== s) window.bmsfwSeen.push(s);
+         };
+         new MutationObserver(record).observe(document.body,
+           { subtree: true, childList: true, characterData: true });
+         return true;",
+        json!([]),
+    )
+    .await;
     b.click_css("#update-512", WAIT).await;
 
     // Watch the state through Completed.
-    let mut seen: Vec<String> = Vec::new();
     let mut mid_shot = false;
     let deadline = Instant::now() + WAIT;
-    loop {
-        let state = b
-            .script(
-                "const e = document.getElementById('state-512'); return e ? e.textContent : null;",
-                json!([]),
-            )
-            .await;
-        if let Some(s) = state.as_str()
-            && seen.last().map(String::as_str) != Some(s)
-        {
-            seen.push(s.to_owned());
-            if s == "Transferring to battery" && !mid_shot {
-                mid_shot = true;
-                b.screenshot(&shots.join("portal-5-progress.png")).await;
-            }
+    let mut seen: Vec<String> = loop {
+        let seen: Vec<String> =
+            serde_json::from_value(b.script("return window.bmsfwSeen;", json!([])).await).unwrap();
+        if !mid_shot && seen.last().map(String::as_str) == Some("Transferring to battery") {
+            mid_shot = true;
+            b.screenshot(&shots.join("portal-5-progress.png")).await;
         }
         if seen.last().map(String::as_str) == Some("Completed") {
-            break;
+            break seen;
         }
         assert!(
             Instant::now() < deadline,
             "the page did not reach Completed: {seen:?}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    };
     // Before the GX answers, the page says the update was requested.
     if seen.first().map(String::as_str) == Some("Requested") {
         seen.remove(0);
