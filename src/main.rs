@@ -21,23 +21,33 @@ enum Command {
     Capture(cli::capture::CaptureArgs),
     /// Print the update history and event log kept in a GX state directory.
     History(cli::history::Args),
-    /// Vendor plugins: check a library against the allowlist, list the plugin directory.
+    /// Vendor plugins: check a library against the allowlist, list the plugin directory,
+    /// run the conformance checks.
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
     /// Run the GX daemon of a gx.toml: plugins, batteries, updates, the VRM link.
     Gx(cli::gx::GxArgs),
     /// Run the portal (the VRM stand-in): web UI, HTTP API, MQTT towards the GX devices.
     Portal(cli::portal::PortalArgs),
+    /// Run the demo: broker, portal, GX daemon and the simulated site in one process
+    /// (--run: update every battery through the portal's HTTP API and print a summary).
+    Demo(cli::demo::DemoArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    // The demo prints its own account of what happens; its parts log only trouble.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn,rumqttd=off",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Devices(args) => runtime()?
             .block_on(cli::devices::run(args))
@@ -53,6 +63,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Portal(args) => server_runtime()?
             .block_on(cli::portal::run(args))
             .map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => server_runtime()?.block_on(cli::demo::run(args)),
     }
 }
 

@@ -30,7 +30,7 @@ fn devices_lists_the_batteries_of_the_demo_site() {
     assert!(lines[0].starts_with("BUS"), "{stdout}");
     assert_eq!(
         lines.len(),
-        4,
+        6,
         "a header and one row per bus, no notes: {stdout}"
     );
     let sim0 = lines[1];
@@ -112,7 +112,7 @@ fn capture_writes_a_candump_log_of_every_bus() {
     }
     assert_eq!(
         per_bus.keys().collect::<Vec<_>>(),
-        vec!["sim0", "sim1", "sim2"]
+        vec!["sim0", "sim1", "sim2", "sim3", "sim4"]
     );
     for (bus, ids) in &per_bus {
         // About 2 s at 23 frames/s (sim1 adds 0x374-0x377).

@@ -16,6 +16,7 @@
 //! - [`vrm`]: the VRM link's side on the GX and its boundary with the engine.
 
 pub mod config;
+pub mod conformance;
 pub mod diagnostics;
 pub mod dotted_version;
 pub mod driver;

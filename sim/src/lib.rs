@@ -4,5 +4,7 @@
 
 pub mod battery;
 pub mod bus;
+pub mod flash;
+pub mod node;
 pub mod registry;
 pub mod site;

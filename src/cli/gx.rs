@@ -10,9 +10,9 @@ use anyhow::{Context, bail};
 use bmsfw_can::{CanInterface, SocketCanInterface};
 use bmsfw_core::config::{CanBackend, GxConfig};
 use bmsfw_core::dotted_version::DottedVersion;
-use bmsfw_core::engine::EngineBuilder;
-use bmsfw_core::vrm::{GxEngine, LinkConfig, VrmAccess, VrmPortalMode, spawn_link};
-use bmsfw_sim::site::SiteDescription;
+use bmsfw_core::engine::{Engine, EngineBuilder};
+use bmsfw_core::vrm::{GxEngine, LinkConfig, LinkHandle, VrmAccess, VrmPortalMode, spawn_link};
+use bmsfw_sim::site::{RunningSite, SiteDescription};
 use bmsfw_vrm_wire::{BrokerAddr, PortalId};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -68,12 +68,10 @@ fn gx_firmware(arg: Option<DottedVersion>) -> anyhow::Result<DottedVersion> {
 pub async fn run(args: GxArgs) -> anyhow::Result<()> {
     let config = GxConfig::load(&args.config)?;
     let firmware = gx_firmware(args.gx_firmware)?;
-    let portal_id = PortalId::new(config.portal_id.as_str())?;
     let broker = args.broker.unwrap_or_else(|| {
         BrokerAddr::new(config.mqtt.broker.host.clone(), config.mqtt.broker.port)
     });
     let access = VrmAccess::new(args.vrm_portal.unwrap_or(config.mqtt.vrm_portal));
-
     let site = match &args.sim {
         Some(path) => Some(
             SiteDescription::load(path)?
@@ -82,58 +80,95 @@ pub async fn run(args: GxArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let (mut builder, report) = EngineBuilder::from_gx_config(&config, firmware.clone())?;
-    for refused in &report.refused {
-        tracing::warn!(%refused, "plugin refused");
-    }
-    for can in &config.can.0 {
-        let iface: Arc<dyn CanInterface> = match can.backend {
-            CanBackend::Socketcan => Arc::new(
-                SocketCanInterface::open(&can.name)
-                    .with_context(|| format!("opening SocketCAN interface {}", can.name))?,
-            ),
-            CanBackend::Sim => {
-                let Some(site) = &site else {
-                    bail!(
-                        "interface {} has backend \"sim\": give the simulated site with --sim",
-                        can.name
-                    );
-                };
-                let Some(bus) = site.buses().iter().find(|b| b.name() == can.name) else {
-                    bail!("the simulated site has no bus named {}", can.name);
-                };
-                Arc::new(bus.attach("gx"))
-            }
-        };
-        builder = builder.bus(iface);
-    }
-    let engine = builder.vrm_access(access.clone()).start()?;
-    println!(
-        "GX {portal_id}: firmware v{firmware}, buses {}, plugins {}, VRM access {}",
-        engine.bus_names().join(", "),
-        engine.vendors().join(", "),
-        access.get()
-    );
-    let engine = Arc::new(engine);
-    let mut link_config = LinkConfig::new(portal_id, broker.clone(), vrm_dir(&config.state_dir));
-    link_config.gx_firmware_version = format!("v{firmware}");
-    link_config.keepalive_window = config.mqtt.keepalive_seconds.duration();
-    let link = spawn_link(
-        link_config,
-        Arc::clone(&engine) as Arc<dyn GxEngine>,
-        access,
-    )?;
-    println!("VRM link to {broker}");
+    let gx = RunningGx::start(&config, firmware, site.as_ref(), broker, access)?;
+    println!("{}", gx.banner);
     tokio::signal::ctrl_c().await?;
     println!("stopping");
-    link.shutdown().await?;
-    if let Ok(engine) = Arc::try_unwrap(engine) {
-        engine.shutdown().await;
-    }
+    gx.shutdown().await?;
     if let Some(site) = site {
         drop(site.shutdown().await);
     }
     Ok(())
+}
+
+/// A GX daemon: the engine with the plugins its allowlist approves, its buses, and the
+/// VRM link.
+pub struct RunningGx {
+    engine: Arc<Engine>,
+    link: LinkHandle,
+    /// What the daemon runs, in two lines for the operator.
+    pub banner: String,
+}
+
+impl RunningGx {
+    /// Loads the approved plugins of `config`, opens its CAN interfaces (those with
+    /// backend "sim" are the buses of `site`), starts the engine and the link to `broker`.
+    /// Must run inside a Tokio runtime.
+    pub fn start(
+        config: &GxConfig,
+        firmware: DottedVersion,
+        site: Option<&RunningSite>,
+        broker: BrokerAddr,
+        access: VrmAccess,
+    ) -> anyhow::Result<RunningGx> {
+        let portal_id = PortalId::new(config.portal_id.as_str())?;
+        let (mut builder, report) = EngineBuilder::from_gx_config(config, firmware.clone())?;
+        for refused in &report.refused {
+            tracing::warn!(%refused, "plugin refused");
+        }
+        for can in &config.can.0 {
+            let iface: Arc<dyn CanInterface> = match can.backend {
+                CanBackend::Socketcan => Arc::new(
+                    SocketCanInterface::open(&can.name)
+                        .with_context(|| format!("opening SocketCAN interface {}", can.name))?,
+                ),
+                CanBackend::Sim => {
+                    let Some(site) = site else {
+                        bail!(
+                            "interface {} has backend \"sim\": give the simulated site with --sim",
+                            can.name
+                        );
+                    };
+                    let Some(bus) = site.buses().iter().find(|b| b.name() == can.name) else {
+                        bail!("the simulated site has no bus named {}", can.name);
+                    };
+                    Arc::new(bus.attach("gx"))
+                }
+            };
+            builder = builder.bus(iface);
+        }
+        let engine = Arc::new(builder.vrm_access(access.clone()).start()?);
+        let banner = format!(
+            "GX {portal_id}: firmware v{firmware}, buses {}, plugins {}, VRM access {}\nVRM link to {broker}",
+            engine.bus_names().join(", "),
+            engine.vendors().join(", "),
+            access.get()
+        );
+        let mut link_config =
+            LinkConfig::new(portal_id, broker.clone(), vrm_dir(&config.state_dir));
+        link_config.gx_firmware_version = format!("v{firmware}");
+        link_config.keepalive_window = config.mqtt.keepalive_seconds.duration();
+        let link = spawn_link(
+            link_config,
+            Arc::clone(&engine) as Arc<dyn GxEngine>,
+            access,
+        )?;
+        Ok(RunningGx {
+            engine,
+            link,
+            banner,
+        })
+    }
+
+    /// Stops the link, then the engine (a running transfer is journaled and resumes at
+    /// the next start).
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.link.shutdown().await?;
+        if let Ok(engine) = Arc::try_unwrap(self.engine) {
+            engine.shutdown().await;
+        }
+        Ok(())
+    }
 }
 
 /// The link's directory in the state directory.

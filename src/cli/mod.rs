@@ -1,6 +1,8 @@
 //! The subcommands of the `bmsfw` binary, one module each.
 
 pub mod capture;
+pub mod conformance;
+pub mod demo;
 pub mod devices;
 pub mod gx;
 pub mod history;

@@ -8,6 +8,8 @@
 //!   allowlist entry is printed whenever the identity is known.
 //! - `bmsfw plugin list` loads the plugin directory of a `gx.toml` exactly as the daemon
 //!   does and prints every library's verdict.
+//! - `bmsfw plugin conformance <library>` puts a library through hostile conditions on
+//!   the simulated bus (see [`super::conformance`]).
 //!
 //! Exit status: 0 when the library (every library, for `list`) is approved and loads,
 //! 1 when one is refused, 2 for usage or configuration errors.
@@ -34,6 +36,9 @@ pub enum PluginCommand {
     Check(CheckArgs),
     /// Show every library of the plugin directory with its verdict.
     List(ListArgs),
+    /// Put a plugin library through hostile conditions on the simulated bus (before it
+    /// is approved) and print a pass/fail table.
+    Conformance(super::conformance::ConformanceArgs),
 }
 
 /// Arguments of `bmsfw plugin check`.
@@ -72,6 +77,7 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
     let result = match command {
         PluginCommand::Check(args) => check(args),
         PluginCommand::List(args) => list(args),
+        PluginCommand::Conformance(args) => return super::conformance::run(args),
     };
     Ok(result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -122,11 +128,11 @@ fn parse_firmware(s: &str) -> Result<FirmwareRange, String> {
 }
 
 /// Prints `label: value` aligned.
-fn field(label: &str, value: impl std::fmt::Display) {
+pub(super) fn field(label: &str, value: impl std::fmt::Display) {
     println!("{:<12} {value}", format!("{label}:"));
 }
 
-fn print_refusal(reason: &RefusalReason) {
+pub(super) fn print_refusal(reason: &RefusalReason) {
     field(
         "verdict",
         format!("REFUSED by the {} check", reason.check()),
@@ -135,7 +141,7 @@ fn print_refusal(reason: &RefusalReason) {
     field("what to do", reason.remedy());
 }
 
-fn print_identity(info: &PluginInfo) {
+pub(super) fn print_identity(info: &PluginInfo) {
     let ranges = |r: &[bmsfw_plugin_api::CanIdRange]| {
         if r.is_empty() {
             "none".to_owned()

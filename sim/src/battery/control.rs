@@ -2,13 +2,17 @@
 
 use super::alarms::{Alarm, Level};
 use super::config::CurrentProfile;
-use super::driver::BatteryHandle;
-use super::model::BatterySnapshot;
+use super::model::{BatteryModel, BatterySnapshot};
+use crate::node::{NodeDriver, NodeModel};
+use bmsfw_plugin_api::Timestamp;
 
 /// What tests and the demo change on a running battery: its pack, its alarms, its
-/// power. A plain BMS-Can battery ([`BatteryHandle`]) and a vendor's BMS model with a
-/// bootloader behind it implement the same controls, so a site can be driven without
-/// knowing which vendor runs each battery.
+/// power. A plain BMS-Can battery ([`BatteryHandle`](super::BatteryHandle)) and a
+/// vendor's BMS model with a bootloader behind it implement the same controls, so a site
+/// can be driven without knowing which vendor runs each battery.
+///
+/// Every [`BmsHandle`] has these controls: a vendor's handle does not implement them
+/// itself.
 pub trait BatteryControl: Send + Sync {
     /// The battery's name.
     fn name(&self) -> &str;
@@ -35,38 +39,73 @@ pub trait BatteryControl: Send + Sync {
     fn stop(&self);
 }
 
-impl BatteryControl for BatteryHandle {
+/// A simulated BMS with a BMS-Can battery behind it: a plain battery, or a vendor's BMS
+/// whose bootloader and flash sit beside the battery's telemetry.
+pub trait BmsModel: NodeModel {
+    /// The BMS-Can battery, to change its pack or its alarms.
+    fn battery_mut(&mut self) -> &mut BatteryModel;
+    /// Cuts the power at `now`: the BMS goes silent and loses its RAM.
+    fn power_cut(&mut self, now: Timestamp);
+    /// Restores the power at `now`: the BMS boots.
+    fn power_restore(&mut self, now: Timestamp);
+}
+
+/// Whatever runs a [`BmsModel`] through a [`NodeDriver`]: a vendor's handle names its
+/// driver here and gets [`BatteryControl`].
+pub trait BmsHandle: Send + Sync {
+    /// The model the driver runs.
+    type Model: BmsModel;
+    /// The driver.
+    fn driver(&self) -> &NodeDriver<Self::Model>;
+
+    /// Runs `f` on the battery behind the BMS at the current time.
+    fn with_battery<T>(&self, f: impl FnOnce(&mut BatteryModel, Timestamp) -> T) -> T {
+        self.driver().change(|m, now| f(m.battery_mut(), now))
+    }
+}
+
+impl<M: BmsModel> BmsHandle for NodeDriver<M> {
+    type Model = M;
+    fn driver(&self) -> &NodeDriver<M> {
+        self
+    }
+}
+
+impl<H: BmsHandle> BatteryControl for H {
     fn name(&self) -> &str {
-        BatteryHandle::name(self)
+        self.driver().name()
     }
     fn snapshot(&self) -> BatterySnapshot {
-        BatteryHandle::snapshot(self)
+        self.with_battery(|b, now| {
+            b.advance(now);
+            b.snapshot()
+        })
     }
     fn set_soc(&self, soc: f64) {
-        BatteryHandle::set_soc(self, soc)
+        self.with_battery(|b, now| b.set_soc(now, soc));
     }
     fn set_temperature(&self, celsius: f64) {
-        BatteryHandle::set_temperature(self, celsius)
+        self.with_battery(|b, now| b.set_temperature(now, celsius));
     }
     fn set_profile(&self, profile: CurrentProfile) {
-        BatteryHandle::set_profile(self, profile)
+        self.with_battery(|b, now| b.set_profile(now, profile));
     }
     fn raise(&self, level: Level, alarm: Alarm) {
-        BatteryHandle::raise(self, level, alarm)
+        self.with_battery(|b, now| b.raise(now, level, alarm));
     }
     fn clear(&self, level: Level, alarm: Alarm) {
-        BatteryHandle::clear(self, level, alarm)
+        self.with_battery(|b, now| b.clear(now, level, alarm));
     }
     fn clear_all_alarms(&self) {
-        BatteryHandle::clear_all_alarms(self)
+        self.with_battery(|b, now| b.clear_all_alarms(now));
     }
     fn power_cut(&self) {
-        BatteryHandle::power_cut(self)
+        self.driver().change(|m, now| m.power_cut(now));
     }
     fn power_restore(&self) {
-        BatteryHandle::power_restore(self)
+        self.driver().change(|m, now| m.power_restore(now));
     }
     fn stop(&self) {
-        BatteryHandle::stop(self)
+        self.driver().stop();
     }
 }

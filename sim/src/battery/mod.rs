@@ -19,9 +19,10 @@ pub mod schedule;
 #[cfg(test)]
 mod model_tests;
 
+pub use crate::node::{DriverExit, Epoch};
 pub use alarms::{Alarm, AlarmSet, Level};
 pub use bmsfw_protocols::bms_can::FrameKind;
 pub use config::{BatteryConfig, ConfigError, CurrentProfile, ExtremeCellIds, IdentityConfig};
-pub use control::BatteryControl;
-pub use driver::{BatteryHandle, DriverExit, Epoch};
+pub use control::{BatteryControl, BmsHandle, BmsModel};
+pub use driver::BatteryHandle;
 pub use model::{BatteryModel, BatterySnapshot, GxPresence, ModuleState, PowerState, Telemetry};

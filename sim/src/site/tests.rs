@@ -39,9 +39,17 @@ fn invalid(text: &str) -> (usize, usize, String) {
 #[test]
 fn the_demo_site_parses() {
     let site = SiteDescription::parse(DEMO, "demo.toml").unwrap();
-    assert_eq!(site.buses.len(), 3);
+    assert_eq!(site.buses.len(), 5);
     let batteries = site.batteries();
-    assert_eq!(batteries.len(), 3);
+    assert_eq!(batteries.len(), 5);
+    let vendors: Vec<&str> = batteries.iter().map(|b| b.vendor.as_str()).collect();
+    assert_eq!(
+        vendors,
+        ["voltara", "nordcell", "aurora", "boreal", "coral"]
+    );
+    // Two Boreal nodes share a bus; the Coral pack has several modules.
+    assert_eq!(batteries[3].config.modules, 2);
+    assert_eq!(batteries[4].config.modules, 4);
     let shed = &batteries[2];
     assert_eq!(
         (shed.bus.as_str(), shed.vendor.as_str()),
@@ -193,7 +201,7 @@ async fn a_started_site_runs_its_batteries_on_their_buses() {
         .unwrap()
         .start()
         .unwrap();
-    assert_eq!(site.buses().len(), 3);
+    assert_eq!(site.buses().len(), 5);
     assert_eq!(site.bus("sim1").unwrap().bitrate(), 500_000);
     let listener = site.bus("sim1").unwrap().attach("gx");
     let mut manufacturers = std::collections::BTreeSet::new();
@@ -220,7 +228,9 @@ async fn a_started_site_runs_its_batteries_on_their_buses() {
         vec![
             ("house".to_owned(), Ok(DriverExit::Stopped)),
             ("garage".to_owned(), Ok(DriverExit::Stopped)),
-            ("shed".to_owned(), Ok(DriverExit::Stopped))
+            ("shed".to_owned(), Ok(DriverExit::Stopped)),
+            ("taiga".to_owned(), Ok(DriverExit::Stopped)),
+            ("reefstack".to_owned(), Ok(DriverExit::Stopped))
         ]
     );
 }
@@ -240,7 +250,7 @@ fn an_oversized_file_is_refused_before_parsing() {
         "{err}"
     );
     std::fs::write(&path, DEMO).unwrap();
-    assert_eq!(SiteDescription::load(&path).unwrap().buses.len(), 3);
+    assert_eq!(SiteDescription::load(&path).unwrap().buses.len(), 5);
 }
 
 mod hostile {

@@ -3,7 +3,7 @@
 //! restarts with a telemetry gap, power cuts.
 
 use crate::bootloader::{Bootloader, Fault, ResetRequest};
-use crate::flash::{BootOutcome, BootState, Flash, SlotId, TrialBoot};
+use crate::flash::{BootOutcome, BootState, Flash, SlotId, TrialBoot, with_package};
 use crate::key::SECRET;
 use crate::package::{PackageSpec, VerifyError, build};
 use crate::protocol::{
@@ -158,7 +158,7 @@ impl AuroraBms {
             config.initial_image_len,
             config.seed,
         );
-        let flash = Flash::new(&build(&spec))?;
+        let flash = with_package(&build(&spec))?;
         let mut battery = BatteryModel::new(battery, now)?;
         battery.set_firmware_bytes(flash.running().version);
         let bootloader = Bootloader::new(

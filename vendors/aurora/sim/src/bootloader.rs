@@ -1,7 +1,7 @@
 //! The BMS's side of the flash sequence: what the UDS server of `bmsfw-protocols` asks
 //! of the flash, with the time each step takes.
 
-use crate::flash::Flash;
+use crate::flash::{Flash, boot_state_byte};
 use crate::key::key_for;
 use crate::package::{Header, VerifyError};
 use crate::protocol::{
@@ -231,7 +231,7 @@ impl FlashBackend for Bootloader {
             DID_APPLICATION_VERSION => Some(self.flash.running().version.to_vec()),
             DID_BOOT_STATE => Some(vec![
                 self.flash.active().number(),
-                self.flash.boot_state().byte(),
+                boot_state_byte(self.flash.boot_state()),
             ]),
             _ => None,
         }

@@ -1,32 +1,52 @@
-//! Runs an [`AuroraBms`] on any [`CanInterface`], with a handle tests and the demo use
-//! to change the battery, cut its power and inject faults while it runs.
+//! Runs an [`AuroraBms`] on any [`CanInterface`] through the simulator's [`NodeDriver`],
+//! with a handle tests and the demo use to change the battery, cut its power and inject
+//! faults while it runs. The handle offers the simulator's
+//! [`BatteryControl`](bmsfw_sim::battery::BatteryControl) through [`BmsHandle`].
 
 use crate::bms::{AuroraBms, AuroraStatus};
 use crate::bootloader::Fault;
 use crate::flash::{Flash, SlotId};
 use crate::protocol::REQUEST_ID;
-use bmsfw_can::{CanError, CanEvent, CanFilter, CanId, CanInterface};
-use bmsfw_plugin_api::Timestamp;
-use bmsfw_sim::battery::{
-    Alarm, BatteryControl, BatteryModel, BatterySnapshot, CurrentProfile, DriverExit, Epoch, Level,
-};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
-use tokio::sync::{Notify, watch};
+use bmsfw_can::{CanError, CanFilter, CanId, CanInterface};
+use bmsfw_plugin_api::{CanFrame, Timestamp};
+use bmsfw_sim::battery::{BatteryModel, BmsHandle, BmsModel, DriverExit, Epoch};
+use bmsfw_sim::node::{NodeDriver, NodeModel};
+use std::sync::Arc;
 use tokio::task::JoinHandle;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RunState {
-    Run,
-    Stop,
+impl NodeModel for AuroraBms {
+    /// The GX's keep-alive (0x305) and UDS requests (0x7E2).
+    fn filters(&self) -> Vec<CanFilter> {
+        [0x305, REQUEST_ID]
+            .into_iter()
+            .filter_map(CanId::standard)
+            .map(|id| CanFilter { id, mask: 0x7FF })
+            .collect()
+    }
+    fn handle_frame(&mut self, now: Timestamp, frame: &CanFrame) {
+        AuroraBms::handle_frame(self, now, frame);
+    }
+    fn handle_timeout(&mut self, now: Timestamp) {
+        AuroraBms::handle_timeout(self, now);
+    }
+    fn poll_transmit(&mut self, now: Timestamp) -> Option<CanFrame> {
+        AuroraBms::poll_transmit(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        AuroraBms::poll_timeout(self)
+    }
 }
 
-struct Shared {
-    name: String,
-    model: Mutex<AuroraBms>,
-    wake: Notify,
-    run: watch::Sender<RunState>,
-    epoch: Epoch,
+impl BmsModel for AuroraBms {
+    fn battery_mut(&mut self) -> &mut BatteryModel {
+        AuroraBms::battery_mut(self)
+    }
+    fn power_cut(&mut self, now: Timestamp) {
+        AuroraBms::power_cut(self, now);
+    }
+    fn power_restore(&mut self, now: Timestamp) {
+        AuroraBms::power_restore(self, now);
+    }
 }
 
 /// A running (or ready to run) simulated Aurora BMS. Clones share the BMS.
@@ -35,14 +55,21 @@ struct Shared {
 /// change of schedule (power restored, a restart) is honoured at once.
 #[derive(Clone)]
 pub struct AuroraHandle {
-    shared: Arc<Shared>,
+    driver: NodeDriver<AuroraBms>,
 }
 
 impl std::fmt::Debug for AuroraHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuroraHandle")
-            .field("name", &self.shared.name)
+            .field("name", &self.driver.name())
             .finish_non_exhaustive()
+    }
+}
+
+impl BmsHandle for AuroraHandle {
+    type Model = AuroraBms;
+    fn driver(&self) -> &NodeDriver<AuroraBms> {
+        &self.driver
     }
 }
 
@@ -50,13 +77,7 @@ impl AuroraHandle {
     /// A handle for `model`, whose timestamps count from `epoch`.
     pub fn new(name: impl Into<String>, model: AuroraBms, epoch: Epoch) -> AuroraHandle {
         AuroraHandle {
-            shared: Arc::new(Shared {
-                name: name.into(),
-                model: Mutex::new(model),
-                wake: Notify::new(),
-                run: watch::Sender::new(RunState::Run),
-                epoch,
-            }),
+            driver: NodeDriver::new(name, model, epoch),
         }
     }
 
@@ -68,109 +89,29 @@ impl AuroraHandle {
         iface: Arc<dyn CanInterface>,
     ) -> (AuroraHandle, JoinHandle<Result<DriverExit, CanError>>) {
         let handle = AuroraHandle::new(name, model, epoch);
-        let runner = handle.clone();
-        let task = tokio::spawn(async move { runner.run(iface.as_ref()).await });
+        let task = handle.driver.spawn(iface);
         (handle, task)
     }
 
     /// The epoch of the BMS's timestamps.
     pub fn epoch(&self) -> Epoch {
-        self.shared.epoch
-    }
-
-    fn model(&self) -> MutexGuard<'_, AuroraBms> {
-        self.shared
-            .model
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn change<T>(&self, f: impl FnOnce(&mut AuroraBms, Timestamp) -> T) -> T {
-        let now = self.shared.epoch.now();
-        let out = f(&mut self.model(), now);
-        self.shared.wake.notify_one();
-        out
+        self.driver.epoch()
     }
 
     /// Runs the BMS on `iface` until [`stop`](Self::stop) is called or the interface is
-    /// closed. It listens to the GX's keep-alive (0x305) and to UDS requests (0x7E2).
+    /// closed.
     pub async fn run(&self, iface: &dyn CanInterface) -> Result<DriverExit, CanError> {
-        let mut run = self.shared.run.subscribe();
-        if *run.borrow_and_update() == RunState::Stop {
-            return Ok(DriverExit::Stopped);
-        }
-        let filters: Vec<CanFilter> = [0x305, REQUEST_ID]
-            .into_iter()
-            .filter_map(CanId::standard)
-            .map(|id| CanFilter { id, mask: 0x7FF })
-            .collect();
-        iface.set_filters(&filters)?;
-        tracing::debug!(bms = %self.shared.name, bus = iface.name(), "aurora BMS running");
-        tokio::select! {
-            exit = self.transmit(iface) => exit,
-            exit = self.receive(iface) => exit,
-            _ = run.wait_for(|s| *s == RunState::Stop) => Ok(DriverExit::Stopped),
-        }
-    }
-
-    async fn transmit(&self, iface: &dyn CanInterface) -> Result<DriverExit, CanError> {
-        let epoch = self.shared.epoch;
-        loop {
-            loop {
-                let frame = self.model().poll_transmit(epoch.now());
-                let Some(frame) = frame else { break };
-                match iface.send(frame).await {
-                    Ok(()) => {}
-                    Err(CanError::Closed { .. }) => return Ok(DriverExit::Detached),
-                    Err(CanError::BusOff { .. }) => {
-                        tracing::debug!(bms = %self.shared.name, %frame, "bus-off: frame lost");
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let deadline = self.model().poll_timeout();
-            let woken = self.shared.wake.notified();
-            match deadline {
-                Some(t) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(epoch.at(t)) => {}
-                        _ = woken => {}
-                    }
-                }
-                None => woken.await,
-            }
-            let now = epoch.now();
-            self.model().handle_timeout(now);
-        }
-    }
-
-    async fn receive(&self, iface: &dyn CanInterface) -> Result<DriverExit, CanError> {
-        let epoch = self.shared.epoch;
-        loop {
-            match iface.recv().await {
-                Ok(CanEvent::Frame(rx)) => {
-                    self.model().handle_frame(epoch.timestamp(rx.at), &rx.frame);
-                    // An answer may be due at once.
-                    self.shared.wake.notify_one();
-                }
-                Ok(CanEvent::Error(_) | CanEvent::State(_)) => {}
-                Err(CanError::Closed { .. }) => return Ok(DriverExit::Detached),
-                Err(CanError::BusOff { .. }) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.driver.run(iface).await
     }
 
     /// Stops the driver (the BMS stays as it is).
     pub fn stop(&self) {
-        self.shared.run.send_replace(RunState::Stop);
+        self.driver.stop();
     }
 
     /// Where the BMS is, its slots and its session.
     pub fn status(&self) -> AuroraStatus {
-        self.change(|m, now| {
+        self.driver.change(|m, now| {
             m.handle_timeout(now);
             m.status()
         })
@@ -178,60 +119,16 @@ impl AuroraHandle {
 
     /// A copy of the package in `slot`.
     pub fn slot_package(&self, slot: SlotId) -> Vec<u8> {
-        self.model().flash().slot(slot).data().to_vec()
+        self.driver.model().flash().slot(slot).data().to_vec()
     }
 
     /// Runs `f` on the flash.
     pub fn with_flash<T>(&self, f: impl FnOnce(&Flash) -> T) -> T {
-        f(self.model().flash())
+        f(self.driver.model().flash())
     }
 
     /// Arms a fault; it fires once.
     pub fn inject(&self, fault: Fault) {
-        self.change(|m, _| m.inject(fault));
-    }
-
-    /// Runs `f` on the battery behind the BMS at the current time.
-    pub fn with_battery<T>(&self, f: impl FnOnce(&mut BatteryModel, Timestamp) -> T) -> T {
-        self.change(|m, now| f(m.battery_mut(), now))
-    }
-}
-
-impl BatteryControl for AuroraHandle {
-    fn name(&self) -> &str {
-        &self.shared.name
-    }
-    fn snapshot(&self) -> BatterySnapshot {
-        self.with_battery(|b, now| {
-            b.advance(now);
-            b.snapshot()
-        })
-    }
-    fn set_soc(&self, soc: f64) {
-        self.with_battery(|b, now| b.set_soc(now, soc));
-    }
-    fn set_temperature(&self, celsius: f64) {
-        self.with_battery(|b, now| b.set_temperature(now, celsius));
-    }
-    fn set_profile(&self, profile: CurrentProfile) {
-        self.with_battery(|b, now| b.set_profile(now, profile));
-    }
-    fn raise(&self, level: Level, alarm: Alarm) {
-        self.with_battery(|b, now| b.raise(now, level, alarm));
-    }
-    fn clear(&self, level: Level, alarm: Alarm) {
-        self.with_battery(|b, now| b.clear(now, level, alarm));
-    }
-    fn clear_all_alarms(&self) {
-        self.with_battery(|b, now| b.clear_all_alarms(now));
-    }
-    fn power_cut(&self) {
-        self.change(|m, now| m.power_cut(now));
-    }
-    fn power_restore(&self) {
-        self.change(|m, now| m.power_restore(now));
-    }
-    fn stop(&self) {
-        AuroraHandle::stop(self)
+        self.driver.change(|m, _| m.inject(fault));
     }
 }

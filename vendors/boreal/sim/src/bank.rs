@@ -2,7 +2,7 @@
 //! BMS-Can for all of them (`PROTOCOL.md`, "A bank on one bus").
 
 use crate::dictionary::{Fault, NodeDictionary, NodeIdentity, ProgramState};
-use crate::flash::{BootState, Flash, SlotId};
+use crate::flash::{BootState, SlotId, with_image};
 use crate::node::{BorealNode, NodeStage};
 use crate::package::{PackageSpec, image};
 use crate::protocol::{BorealTiming, CAPS_CURRENT, MAX_NODE};
@@ -148,7 +148,7 @@ impl BorealBank {
                     config.seed ^ u64::from(n.id),
                 )
             };
-            let flash = Flash::new(&image(&spec), config.product, n.bootloader)
+            let flash = with_image(&image(&spec), config.product, n.bootloader)
                 .map_err(|code| BankConfigError::Firmware { node: n.id, code })?;
             let identity = NodeIdentity {
                 product: config.product,

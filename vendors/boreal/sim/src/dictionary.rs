@@ -1,7 +1,7 @@
 //! A node's object dictionary: what its SDO server (the one of `bmsfw-protocols`) reads
 //! and writes, with the time each step of the program download takes.
 
-use crate::flash::Flash;
+use crate::flash::{Flash, boot_state_byte};
 use crate::package::ImageHeader;
 use crate::protocol::{
     BorealTiming, CANOPEN_VENDOR_ID, OBJ_BOOT_STATE, OBJ_BOOTLOADER_CAPS, OBJ_BOOTLOADER_VERSION,
@@ -13,6 +13,7 @@ use bmsfw_protocols::canopen::{
     AbortCode, FlashStatus, FlashStatusCode, ObjectAddress, ObjectDictionary, ProgramControl,
     objects,
 };
+use bmsfw_protocols::checksum::crc32;
 use std::time::Duration;
 
 /// A fault a test injects into a node; each fires once.
@@ -148,7 +149,7 @@ impl NodeDictionary {
         match ProgramControl::from_byte(value) {
             Some(ProgramControl::Stop) if !busy => self.program = ProgramState::Stopped,
             Some(ProgramControl::Clear) if !busy && self.program != ProgramState::Idle => {
-                self.flash.clear_inactive();
+                self.flash.erase_inactive();
                 self.checked = None;
                 self.busy_until = now + self.timing.clear;
                 self.flash_code = flash_codes::NO_VALID_PROGRAM;
@@ -177,12 +178,12 @@ impl ObjectDictionary for NodeDictionary {
             OBJ_SOFTWARE_VERSION => version_text(self.flash.running().version).into_bytes(),
             OBJ_BOOTLOADER_VERSION => id.bootloader.to_vec(),
             OBJ_BOOTLOADER_CAPS => vec![id.caps],
-            OBJ_BOOT_STATE => vec![self.flash.boot_state().byte()],
+            OBJ_BOOT_STATE => vec![boot_state_byte(self.flash.boot_state())],
             o if o == ObjectAddress::new(objects::FLASH_STATUS, PROGRAM) => {
                 self.status(now).raw().to_le_bytes().to_vec()
             }
             o if o == ObjectAddress::new(objects::PROGRAM_SOFTWARE_ID, PROGRAM) => {
-                self.flash.inactive_crc().to_le_bytes().to_vec()
+                crc32(self.flash.inactive_data()).to_le_bytes().to_vec()
             }
             o if o == ObjectAddress::new(objects::PROGRAM_CONTROL, PROGRAM) => {
                 vec![u8::from(self.program != ProgramState::Idle)]

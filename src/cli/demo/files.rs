@@ -1,0 +1,190 @@
+//! The demo's folder: the plugin directory, the allowlist approving exactly those
+//! libraries, the GX configuration, the sample firmware files.
+
+use super::vendors::{DemoVendor, Sample, VENDORS};
+use anyhow::{Context, bail};
+use bmsfw_core::plugin::Sha256Digest;
+use bmsfw_sim::site::SiteDescription;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The file name of a package's plugin library on this platform.
+fn library_name(package: &str) -> String {
+    format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        package.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// Where the vendor plugin libraries are: `dir` when given, else the directory of this
+/// executable (where Cargo puts the workspace's libraries). Under `cargo run` missing
+/// libraries are built first, with the profile of this executable.
+pub fn locate_plugins(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => std::env::current_exe()
+            .context("finding this executable")?
+            .parent()
+            .context("this executable has no directory")?
+            .to_path_buf(),
+    };
+    let missing = |dir: &Path| -> Vec<&'static DemoVendor> {
+        VENDORS
+            .iter()
+            .filter(|v| !dir.join(library_name(v.package)).is_file())
+            .collect()
+    };
+    let first = missing(&dir);
+    if first.is_empty() {
+        return Ok(dir);
+    }
+    // `cargo run` tells its program where cargo is; build the plugins it did not.
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).arg("build");
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        for v in &first {
+            cmd.arg("-p").arg(v.package);
+        }
+        println!("building the vendor plugins ({})", names(&first));
+        let status = cmd
+            .status()
+            .context("running cargo to build the vendor plugins")?;
+        if !status.success() {
+            bail!("building the vendor plugins failed ({status})");
+        }
+    }
+    let still = missing(&dir);
+    if !still.is_empty() {
+        bail!(
+            "the plugin libraries of {} are not in {}: build them with `cargo build --release --workspace`, or give their directory with --plugins",
+            names(&still),
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+fn names(vendors: &[&DemoVendor]) -> String {
+    vendors
+        .iter()
+        .map(|v| v.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Copies every shipped vendor's library from `from` into `dir/plugins` and writes
+/// `dir/allowlist.toml` approving exactly those bytes, as an integrator would after
+/// `bmsfw plugin check`. Returns the lines to print, one per library.
+pub fn install_plugins(from: &Path, dir: &Path) -> anyhow::Result<Vec<String>> {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).with_context(|| format!("creating {}", plugins.display()))?;
+    let mut allowlist = String::from(
+        "# The allowlist of the demo GX: written by `bmsfw demo` for the libraries it\n\
+         # copied into plugins/, each approved by its SHA-256.\n",
+    );
+    let mut lines = Vec::new();
+    for v in VENDORS {
+        let name = library_name(v.package);
+        let bytes = std::fs::read(from.join(&name))
+            .with_context(|| format!("reading {}", from.join(&name).display()))?;
+        std::fs::write(plugins.join(&name), &bytes)
+            .with_context(|| format!("writing {}", plugins.join(&name).display()))?;
+        let sha = Sha256Digest::of(&bytes);
+        let codes = v
+            .product_codes
+            .iter()
+            .map(|c| format!("0x{c:04X}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        write!(
+            allowlist,
+            r#"
+[[plugin]]
+vendor_id = "{id}"
+file = "{name}"
+sha256 = "{sha}"
+versions = "^1.0"
+firmware = {{ from = "{from}", to = "{to}" }}
+notes = "demo approval"
+
+[[plugin.products]]
+manufacturer = "{manufacturer}"
+product_codes = [{codes}]
+
+[plugin.review]
+status = "passed"
+date = 2026-01-15
+by = "demo"
+
+[plugin.compliance]
+status = "passed"
+date = 2026-01-15
+by = "demo"
+"#,
+            id = v.vendor_id,
+            from = v.firmware.0,
+            to = v.firmware.1,
+            manufacturer = v.manufacturer,
+        )?;
+        lines.push(format!("{:<8} {name}  sha256 {sha}", v.name));
+    }
+    let path = dir.join("allowlist.toml");
+    std::fs::write(&path, allowlist).with_context(|| format!("writing {}", path.display()))?;
+    Ok(lines)
+}
+
+/// Writes `dir/gx.toml`: the GX of installation `portal_id` with one simulated interface
+/// per bus of `site`, the plugins and allowlist of `dir`, VRM access Full.
+pub fn write_gx_config(
+    dir: &Path,
+    portal_id: &str,
+    site: &SiteDescription,
+    broker: &bmsfw_vrm_wire::BrokerAddr,
+) -> anyhow::Result<PathBuf> {
+    let mut text = format!(
+        r#"# The demo GX: written by `bmsfw demo`. Paths are relative to this file.
+portal_id = "{portal_id}"
+state_dir = "state"
+
+[plugins]
+dir = "plugins"
+allowlist = "allowlist.toml"
+
+[staging]
+dir = "staging"
+min_free_bytes = 16777216
+
+[mqtt]
+broker = "{host}:{port}"
+vrm_portal = "full"
+"#,
+        host = broker.host,
+        port = broker.port,
+    );
+    for bus in &site.buses {
+        write!(
+            text,
+            "\n[[can]]\nname = \"{}\"\nbackend = \"sim\"\n",
+            bus.name.get_ref()
+        )?;
+    }
+    let path = dir.join("gx.toml");
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Writes `sample` into `dir/firmware`; returns its path.
+pub fn write_sample(dir: &Path, sample: &Sample) -> anyhow::Result<PathBuf> {
+    let firmware = dir.join("firmware");
+    std::fs::create_dir_all(&firmware)
+        .with_context(|| format!("creating {}", firmware.display()))?;
+    let path = firmware.join(&sample.file_name);
+    std::fs::write(&path, &sample.bytes).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}

@@ -1,0 +1,120 @@
+//! `bmsfw demo --run` end to end: the embedded broker, the portal, the GX daemon loading
+//! the shipped plugins through its allowlist, the simulated site of config/demo.toml in
+//! real time, and an installer driving the portal's HTTP API.
+
+use std::path::Path;
+use std::process::Command;
+
+fn plugins_dir() -> std::path::PathBuf {
+    bmsfw_test_fixtures::vendor_library("aurora")
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn demo(args: &[&str]) -> (bool, String, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(env!("CARGO_BIN_EXE_bmsfw"))
+        .current_dir(root)
+        .arg("demo")
+        .arg("--run")
+        .args(["--listen", "127.0.0.1:0", "--plugins"])
+        .arg(plugins_dir())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_demo_updates_every_battery_of_every_vendor_through_the_portal() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("demo");
+    let (ok, stdout, stderr) = demo(&["--dir", folder.to_str().unwrap()]);
+    assert!(ok, "demo --run failed:\n{stdout}\n{stderr}");
+    // The banner: where the portal is, how to log in, where the samples are.
+    assert!(stdout.contains("portal    http://127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("installer / installer-demo"), "{stdout}");
+    for sample in [
+        "shed-aurora-4.16.bin",
+        "taiga-boreal-2.11.hex",
+        "reefstack-coral-1.10.crb",
+    ] {
+        assert!(
+            folder.join("firmware").join(sample).is_file(),
+            "{sample} missing"
+        );
+        assert!(stdout.contains(sample), "{sample} not printed:\n{stdout}");
+    }
+    // The plugins were loaded through the allowlist the demo wrote.
+    let allowlist = std::fs::read_to_string(folder.join("allowlist.toml")).unwrap();
+    for id in [
+        "com.aurora-energy.powercore",
+        "com.boreal-batteries.taiga",
+        "com.coral-cells.reefstack",
+    ] {
+        assert!(allowlist.contains(id), "{id} not approved");
+    }
+    let gx_line = stdout
+        .lines()
+        .find(|l| l.contains("GX c0619ab00000"))
+        .unwrap_or_else(|| panic!("no GX line:\n{stdout}"));
+    for vendor in ["aurora", "boreal", "coral"] {
+        assert!(
+            gx_line.contains(vendor),
+            "plugin {vendor} not loaded: {gx_line}"
+        );
+    }
+    // Every state was passed and each battery ended on its new version.
+    for (battery, before, after) in [
+        ("shed", "v4.15", "v4.16"),
+        ("taiga", "2.10", "2.11"),
+        ("reefstack", "v1.0F", "v1.10"),
+    ] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{battery} ")) && l.contains("completed"))
+            .unwrap_or_else(|| panic!("no completed row for {battery}:\n{stdout}"));
+        assert!(row.contains(before) && row.contains(after), "{row}");
+        for state in [
+            "Transferring to battery",
+            "Installing",
+            "Restarting",
+            "Verifying",
+        ] {
+            assert!(
+                stdout.contains(&format!("{battery}: {state}")),
+                "{battery} never showed {state}:\n{stdout}"
+            );
+        }
+    }
+    assert!(stdout.contains("3 of 3 updates completed"), "{stdout}");
+}
+
+#[test]
+fn the_demo_run_fails_when_a_battery_cannot_be_updated() {
+    let dir = tempfile::tempdir().unwrap();
+    // The Aurora battery of the demo at 30 % state of charge: the safety gate refuses.
+    let site =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml"))
+            .unwrap()
+            .replace("soc = 81", "soc = 30");
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, site).unwrap();
+    let (ok, stdout, _) = demo(&["--site", path.to_str().unwrap(), "--timeout", "60"]);
+    assert!(!ok, "demo --run succeeded:\n{stdout}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("shed "))
+        .unwrap_or_else(|| panic!("no row for shed:\n{stdout}"));
+    assert!(row.contains("FAILED: error 723"), "{row}");
+    assert!(row.contains("measured 30 %"), "{row}");
+    assert!(
+        stdout.contains("2 of 3 updates completed, 1 failed"),
+        "{stdout}"
+    );
+}
