@@ -292,6 +292,12 @@ impl<R: BufRead> CandumpReader<R> {
         }
     }
 
+    /// The 1-based number of the line last read (0 before the first): the line of the
+    /// record or error [`Iterator::next`] returned last.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
     /// Reads one line into `buf`, at most `MAX_LINE_LEN + 1` bytes of it; the rest of a
     /// longer line is consumed and thrown away. Returns whether a line was there and
     /// whether it was too long.

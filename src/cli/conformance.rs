@@ -11,7 +11,7 @@
 
 use super::plugin::{field, print_identity, print_refusal};
 use anyhow::Context;
-use bmsfw_core::conformance::{self, Check, Config, Report, Verdict};
+use bmsfw_core::conformance::{self, Check, Config, Recording, Report, Verdict};
 use bmsfw_core::driver::BudgetConfig;
 use bmsfw_core::plugin::{Allowlist, PluginLoader, VendorPlugin};
 use bmsfw_plugin_api::abi_stable::std_types::{ROption, RVec};
@@ -19,6 +19,7 @@ use bmsfw_plugin_api::{BatteryIdentity, SessionOptions};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Arguments of `bmsfw plugin conformance`.
@@ -30,6 +31,11 @@ pub struct ConformanceArgs {
     /// valid package run; the others are reported as skipped.
     #[arg(long, value_name = "FILE")]
     package: Option<PathBuf>,
+    /// A candump log (`bmsfw capture`) of a complete, successful update of a battery
+    /// with the same package: its BMS is replayed to the plugin, which reaches the later
+    /// phases with it (Installing, Restarting, Verifying) and is aborted in each.
+    #[arg(long, value_name = "FILE", requires = "package")]
+    recording: Option<PathBuf>,
     /// The battery's manufacturer (0x35E) for the sessions; by default the package's
     /// first target.
     #[arg(long, requires = "raw_35f")]
@@ -84,6 +90,19 @@ fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
             })?),
             None => None,
         };
+    let recording = match &args.recording {
+        Some(path) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("the recording {} could not be read", path.display()))?;
+            Some(Arc::new(Recording::read(file).with_context(|| {
+                format!(
+                    "the recording {} is not a usable candump log",
+                    path.display()
+                )
+            })?))
+        }
+        None => None,
+    };
     let loader = PluginLoader::new(Allowlist::parse(Path::new("(none)"), "")?);
     let file = match loader.read_file(&args.library) {
         Ok(file) => file,
@@ -125,6 +144,22 @@ fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         Some(p) => field("package", p.display()),
         None => field("package", "none (checks that need one are skipped)"),
     }
+    match (&args.recording, &recording) {
+        (Some(p), Some(r)) => field(
+            "recording",
+            format!(
+                "{} ({} frames on {})",
+                p.display(),
+                r.frames.len(),
+                if r.interfaces.is_empty() {
+                    "no interface".to_owned()
+                } else {
+                    r.interfaces.join(", ")
+                }
+            ),
+        ),
+        _ => field("recording", "none (the later phases are not reached)"),
+    }
     field("seed", args.seed);
     let mut config = Config {
         seed: args.seed,
@@ -135,6 +170,7 @@ fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
             node_id: args.node_id.map_or(ROption::RNone, ROption::RSome),
             modules: RVec::from(args.modules.clone()),
         },
+        recording,
         ..Config::default()
     };
     config.limits.bitrate = args.bitrate;

@@ -22,6 +22,9 @@ pub enum Check {
     /// from the plugin's declared timeouts; an aborted session ends Failed (`ABORTED`)
     /// within the engine's abort grace period.
     TerminalState,
+    /// The plugin, answered by the replayed BMS of a recorded update of the same
+    /// package, sends the recorded frames and completes the update again (Done).
+    Replay,
     /// Every truncated and random package is rejected by `inspect_package`, before
     /// anything is sent to a battery.
     BadPackages,
@@ -29,13 +32,14 @@ pub enum Check {
 
 impl Check {
     /// Every check, in report order.
-    pub const ALL: [Check; 7] = [
+    pub const ALL: [Check; 8] = [
         Check::Load,
         Check::Setup,
         Check::NoPanic,
         Check::DeclaredIds,
         Check::BusBudget,
         Check::TerminalState,
+        Check::Replay,
         Check::BadPackages,
     ];
 
@@ -48,6 +52,7 @@ impl Check {
             Check::DeclaredIds => "declared-ids",
             Check::BusBudget => "bus-budget",
             Check::TerminalState => "terminal-state",
+            Check::Replay => "replay",
             Check::BadPackages => "bad-packages",
         }
     }
@@ -66,6 +71,9 @@ impl Check {
             Check::BusBudget => "the plugin's own frames stay within the bus budget",
             Check::TerminalState => {
                 "the session ends within the limits of its declared timeouts; an abort ends it Failed (ABORTED)"
+            }
+            Check::Replay => {
+                "replayed against a recorded update of the same package, the plugin sends the recorded frames and reaches Done"
             }
             Check::BadPackages => {
                 "every truncated and random package is rejected before anything is sent"

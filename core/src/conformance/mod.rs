@@ -12,7 +12,10 @@
 //! - **sessions** ([`run`]): a session with the sample package, answered by a hostile
 //!   peer ([`peer`]: silence, garbage, truncated, duplicated, reordered and fuzzed
 //!   frames on the plugin's receive identifiers) and aborted at the start, after its
-//!   first frame, while it waits, and in every further phase a peer drove it to.
+//!   first frame, while it waits, and in every further phase a peer drove it to;
+//! - **replay** ([`replay`], [`recording`]): with a recording of a real update of the
+//!   same package, the recorded BMS is played back to the plugin, which must complete
+//!   the update again, and is aborted in every later phase the replay reaches.
 //!
 //! The checks ([`Check`]) and their meaning are listed in `docs/conformance.md`. Without
 //! a sample package, the checks that need one are reported as skipped, with the reason.
@@ -21,17 +24,21 @@ pub mod battery;
 pub mod check;
 pub mod packages;
 pub mod peer;
+pub mod recording;
+pub mod replay;
 pub mod report;
 pub mod run;
 
 pub use check::{Check, Row, Verdict};
 pub use peer::PeerBehaviour;
+pub use recording::{Recording, RecordingError, Script};
+pub use replay::{Divergence, ReplayProgress};
 pub use report::{Report, Tally};
-pub use run::{AbortAt, BudgetExcess, Ending, Observation, RunLimits, SessionFactory};
+pub use run::{AbortAt, BudgetExcess, Ending, Observation, Responder, RunLimits, SessionFactory};
 
 use crate::plugin::{
-    PackageRead, PackageSummary, PluginFailure, SessionPhase, SessionStart, VendorPlugin,
-    VendorSession,
+    BatteryMatch, PackageRead, PackageSummary, PluginFailure, SessionPhase, SessionStart,
+    VendorPlugin, VendorSession,
 };
 use bmsfw_plugin_api::{BatteryIdentity, CanIdRange, ErrorCode, SessionOptions};
 use std::sync::Arc;
@@ -49,6 +56,9 @@ pub struct Config {
     pub options: SessionOptions,
     /// Hostile identities and version byte strings tried.
     pub hostile_inputs: usize,
+    /// A recording of a complete, successful update with the same package, for the
+    /// replay peer; without it the later phases are not reached.
+    pub recording: Option<Arc<Recording>>,
 }
 
 impl Default for Config {
@@ -59,6 +69,7 @@ impl Default for Config {
             battery: None,
             options: SessionOptions::default(),
             hostile_inputs: 200,
+            recording: None,
         }
     }
 }
@@ -158,8 +169,12 @@ fn setup_session<'a>(
     config: &Config,
     report: &mut Report,
 ) -> Option<SampleSessions<'a>> {
-    let battery = match &config.battery {
-        Some(b) => {
+    let recorded = match &config.battery {
+        Some(_) => None,
+        None => recorded_battery(plugin, config),
+    };
+    let battery = match (&config.battery, recorded) {
+        (Some(b), _) => {
             report.push(
                 Check::Setup,
                 "battery identity",
@@ -167,7 +182,18 @@ fn setup_session<'a>(
             );
             b.clone()
         }
-        None => match battery::plausible_battery(plugin, summary) {
+        (None, Some(b)) => {
+            report.push(
+                Check::Setup,
+                "battery identity",
+                Verdict::Passed(format!(
+                    "the recording's telemetry, updatable: {}",
+                    describe_battery(&b)
+                )),
+            );
+            b
+        }
+        (None, None) => match battery::plausible_battery(plugin, summary) {
             Ok(b) => {
                 report.push(
                     Check::Setup,
@@ -234,6 +260,13 @@ fn setup_session<'a>(
             None
         }
     }
+}
+
+/// The battery the recording's telemetry announces, when the plugin calls it updatable:
+/// the battery the recorded update was made with.
+fn recorded_battery(plugin: &dyn VendorPlugin, config: &Config) -> Option<BatteryIdentity> {
+    let battery = config.recording.as_ref()?.battery(plugin.info())?;
+    matches!(plugin.match_battery(&battery), Ok(BatteryMatch::Updatable)).then_some(battery)
 }
 
 fn describe_battery(b: &BatteryIdentity) -> String {
@@ -408,7 +441,17 @@ fn skip_sessions(report: &mut Report, why: &str) {
             report.push(check, scenario.clone(), Verdict::Skipped(why.into()));
         }
     }
+    report.push(Check::Replay, REPLAYED_UPDATE, Verdict::Skipped(why.into()));
 }
+
+/// The scenario that replays the recording.
+const REPLAYED_UPDATE: &str = "replayed update";
+
+/// The later phases' abort rows, when no peer reached any of them.
+const LATER_ABORTS: &str = "abort in Installing, Restarting, Verifying";
+
+/// Why the later phases are not reached without a recording.
+const NO_RECORDING: &str = "give --recording to reach later phases";
 
 fn check_sessions(
     plugin: &dyn VendorPlugin,
@@ -416,70 +459,226 @@ fn check_sessions(
     config: &Config,
     report: &mut Report,
 ) {
-    let mut phases: Vec<(SessionPhase, PeerBehaviour)> = Vec::new();
+    // The later phases each peer drove the session to, in order of first appearance.
+    let mut phases: Vec<(SessionPhase, Responder)> = Vec::new();
+    let later = |p: &SessionPhase| !p.is_final() && *p != SessionPhase::Transferring;
     // The aborts run with the first peer under which the session sends at all.
     let mut talking: Option<PeerBehaviour> = None;
     let seed_of = |i: usize| config.seed.wrapping_add(0x9E37_79B9 * (i as u64 + 1));
     for (i, behaviour) in PeerBehaviour::ALL.into_iter().enumerate() {
-        let obs = run::run_scenario(plugin, factory, behaviour, None, seed_of(i), config.limits);
+        let responder = Responder::Hostile(behaviour);
+        let obs = run::run_scenario(plugin, factory, &responder, None, seed_of(i), config.limits);
         if let Ok(obs) = &obs {
             if obs.frames_sent > 0 && talking.is_none() {
                 talking = Some(behaviour);
             }
-            for p in &obs.phases {
-                if !p.is_final()
-                    && *p != SessionPhase::Transferring
-                    && !phases.iter().any(|(q, _)| q == p)
-                {
-                    phases.push((*p, behaviour));
+            for p in obs.phases.iter().filter(|p| later(p)) {
+                if !phases.iter().any(|(q, _)| q == p) {
+                    phases.push((*p, responder.clone()));
                 }
             }
         }
         scenario_rows(plugin, behaviour.scenario(), None, obs, config, report);
     }
-    let peer = talking.unwrap_or(PeerBehaviour::Silence);
-    let mut aborts: Vec<(AbortAt, PeerBehaviour)> = vec![
-        (AbortAt::Start, peer),
-        (AbortAt::FirstFrame, peer),
+    // The replay reaches the later phases as the vendor's BMS does: they are aborted
+    // with it, where a hostile peer got there too.
+    let mut replay_stop = NO_RECORDING.to_owned();
+    if let Some(recording) = &config.recording {
+        let script = Arc::new(recording.script(plugin.info()));
+        let (reached, stop) = replay_scenario(plugin, factory, &script, config, report);
+        replay_stop = stop;
+        let responder = Responder::Replay(script);
+        for p in reached.iter().filter(|p| later(p)) {
+            phases.retain(|(q, _)| q != p);
+            phases.push((*p, responder.clone()));
+        }
+        phases.sort_by_key(|(p, _)| *p as u8);
+    } else {
+        report.push(
+            Check::Replay,
+            REPLAYED_UPDATE,
+            Verdict::Skipped(format!("no recording (--recording): {NO_RECORDING}")),
+        );
+    }
+    let peer = Responder::Hostile(talking.unwrap_or(PeerBehaviour::Silence));
+    let mut aborts: Vec<(AbortAt, Responder)> = vec![
+        (AbortAt::Start, peer.clone()),
+        (AbortAt::FirstFrame, peer.clone()),
         (AbortAt::Waiting, peer),
     ];
-    aborts.extend(phases.iter().map(|(p, b)| (AbortAt::Phase(*p), *b)));
-    for (abort, behaviour) in aborts {
-        let i = PeerBehaviour::ALL
-            .iter()
-            .position(|b| *b == behaviour)
-            .unwrap_or(0);
+    let no_phase = phases.is_empty();
+    aborts.extend(phases.into_iter().map(|(p, r)| (AbortAt::Phase(p), r)));
+    for (abort, responder) in aborts {
+        let seed = match &responder {
+            Responder::Hostile(b) => {
+                seed_of(PeerBehaviour::ALL.iter().position(|x| x == b).unwrap_or(0))
+            }
+            Responder::Replay(_) => config.seed,
+        };
         let obs = run::run_scenario(
             plugin,
             factory,
-            behaviour,
+            &responder,
             Some(abort),
-            seed_of(i),
+            seed,
             config.limits,
         );
         let name = match abort {
             AbortAt::Phase(_) => format!(
                 "{} (reached with {})",
                 abort.describe(),
-                behaviour.scenario()
+                responder.describe()
             ),
             AbortAt::Start => abort.describe(),
-            _ => format!("{} ({})", abort.describe(), behaviour.scenario()),
+            _ => format!("{} ({})", abort.describe(), responder.describe()),
         };
         scenario_rows(plugin, &name, Some(abort), obs, config, report);
     }
-    if phases.is_empty() {
+    if no_phase {
         for check in SESSION_CHECKS {
-            report.push(
-                check,
-                "abort in Installing, Restarting, Verifying",
-                Verdict::Skipped(
-                    "no hostile peer drove the session past Transferring; those phases need \
-                     the vendor's BMS"
-                        .into(),
-                ),
-            );
+            report.push(check, LATER_ABORTS, Verdict::Skipped(replay_stop.clone()));
         }
+    }
+}
+
+/// Runs the replayed update and reports it; returns the phases the session reported
+/// and, in words, why the replay did not reach the later phases (for their skipped
+/// rows).
+fn replay_scenario(
+    plugin: &dyn VendorPlugin,
+    factory: &SampleSessions<'_>,
+    script: &Arc<Script>,
+    config: &Config,
+    report: &mut Report,
+) -> (Vec<SessionPhase>, String) {
+    let interface = script.interface.as_deref().unwrap_or("-");
+    if script.steps.is_empty() {
+        let why = format!(
+            "the recording holds no frame on the plugin's send identifiers ({}): it is not \
+             a recording of this plugin's update",
+            ranges(&plugin.info().sends)
+        );
+        report.push(Check::Replay, "recording", Verdict::Failed(why.clone()));
+        report.push(
+            Check::Replay,
+            REPLAYED_UPDATE,
+            Verdict::Skipped("nothing to replay".into()),
+        );
+        return (Vec::new(), format!("the replay did not run: {why}"));
+    }
+    report.push(
+        Check::Replay,
+        "recording",
+        Verdict::Passed(format!(
+            "{} frames of the plugin and {} on its receive identifiers, on {interface}; {} \
+             other frames ignored",
+            script.steps.len(),
+            script.answers(),
+            script.ignored
+        )),
+    );
+    let obs = run::run_scenario(
+        plugin,
+        factory,
+        &Responder::Replay(script.clone()),
+        None,
+        config.seed,
+        config.limits,
+    );
+    let (verdict, stop, phases) = match &obs {
+        Err(f) => (
+            Verdict::Skipped(format!("the session did not start: {f}")),
+            format!("the replayed session did not start: {f}"),
+            Vec::new(),
+        ),
+        Ok(obs) => {
+            let (verdict, stop) = replay_verdict(obs);
+            (verdict, stop, obs.phases.clone())
+        }
+    };
+    scenario_rows(plugin, REPLAYED_UPDATE, None, obs, config, report);
+    report.push(Check::Replay, REPLAYED_UPDATE, verdict);
+    (phases, stop)
+}
+
+/// The replay check's verdict, and in words why the later phases were not reached.
+fn replay_verdict(obs: &Observation) -> (Verdict, String) {
+    let phases: Vec<String> = obs.phases.iter().map(|p| format!("{p:?}")).collect();
+    let phases = phases.join(" > ");
+    let progress = obs.replay.clone().unwrap_or(ReplayProgress {
+        matched: 0,
+        recorded: 0,
+        delivered: 0,
+        divergence: None,
+    });
+    let stop = format!("the replay did not get past Transferring ({phases})");
+    if let Some(d) = &progress.divergence {
+        return (
+            Verdict::Failed(format!(
+                "the plugin departed from the recording after {} matching frames: {d}; the \
+                 replay stopped there (is it a recording of an update with this package, \
+                 battery and options?)",
+                progress.matched
+            )),
+            format!("{stop}: {d}"),
+        );
+    }
+    match &obs.ending {
+        Ending::Final { after, report: r } if r.phase == SessionPhase::Done => {
+            let rest = progress.recorded - progress.matched;
+            (
+                Verdict::Passed(format!(
+                    "Done after {:.3} s, as recorded: {} of {} recorded frames of the plugin \
+                     matched{}, {} frames replayed to it; {phases}",
+                    after.as_secs_f64(),
+                    progress.matched,
+                    progress.recorded,
+                    if rest > 0 {
+                        format!(" (the recording goes on for {rest} more)")
+                    } else {
+                        String::new()
+                    },
+                    progress.delivered
+                )),
+                stop,
+            )
+        }
+        ending => (
+            Verdict::Failed(format!(
+                "the plugin sent {} of the {} recorded frames without departing from them, \
+                 but did not complete the update: {}; {phases}",
+                progress.matched,
+                progress.recorded,
+                describe_ending(ending)
+            )),
+            stop,
+        ),
+    }
+}
+
+fn describe_ending(ending: &Ending) -> String {
+    match ending {
+        Ending::Final { after, report: r } => format!(
+            "it ended {:?}{} after {:.3} s",
+            r.phase,
+            r.failure
+                .as_ref()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default(),
+            after.as_secs_f64()
+        ),
+        Ending::WatchdogExpired {
+            phase,
+            elapsed,
+            limit,
+        } => format!(
+            "still {phase:?} after {:.1} s without progress (the watchdog allows {:.1} s)",
+            elapsed.as_secs_f64(),
+            limit.as_secs_f64()
+        ),
+        Ending::AbortIgnored { phase } => format!("still {phase:?} after an abort"),
+        Ending::AbortMisreported { report: r } => format!("it ended {:?} after an abort", r.phase),
+        Ending::Stopped { why } => why.clone(),
     }
 }
 

@@ -15,11 +15,14 @@
 //!   declared timeouts, and after an abort the engine's grace period.
 
 use super::peer::{Peer, PeerBehaviour};
+use super::recording::Script;
+use super::replay::{ReplayPeer, ReplayProgress};
 use crate::driver::{BudgetConfig, BusBudget, Watchdog, WatchdogLimits, Watched};
 use crate::errors::codes;
 use crate::plugin::{SessionPhase, SessionReport, VendorPlugin, VendorSession};
 use bmsfw_plugin_api::{CanFrame, ErrorCode, Timestamp};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// When a scenario aborts the session.
@@ -46,6 +49,32 @@ impl AbortAt {
             AbortAt::Phase(p) => format!("abort in {p:?}"),
         }
     }
+}
+
+/// What answers the session in place of the vendor's BMS.
+#[derive(Debug, Clone)]
+pub enum Responder {
+    /// A hostile peer that knows nothing of the vendor's protocol.
+    Hostile(PeerBehaviour),
+    /// The BMS of a recorded update, replayed.
+    Replay(Arc<Script>),
+}
+
+impl Responder {
+    /// The scenario's words for what answers.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Responder::Hostile(b) => b.scenario(),
+            Responder::Replay(_) => "the replayed update",
+        }
+    }
+}
+
+/// The peer of one run.
+#[derive(Debug)]
+enum ActivePeer {
+    Hostile(Peer),
+    Replay(ReplayPeer),
 }
 
 /// Limits of a run.
@@ -136,6 +165,8 @@ pub struct Observation {
     pub phases: Vec<SessionPhase>,
     /// Whether the abort was made (the scenario's phase may never come).
     pub aborted: bool,
+    /// How far the replay went, when the replay peer answered.
+    pub replay: Option<ReplayProgress>,
     /// How it ended.
     pub ending: Ending,
 }
@@ -165,7 +196,7 @@ const T0: Timestamp = Timestamp::from_micros(1_000_000);
 struct Runner<'a> {
     plugin: &'a dyn VendorPlugin,
     session: Box<dyn VendorSession>,
-    peer: Peer,
+    peer: ActivePeer,
     limits: RunLimits,
     meter: BusBudget,
     watchdog: Watchdog,
@@ -179,15 +210,17 @@ struct Runner<'a> {
     abort: Option<AbortAt>,
     aborted_at: Option<Timestamp>,
     steps: u64,
+    /// The phase the session reported last.
+    phase: SessionPhase,
     obs: Observation,
 }
 
-/// Runs one scenario: `behaviour` answers the session of `factory`, aborted at `abort`
+/// Runs one scenario: `responder` answers the session of `factory`, aborted at `abort`
 /// when given.
 pub fn run_scenario(
     plugin: &dyn VendorPlugin,
     factory: &dyn SessionFactory,
-    behaviour: PeerBehaviour,
+    responder: &Responder,
     abort: Option<AbortAt>,
     seed: u64,
     limits: RunLimits,
@@ -204,7 +237,12 @@ pub fn run_scenario(
     let mut runner = Runner {
         plugin,
         session,
-        peer: Peer::new(behaviour, seed, &info.sends, &info.receives, T0),
+        peer: match responder {
+            Responder::Hostile(behaviour) => {
+                ActivePeer::Hostile(Peer::new(*behaviour, seed, &info.sends, &info.receives, T0))
+            }
+            Responder::Replay(script) => ActivePeer::Replay(ReplayPeer::new(script.clone(), T0)),
+        },
         limits,
         meter: BusBudget::new(limits.bitrate, limits.budget),
         watchdog: Watchdog::new(watchdog_limits, T0),
@@ -216,6 +254,7 @@ pub fn run_scenario(
         abort,
         aborted_at: None,
         steps: 0,
+        phase: SessionPhase::Transferring,
         obs: Observation {
             fault: None,
             id_violations: Vec::new(),
@@ -225,12 +264,16 @@ pub fn run_scenario(
             flood: None,
             phases: Vec::new(),
             aborted: false,
+            replay: None,
             ending: Ending::Stopped {
                 why: "not run".into(),
             },
         },
     };
     runner.obs.ending = runner.run();
+    if let ActivePeer::Replay(peer) = &runner.peer {
+        runner.obs.replay = Some(peer.progress().clone());
+    }
     Ok(runner.obs)
 }
 
@@ -313,10 +356,15 @@ impl Runner<'_> {
             if self.first_frame_end.is_none() {
                 self.first_frame_end = Some(end);
             }
-            self.peer.heard_plugin();
-            for (at, reply) in self.peer.answer(end, &frame) {
-                self.seq += 1;
-                self.inbox.insert((at, self.seq), reply);
+            match &mut self.peer {
+                ActivePeer::Hostile(peer) => {
+                    peer.heard_plugin();
+                    for (at, reply) in peer.answer(end, &frame) {
+                        self.seq += 1;
+                        self.inbox.insert((at, self.seq), reply);
+                    }
+                }
+                ActivePeer::Replay(peer) => peer.heard(end, &frame, self.phase),
             }
         }
     }
@@ -357,6 +405,7 @@ impl Runner<'_> {
             });
         }
         let report = self.session.status();
+        self.phase = report.phase;
         if !self.obs.phases.contains(&report.phase) {
             self.obs.phases.push(report.phase);
         }
@@ -426,7 +475,10 @@ impl Runner<'_> {
         let candidates = [
             self.session.poll_timeout(),
             self.inbox.keys().next().map(|(t, _)| *t),
-            self.peer.next_noise(),
+            match &self.peer {
+                ActivePeer::Hostile(peer) => peer.next_noise(),
+                ActivePeer::Replay(peer) => peer.next_due(),
+            },
             match self.aborted_at {
                 Some(at) => Some(at + self.limits.abort_grace),
                 None => Some(self.watchdog.deadline()),
@@ -455,7 +507,11 @@ impl Runner<'_> {
                 }
             }
         }
-        for frame in self.peer.take_noise(now) {
+        let unsolicited = match &mut self.peer {
+            ActivePeer::Hostile(peer) => peer.take_noise(now),
+            ActivePeer::Replay(peer) => peer.take_due(now),
+        };
+        for frame in unsolicited {
             if self.plugin.info().wants(frame.id()) {
                 self.session.handle_frame(now, &frame);
                 if let Some(end) = self.settle() {
