@@ -760,10 +760,15 @@ fn scenario_rows(
                 budget.percent
             )),
             (None, None) => Verdict::Passed(format!(
-                "peak {:.1} % of the bus in a {:.0} ms window (budget {} %)",
+                "peak {:.1} % of the bus in a {:.0} ms window (budget {} %){}",
                 obs.peak_load_percent,
                 budget.window.as_secs_f64() * 1000.0,
-                budget.percent
+                budget.percent,
+                if obs.replay.is_some() {
+                    "; the plugin's frames at the recording's pace"
+                } else {
+                    ""
+                }
             )),
         },
     );

@@ -155,6 +155,7 @@ impl Recording {
             return script;
         };
         let mut last: Option<Duration> = None;
+        let mut sent_at: Option<Duration> = None;
         let mut before_first: Vec<&RecordedFrame> = Vec::new();
         for f in &self.frames {
             if f.interface != interface {
@@ -163,9 +164,11 @@ impl Recording {
                 script.steps.push(Step {
                     sent: f.frame,
                     line: f.line,
+                    since_sent: sent_at.map_or(Duration::ZERO, |p| gap(p, f.at)),
                     answers: Vec::new(),
                 });
                 last = Some(f.at);
+                sent_at = Some(f.at);
             } else if !info.wants(f.frame.id()) {
                 script.ignored += 1;
             } else if let (Some(step), Some(previous)) = (script.steps.last_mut(), last) {
@@ -252,6 +255,9 @@ pub struct Step {
     pub sent: CanFrame,
     /// Its line in the log.
     pub line: u64,
+    /// The time from the end of the plugin's frame before it to its own end (zero for
+    /// the first), cut at [`MAX_REPLAY_GAP`]: the recording's pace.
+    pub since_sent: Duration,
     /// The frames on the plugin's receive identifiers recorded after it, before the
     /// plugin's next frame.
     pub answers: Vec<Answer>,

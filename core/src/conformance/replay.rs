@@ -8,6 +8,13 @@
 //! recording has no frame left, the replay ends: the peer goes silent (what it had not
 //! yet delivered is dropped) and the [`Divergence`] is kept for the report.
 //!
+//! The plugin's frames keep the recording's pace: the runner asks the plugin for its next
+//! frame no sooner than [`ReplayPeer::hold_until`], when the recorded one went out (its
+//! end, less its own wire time, after the end of the plugin's frame before it). The pace
+//! of the bench (the engine's bus budget) comes back with it, and so does what the
+//! plugin's timers see between its frames: a plugin that asks for an acknowledgement
+//! after a silence asks when it did in the recording.
+//!
 //! Before the plugin's first frame the peer plays the script's prologue (what the
 //! battery sent before the plugin spoke in the recording) from the session's start; the
 //! rest of it is dropped when the plugin speaks.
@@ -15,6 +22,7 @@
 use super::recording::{Answer, Script};
 use crate::plugin::SessionPhase;
 use bmsfw_plugin_api::{CanFrame, Timestamp};
+use bmsfw_protocols::bit_timing;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,12 +84,16 @@ pub(crate) struct ReplayPeer {
     due: BTreeMap<(Timestamp, u64), CanFrame>,
     seq: u64,
     heard: bool,
+    /// The earliest time the plugin's next frame may go out.
+    hold: Option<Timestamp>,
+    bitrate: u32,
     progress: ReplayProgress,
 }
 
 impl ReplayPeer {
-    /// A peer playing `script` to a session that started at `start`.
-    pub(crate) fn new(script: Arc<Script>, start: Timestamp) -> ReplayPeer {
+    /// A peer playing `script` to a session that started at `start`, on a bus at
+    /// `bitrate`.
+    pub(crate) fn new(script: Arc<Script>, start: Timestamp, bitrate: u32) -> ReplayPeer {
         let recorded = script.steps.len();
         let mut peer = ReplayPeer {
             script: script.clone(),
@@ -90,6 +102,8 @@ impl ReplayPeer {
             due: BTreeMap::new(),
             seq: 0,
             heard: false,
+            hold: None,
+            bitrate,
             progress: ReplayProgress {
                 matched: 0,
                 recorded,
@@ -113,6 +127,12 @@ impl ReplayPeer {
     /// How far the replay went.
     pub(crate) fn progress(&self) -> &ReplayProgress {
         &self.progress
+    }
+
+    /// The earliest time the plugin may be asked for its next frame; `None` once the
+    /// replay has ended (the plugin is then free).
+    pub(crate) fn hold_until(&self) -> Option<Timestamp> {
+        self.hold
     }
 
     /// When the next frame is due.
@@ -150,9 +170,17 @@ impl ReplayPeer {
                 self.next += 1;
                 self.progress.matched += 1;
                 self.schedule(end, &step.answers);
+                self.hold = script.steps.get(self.next).map(|next| {
+                    let wire = bit_timing::bits_duration(
+                        u64::from(bit_timing::frame_bits(&next.sent)),
+                        self.bitrate,
+                    );
+                    end + next.since_sent.saturating_sub(wire)
+                });
             }
             other => {
                 self.due.clear();
+                self.hold = None;
                 self.progress.divergence = Some(Divergence {
                     index: self.progress.matched + 1,
                     at: end.saturating_duration_since(self.start),
@@ -186,6 +214,7 @@ mod tests {
                 Step {
                     sent: frame(0x601, &[1]),
                     line: 3,
+                    since_sent: Duration::ZERO,
                     answers: vec![
                         Answer {
                             after: Duration::from_millis(2),
@@ -200,6 +229,7 @@ mod tests {
                 Step {
                     sent: frame(0x601, &[2]),
                     line: 6,
+                    since_sent: Duration::from_millis(5),
                     answers: vec![Answer {
                         after: Duration::from_millis(1),
                         frame: frame(0x581, &[2]),
@@ -214,7 +244,7 @@ mod tests {
 
     #[test]
     fn matching_frames_get_the_recorded_answers_with_their_delays() {
-        let mut p = ReplayPeer::new(script(), T0);
+        let mut p = ReplayPeer::new(script(), T0, 500_000);
         assert_eq!(p.next_due(), Some(T0), "the prologue plays from the start");
         assert_eq!(p.take_due(T0), [frame(0x701, &[0x7F])]);
         let end = T0 + Duration::from_millis(10);
@@ -227,7 +257,18 @@ mod tests {
         let restart = end + Duration::from_millis(5002);
         assert_eq!(p.next_due(), Some(restart), "the silence is kept");
         assert_eq!(p.take_due(restart), [frame(0x701, &[0])]);
+        // The plugin's next frame is held to the recording's pace: it ended 5 ms after
+        // the first, so it is asked for no sooner than 5 ms less its wire time.
+        let wire = bit_timing::bits_duration(
+            u64::from(bit_timing::frame_bits(&frame(0x601, &[2]))),
+            500_000,
+        );
+        assert_eq!(
+            p.hold_until(),
+            Some(end + (Duration::from_millis(5) - wire))
+        );
         p.heard(restart, &frame(0x601, &[2]), SessionPhase::Restarting);
+        assert_eq!(p.hold_until(), None, "nothing recorded after it");
         assert_eq!(p.progress().matched, 2);
         assert_eq!(p.progress().divergence, None);
         assert_eq!(p.progress().delivered, 3);
@@ -235,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_different_frame_ends_the_replay_and_is_reported() {
-        let mut p = ReplayPeer::new(script(), T0);
+        let mut p = ReplayPeer::new(script(), T0, 500_000);
         let end = T0 + Duration::from_millis(10);
         p.heard(end, &frame(0x601, &[1]), SessionPhase::Transferring);
         p.heard(
@@ -256,7 +297,7 @@ mod tests {
 
     #[test]
     fn a_frame_after_the_recording_ends_is_a_divergence() {
-        let mut p = ReplayPeer::new(script(), T0);
+        let mut p = ReplayPeer::new(script(), T0, 500_000);
         p.heard(T0, &frame(0x601, &[1]), SessionPhase::Transferring);
         p.heard(T0, &frame(0x601, &[2]), SessionPhase::Transferring);
         p.heard(T0, &frame(0x601, &[3]), SessionPhase::Verifying);

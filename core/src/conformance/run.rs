@@ -212,6 +212,8 @@ struct Runner<'a> {
     steps: u64,
     /// The phase the session reported last.
     phase: SessionPhase,
+    /// Until when the replay holds the plugin's next frame back.
+    held_until: Option<Timestamp>,
     obs: Observation,
 }
 
@@ -241,7 +243,9 @@ pub fn run_scenario(
             Responder::Hostile(behaviour) => {
                 ActivePeer::Hostile(Peer::new(*behaviour, seed, &info.sends, &info.receives, T0))
             }
-            Responder::Replay(script) => ActivePeer::Replay(ReplayPeer::new(script.clone(), T0)),
+            Responder::Replay(script) => {
+                ActivePeer::Replay(ReplayPeer::new(script.clone(), T0, limits.bitrate))
+            }
         },
         limits,
         meter: BusBudget::new(limits.bitrate, limits.budget),
@@ -255,6 +259,7 @@ pub fn run_scenario(
         aborted_at: None,
         steps: 0,
         phase: SessionPhase::Transferring,
+        held_until: None,
         obs: Observation {
             fault: None,
             id_violations: Vec::new(),
@@ -326,7 +331,22 @@ impl Runner<'_> {
     fn drain(&mut self) {
         let info = self.plugin.info();
         let mut n = 0usize;
-        while let Some(frame) = self.session.poll_transmit(self.now) {
+        loop {
+            // The replay asks the plugin for its next frame no sooner than the recorded
+            // one went out: the recording's pace (the engine's budget on the bench) is
+            // kept, and with it what the plugin's timers see.
+            if let ActivePeer::Replay(peer) = &self.peer {
+                match peer.hold_until().filter(|t| *t > self.now) {
+                    Some(until) => {
+                        self.held_until = Some(until);
+                        return;
+                    }
+                    None => self.held_until = None,
+                }
+            }
+            let Some(frame) = self.session.poll_transmit(self.now) else {
+                return;
+            };
             n += 1;
             if n > self.limits.max_frames_per_drain {
                 self.obs.flood = Some(self.limits.max_frames_per_drain);
@@ -484,6 +504,7 @@ impl Runner<'_> {
                 None => Some(self.watchdog.deadline()),
             },
             self.abort_due(),
+            self.held_until,
         ];
         candidates.into_iter().flatten().min()
     }
@@ -494,6 +515,12 @@ impl Runner<'_> {
         if self.abort_due().is_some_and(|t| t <= now) {
             self.do_abort("the conformance run aborts the session");
             return None;
+        }
+        if self.held_until.is_some_and(|t| t <= now) {
+            // The recorded frame's time has come.
+            if let Some(end) = self.settle() {
+                return Some(end);
+            }
         }
         while let Some(entry) = self.inbox.first_entry() {
             if entry.key().0 > now {
