@@ -27,6 +27,7 @@ use bmsfw_plugin_api::{
     Timestamp,
 };
 use bmsfw_protocols::isotp::{IsoTpConfig, Padding};
+use bmsfw_protocols::package;
 use bmsfw_protocols::uds::{
     BlockSizing, FlashClient, FlashConfig, FlashError, FlashEvent, FlashPhase, KeyError, Nrc,
     Requester, RequesterConfig, RequesterEvent, RestartPoll, TransferAck, leave_programming,
@@ -168,20 +169,11 @@ fn flash_client(product_code: u16, len: u32) -> Result<FlashClient, Failure> {
 impl AuroraSession {
     /// A session for the request's package, checked against the battery.
     pub fn start(request: SessionRequest) -> Result<AuroraSession, Failure> {
-        let header = read_header(&request.package).map_err(|e| {
-            Failure::new(e.code, format!("at {}: {}", e.location, e.message.as_str()))
-        })?;
-        if let Some(code) = request.battery.product_code.into_option() {
-            if code != header.product_code {
-                return Err(Failure::new(
-                    ErrorCode::PACKAGE_WRONG_PRODUCT,
-                    format!(
-                        "the package is for product 0x{:04X}, the battery is 0x{code:04X}",
-                        header.product_code
-                    ),
-                ));
-            }
-        }
+        let header = read_header(&request.package).map_err(|e| package::refused(&e))?;
+        package::check_product(
+            request.battery.product_code.into_option(),
+            header.product_code,
+        )?;
         // `request.resume` is ignored: the bootloader cannot resume, every session
         // starts from the probe and erases the inactive slot again.
         let total = request.package.len();
