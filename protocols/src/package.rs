@@ -7,7 +7,11 @@
 //! plugin; these take the numbers it read.
 
 use crate::checksum::{Crc32, Sha256};
-use bmsfw_plugin_api::{ErrorCode, Failure, PackageError, PackageReader};
+use bmsfw_plugin_api::abi_stable::sabi_trait::TD_Opaque;
+use bmsfw_plugin_api::abi_stable::std_types::{RResult, RSliceMut};
+use bmsfw_plugin_api::{
+    ErrorCode, Failure, PackageError, PackageReader, PackageSource, PackageSource_TO, SourceError,
+};
 
 /// Bytes read at a time while streaming an image through its digests.
 pub const CHUNK: usize = 64 * 1024;
@@ -136,6 +140,36 @@ pub fn check_product(battery: Option<u16>, package: u16) -> Result<(), Failure> 
             format!("the package is for product 0x{package:04X}, the battery is 0x{code:04X}"),
         )),
         _ => Ok(()),
+    }
+}
+
+/// A reader over `bytes` in memory that hands out at most `max_read` bytes a read, as
+/// a file read in pieces does: what a plugin's tests give its package reader, so that
+/// they also prove it reads in loops (`usize::MAX` for whole reads).
+pub fn memory_reader(bytes: Vec<u8>, max_read: usize) -> PackageReader {
+    PackageReader::new(PackageSource_TO::from_value(
+        MemorySource { bytes, max_read },
+        TD_Opaque,
+    ))
+}
+
+/// Bytes served at most `max_read` at a time.
+struct MemorySource {
+    bytes: Vec<u8>,
+    max_read: usize,
+}
+
+impl PackageSource for MemorySource {
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+    fn read_at(&self, offset: u64, mut buf: RSliceMut<'_, u8>) -> RResult<usize, SourceError> {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        let n = buf.len().min(self.bytes.len() - start).min(self.max_read);
+        buf[..n].copy_from_slice(&self.bytes[start..start + n]);
+        RResult::ROk(n)
     }
 }
 
