@@ -5,6 +5,14 @@
 //! behind a lock, feeds it from the interface in tokio time (virtual on a paused
 //! runtime), and lets tests and the demo change the model while it runs: every change is
 //! made at the current time and wakes the driver, so a new schedule applies at once.
+//!
+//! The model runs on one clock, the tokio clock when the driver hands it a frame or
+//! fires its timers, and every frame already received is handed over before a timer
+//! fires. A frame's own timestamp is the bus's clock, which falls behind the tokio clock
+//! when the machine is loaded (the bus task delivers a backlog late). A model fed both
+//! measured silence from a frame's bus time to the tokio clock: a CANopen node's 100 ms
+//! sub-block timer acknowledged a sub-block after its first segment while the next
+//! ones were on their way, and again after each of those.
 
 use bmsfw_can::{CanError, CanEvent, CanFilter, CanInterface};
 use bmsfw_plugin_api::{CanFrame, Timestamp};
@@ -197,27 +205,64 @@ impl<M: NodeModel> NodeDriver<M> {
                 }
                 None => woken.await,
             }
-            let now = epoch.now();
-            self.model().handle_timeout(now);
+            // Frames that came while the task waited (or was not scheduled) go first: a
+            // timer must not fire over a frame that is already here.
+            if let Received::Exit(exit) = self.drain(iface).await {
+                return exit;
+            }
+            self.model().handle_timeout(epoch.now());
+        }
+    }
+
+    /// Hands the model every event already received, without waiting.
+    async fn drain(&self, iface: &dyn CanInterface) -> Received {
+        loop {
+            let event = tokio::select! {
+                biased;
+                event = iface.recv() => event,
+                () = std::future::ready(()) => return Received::Handled,
+            };
+            match self.take(event) {
+                Received::Handled => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Hands one received event to the model, at the current time.
+    fn take(&self, event: Result<CanEvent, CanError>) -> Received {
+        match event {
+            Ok(CanEvent::Frame(rx)) => {
+                let now = self.shared.epoch.now();
+                self.model().handle_frame(now, &rx.frame);
+                // An answer may be due at once.
+                self.shared.wake.notify_one();
+                Received::Handled
+            }
+            Ok(CanEvent::Error(_) | CanEvent::State(_)) => Received::Handled,
+            Err(CanError::Closed { .. }) => Received::Exit(Ok(DriverExit::Detached)),
+            Err(CanError::BusOff { .. }) => Received::BusOff,
+            Err(e) => Received::Exit(Err(e)),
         }
     }
 
     async fn receive(&self, iface: &dyn CanInterface) -> Result<DriverExit, CanError> {
-        let epoch = self.shared.epoch;
         loop {
-            match iface.recv().await {
-                Ok(CanEvent::Frame(rx)) => {
-                    self.model().handle_frame(epoch.timestamp(rx.at), &rx.frame);
-                    // An answer may be due at once.
-                    self.shared.wake.notify_one();
-                }
-                Ok(CanEvent::Error(_) | CanEvent::State(_)) => {}
-                Err(CanError::Closed { .. }) => return Ok(DriverExit::Detached),
-                Err(CanError::BusOff { .. }) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e),
+            match self.take(iface.recv().await) {
+                Received::Handled => {}
+                Received::BusOff => tokio::time::sleep(Duration::from_millis(100)).await,
+                Received::Exit(exit) => return exit,
             }
         }
     }
+}
+
+/// What became of a received event.
+enum Received {
+    /// Given to the model (or nothing to do).
+    Handled,
+    /// The controller is bus-off: wait before listening again.
+    BusOff,
+    /// The driver ends with this.
+    Exit(Result<DriverExit, CanError>),
 }

@@ -108,12 +108,13 @@ pub enum Violation {
     /// A segment carries the wrong toggle bit.
     #[error("the toggle bit did not alternate")]
     Toggle,
-    /// A block acknowledgement names a segment that was not sent.
+    /// A block acknowledgement names a segment that was not sent from the acknowledged
+    /// offset (in this sub-block or an earlier attempt from the same offset).
     #[error("acknowledged sequence {ackseq} after only {sent} segments were sent")]
     AckSequence {
         /// The acknowledged sequence number.
         ackseq: u8,
-        /// Segments sent in the sub-block.
+        /// Segments sent from the acknowledged offset.
         sent: u8,
     },
     /// An upload's data does not match its indicated size.
@@ -283,6 +284,12 @@ struct Download {
     acked: u64,
     /// Bytes asked for (and received) so far.
     outstanding: Option<usize>,
+    /// Block: the highest sequence number sent since `acked` last moved, in any attempt.
+    /// An acknowledgement with no progress (ackseq 0) makes the client send the same
+    /// segments again, under the same sequence numbers; the server may take a segment of
+    /// the earlier attempt, still on its way, as one of the new sub-block, and
+    /// acknowledge it before the client sent it again.
+    reached: u8,
     crc: Crc16Xmodem,
     stage: Stage,
 }
@@ -344,7 +351,9 @@ enum Transfer {
 /// sends sub-blocks of up to the server's block size, each segment carrying a sequence
 /// number from 1; after each sub-block the server acknowledges the last segment it got
 /// in order and the client continues from the segment after it (resending what was
-/// lost, numbered from 1 again), until the last segment is acknowledged; the end frame
+/// lost, numbered from 1 again), until the last segment is acknowledged (an
+/// acknowledgement may name a segment of an earlier attempt from the same offset, still
+/// on its way when the server acknowledged early: it carries the same bytes); the end frame
 /// then carries the unused bytes of the last segment and the CRC-16/XMODEM of the whole
 /// transfer. Any server abort, protocol violation (answered with an abort) or timeout
 /// ends the transfer with [`SdoEvent::Failed`]; the client is then ready for the next.
@@ -398,6 +407,7 @@ impl SdoClient {
             window: Vec::new(),
             acked: 0,
             outstanding: None,
+            reached: 0,
             crc: Crc16Xmodem::new(),
             stage: Stage::Initiate,
         };
@@ -442,6 +452,7 @@ impl SdoClient {
             window: Vec::new(),
             acked: 0,
             outstanding: None,
+            reached: 0,
             crc: Crc16Xmodem::new(),
             stage: Stage::Initiate,
         });
@@ -565,6 +576,7 @@ impl SdoClient {
             return None;
         };
         let sequence = sent + 1;
+        d.reached = d.reached.max(sequence);
         let start = usize::from(sent) * SEGMENT_DATA_LEN;
         let end = (start + SEGMENT_DATA_LEN).min(d.window.len());
         let mut data = [0u8; SEGMENT_DATA_LEN];
@@ -767,29 +779,23 @@ impl SdoClient {
                 };
                 self.start_sub_block(block_size);
             }
-            (
-                Stage::BlockSending { count, sent },
-                ServerResponse::BlockAck { ackseq, block_size },
-            ) => self.block_ack(count, sent, ackseq, block_size),
-            (Stage::BlockAwaitAck { count }, ServerResponse::BlockAck { ackseq, block_size }) => {
-                self.block_ack(count, count, ackseq, block_size)
+            (Stage::BlockSending { sent, .. }, ServerResponse::BlockAck { ackseq, block_size }) => {
+                self.block_ack(sent, ackseq, block_size)
             }
-            (
-                Stage::BlockData { .. },
-                ServerResponse::BlockAck {
-                    ackseq: 0,
-                    block_size,
-                },
-            ) => {
+            (Stage::BlockAwaitAck { count }, ServerResponse::BlockAck { ackseq, block_size }) => {
+                self.block_ack(count, ackseq, block_size)
+            }
+            (Stage::BlockData { .. }, ServerResponse::BlockAck { ackseq, block_size }) => {
                 // A server whose sub-block timer ran on stale segments acknowledges
-                // nothing while the bytes of the next sub-block are still being asked
-                // for: size the sub-block anew once they come.
+                // while the bytes of the next sub-block are still being asked for:
+                // nothing (ackseq 0), or segments of an earlier attempt from the same
+                // offset. Size the sub-block anew once the bytes come.
                 tracing::debug!(
+                    ackseq,
                     block_size,
-                    "empty acknowledgement before the sub-block began"
+                    "acknowledgement before the sub-block began"
                 );
-                let count = d.block_count(block_size);
-                d.stage = Stage::BlockData { count };
+                self.block_ack(0, ackseq, block_size)
             }
             (Stage::BlockEnd, ServerResponse::EndBlockDownload) => self.complete_download(),
             (_, response) => {
@@ -799,15 +805,35 @@ impl SdoClient {
         }
     }
 
-    /// A sub-block of `count` segments, `sent` of them out, was acknowledged up to
+    /// A sub-block with `sent` segments out was acknowledged up to
     /// `ackseq`: end the transfer when its last segment is in, else go on from the
     /// segment after `ackseq`.
-    fn block_ack(&mut self, count: u8, sent: u8, ackseq: u8, block_size: u8) {
+    ///
+    /// `ackseq` may exceed `sent` when an earlier attempt from the same offset sent
+    /// that far (see `Download::reached`): segment `k` of every attempt from one offset
+    /// carries the same bytes, so the acknowledgement is as good as one for this
+    /// attempt. Only a segment never sent from this offset is a violation.
+    fn block_ack(&mut self, sent: u8, ackseq: u8, block_size: u8) {
         let Transfer::Download(d) = &mut self.transfer else {
             return;
         };
+        let reached = sent.max(d.reached);
+        if ackseq > reached {
+            return self.violation(Violation::AckSequence {
+                ackseq,
+                sent: reached,
+            });
+        }
         if ackseq > sent {
-            return self.violation(Violation::AckSequence { ackseq, sent });
+            tracing::debug!(
+                ackseq,
+                sent,
+                reached,
+                "acknowledgement of segments sent by an earlier attempt from this offset"
+            );
+        }
+        if ackseq > 0 {
+            d.reached = 0;
         }
         let first = d.acked;
         let confirmed = (u64::from(ackseq) * SEGMENT_DATA_LEN as u64).min(d.total - d.acked);
@@ -819,8 +845,13 @@ impl SdoClient {
                 total: d.total,
             });
         }
-        let block_reaches = first + u64::from(count) * SEGMENT_DATA_LEN as u64;
-        if ackseq == count && block_reaches >= d.total {
+        let acknowledged_to = first + u64::from(ackseq) * SEGMENT_DATA_LEN as u64;
+        if d.outstanding.is_some() {
+            // Bytes of the next sub-block are still being asked for (the last segment
+            // cannot have been sent yet): size it anew once they come.
+            let count = d.block_count(block_size);
+            d.stage = Stage::BlockData { count };
+        } else if ackseq > 0 && acknowledged_to >= d.total {
             let unused = d.unused_in_last();
             let crc = match d.mode {
                 TransferMode::Block {

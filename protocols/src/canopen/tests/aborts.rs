@@ -766,7 +766,7 @@ fn an_empty_acknowledgement_while_data_is_asked_for_resizes_the_sub_block() {
     );
     assert_eq!(
         last_event(&mut c),
-        protocol_failure(Violation::Unexpected(0xA2))
+        protocol_failure(Violation::AckSequence { ackseq: 1, sent: 0 })
     );
 }
 

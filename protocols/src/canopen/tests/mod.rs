@@ -3,6 +3,7 @@
 
 mod aborts;
 mod block;
+mod crossing;
 mod hostile;
 mod program;
 mod segmented;
