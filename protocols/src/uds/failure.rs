@@ -76,7 +76,10 @@ pub fn flash_failure(
         ),
         FlashError::TooManyPending { phase, .. } => Failure::new(
             ErrorCode::TIMEOUT,
-            format!("the battery kept asking to wait while {}", flash_step(phase)),
+            format!(
+                "the battery kept asking to wait while {}",
+                flash_step(phase)
+            ),
         ),
         FlashError::UnexpectedResponse {
             phase,
@@ -212,7 +215,10 @@ mod tests {
                 },
                 ErrorCode::PROTOCOL_ERROR,
             ),
-            (FlashError::BlockLengthTooSmall(2), ErrorCode::PROTOCOL_ERROR),
+            (
+                FlashError::BlockLengthTooSmall(2),
+                ErrorCode::PROTOCOL_ERROR,
+            ),
             (
                 FlashError::Key(KeyError("no key for level 3".into())),
                 ErrorCode::TRANSFER_FAILED,
@@ -238,7 +244,10 @@ mod tests {
     #[test]
     fn a_request_without_a_positive_answer_says_what_it_was_for() {
         let cases = [
-            (RequesterEvent::NoResponse { attempts: 4 }, ErrorCode::TIMEOUT),
+            (
+                RequesterEvent::NoResponse { attempts: 4 },
+                ErrorCode::TIMEOUT,
+            ),
             (
                 RequesterEvent::TooManyPending { max: 120 },
                 ErrorCode::TIMEOUT,

@@ -44,10 +44,10 @@ pub use response::{
     NEGATIVE_RESPONSE, POSITIVE_OFFSET, ResponseError, UdsResponse, negative,
     parse_max_block_length, positive, request_download_positive,
 };
+pub use restart::RestartPoll;
 pub use server::{
     CheckOutcome, FlashBackend, FlashServer, Security, ServerConfig, Session, TransferState,
 };
-pub use restart::RestartPoll;
 pub use transfer::{BlockSizing, TransferAck, TransferAckRecord};
 pub use update::{leave_programming, provide_block, read_two_bytes};
 

@@ -1,7 +1,7 @@
 //! [`RestartPoll`]: waiting for a battery to answer again after the reset that ends a
 //! flash sequence.
 
-use super::{Requester, RequesterEvent, RequesterError};
+use super::{Requester, RequesterError, RequesterEvent};
 use bmsfw_plugin_api::{CanFrame, ErrorCode, Failure, Timestamp};
 use std::time::Duration;
 
@@ -214,9 +214,13 @@ mod tests {
         let mut p = poll(at(0));
         p.send_due(at(500), || vec![0x3E, 0x00]).unwrap();
         assert!(p.poll_transmit(at(500)).is_some());
-        assert_eq!(p.poll_timeout(), Some(at(550)), "only the answer's P2 is awaited");
-        let answer = CanFrame::new(CanId::standard(RESPONSE).unwrap(), &[0x02, 0x7E, 0x00])
-            .unwrap();
+        assert_eq!(
+            p.poll_timeout(),
+            Some(at(550)),
+            "only the answer's P2 is awaited"
+        );
+        let answer =
+            CanFrame::new(CanId::standard(RESPONSE).unwrap(), &[0x02, 0x7E, 0x00]).unwrap();
         p.handle_frame(at(520), &answer);
         assert_eq!(p.poll_event(), Some(RequesterEvent::Positive(vec![0x00])));
         assert_eq!(p.poll_timeout(), Some(at(1_000)));

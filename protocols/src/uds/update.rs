@@ -70,7 +70,10 @@ mod tests {
         let id = CanId::standard(0x7E5).unwrap();
         let frame = leave_programming(id, Padding::Fill(0xAA)).unwrap();
         assert_eq!(frame.id(), id);
-        assert_eq!(frame.data(), &[0x02, 0x10, 0x81, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA]);
+        assert_eq!(
+            frame.data(),
+            &[0x02, 0x10, 0x81, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA]
+        );
     }
 
     #[test]
@@ -79,10 +82,17 @@ mod tests {
             read_two_bytes(&[0xF1, 0x95, 1, 12], 0xF195, "the running version"),
             Ok([1, 12])
         );
-        for data in [&[0xF1, 0x95, 1][..], &[0xF1, 0x80, 1, 12], &[0xF1, 0x95, 1, 12, 0]] {
+        for data in [
+            &[0xF1, 0x95, 1][..],
+            &[0xF1, 0x80, 1, 12],
+            &[0xF1, 0x95, 1, 12, 0],
+        ] {
             let f = read_two_bytes(data, 0xF195, "the running version").unwrap_err();
             assert_eq!(f.code, ErrorCode::PROTOCOL_ERROR);
-            assert!(f.message.starts_with("the running version is malformed"), "{f}");
+            assert!(
+                f.message.starts_with("the running version is malformed"),
+                "{f}"
+            );
         }
     }
 }
