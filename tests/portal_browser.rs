@@ -60,15 +60,13 @@ async fn an_installer_updates_a_battery_from_a_phone_sized_browser() {
         )
         .await;
     assert_eq!(overflow, 0, "the page scrolls sideways at 390 px");
-    let access = b.wait_for("#user-access", WAIT).await;
-    assert_eq!(b.text(&access).await, "Full control");
+    assert_eq!(b.text("#user-access").await, "Full control");
     b.screenshot(&shots.join("portal-2-devices.png")).await;
 
     // The three dots open the menu with "Upload firmware file".
     b.click_css("#dots-512", WAIT).await;
-    let upload = b.wait_for("#menu-upload", WAIT).await;
-    assert!(b.displayed(&upload).await);
-    assert_eq!(b.text(&upload).await, "Upload firmware file");
+    assert!(b.displayed("#menu-upload").await);
+    assert_eq!(b.text("#menu-upload").await, "Upload firmware file");
     let disabled = b
         .script(
             "return document.getElementById('menu-upload').classList.contains('disabled');",
@@ -81,20 +79,19 @@ async fn an_installer_updates_a_battery_from_a_phone_sized_browser() {
     // Choose the file.
     let input = b.wait_for("#file-input", WAIT).await;
     b.type_into(&input, firmware.to_str().unwrap()).await;
-    let update = b.wait_for("#update-512", WAIT).await;
-    let file = b.wait_for("#file-512", WAIT).await;
-    assert!(b.text(&file).await.contains("ax5-8.0.bin"));
+    assert!(b.text("#file-512").await.contains("ax5-8.0.bin"));
 
     // Update stays disabled until every warning is confirmed.
-    assert!(!b.enabled(&update).await);
+    assert!(!b.enabled("#update-512").await);
     for ack in ["site_reachable", "backup_capacity"] {
         b.click_css(&format!("#ack-{ack}-512"), WAIT).await;
     }
-    let update = b.wait_for("#update-512", WAIT).await;
-    assert!(!b.enabled(&update).await, "two of three warnings confirmed");
+    assert!(
+        !b.enabled("#update-512").await,
+        "two of three warnings confirmed"
+    );
     b.click_css("#ack-maintenance_window-512", WAIT).await;
-    let update = b.wait_for("#update-512", WAIT).await;
-    assert!(b.enabled(&update).await);
+    assert!(b.enabled("#update-512").await);
     b.screenshot(&shots.join("portal-4-confirm.png")).await;
     // The page records every state it shows, however briefly: a poll from the test
     // could miss a short phase on a loaded machine.
@@ -158,14 +155,12 @@ async fn an_installer_updates_a_battery_from_a_phone_sized_browser() {
         steps,
         json!(["done", "done", "done", "done", "done", "done"])
     );
-    let result = b.wait_for("#result-512", WAIT).await;
-    let text = b.text(&result).await;
+    let text = b.text("#result-512").await;
     assert!(text.contains("v4.15") && text.contains("v8.0"), "{text}");
     // The device list shows the new firmware.
     let deadline = Instant::now() + WAIT;
     loop {
-        let fw = b.wait_for("#firmware-512", WAIT).await;
-        if b.text(&fw).await.starts_with("v8.0") {
+        if b.text("#firmware-512").await.starts_with("v8.0") {
             break;
         }
         assert!(Instant::now() < deadline, "the new firmware is not shown");

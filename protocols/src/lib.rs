@@ -6,6 +6,8 @@
 //! - [`bit_timing`]: exact bit timing of classic CAN frames (stuff bits included).
 //! - [`version`]: decoders for the ways firmware versions are packed into bytes.
 //! - [`checksum`]: CRC-32, CRC-16 and SHA-256, one-shot and streamed.
+//! - [`package`]: the hostile-file steps of a binary package reader (header, extent,
+//!   streamed digests).
 //! - [`signature`]: Ed25519 verification of signed manifests.
 //! - [`isotp`]: ISO 15765-2 transport (segmentation, flow control, timers).
 //! - [`canopen`]: CANopen SDO transfers (block download with resends and CRC, segmented
@@ -20,6 +22,7 @@ pub mod bms_can;
 pub mod canopen;
 pub mod checksum;
 pub mod isotp;
+pub mod package;
 pub mod signature;
 pub mod uds;
 pub mod version;

@@ -8,3 +8,4 @@ pub mod flash;
 pub mod node;
 pub mod registry;
 pub mod site;
+pub mod uds_download;

@@ -9,7 +9,7 @@
 //!
 //! Exit status: 0 when no check failed, 1 when one did, 2 for usage or I/O errors.
 
-use super::plugin::{field, print_identity, print_refusal};
+use super::plugin::{field, print_identity, print_refusal, read_library};
 use anyhow::Context;
 use bmsfw_core::conformance::{self, Check, Config, Recording, Report, Verdict};
 use bmsfw_core::driver::BudgetConfig;
@@ -104,17 +104,9 @@ fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let loader = PluginLoader::new(Allowlist::parse(Path::new("(none)"), "")?);
-    let file = match loader.read_file(&args.library) {
-        Ok(file) => file,
-        Err(refusal) => {
-            field("library", args.library.display());
-            print_refusal(&refusal.reason);
-            return Ok(ExitCode::from(1));
-        }
+    let Some(file) = read_library(&loader, &args.library) else {
+        return Ok(ExitCode::from(1));
     };
-    field("library", file.path.display());
-    field("size", format!("{} bytes", file.size()));
-    field("sha256", file.sha256);
     println!("opened without the allowlist (conformance runs before approval)");
     let mut report = Report::default();
     let plugin = match loader.open_unvetted(&file) {

@@ -132,6 +132,24 @@ pub(super) fn field(label: &str, value: impl std::fmt::Display) {
     println!("{:<12} {value}", format!("{label}:"));
 }
 
+/// Reads the library at `path` and prints its path, size and SHA-256, or prints why it
+/// was refused and returns `None`.
+pub(super) fn read_library(loader: &PluginLoader, path: &Path) -> Option<LibraryFile> {
+    match loader.read_file(path) {
+        Ok(file) => {
+            field("library", file.path.display());
+            field("size", format!("{} bytes", file.size()));
+            field("sha256", file.sha256);
+            Some(file)
+        }
+        Err(refusal) => {
+            field("library", path.display());
+            print_refusal(&refusal.reason);
+            None
+        }
+    }
+}
+
 pub(super) fn print_refusal(reason: &RefusalReason) {
     field(
         "verdict",
@@ -246,17 +264,9 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let allowlist = Allowlist::load(&args.allowlist)
         .with_context(|| "the allowlist could not be read".to_string())?;
     let loader = PluginLoader::new(allowlist);
-    let file = match loader.read_file(&args.library) {
-        Ok(file) => file,
-        Err(refusal) => {
-            field("library", args.library.display());
-            print_refusal(&refusal.reason);
-            return Ok(ExitCode::from(1));
-        }
+    let Some(file) = read_library(&loader, &args.library) else {
+        return Ok(ExitCode::from(1));
     };
-    field("library", file.path.display());
-    field("size", format!("{} bytes", file.size()));
-    field("sha256", file.sha256);
     field("allowlist", loader.allowlist().path().display());
 
     let (plugin, refusal): (

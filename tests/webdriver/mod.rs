@@ -226,26 +226,53 @@ impl Browser {
         .await;
     }
 
-    /// `el`'s visible text.
-    pub async fn text(&mut self, el: &Element) -> String {
-        self.cmd("GET", &format!("element/{}/text", el.0), Value::Null)
+    /// GETs `what` of the element matching `css`, finding it again if the page redrew it
+    /// in between (the portal redraws on every update it receives).
+    async fn element_get(&mut self, css: &str, what: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let el = self.wait_for(css, Duration::from_secs(10)).await;
+            let url = format!(
+                "{}/session/{}/element/{}/{what}",
+                self.base, self.session, el.0
+            );
+            let v: Value = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            match v["value"].get("error").and_then(Value::as_str) {
+                None => return v["value"].clone(),
+                Some("stale element reference") if Instant::now() < deadline => continue,
+                Some(e) => panic!("{what} of {css}: {e}: {}", v["value"]["message"]),
+            }
+        }
+    }
+
+    /// The visible text of the element matching `css`.
+    pub async fn text(&mut self, css: &str) -> String {
+        self.element_get(css, "text")
             .await
             .as_str()
             .unwrap_or_default()
             .to_owned()
     }
 
-    /// Whether `el` is enabled.
-    pub async fn enabled(&mut self, el: &Element) -> bool {
-        self.cmd("GET", &format!("element/{}/enabled", el.0), Value::Null)
+    /// Whether the element matching `css` is enabled.
+    pub async fn enabled(&mut self, css: &str) -> bool {
+        self.element_get(css, "enabled")
             .await
             .as_bool()
             .unwrap_or(false)
     }
 
-    /// Whether `el` is displayed.
-    pub async fn displayed(&mut self, el: &Element) -> bool {
-        self.cmd("GET", &format!("element/{}/displayed", el.0), Value::Null)
+    /// Whether the element matching `css` is displayed.
+    pub async fn displayed(&mut self, css: &str) -> bool {
+        self.element_get(css, "displayed")
             .await
             .as_bool()
             .unwrap_or(false)

@@ -66,9 +66,14 @@ impl JobState {
         JobState::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// Whether the update has ended.
+    /// Whether the update has ended (Completed or Failed).
     pub const fn is_terminal(self) -> bool {
         matches!(self, JobState::Completed | JobState::Failed)
+    }
+
+    /// Whether the installer sees a percentage in this state.
+    pub const fn shows_percent(self) -> bool {
+        matches!(self, JobState::Uploading | JobState::Transferring)
     }
 }
 
@@ -130,6 +135,12 @@ impl ModuleState {
     /// The state named `name` on the wire.
     pub fn from_name(name: &str) -> Option<ModuleState> {
         ModuleState::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl fmt::Display for ModuleState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

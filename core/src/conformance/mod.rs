@@ -338,31 +338,14 @@ fn check_packages(
             let truncated = packages::truncated(s, config.seed);
             package_rows(plugin, "truncated packages", &truncated, report);
         }
-        Some(_) => {
-            let why = "the sample package was rejected, so its truncations prove nothing";
-            report.push(
-                Check::NoPanic,
-                "truncated packages",
-                Verdict::Skipped(why.into()),
-            );
-            report.push(
-                Check::BadPackages,
-                "truncated packages",
-                Verdict::Skipped(why.into()),
-            );
-        }
-        None => {
-            let why = "no sample package (--package) to truncate";
-            report.push(
-                Check::NoPanic,
-                "truncated packages",
-                Verdict::Skipped(why.into()),
-            );
-            report.push(
-                Check::BadPackages,
-                "truncated packages",
-                Verdict::Skipped(why.into()),
-            );
+        _ => {
+            let why = match sample {
+                Some(_) => "the sample package was rejected, so its truncations prove nothing",
+                None => "no sample package (--package) to truncate",
+            };
+            for check in [Check::NoPanic, Check::BadPackages] {
+                report.push(check, "truncated packages", Verdict::Skipped(why.into()));
+            }
         }
     }
 }

@@ -9,50 +9,8 @@ use std::fmt;
 /// Most modules a job keeps (a plugin reporting more is cut to these).
 pub const MAX_MODULES: usize = 64;
 
-/// Where one module is in the update.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModuleState {
-    /// Not updated yet.
-    Pending,
-    /// Receiving or applying its image.
-    Updating,
-    /// Runs its new firmware.
-    Done,
-    /// Its update failed.
-    Failed,
-    /// Left alone (already current, or not selected).
-    Skipped,
-}
-
-impl ModuleState {
-    /// Every state.
-    pub const ALL: [ModuleState; 5] = [
-        ModuleState::Pending,
-        ModuleState::Updating,
-        ModuleState::Done,
-        ModuleState::Failed,
-        ModuleState::Skipped,
-    ];
-
-    /// The state's name on the wire and in logs: `pending`, `updating`, `done`, `failed`,
-    /// `skipped`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ModuleState::Pending => "pending",
-            ModuleState::Updating => "updating",
-            ModuleState::Done => "done",
-            ModuleState::Failed => "failed",
-            ModuleState::Skipped => "skipped",
-        }
-    }
-}
-
-impl fmt::Display for ModuleState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// Where one module is in the update: the one list shared with the wire format.
+pub use bmsfw_vrm_wire::ModuleState;
 
 /// One module of the pack as the job last heard of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,7 +23,7 @@ use crate::vrm::engine::{
 use crate::vrm::outbox::{Durability, Outbox, OutboxError};
 use crate::vrm::replies::{job_feedback, waiting_for_chunks};
 use crate::vrm::transport::{self, TransportConfig, TransportEvent};
-use crate::vrm::values::{battery_values, system_values, wire_event, wire_state, wire_version};
+use crate::vrm::values::{battery_values, system_values, wire_event, wire_version};
 use bmsfw_vrm_wire::command::{ChunkCommand, EventLogQuery, StatusQuery, UpdateCommand};
 use bmsfw_vrm_wire::envelope::{KeepaliveOptions, WriteRequest};
 use bmsfw_vrm_wire::limits::{MAX_COMMAND_MESSAGE, MAX_PACKET, MAX_RESPONSE_MESSAGE};
@@ -1040,7 +1040,7 @@ impl Link {
         }
         self.reported.insert(job.id(), key);
         let terminal = job.state().is_terminal();
-        tracing::debug!(job = %job.id(), state = ?wire_state(job.state()), percent = job.percent().get(), "reporting job status");
+        tracing::debug!(job = %job.id(), state = ?job.state(), percent = job.percent().get(), "reporting job status");
         self.reply(Some(&id), terminal, job_feedback(&job), Durability::Durable)?;
         if terminal {
             // The command ends here: later changes of the job have no command to report to.

@@ -2,7 +2,7 @@
 
 use crate::job::{JobRecord, JobState};
 use crate::vrm::engine::UploadStatus;
-use crate::vrm::values::{wire_state, wire_version};
+use crate::vrm::values::wire_version;
 use bmsfw_vrm_wire::{Feedback, Status};
 
 /// The status a job's state is reported with.
@@ -26,7 +26,7 @@ pub fn job_feedback(job: &JobRecord) -> Feedback {
         None => Feedback::new(status_of(job.state())),
     };
     fb.job = Some(job.id().0);
-    fb.state = Some(wire_state(job.state()));
+    fb.state = Some(job.state());
     fb.percent = Some(job.percent().get());
     fb.version_before = job.version_before().map(wire_version);
     fb.version_target = job.version_target().map(wire_version);

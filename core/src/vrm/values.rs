@@ -2,39 +2,14 @@
 //! the engine's types in their wire form.
 
 use crate::events::{EventKind, EventRecord};
-use crate::job::{JobRecord, JobState, ModuleState, VersionInfo};
+use crate::job::{JobRecord, VersionInfo};
 use crate::vrm::access::VrmPortalMode;
 use crate::vrm::engine::{BatteryView, Eligibility, Presence};
 use bmsfw_vrm_wire::{
-    BatteryPath, DevicePath, JobState as WireJobState, ModuleState as WireModuleState,
-    Notification, PortalId, SystemPath, Topic, WireEvent, WireVersion,
+    BatteryPath, DevicePath, Notification, PortalId, SystemPath, Topic, WireEvent, WireVersion,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-
-/// The wire form of a job state.
-pub fn wire_state(state: JobState) -> WireJobState {
-    match state {
-        JobState::Uploading => WireJobState::Uploading,
-        JobState::Transferring => WireJobState::Transferring,
-        JobState::Installing => WireJobState::Installing,
-        JobState::Restarting => WireJobState::Restarting,
-        JobState::Verifying => WireJobState::Verifying,
-        JobState::Completed => WireJobState::Completed,
-        JobState::Failed => WireJobState::Failed,
-    }
-}
-
-/// The wire form of a module's state.
-pub fn wire_module_state(state: ModuleState) -> WireModuleState {
-    match state {
-        ModuleState::Pending => WireModuleState::Pending,
-        ModuleState::Updating => WireModuleState::Updating,
-        ModuleState::Done => WireModuleState::Done,
-        ModuleState::Failed => WireModuleState::Failed,
-        ModuleState::Skipped => WireModuleState::Skipped,
-    }
-}
 
 /// The wire form of a version.
 pub fn wire_version(v: &VersionInfo) -> WireVersion {
@@ -135,10 +110,7 @@ pub fn battery_values(
     }
     let failure = job.and_then(JobRecord::failure);
     put(BatteryPath::UpdateJob, opt(job.map(|j| j.id().0)));
-    put(
-        BatteryPath::UpdateState,
-        opt(job.map(|j| wire_state(j.state()).name())),
-    );
+    put(BatteryPath::UpdateState, opt(job.map(|j| j.state().name())));
     put(
         BatteryPath::UpdatePercent,
         opt(job.map(|j| j.percent().get())),
@@ -177,7 +149,7 @@ pub fn battery_values(
     for m in modules {
         put(
             BatteryPath::UpdateModuleState(m.index),
-            Notification::new(wire_module_state(m.state).name()),
+            Notification::new(m.state.name()),
         );
         put(
             BatteryPath::UpdateModuleVersion(m.index),
@@ -246,7 +218,7 @@ pub fn wire_event(record: &EventRecord) -> WireEvent {
             Some(wire_version(version_after)),
             None,
         ),
-        EventKind::StateChanged { to, .. } => (None, None, Some(wire_state(*to))),
+        EventKind::StateChanged { to, .. } => (None, None, Some(*to)),
         _ => (None, None, None),
     };
     WireEvent {
@@ -265,7 +237,7 @@ pub fn wire_event(record: &EventRecord) -> WireEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{BatteryIdentity, JobId};
+    use crate::job::{BatteryIdentity, JobId, ModuleState};
     use crate::staging::{Sha256Digest, UploadAnnouncement};
     use crate::unix_time::UnixMillis;
     use crate::vrm::engine::{AlarmLevel, AlarmView};

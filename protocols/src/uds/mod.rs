@@ -7,14 +7,22 @@
 //!   for simulated battery management systems.
 //! - [`Requester`]: one request at a time with its response, for what surrounds a flash
 //!   download (reading identification data before, polling a restarting server after).
+//! - The steps a plugin's update session takes around them: [`flash_failure`] and
+//!   [`request_failure`] (what a refusal or a silence means, as a plugin
+//!   [`Failure`](bmsfw_plugin_api::Failure) with its error code), [`RestartPoll`] (waiting
+//!   for the battery after its reset), [`provide_block`], [`leave_programming`] and
+//!   [`read_two_bytes`].
 
 mod client;
+mod failure;
 mod nrc;
 mod request;
 mod requester;
 mod response;
+mod restart;
 mod server;
 mod transfer;
+mod update;
 
 #[cfg(test)]
 mod tests;
@@ -23,6 +31,7 @@ pub use client::{
     FlashClient, FlashConfig, FlashConfigError, FlashError, FlashEvent, FlashPhase, KeyError,
     ProvideDataError, ResetOutcome, SecurityKey,
 };
+pub use failure::{flash_failure, flash_step, request_failure};
 pub use nrc::Nrc;
 pub use request::{
     MAX_IDENTIFIERS, PositiveResponse, RequestError, RoutineControlType, UdsRequest, transfer_data,
@@ -35,10 +44,12 @@ pub use response::{
     NEGATIVE_RESPONSE, POSITIVE_OFFSET, ResponseError, UdsResponse, negative,
     parse_max_block_length, positive, request_download_positive,
 };
+pub use restart::RestartPoll;
 pub use server::{
     CheckOutcome, FlashBackend, FlashServer, Security, ServerConfig, Session, TransferState,
 };
 pub use transfer::{BlockSizing, TransferAck, TransferAckRecord};
+pub use update::{leave_programming, provide_block, read_two_bytes};
 
 /// Service identifiers of the requests handled here.
 pub mod service {

@@ -41,6 +41,7 @@ mod text;
 #[cfg(test)]
 mod tests;
 
+use bmsfw_plugin_api::{ErrorCode, Failure, FirmwareVersion};
 use std::fmt;
 
 /// A decoded firmware version: what to show and what to compare.
@@ -222,6 +223,30 @@ impl VersionFormat {
             Codec::Bcd => bcd::decode(bytes),
             Codec::Integer(layout) => integer::decode(layout, bytes),
         }
+    }
+
+    /// Decodes `raw` into the plugin contract's [`FirmwareVersion`]: the raw bytes, the
+    /// display prefixed with `prefix` (`"v"` shows `04 0F` in
+    /// [`MajorMinorDecimal`](Self::MajorMinorDecimal) as "v4.15") and the key's parts as
+    /// its comparable numbers.
+    ///
+    /// Bytes this format refuses are a `PROTOCOL_ERROR` whose message starts with
+    /// `what`, the plugin's words for its version ("an Acme version is 2 bytes (major,
+    /// minor)"), then says what was wrong.
+    pub fn firmware_version(
+        self,
+        raw: &[u8],
+        prefix: &str,
+        what: &str,
+    ) -> Result<FirmwareVersion, Failure> {
+        let v = self
+            .decode(raw)
+            .map_err(|e| Failure::new(ErrorCode::PROTOCOL_ERROR, format!("{what}: {e}")))?;
+        Ok(FirmwareVersion::new(
+            raw,
+            format!("{prefix}{}", v.display()),
+            v.key().parts(),
+        ))
     }
 
     /// Packs a key's `parts` back into bytes such that [`decode`](Self::decode) yields the

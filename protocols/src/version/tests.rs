@@ -40,6 +40,25 @@ fn bcd_value(b: u8) -> u32 {
 }
 
 #[test]
+fn a_firmware_version_keeps_the_bytes_shows_the_prefix_and_compares_by_number() {
+    let v = VersionFormat::MajorMinorDecimal
+        .firmware_version(&[0x04, 0x0F], "v", "a version")
+        .unwrap();
+    assert_eq!(v.raw.as_slice(), &[0x04, 0x0F]);
+    assert_eq!(v.display.as_str(), "v4.15");
+    assert_eq!(v.comparable.as_slice(), &[4, 15]);
+    let older = VersionFormat::MajorMinorDecimal
+        .firmware_version(&[4, 9], "v", "a version")
+        .unwrap();
+    assert!(older.compare(&v).is_lt());
+    let e = VersionFormat::MajorMinorDecimal
+        .firmware_version(&[4], "v", "an Acme version is 2 bytes")
+        .unwrap_err();
+    assert_eq!(e.code, bmsfw_plugin_api::ErrorCode::PROTOCOL_ERROR);
+    assert!(e.message.starts_with("an Acme version is 2 bytes: "), "{e}");
+}
+
+#[test]
 fn a_single_byte_walked_through_every_position_lands_in_the_right_part() {
     for format in VersionFormat::ALL {
         let places = placement(format);

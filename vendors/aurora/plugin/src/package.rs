@@ -10,7 +10,8 @@ use crate::version;
 use bmsfw_plugin_api::{
     ErrorCode, PackageError, PackageInfo, PackageReader, SignatureStatus, TargetProduct,
 };
-use bmsfw_protocols::checksum::{Crc32, Sha256, crc32};
+use bmsfw_protocols::checksum::crc32;
+use bmsfw_protocols::package;
 
 /// Bytes before the image.
 pub const HEADER_LEN: u64 = 64;
@@ -20,8 +21,6 @@ const MAGIC: [u8; 4] = *b"AUFW";
 const HEADER_VERSION: u16 = 1;
 /// The longest image: a slot minus the header.
 const MAX_IMAGE_LEN: u64 = SLOT_SIZE - HEADER_LEN;
-/// Bytes read at a time while checksumming the image.
-const CHUNK: usize = 64 * 1024;
 
 /// What the header says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,15 +54,7 @@ fn le32(h: &[u8; 64], at: usize) -> u32 {
 /// Reads and checks the header, and that the file is exactly the header and the image it
 /// announces. The image itself is not read.
 pub fn read_header(package: &PackageReader) -> Result<Header, PackageError> {
-    let len = package.len();
-    if len < HEADER_LEN {
-        return Err(invalid(
-            len,
-            format!("the file ends at byte {len}, inside the 64-byte header"),
-        ));
-    }
-    let mut h = [0u8; 64];
-    package.read_exact_at(0, &mut h)?;
+    let h: [u8; HEADER_LEN as usize] = package::read_header(package)?;
     if h[0..4] != MAGIC {
         return Err(invalid(
             0,
@@ -123,31 +114,7 @@ pub fn read_header(package: &PackageReader) -> Result<Header, PackageError> {
         ));
     }
     let image_len = u64::from(le32(&h, 16));
-    if image_len == 0 || image_len > MAX_IMAGE_LEN {
-        return Err(invalid(
-            16,
-            format!("image length {image_len} is outside 1 to {MAX_IMAGE_LEN} bytes"),
-        ));
-    }
-    let end = HEADER_LEN + image_len;
-    if len < end {
-        return Err(invalid(
-            len,
-            format!(
-                "the file ends at byte {len}, but the header announces an image up to byte \
-                 {end}: the file is truncated"
-            ),
-        ));
-    }
-    if len > end {
-        return Err(invalid(
-            end,
-            format!(
-                "{} bytes follow the image, which ends at byte {end}",
-                len - end
-            ),
-        ));
-    }
+    package::check_image_extent(package.len(), HEADER_LEN, image_len, MAX_IMAGE_LEN, 16)?;
     let mut image_sha256 = [0u8; 32];
     image_sha256.copy_from_slice(&h[24..56]);
     Ok(Header {
@@ -164,24 +131,8 @@ pub fn read_header(package: &PackageReader) -> Result<Header, PackageError> {
 /// CRC-32 and SHA-256, streamed.
 pub fn inspect(package: &mut PackageReader) -> Result<PackageInfo, PackageError> {
     let header = read_header(package)?;
-    let mut crc = Crc32::new();
-    let mut sha = Sha256::new();
-    let mut whole = Sha256::new();
-    let mut head = [0u8; HEADER_LEN as usize];
-    package.read_exact_at(0, &mut head)?;
-    whole.update(&head);
-    let mut buf = vec![0u8; CHUNK];
-    let mut at = HEADER_LEN;
-    let end = HEADER_LEN + header.image_len;
-    while at < end {
-        let want = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
-        package.read_exact_at(at, &mut buf[..want])?;
-        crc.update(&buf[..want]);
-        sha.update(&buf[..want]);
-        whole.update(&buf[..want]);
-        at += want as u64;
-    }
-    let computed = crc.value();
+    let digests = package::digest_image(package, HEADER_LEN, header.image_len)?;
+    let computed = digests.image_crc32;
     if computed != header.image_crc {
         return Err(invalid(
             20,
@@ -192,7 +143,7 @@ pub fn inspect(package: &mut PackageReader) -> Result<PackageInfo, PackageError>
             ),
         ));
     }
-    if sha.value() != header.image_sha256 {
+    if digests.image_sha256 != header.image_sha256 {
         return Err(invalid(
             24,
             "the image's SHA-256 does not match the header: the file is damaged; obtain a new \
@@ -205,7 +156,7 @@ pub fn inspect(package: &mut PackageReader) -> Result<PackageInfo, PackageError>
         targets: vec![TargetProduct::new(MANUFACTURER, Some(header.product_code))].into(),
         version,
         image_size: package.len(),
-        image_sha256: whole.value(),
+        image_sha256: digests.file_sha256,
         signature: SignatureStatus::UNSIGNED,
         modules: Default::default(),
     })

@@ -26,10 +26,12 @@ use bmsfw_plugin_api::{
     AbortReason, CanFrame, ErrorCode, Failure, PackageReader, Phase, SessionRequest, SessionStatus,
     Timestamp,
 };
-use bmsfw_protocols::isotp::{IsoTpConfig, Padding, Pdu};
+use bmsfw_protocols::isotp::{IsoTpConfig, Padding};
+use bmsfw_protocols::package;
 use bmsfw_protocols::uds::{
     BlockSizing, FlashClient, FlashConfig, FlashError, FlashEvent, FlashPhase, KeyError, Nrc,
-    Requester, RequesterConfig, RequesterEvent, TransferAck, parse_read_data, read_data_request,
+    Requester, RequesterConfig, RequesterEvent, RestartPoll, TransferAck, leave_programming,
+    parse_read_data, provide_block, read_data_request, read_two_bytes,
 };
 use std::collections::VecDeque;
 
@@ -73,22 +75,19 @@ enum RestartCause {
     Unexpected,
 }
 
-/// What the restart poll is doing.
-enum RestartPoll {
-    /// Next boot-state poll at this time.
-    Waiting(Timestamp),
-    /// A boot-state read is out since this time.
-    Reading(Timestamp),
-    /// A repeated reset request is out since this time.
-    Resetting(Timestamp),
+/// What the request out in the restart poll's place asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Asked {
+    /// The boot state (`22 F1 A0`), or nothing is out yet.
+    BootState,
+    /// A repeated reset (`11 01`).
+    Reset,
 }
 
 struct Restart {
-    requester: Requester,
-    cause: RestartCause,
     poll: RestartPoll,
-    /// The battery must have answered by then.
-    deadline: Timestamp,
+    cause: RestartCause,
+    asked: Asked,
     resets_repeated: u8,
 }
 
@@ -167,31 +166,14 @@ fn flash_client(product_code: u16, len: u32) -> Result<FlashClient, Failure> {
     })
 }
 
-/// The single frame `10 81`: back to the default session, no answer wanted.
-fn leave_programming() -> Option<CanFrame> {
-    Pdu::Single {
-        data: &[0x10, 0x81],
-    }
-    .to_frame(REQUEST_ID, Padding::Fill(PADDING))
-}
-
 impl AuroraSession {
     /// A session for the request's package, checked against the battery.
     pub fn start(request: SessionRequest) -> Result<AuroraSession, Failure> {
-        let header = read_header(&request.package).map_err(|e| {
-            Failure::new(e.code, format!("at {}: {}", e.location, e.message.as_str()))
-        })?;
-        if let Some(code) = request.battery.product_code.into_option() {
-            if code != header.product_code {
-                return Err(Failure::new(
-                    ErrorCode::PACKAGE_WRONG_PRODUCT,
-                    format!(
-                        "the package is for product 0x{:04X}, the battery is 0x{code:04X}",
-                        header.product_code
-                    ),
-                ));
-            }
-        }
+        let header = read_header(&request.package).map_err(|e| package::refused(&e))?;
+        package::check_product(
+            request.battery.product_code.into_option(),
+            header.product_code,
+        )?;
         // `request.resume` is ignored: the bootloader cannot resume, every session
         // starts from the probe and erases the inactive slot again.
         let total = request.package.len();
@@ -224,7 +206,8 @@ impl AuroraSession {
     fn fail(&mut self, failure: Failure) {
         if let State::Flash(client) = &mut self.state {
             client.abort();
-            self.outbox.extend(leave_programming());
+            self.outbox
+                .extend(leave_programming(REQUEST_ID, Padding::Fill(PADDING)));
         }
         self.state = State::Failed(failure);
     }
@@ -247,7 +230,7 @@ impl AuroraSession {
                     }
                     None => false,
                 },
-                State::Restart(restart) => match restart.requester.poll_event() {
+                State::Restart(restart) => match restart.poll.poll_event() {
                     Some(e) => {
                         self.restart_answer(now, e);
                         true
@@ -333,20 +316,13 @@ impl AuroraSession {
     fn flash_event(&mut self, now: Timestamp, event: FlashEvent) {
         match event {
             FlashEvent::NeedData { offset, len } => {
-                self.block.resize(len, 0);
-                if let Err(e) = self.package.read_exact_at(offset, &mut self.block) {
-                    return self.fail(Failure::new(
-                        ErrorCode::TRANSFER_FAILED,
-                        format!("reading the package at byte {offset} failed: {e}"),
-                    ));
-                }
-                if let State::Flash(client) = &mut self.state {
-                    if let Err(e) = client.provide_data(now, &self.block) {
-                        self.fail(Failure::new(
-                            ErrorCode::TRANSFER_FAILED,
-                            format!("the download refused block data: {e}"),
-                        ));
-                    }
+                let State::Flash(client) = &mut self.state else {
+                    return;
+                };
+                if let Err(f) =
+                    provide_block(client, now, &self.package, offset, len, &mut self.block)
+                {
+                    self.fail(f);
                 }
             }
             FlashEvent::Progress { acknowledged, .. } => self.acknowledged = acknowledged,
@@ -376,11 +352,16 @@ impl AuroraSession {
     fn restart(&mut self, now: Timestamp, cause: RestartCause, first_poll: Timestamp) {
         self.installing = true;
         self.state = State::Restart(Restart {
-            // Each poll is sent once: the next one follows 500 ms later anyway.
-            requester: requester_with(0),
+            poll: RestartPoll::new(
+                // Each poll is sent once: the next one follows 500 ms later anyway.
+                requester_with(0),
+                now,
+                first_poll,
+                RESTART_POLL,
+                RESTART_SILENCE_MAX,
+            ),
             cause,
-            poll: RestartPoll::Waiting(first_poll),
-            deadline: now + RESTART_SILENCE_MAX,
+            asked: Asked::BootState,
             resets_repeated: 0,
         });
     }
@@ -389,20 +370,14 @@ impl AuroraSession {
         let State::Restart(restart) = &mut self.state else {
             return;
         };
-        let (resetting, since) = match restart.poll {
-            RestartPoll::Resetting(since) => (true, since),
-            RestartPoll::Reading(since) => (false, since),
-            RestartPoll::Waiting(_) => (false, now),
-        };
-        // Polls start every 500 ms, however long each waited for its answer.
-        restart.poll = RestartPoll::Waiting(since + RESTART_POLL);
+        let asked = std::mem::replace(&mut restart.asked, Asked::BootState);
         let data = match event {
             // Silence is expected while the battery restarts: poll again.
             RequesterEvent::NoResponse { .. } => return,
             RequesterEvent::Positive(data) => data,
             other => return self.fail(failure::restart(other)),
         };
-        if resetting {
+        if asked == Asked::Reset {
             // `51 01`: the battery restarts now.
             return;
         }
@@ -427,10 +402,8 @@ impl AuroraSession {
                     ));
                 }
                 restart.resets_repeated += 1;
-                restart.poll = RestartPoll::Resetting(now);
-                if restart.requester.request(now, vec![0x11, 0x01]).is_err() {
-                    restart.poll = RestartPoll::Waiting(now + RESTART_POLL);
-                }
+                restart.asked = Asked::Reset;
+                restart.poll.send_now(now, vec![0x11, 0x01]);
                 return;
             }
             other => {
@@ -470,14 +443,9 @@ impl AuroraSession {
             RequesterEvent::Positive(data) => data,
             other => return self.fail(failure::verify(other)),
         };
-        let running = match parse_read_data(&data, &[(DID_APPLICATION_VERSION, 2)]) {
-            Ok(v) => [v[0][0], v[0][1]],
-            Err(e) => {
-                return self.fail(Failure::new(
-                    ErrorCode::PROTOCOL_ERROR,
-                    format!("the running version is malformed: {e}"),
-                ));
-            }
+        let running = match read_two_bytes(&data, DID_APPLICATION_VERSION, "the running version") {
+            Ok(running) => running,
+            Err(f) => return self.fail(f),
         };
         let wanted = self.header.version;
         if rolled_back == RolledBack::Yes {
@@ -519,23 +487,11 @@ impl AuroraSession {
         let State::Restart(restart) = &mut self.state else {
             return;
         };
-        if let RestartPoll::Waiting(at) = restart.poll {
-            if now >= restart.deadline {
-                return self.fail(Failure::new(
-                    ErrorCode::RESTART_FAILED,
-                    format!(
-                        "the battery did not answer within {} s of its restart",
-                        RESTART_SILENCE_MAX.as_secs()
-                    ),
-                ));
-            }
-            if now >= at && restart.requester.is_idle() {
-                let poll = read_data_request(&[DID_BOOT_STATE]);
-                restart.poll = match restart.requester.request(now, poll) {
-                    Ok(()) => RestartPoll::Reading(now),
-                    Err(_) => RestartPoll::Waiting(now + RESTART_POLL),
-                };
-            }
+        if let Err(f) = restart
+            .poll
+            .send_due(now, || read_data_request(&[DID_BOOT_STATE]))
+        {
+            self.fail(f);
         }
     }
 
@@ -560,7 +516,7 @@ impl bmsfw_plugin_api::Session for AuroraSession {
         match &mut self.state {
             State::Probe(r) => r.handle_frame(now, frame),
             State::Flash(client) => client.handle_frame(now, frame),
-            State::Restart(restart) => restart.requester.handle_frame(now, frame),
+            State::Restart(restart) => restart.poll.handle_frame(now, frame),
             State::Verify { requester, .. } => requester.handle_frame(now, frame),
             State::NotStarted | State::Done | State::Failed(_) => {}
         }
@@ -572,7 +528,7 @@ impl bmsfw_plugin_api::Session for AuroraSession {
         match &mut self.state {
             State::Probe(r) => r.handle_timeout(now),
             State::Flash(client) => client.handle_timeout(now),
-            State::Restart(restart) => restart.requester.handle_timeout(now),
+            State::Restart(restart) => restart.poll.handle_timeout(now),
             State::Verify { requester, .. } => requester.handle_timeout(now),
             State::NotStarted | State::Done | State::Failed(_) => {}
         }
@@ -589,7 +545,7 @@ impl bmsfw_plugin_api::Session for AuroraSession {
         let frame = match &mut self.state {
             State::Probe(r) => r.poll_transmit(now),
             State::Flash(client) => client.poll_transmit(now),
-            State::Restart(restart) => restart.requester.poll_transmit(now),
+            State::Restart(restart) => restart.poll.poll_transmit(now),
             State::Verify { requester, .. } => requester.poll_transmit(now),
             State::NotStarted | State::Done | State::Failed(_) => None,
         };
@@ -598,22 +554,12 @@ impl bmsfw_plugin_api::Session for AuroraSession {
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {
-        let earliest = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         match &self.state {
             // Start as soon as the engine looks.
             State::NotStarted => Some(Timestamp::ZERO),
             State::Probe(r) => r.poll_timeout(),
             State::Flash(client) => client.poll_timeout(),
-            State::Restart(restart) => {
-                let own = match restart.poll {
-                    RestartPoll::Waiting(at) => Some(at.min(restart.deadline)),
-                    RestartPoll::Reading(_) | RestartPoll::Resetting(_) => None,
-                };
-                earliest(own, restart.requester.poll_timeout())
-            }
+            State::Restart(restart) => restart.poll.poll_timeout(),
             State::Verify { requester, .. } => requester.poll_timeout(),
             State::Done | State::Failed(_) => None,
         }
@@ -643,7 +589,7 @@ impl bmsfw_plugin_api::Session for AuroraSession {
             ),
         );
         match &mut self.state {
-            State::Restart(restart) => restart.requester.cancel(),
+            State::Restart(restart) => restart.poll.cancel(),
             State::Verify { requester, .. } => requester.cancel(),
             State::Probe(r) => r.cancel(),
             _ => {}

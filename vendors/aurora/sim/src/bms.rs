@@ -211,7 +211,7 @@ impl AuroraBms {
 
     /// Arms a fault; it fires once.
     pub fn inject(&mut self, fault: Fault) {
-        self.server.backend_mut().faults.arm(fault);
+        self.server.backend_mut().arm(fault);
     }
 
     /// Cuts the power at `now`: the BMS goes silent and loses its RAM (the session, a

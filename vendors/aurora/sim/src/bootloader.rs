@@ -11,6 +11,7 @@ use crate::protocol::{
 };
 use bmsfw_plugin_api::Timestamp;
 use bmsfw_protocols::uds::{CheckOutcome, FlashBackend, Nrc};
+use bmsfw_sim::uds_download::Download;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
@@ -31,22 +32,11 @@ pub enum Fault {
     FailNextBoot,
 }
 
-/// The faults waiting to fire.
+/// The faults waiting to fire, but the flash cell's (kept with the download).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Faults {
-    pub(crate) flip_at: Option<u64>,
     pub(crate) fail_activation: bool,
     pub(crate) fail_next_boot: bool,
-}
-
-impl Faults {
-    pub(crate) fn arm(&mut self, fault: Fault) {
-        match fault {
-            Fault::FlipBitOnWrite { offset } => self.flip_at = Some(offset),
-            Fault::FailActivation => self.fail_activation = true,
-            Fault::FailNextBoot => self.fail_next_boot = true,
-        }
-    }
 }
 
 /// Whether the application asked for a reset.
@@ -69,8 +59,8 @@ pub(crate) struct Bootloader {
     rng: Xoshiro256PlusPlus,
     /// The time of the call being served; set by the model before every call.
     pub(crate) now: Timestamp,
-    /// RAM: the length announced to the erase routine.
-    download_len: Option<u64>,
+    /// RAM: the length announced to the erase routine; the flash cell armed to fail.
+    download: Download,
     /// RAM: a verified package whose boot record is being written, done at the instant.
     activation: Option<(Timestamp, Header)>,
     /// RAM: a reset was asked for.
@@ -95,16 +85,25 @@ impl Bootloader {
             secret,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             now: Timestamp::ZERO,
-            download_len: None,
+            download: Download::new(),
             activation: None,
             reset: ResetRequest::None,
+        }
+    }
+
+    /// Arms a fault; it fires once.
+    pub(crate) fn arm(&mut self, fault: Fault) {
+        match fault {
+            Fault::FlipBitOnWrite { offset } => self.download.flip_bit_on_write(offset),
+            Fault::FailActivation => self.faults.fail_activation = true,
+            Fault::FailNextBoot => self.faults.fail_next_boot = true,
         }
     }
 
     /// Loses what the bootloader holds in RAM (power cut, restart): an activation whose
     /// boot record was not written yet never happens.
     pub(crate) fn lose_ram(&mut self) {
-        self.download_len = None;
+        self.download.forget();
         self.activation = None;
         self.reset = ResetRequest::None;
     }
@@ -127,12 +126,6 @@ impl Bootloader {
     }
 }
 
-fn be_u32(option: &[u8]) -> Option<u64> {
-    <[u8; 4]>::try_from(option)
-        .ok()
-        .map(|b| u64::from(u32::from_be_bytes(b)))
-}
-
 impl FlashBackend for Bootloader {
     fn seed(&mut self, _level: u8) -> Vec<u8> {
         let mut seed = vec![0u8; SEED_LEN];
@@ -147,37 +140,21 @@ impl FlashBackend for Bootloader {
     }
 
     fn erase(&mut self, option: &[u8]) -> Result<Duration, Nrc> {
-        let len = be_u32(option).ok_or(Nrc::IncorrectMessageLengthOrInvalidFormat)?;
-        if len <= crate::package::HEADER_LEN as u64 || len > SLOT_SIZE {
-            return Err(Nrc::RequestOutOfRange);
-        }
+        let len = self
+            .download
+            .announce(option, crate::package::HEADER_LEN as u64, SLOT_SIZE)?;
         self.activation = None;
         self.flash.erase_inactive();
-        self.download_len = Some(len);
         Ok(self.timing.erase(len))
     }
 
     fn request_download(&mut self, address: u64, size: u64, data_format: u8) -> Result<u64, Nrc> {
-        if address != 0 || data_format != 0 || Some(size) != self.download_len {
-            return Err(Nrc::RequestOutOfRange);
-        }
+        self.download.accept(address, size, data_format)?;
         Ok(MAX_BLOCK_LENGTH)
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<Duration, Nrc> {
-        self.flash
-            .write(offset, data)
-            .map_err(|_| Nrc::GeneralProgrammingFailure)?;
-        if let Some(at) = self.faults.flip_at {
-            if at >= offset && at < offset + data.len() as u64 {
-                self.faults.flip_at = None;
-                self.flash.flip_bit(at);
-                tracing::debug!(
-                    offset = at,
-                    "injected fault: a flash cell kept its old value"
-                );
-            }
-        }
+        self.download.write(&mut self.flash, offset, data)?;
         Ok(self.timing.write(data.len()))
     }
 

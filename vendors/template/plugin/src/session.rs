@@ -26,10 +26,12 @@ use bmsfw_plugin_api::{
     AbortReason, CanFrame, ErrorCode, Failure, PackageReader, Phase, SessionRequest, SessionStatus,
     Timestamp,
 };
-use bmsfw_protocols::isotp::{IsoTpConfig, Padding, Pdu};
+use bmsfw_protocols::isotp::{IsoTpConfig, Padding};
+use bmsfw_protocols::package;
 use bmsfw_protocols::uds::{
     BlockSizing, FlashClient, FlashConfig, FlashEvent, FlashPhase, KeyError, Requester,
-    RequesterConfig, RequesterEvent, TransferAck, parse_read_data, read_data_request,
+    RequesterConfig, RequesterEvent, RestartPoll, TransferAck, leave_programming, provide_block,
+    read_data_request, read_two_bytes, request_failure,
 };
 use std::collections::VecDeque;
 
@@ -40,28 +42,13 @@ enum State {
     /// The flash sequence, from `10 02` to `11 01`.
     Flash(Box<FlashClient>),
     /// Waiting for the battery to answer again after its reset.
-    Restart(Restart),
+    Restart(RestartPoll),
     /// Reading the running version.
     Verify(Requester),
     /// Finished.
     Done,
     /// Failed with this failure.
     Failed(Failure),
-}
-
-/// The restart poll: one `3E 00` at a time.
-enum Poll {
-    /// Next poll at this time.
-    Waiting(Timestamp),
-    /// A poll is out since this time.
-    Sent(Timestamp),
-}
-
-struct Restart {
-    requester: Requester,
-    poll: Poll,
-    /// The battery must have answered by then.
-    deadline: Timestamp,
 }
 
 /// Whether the flash sequence passed the end of the transfer (`37` and later show as
@@ -131,31 +118,14 @@ fn flash_client(len: u32) -> Result<FlashClient, Failure> {
     })
 }
 
-/// The single frame `10 81`: back to the default session, no answer wanted.
-fn leave_programming() -> Option<CanFrame> {
-    Pdu::Single {
-        data: &[0x10, 0x81],
-    }
-    .to_frame(REQUEST_ID, Padding::Fill(PADDING))
-}
-
 impl TemplateSession {
     /// A session for the request's package, checked against the battery.
     pub fn start(request: SessionRequest) -> Result<TemplateSession, Failure> {
-        let header = read_header(&request.package).map_err(|e| {
-            Failure::new(e.code, format!("at {}: {}", e.location, e.message.as_str()))
-        })?;
-        if let Some(code) = request.battery.product_code.into_option() {
-            if code != header.product_code {
-                return Err(Failure::new(
-                    ErrorCode::PACKAGE_WRONG_PRODUCT,
-                    format!(
-                        "the package is for product 0x{:04X}, the battery is 0x{code:04X}",
-                        header.product_code
-                    ),
-                ));
-            }
-        }
+        let header = read_header(&request.package).map_err(|e| package::refused(&e))?;
+        package::check_product(
+            request.battery.product_code.into_option(),
+            header.product_code,
+        )?;
         let total = request.package.len();
         Ok(TemplateSession {
             package: request.package,
@@ -187,7 +157,8 @@ impl TemplateSession {
     fn fail(&mut self, failure: Failure) {
         if let State::Flash(client) = &mut self.state {
             client.abort();
-            self.outbox.extend(leave_programming());
+            self.outbox
+                .extend(leave_programming(REQUEST_ID, Padding::Fill(PADDING)));
         }
         self.state = State::Failed(failure);
     }
@@ -203,7 +174,7 @@ impl TemplateSession {
                     }
                     None => false,
                 },
-                State::Restart(restart) => match restart.requester.poll_event() {
+                State::Restart(poll) => match poll.poll_event() {
                     Some(e) => {
                         self.restart_answer(now, e);
                         true
@@ -228,20 +199,13 @@ impl TemplateSession {
     fn flash_event(&mut self, now: Timestamp, event: FlashEvent) {
         match event {
             FlashEvent::NeedData { offset, len } => {
-                self.block.resize(len, 0);
-                if let Err(e) = self.package.read_exact_at(offset, &mut self.block) {
-                    return self.fail(Failure::new(
-                        ErrorCode::TRANSFER_FAILED,
-                        format!("reading the package at byte {offset} failed: {e}"),
-                    ));
-                }
-                if let State::Flash(client) = &mut self.state {
-                    if let Err(e) = client.provide_data(now, &self.block) {
-                        self.fail(Failure::new(
-                            ErrorCode::TRANSFER_FAILED,
-                            format!("the download refused block data: {e}"),
-                        ));
-                    }
+                let State::Flash(client) = &mut self.state else {
+                    return;
+                };
+                if let Err(f) =
+                    provide_block(client, now, &self.package, offset, len, &mut self.block)
+                {
+                    self.fail(f);
                 }
             }
             FlashEvent::Progress { acknowledged, .. } => self.acknowledged = acknowledged,
@@ -250,30 +214,23 @@ impl TemplateSession {
             }
             FlashEvent::Phase(_) => {}
             FlashEvent::Done { .. } => {
-                self.state = State::Restart(Restart {
+                self.state = State::Restart(RestartPoll::new(
                     // Each poll is sent once: the next one follows 500 ms later anyway.
-                    requester: requester(0),
-                    poll: Poll::Waiting(now + RESTART_POLL),
-                    deadline: now + RESTART_SILENCE_MAX,
-                });
+                    requester(0),
+                    now,
+                    now + RESTART_POLL,
+                    RESTART_POLL,
+                    RESTART_SILENCE_MAX,
+                ));
             }
             FlashEvent::Failed(error) => self.fail(failure::flash(&error)),
         }
     }
 
     fn restart_answer(&mut self, now: Timestamp, event: RequesterEvent) {
-        let State::Restart(restart) = &mut self.state else {
-            return;
-        };
-        let since = match restart.poll {
-            Poll::Sent(since) => since,
-            Poll::Waiting(_) => now,
-        };
         match event {
-            // Silence is expected while the battery restarts: poll again.
-            RequesterEvent::NoResponse { .. } => {
-                restart.poll = Poll::Waiting(since + RESTART_POLL);
-            }
+            // Silence is expected while the battery restarts: the poll goes on.
+            RequesterEvent::NoResponse { .. } => {}
             RequesterEvent::Positive(_) => {
                 let mut r = requester(3);
                 match r.request(now, read_data_request(&[DID_APPLICATION_VERSION])) {
@@ -284,23 +241,18 @@ impl TemplateSession {
                     )),
                 }
             }
-            other => self.fail(failure::answer("after its restart", other)),
+            other => self.fail(request_failure(other, "waiting for the restart")),
         }
     }
 
     fn verified(&mut self, event: RequesterEvent) {
         let data = match event {
             RequesterEvent::Positive(data) => data,
-            other => return self.fail(failure::answer("reading its version", other)),
+            other => return self.fail(request_failure(other, "reading the running version")),
         };
-        let running = match parse_read_data(&data, &[(DID_APPLICATION_VERSION, 2)]) {
-            Ok(v) => [v[0][0], v[0][1]],
-            Err(e) => {
-                return self.fail(Failure::new(
-                    ErrorCode::PROTOCOL_ERROR,
-                    format!("the running version is malformed: {e}"),
-                ));
-            }
+        let running = match read_two_bytes(&data, DID_APPLICATION_VERSION, "the running version") {
+            Ok(running) => running,
+            Err(f) => return self.fail(f),
         };
         let wanted = self.header.version;
         if running != wanted {
@@ -317,29 +269,14 @@ impl TemplateSession {
         self.state = State::Done;
     }
 
-    /// Sends a restart poll when its time has come; fails once the battery stayed
+    /// Sends a `3E 00` poll when its time has come; fails once the battery stayed
     /// silent too long.
     fn restart_timers(&mut self, now: Timestamp) {
-        let State::Restart(restart) = &mut self.state else {
+        let State::Restart(poll) = &mut self.state else {
             return;
         };
-        let Poll::Waiting(at) = restart.poll else {
-            return;
-        };
-        if now >= restart.deadline {
-            return self.fail(Failure::new(
-                ErrorCode::RESTART_FAILED,
-                format!(
-                    "the battery did not answer within {} s of its restart",
-                    RESTART_SILENCE_MAX.as_secs()
-                ),
-            ));
-        }
-        if now >= at && restart.requester.is_idle() {
-            restart.poll = match restart.requester.request(now, vec![0x3E, 0x00]) {
-                Ok(()) => Poll::Sent(now),
-                Err(_) => Poll::Waiting(now + RESTART_POLL),
-            };
+        if let Err(f) = poll.send_due(now, || vec![0x3E, 0x00]) {
+            self.fail(f);
         }
     }
 
@@ -365,7 +302,7 @@ impl bmsfw_plugin_api::Session for TemplateSession {
         }
         match &mut self.state {
             State::Flash(client) => client.handle_frame(now, frame),
-            State::Restart(restart) => restart.requester.handle_frame(now, frame),
+            State::Restart(poll) => poll.handle_frame(now, frame),
             State::Verify(r) => r.handle_frame(now, frame),
             State::NotStarted | State::Done | State::Failed(_) => {}
         }
@@ -376,7 +313,7 @@ impl bmsfw_plugin_api::Session for TemplateSession {
         self.ensure_started(now);
         match &mut self.state {
             State::Flash(client) => client.handle_timeout(now),
-            State::Restart(restart) => restart.requester.handle_timeout(now),
+            State::Restart(poll) => poll.handle_timeout(now),
             State::Verify(r) => r.handle_timeout(now),
             State::NotStarted | State::Done | State::Failed(_) => {}
         }
@@ -392,7 +329,7 @@ impl bmsfw_plugin_api::Session for TemplateSession {
         }
         let frame = match &mut self.state {
             State::Flash(client) => client.poll_transmit(now),
-            State::Restart(restart) => restart.requester.poll_transmit(now),
+            State::Restart(poll) => poll.poll_transmit(now),
             State::Verify(r) => r.poll_transmit(now),
             State::NotStarted | State::Done | State::Failed(_) => None,
         };
@@ -405,16 +342,7 @@ impl bmsfw_plugin_api::Session for TemplateSession {
             // Start as soon as the engine looks.
             State::NotStarted => Some(Timestamp::ZERO),
             State::Flash(client) => client.poll_timeout(),
-            State::Restart(restart) => {
-                let own = match restart.poll {
-                    Poll::Waiting(at) => Some(at.min(restart.deadline)),
-                    Poll::Sent(_) => None,
-                };
-                [own, restart.requester.poll_timeout()]
-                    .into_iter()
-                    .flatten()
-                    .min()
-            }
+            State::Restart(poll) => poll.poll_timeout(),
             State::Verify(r) => r.poll_timeout(),
             State::Done | State::Failed(_) => None,
         }
@@ -436,7 +364,7 @@ impl bmsfw_plugin_api::Session for TemplateSession {
             return;
         }
         match &mut self.state {
-            State::Restart(restart) => restart.requester.cancel(),
+            State::Restart(poll) => poll.cancel(),
             State::Verify(r) => r.cancel(),
             _ => {}
         }

@@ -1,36 +1,12 @@
 //! Test support: packages laid out by hand from `PROTOCOL.md`, and readers over bytes.
 
-use bmsfw_plugin_api::abi_stable::sabi_trait::TD_Opaque;
-use bmsfw_plugin_api::abi_stable::std_types::{RResult, RSliceMut};
-use bmsfw_plugin_api::{PackageReader, PackageSource, PackageSource_TO, SourceError};
+use bmsfw_plugin_api::PackageReader;
 use bmsfw_protocols::checksum::crc32;
-
-/// Bytes served at most `chunk` at a time, as a file read in pieces.
-struct Source {
-    bytes: Vec<u8>,
-    chunk: usize,
-}
-
-impl PackageSource for Source {
-    fn len(&self) -> u64 {
-        self.bytes.len() as u64
-    }
-    fn read_at(&self, offset: u64, mut buf: RSliceMut<'_, u8>) -> RResult<usize, SourceError> {
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(self.bytes.len());
-        let n = buf.len().min(self.bytes.len() - start).min(self.chunk);
-        buf[..n].copy_from_slice(&self.bytes[start..start + n]);
-        RResult::ROk(n)
-    }
-}
+use bmsfw_protocols::package::memory_reader;
 
 /// A reader over `bytes` handing out at most `chunk` bytes a read.
 pub fn reader_with(bytes: Vec<u8>, chunk: usize) -> PackageReader {
-    PackageReader::new(PackageSource_TO::from_value(
-        Source { bytes, chunk },
-        TD_Opaque,
-    ))
+    memory_reader(bytes, chunk)
 }
 
 /// A reader over `bytes`.

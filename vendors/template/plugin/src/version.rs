@@ -1,22 +1,16 @@
 //! Acme's firmware versions: two bytes, major then minor, both shown in decimal.
 
-use bmsfw_plugin_api::{ErrorCode, Failure, FirmwareVersion};
+use bmsfw_plugin_api::{Failure, FirmwareVersion};
 use bmsfw_protocols::version::VersionFormat;
 
 /// Decodes `[major, minor]` (0x35F bytes 2-3, header bytes 8-9, DID 0xF195) as
 /// `v<major>.<minor>`: `01 0C` is v1.12.
 pub fn decode(raw: &[u8]) -> Result<FirmwareVersion, Failure> {
-    let v = VersionFormat::MajorMinorDecimal.decode(raw).map_err(|e| {
-        Failure::new(
-            ErrorCode::PROTOCOL_ERROR,
-            format!("an Acme version is 2 bytes (major, minor): {e}"),
-        )
-    })?;
-    Ok(FirmwareVersion::new(
+    VersionFormat::MajorMinorDecimal.firmware_version(
         raw,
-        format!("v{}", v.display()),
-        v.key().parts(),
-    ))
+        "v",
+        "an Acme version is 2 bytes (major, minor)",
+    )
 }
 
 /// `v<major>.<minor>` of two bytes.
@@ -27,6 +21,7 @@ pub fn show(v: [u8; 2]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bmsfw_plugin_api::ErrorCode;
 
     #[test]
     fn the_minor_byte_reads_in_decimal_and_versions_compare_by_number() {

@@ -172,7 +172,7 @@ impl TemplateBms {
     pub fn inject(&mut self, fault: Fault) {
         let bootloader = self.server.backend_mut();
         match fault {
-            Fault::FlipBitOnWrite { offset } => bootloader.flip_at = Some(offset),
+            Fault::FlipBitOnWrite { offset } => bootloader.download.flip_bit_on_write(offset),
             Fault::FailNextBoot => bootloader.fail_next_boot = true,
         }
     }

@@ -9,6 +9,7 @@ use crate::protocol::{
 use bmsfw_protocols::checksum::{hmac_sha256, sha256};
 use bmsfw_protocols::uds::{CheckOutcome, FlashBackend, Nrc};
 use bmsfw_sim::flash::{DualSlotFlash, ImageCheck};
+use bmsfw_sim::uds_download::Download;
 use std::time::Duration;
 
 /// The BMS's check of a package in a slot ([`verify`]).
@@ -54,11 +55,10 @@ pub(crate) struct Bootloader {
     pub(crate) flash: Flash,
     pub(crate) product_code: u16,
     pub(crate) timing: TemplateTiming,
-    pub(crate) flip_at: Option<u64>,
     pub(crate) fail_next_boot: bool,
     seeds: u64,
-    /// RAM: the length announced to the erase routine.
-    download_len: Option<u64>,
+    /// RAM: the length announced to the erase routine; the flash cell armed to fail.
+    pub(crate) download: Download,
     /// RAM: a reset was asked for.
     pub(crate) reset: ResetRequest,
 }
@@ -69,17 +69,16 @@ impl Bootloader {
             flash,
             product_code,
             timing,
-            flip_at: None,
             fail_next_boot: false,
             seeds: 0,
-            download_len: None,
+            download: Download::new(),
             reset: ResetRequest::None,
         }
     }
 
     /// Loses what the bootloader holds in RAM (power cut, restart).
     pub(crate) fn lose_ram(&mut self) {
-        self.download_len = None;
+        self.download.forget();
         self.reset = ResetRequest::None;
     }
 }
@@ -101,34 +100,19 @@ impl FlashBackend for Bootloader {
     }
 
     fn erase(&mut self, option: &[u8]) -> Result<Duration, Nrc> {
-        let len = <[u8; 4]>::try_from(option)
-            .map(|b| u64::from(u32::from_be_bytes(b)))
-            .map_err(|_| Nrc::IncorrectMessageLengthOrInvalidFormat)?;
-        if len <= HEADER_LEN as u64 || len > SLOT_SIZE {
-            return Err(Nrc::RequestOutOfRange);
-        }
+        self.download
+            .announce(option, HEADER_LEN as u64, SLOT_SIZE)?;
         self.flash.erase_inactive();
-        self.download_len = Some(len);
         Ok(self.timing.erase)
     }
 
     fn request_download(&mut self, address: u64, size: u64, data_format: u8) -> Result<u64, Nrc> {
-        if address != 0 || data_format != 0 || Some(size) != self.download_len {
-            return Err(Nrc::RequestOutOfRange);
-        }
+        self.download.accept(address, size, data_format)?;
         Ok(MAX_BLOCK_LENGTH)
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<Duration, Nrc> {
-        self.flash
-            .write(offset, data)
-            .map_err(|_| Nrc::GeneralProgrammingFailure)?;
-        if let Some(at) = self.flip_at {
-            if (offset..offset + data.len() as u64).contains(&at) {
-                self.flip_at = None;
-                self.flash.flip_bit(at);
-            }
-        }
+        self.download.write(&mut self.flash, offset, data)?;
         Ok(self.timing.write_per_block)
     }
 

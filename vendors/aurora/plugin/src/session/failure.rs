@@ -5,25 +5,17 @@ use crate::protocol::{
     CODE_BOOTLOADER_TOO_OLD, NRC_HEADER, NRC_IMAGE_CRC, NRC_IMAGE_SHA, NRC_PRODUCT,
 };
 use bmsfw_plugin_api::{ErrorCode, Failure};
-use bmsfw_protocols::uds::{FlashError, FlashPhase, RequesterEvent};
+use bmsfw_protocols::uds::{FlashError, Nrc, RequesterEvent, flash_failure, request_failure};
 
-/// The step of the flash sequence, in the installer's words.
-fn step(phase: FlashPhase) -> &'static str {
-    match phase {
-        FlashPhase::Idle | FlashPhase::Session => "entering the programming session",
-        FlashPhase::Security => "unlocking the bootloader",
-        FlashPhase::Erase => "erasing the inactive firmware slot",
-        FlashPhase::Download => "announcing the download",
-        FlashPhase::Transfer => "transferring the firmware",
-        FlashPhase::Exit => "ending the transfer",
-        FlashPhase::Check => "checking and activating the firmware",
-        FlashPhase::Reset => "restarting the battery",
-        FlashPhase::Done | FlashPhase::Failed => "the update",
-    }
+/// A failed flash sequence: Aurora's check refusals ([`check_refused`]), the rest as for
+/// every UDS bootloader.
+pub(super) fn flash(error: &FlashError) -> Failure {
+    flash_failure(error, "Aurora", check_refused)
 }
 
-/// A failed flash sequence.
-pub(super) fn flash(error: &FlashError) -> Failure {
+/// What Aurora's check routine means by refusing with `nrc`; `None` for a code Aurora
+/// does not define (the installation failed, the battery keeps its firmware).
+fn check_refused(nrc: Nrc) -> Option<Failure> {
     let verification = |what: &str| {
         Failure::new(
             ErrorCode::VERIFICATION_FAILED,
@@ -33,75 +25,25 @@ pub(super) fn flash(error: &FlashError) -> Failure {
             ),
         )
     };
-    match *error {
-        FlashError::Rejected {
-            phase: FlashPhase::Check,
-            nrc,
-            ..
-        } => match nrc.to_byte() {
-            NRC_IMAGE_CRC => verification("the CRC-32"),
-            NRC_IMAGE_SHA => verification("the SHA-256"),
-            NRC_HEADER => verification("the header or the length"),
-            NRC_PRODUCT => Failure::new(
-                ErrorCode::PACKAGE_WRONG_PRODUCT,
-                "the battery refused the firmware: it is for another PowerCore model",
-            ),
-            0x22 => Failure::new(
-                ErrorCode(CODE_BOOTLOADER_TOO_OLD),
-                "the battery's bootloader is older than the firmware requires",
-            ),
-            _ => Failure::new(
-                ErrorCode::INSTALL_FAILED,
-                format!(
-                    "the battery could not activate the firmware ({nrc}); it keeps its \
-                     previous firmware"
-                ),
-            ),
-        },
-        FlashError::Rejected { phase, nrc, .. } => Failure::new(
-            ErrorCode::REJECTED_BY_BMS,
-            format!("the battery refused {} with {nrc}", step(phase)),
+    Some(match nrc.to_byte() {
+        NRC_IMAGE_CRC => verification("the CRC-32"),
+        NRC_IMAGE_SHA => verification("the SHA-256"),
+        NRC_HEADER => verification("the header or the length"),
+        NRC_PRODUCT => Failure::new(
+            ErrorCode::PACKAGE_WRONG_PRODUCT,
+            "the battery refused the firmware: it is for another PowerCore model",
         ),
-        FlashError::NoResponse { phase, attempts } => Failure::new(
-            ErrorCode::TIMEOUT,
-            format!(
-                "no answer from the battery while {} ({attempts} attempts)",
-                step(phase)
-            ),
+        0x22 => Failure::new(
+            ErrorCode(CODE_BOOTLOADER_TOO_OLD),
+            "the battery's bootloader is older than the firmware requires",
         ),
-        FlashError::TooManyPending { phase, .. } => Failure::new(
-            ErrorCode::TIMEOUT,
-            format!("the battery kept asking to wait while {}", step(phase)),
-        ),
-        FlashError::UnexpectedResponse {
-            phase,
-            ref response,
-        } => Failure::new(
-            ErrorCode::PROTOCOL_ERROR,
-            format!("unexpected answer {response:02X?} while {}", step(phase)),
-        ),
-        FlashError::BlockLengthTooSmall(len) => Failure::new(
-            ErrorCode::PROTOCOL_ERROR,
-            format!("the battery announced blocks of {len} bytes, too small to carry data"),
-        ),
-        FlashError::Key(ref e) => Failure::new(
-            ErrorCode::TRANSFER_FAILED,
-            format!("computing the security key failed: {e}"),
-        ),
-        FlashError::CheckFailed { ref status } => Failure::new(
-            ErrorCode::VERIFICATION_FAILED,
-            format!(
-                "Verification failed: the battery's check reported status {status:02X?}; \
-                 obtain a new copy of the file from Aurora and retry"
-            ),
-        ),
-        FlashError::Aborted => Failure::new(ErrorCode::ABORTED, "the download was stopped"),
-    }
+        _ => return None,
+    })
 }
 
 /// The probe got no usable answer.
 pub(super) fn probe(event: RequesterEvent) -> Failure {
-    silence_or_refusal(event, "reading the bootloader version")
+    request_failure(event, "reading the bootloader version")
 }
 
 /// The boot-state read after the restart was refused.
@@ -111,40 +53,19 @@ pub(super) fn restart(event: RequesterEvent) -> Failure {
             ErrorCode::PROTOCOL_ERROR,
             format!("the restarted battery answers the boot-state read with {nrc}"),
         ),
-        other => silence_or_refusal(other, "waiting for the restart"),
+        other => request_failure(other, "waiting for the restart"),
     }
 }
 
 /// The read of the running version failed.
 pub(super) fn verify(event: RequesterEvent) -> Failure {
-    silence_or_refusal(event, "reading the running version")
-}
-
-fn silence_or_refusal(event: RequesterEvent, doing: &str) -> Failure {
-    match event {
-        RequesterEvent::NoResponse { attempts } => Failure::new(
-            ErrorCode::TIMEOUT,
-            format!("no answer from the battery on 0x7EA while {doing} ({attempts} attempts)"),
-        ),
-        RequesterEvent::TooManyPending { .. } => Failure::new(
-            ErrorCode::TIMEOUT,
-            format!("the battery kept asking to wait while {doing}"),
-        ),
-        RequesterEvent::Negative(nrc) => Failure::new(
-            ErrorCode::REJECTED_BY_BMS,
-            format!("the battery refused {doing} with {nrc}"),
-        ),
-        RequesterEvent::Positive(data) => Failure::new(
-            ErrorCode::PROTOCOL_ERROR,
-            format!("unexpected answer {data:02X?} while {doing}"),
-        ),
-    }
+    request_failure(event, "reading the running version")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bmsfw_protocols::uds::Nrc;
+    use bmsfw_protocols::uds::FlashPhase;
 
     fn check_refused(byte: u8) -> Failure {
         flash(&FlashError::Rejected {
@@ -166,38 +87,13 @@ mod tests {
         assert_eq!(check_refused(0xF3).code, ErrorCode::PACKAGE_WRONG_PRODUCT);
         assert_eq!(check_refused(0x72).code, ErrorCode::INSTALL_FAILED);
         assert_eq!(check_refused(0x22).code, ErrorCode(901));
+        // The same code outside the check is a plain refusal.
         let f = flash(&FlashError::Rejected {
-            phase: FlashPhase::Security,
-            service: 0x27,
-            nrc: Nrc::InvalidKey,
+            phase: FlashPhase::Erase,
+            service: 0x31,
+            nrc: Nrc::from_byte(0xF0),
         });
         assert_eq!(f.code, ErrorCode::REJECTED_BY_BMS);
-        assert!(
-            f.message.contains("unlocking") && f.message.contains("0x35"),
-            "{f}"
-        );
-        let f = flash(&FlashError::NoResponse {
-            phase: FlashPhase::Transfer,
-            attempts: 11,
-        });
-        assert_eq!(f.code, ErrorCode::TIMEOUT);
-        assert!(
-            f.message.contains("transferring") && f.message.contains("11"),
-            "{f}"
-        );
-        assert_eq!(
-            flash(&FlashError::CheckFailed { status: vec![1] }).code,
-            ErrorCode::VERIFICATION_FAILED
-        );
-        assert_eq!(
-            flash(&FlashError::UnexpectedResponse {
-                phase: FlashPhase::Download,
-                response: vec![0x74]
-            })
-            .code,
-            ErrorCode::PROTOCOL_ERROR
-        );
-        assert_eq!(flash(&FlashError::Aborted).code, ErrorCode::ABORTED);
     }
 
     #[test]
