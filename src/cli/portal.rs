@@ -14,6 +14,7 @@ use clap::{Args, Subcommand};
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Arguments of `bmsfw portal`.
@@ -63,20 +64,7 @@ pub async fn run(args: PortalArgs) -> anyhow::Result<()> {
             embedded.url()
         }
     };
-    let vrm = VrmSide::start(
-        VrmConfig::new(broker.clone()),
-        config
-            .installations
-            .iter()
-            .map(|i| (i.portal_id.clone(), i.name.clone()))
-            .collect(),
-    );
-    let app = PortalApp::new(
-        vrm,
-        users,
-        Duration::from_secs(config.session_hours.max(1) * 3600),
-        usize::try_from(config.max_upload_bytes).unwrap_or(usize::MAX),
-    );
+    let app = portal_app(&config, users, broker.clone());
     let listen = args.listen.unwrap_or(config.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -91,4 +79,23 @@ pub async fn run(args: PortalArgs) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => println!("stopping"),
     }
     Ok(())
+}
+
+/// The portal of `config` with its `users`, talking MQTT through `broker`. Must run
+/// inside a Tokio runtime.
+pub fn portal_app(config: &PortalConfig, users: Users, broker: BrokerAddr) -> Arc<PortalApp> {
+    let vrm = VrmSide::start(
+        VrmConfig::new(broker),
+        config
+            .installations
+            .iter()
+            .map(|i| (i.portal_id.clone(), i.name.clone()))
+            .collect(),
+    );
+    PortalApp::new(
+        vrm,
+        users,
+        Duration::from_secs(config.session_hours.max(1) * 3600),
+        usize::try_from(config.max_upload_bytes).unwrap_or(usize::MAX),
+    )
 }

@@ -3,7 +3,8 @@
 
 use super::vendors::{DemoVendor, Sample, VENDORS};
 use anyhow::{Context, bail};
-use bmsfw_core::plugin::Sha256Digest;
+use bmsfw_core::plugin::allowlist::{Approval, ApprovalDate, ApprovedProduct, FirmwareRange};
+use bmsfw_core::plugin::{AllowlistEntry, ApprovalStatus, Sha256Digest, VendorId};
 use bmsfw_sim::site::SiteDescription;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -78,9 +79,36 @@ fn names(vendors: &[&DemoVendor]) -> String {
         .join(", ")
 }
 
+/// The approval the demo gives a shipped vendor's library, as an integrator would write
+/// it after `bmsfw plugin check` and a conformance run.
+fn approval(v: &DemoVendor, file: String, sha256: Sha256Digest) -> anyhow::Result<AllowlistEntry> {
+    let passed = Approval {
+        status: ApprovalStatus::Passed,
+        date: ApprovalDate::new(2026, 1, 15).context("the demo's approval date")?,
+        by: "bmsfw demo".into(),
+    };
+    Ok(AllowlistEntry {
+        vendor_id: VendorId::new(v.vendor_id).map_err(anyhow::Error::msg)?,
+        file,
+        sha256,
+        versions: "^1.0".parse()?,
+        products: vec![ApprovedProduct {
+            manufacturer: v.manufacturer.into(),
+            product_codes: v.product_codes.to_vec(),
+        }],
+        firmware: FirmwareRange {
+            from: v.firmware.0.parse()?,
+            to: v.firmware.1.parse()?,
+        },
+        review: passed.clone(),
+        compliance: passed,
+        notes: "approved for the demo".into(),
+    })
+}
+
 /// Copies every shipped vendor's library from `from` into `dir/plugins` and writes
-/// `dir/allowlist.toml` approving exactly those bytes, as an integrator would after
-/// `bmsfw plugin check`. Returns the lines to print, one per library.
+/// `dir/allowlist.toml` approving exactly those bytes. Returns the lines to print, one
+/// per library.
 pub fn install_plugins(from: &Path, dir: &Path) -> anyhow::Result<Vec<String>> {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).with_context(|| format!("creating {}", plugins.display()))?;
@@ -96,42 +124,8 @@ pub fn install_plugins(from: &Path, dir: &Path) -> anyhow::Result<Vec<String>> {
         std::fs::write(plugins.join(&name), &bytes)
             .with_context(|| format!("writing {}", plugins.join(&name).display()))?;
         let sha = Sha256Digest::of(&bytes);
-        let codes = v
-            .product_codes
-            .iter()
-            .map(|c| format!("0x{c:04X}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        write!(
-            allowlist,
-            r#"
-[[plugin]]
-vendor_id = "{id}"
-file = "{name}"
-sha256 = "{sha}"
-versions = "^1.0"
-firmware = {{ from = "{from}", to = "{to}" }}
-notes = "demo approval"
-
-[[plugin.products]]
-manufacturer = "{manufacturer}"
-product_codes = [{codes}]
-
-[plugin.review]
-status = "passed"
-date = 2026-01-15
-by = "demo"
-
-[plugin.compliance]
-status = "passed"
-date = 2026-01-15
-by = "demo"
-"#,
-            id = v.vendor_id,
-            from = v.firmware.0,
-            to = v.firmware.1,
-            manufacturer = v.manufacturer,
-        )?;
+        allowlist.push('\n');
+        allowlist.push_str(&approval(v, name.clone(), sha)?.to_toml());
         lines.push(format!("{:<8} {name}  sha256 {sha}", v.name));
     }
     let path = dir.join("allowlist.toml");

@@ -13,14 +13,15 @@ mod files;
 mod vendors;
 
 use crate::cli::gx::RunningGx;
+use crate::cli::portal::portal_app;
 use crate::cli::source::vendor_models;
 use anyhow::{Context, bail};
 use bmsfw_core::config::GxConfig;
 use bmsfw_core::dotted_version::DottedVersion;
 use bmsfw_core::vrm::{VrmAccess, VrmPortalMode};
+use bmsfw_portal::EmbeddedBroker;
 use bmsfw_portal::auth::Users;
 use bmsfw_portal::config::PortalConfig;
-use bmsfw_portal::{EmbeddedBroker, PortalApp, VrmConfig, VrmSide};
 use bmsfw_sim::site::SiteDescription;
 use clap::Args;
 use std::net::SocketAddr;
@@ -185,19 +186,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         broker_url.clone(),
         VrmAccess::new(VrmPortalMode::Full),
     )?;
-    let vrm = VrmSide::start(
-        VrmConfig::new(broker_url.clone()),
-        portal_config
-            .installations
-            .iter()
-            .map(|i| (i.portal_id.clone(), i.name.clone()))
-            .collect(),
-    );
-    let app = PortalApp::new(
-        vrm,
+    let app = portal_app(
+        &portal_config,
         Users::new(portal_config.users.clone())?,
-        Duration::from_secs(portal_config.session_hours.max(1) * 3600),
-        usize::try_from(portal_config.max_upload_bytes).unwrap_or(usize::MAX),
+        broker_url.clone(),
     );
     let listen = args.listen.unwrap_or(portal_config.listen);
     let listener = tokio::net::TcpListener::bind(listen)
