@@ -202,14 +202,34 @@ impl AllowlistEntry {
             && self.compliance.status == ApprovalStatus::Passed
     }
 
-    /// The entry as a ready-to-paste `[[plugin]]` block.
+    /// The entry as a ready-to-paste `[[plugin]]` block. Product codes are written in
+    /// hex (`0xA520`), as vendors and the 0x35F frame give them.
     pub fn to_toml(&self) -> String {
         #[derive(Serialize)]
         struct One<'a> {
             plugin: [&'a AllowlistEntry; 1],
         }
         // Serializing plain data with string keys cannot fail.
-        toml::to_string(&One { plugin: [self] }).unwrap_or_default()
+        let text = toml::to_string(&One { plugin: [self] }).unwrap_or_default();
+        let mut products = self.products.iter();
+        text.lines()
+            .map(|line| match line.strip_prefix("product_codes = ") {
+                Some(_) => {
+                    let codes = products
+                        .next()
+                        .map(|p| {
+                            p.product_codes
+                                .iter()
+                                .map(|c| format!("0x{c:04X}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default();
+                    format!("product_codes = [{codes}]\n")
+                }
+                None => format!("{line}\n"),
+            })
+            .collect()
     }
 }
 

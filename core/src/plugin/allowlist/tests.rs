@@ -181,6 +181,12 @@ fn the_ready_to_paste_entry_parses_back_to_itself() {
     let e = &list.entries()[0];
     let again = parse(&e.to_toml()).unwrap();
     assert_eq!(&again.entries()[0], e, "{}", e.to_toml());
+    // Product codes read as vendors write them.
+    assert!(
+        e.to_toml().contains("product_codes = [0x0A01]"),
+        "{}",
+        e.to_toml()
+    );
 }
 
 #[test]
