@@ -1,7 +1,8 @@
 //! A pack updated module by module, as the installer sees it in a phone-sized headless
 //! chromium: the portal's progress card lists every module with its state and firmware,
-//! and shows the module that failed. The GX's stage 2 is played as a pack's plugin reports
-//! it. A screenshot is kept under `target/artifacts/`.
+//! and shows the module that failed; the installer then retries that module alone. The
+//! GX's stage 2 is played as a pack's plugin reports it. A screenshot is kept under
+//! `target/artifacts/`.
 
 mod support;
 #[allow(dead_code)]
@@ -196,4 +197,33 @@ async fn the_progress_card_lists_each_module_and_the_one_that_failed() {
     )
     .await;
     b.screenshot(&shots.join("portal-modules.png")).await;
+
+    // Retry only the module that failed: the card offers the pack's modules, all ticked.
+    for n in [1, 2, 3] {
+        let checked = b
+            .script(
+                "const e = document.getElementById(arguments[0]); return e ? e.checked : null;",
+                json!([format!("target-{n}-512")]),
+            )
+            .await;
+        assert_eq!(checked, json!(true), "module {n} is offered, ticked");
+    }
+    b.click_css("#target-1-512", WAIT).await;
+    b.click_css("#target-3-512", WAIT).await;
+    for ack in ["site_reachable", "backup_capacity", "maintenance_window"] {
+        b.click_css(&format!("#ack-{ack}-512"), WAIT).await;
+    }
+    assert!(b.enabled("#retry-512").await);
+    b.click_css("#retry-512", WAIT).await;
+    let retry = tokio::time::timeout(WAIT, staged.recv())
+        .await
+        .expect("the retry reached the GX")
+        .unwrap()
+        .job;
+    assert_ne!(retry, job);
+    assert_eq!(
+        gx.job(retry).await.targets(),
+        &bmsfw_core::vrm::UpdateTargets::Only(vec![2]),
+        "the GX updates module 2 alone"
+    );
 }
