@@ -382,9 +382,16 @@ fn follow(f: &mut Followed<'_>, u: &UpdateJson, lines: bool) {
 }
 
 fn print_summary(summary: &Summary) {
+    let width = |f: fn(&Outcome) -> usize, title: &str| {
+        summary.0.iter().map(f).max().unwrap_or(0).max(title.len())
+    };
+    let wn = width(|o| o.name.len(), "battery");
+    let wv = width(|o| o.vendor.len(), "vendor");
+    let wb = width(|o| o.before.len(), "before");
+    let wa = width(|o| o.after.len(), "after");
     println!();
     println!(
-        "{:<10} {:<7} {:<10} {:<10} {:>8}  result",
+        "{:<wn$}  {:<wv$}  {:<wb$}  {:<wa$}  {:>8}  result",
         "battery", "vendor", "before", "after", "time"
     );
     for o in &summary.0 {
@@ -393,7 +400,7 @@ fn print_summary(summary: &Summary) {
             Err(why) => format!("FAILED: {why}"),
         };
         println!(
-            "{:<10} {:<7} {:<10} {:<10} {:>7.1}s  {result}",
+            "{:<wn$}  {:<wv$}  {:<wb$}  {:<wa$}  {:>7.1}s  {result}",
             o.name,
             o.vendor,
             o.before,
