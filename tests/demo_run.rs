@@ -117,4 +117,26 @@ fn the_demo_run_fails_when_a_battery_cannot_be_updated() {
         stdout.contains("2 of 3 updates completed, 1 failed"),
         "{stdout}"
     );
+    // The GX's state stays for a look after a failure.
+    let kept = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("the demo's folder is kept for inspection: "))
+        .and_then(|rest| rest.split(" (").next())
+        .unwrap_or_else(|| panic!("the folder is not kept:\n{stdout}"));
+    let kept = Path::new(kept);
+    assert!(kept.join("state").is_dir(), "{}", kept.display());
+    let history = Command::new(env!("CARGO_BIN_EXE_bmsfw"))
+        .args(["history", "--state-dir"])
+        .arg(kept.join("state"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&history.stdout);
+    // The refused request never became a job; the two updates that ran are there.
+    for serial in ["TG10-2407-001", "RS48-240611"] {
+        assert!(
+            text.contains(serial),
+            "{serial} not in the history:\n{text}"
+        );
+    }
+    std::fs::remove_dir_all(kept).unwrap();
 }

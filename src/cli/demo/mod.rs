@@ -96,6 +96,14 @@ impl DemoDir {
         Ok(DemoDir::Given(dir.to_path_buf()))
     }
 
+    /// Keeps the folder on disk; returns where it is.
+    fn keep(self) -> PathBuf {
+        match self {
+            DemoDir::Given(p) => p,
+            DemoDir::Temporary(t) => t.keep(),
+        }
+    }
+
     fn path(&self) -> &Path {
         match self {
             DemoDir::Given(p) => p,
@@ -272,6 +280,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             tracing::warn!(%battery, error = %e, "simulated battery ended with an error");
         }
     }
-    drop(dir);
+    if outcome != ExitCode::SUCCESS {
+        // Nothing lost on failure: the GX's state (jobs, event log) stays for a look.
+        let kept = dir.keep();
+        println!(
+            "the demo's folder is kept for inspection: {} (bmsfw history --state-dir {})",
+            kept.display(),
+            kept.join("state").display()
+        );
+    }
     Ok(outcome)
 }
