@@ -68,7 +68,9 @@ impl Check {
             }
             Check::NoPanic => "no entry point panics or breaks the contract (PLUGIN_FAULT)",
             Check::DeclaredIds => "every frame sent is on an identifier the plugin declared",
-            Check::BusBudget => "the plugin's own frames stay within the bus budget",
+            Check::BusBudget => {
+                "the plugin's own frames stay within the bus budget while nothing moves forward"
+            }
             Check::TerminalState => {
                 "the session ends within the limits of its declared timeouts; an abort ends it Failed (ABORTED)"
             }

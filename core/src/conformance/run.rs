@@ -214,7 +214,33 @@ struct Runner<'a> {
     phase: SessionPhase,
     /// Until when the replay holds the plugin's next frame back.
     held_until: Option<Timestamp>,
+    /// The session's phase and bytes done as last read, and when they last moved.
+    progress: Progress,
     obs: Observation,
+}
+
+/// How far the session has come, and when it last moved forward.
+#[derive(Clone, Copy)]
+struct Progress {
+    mark: Option<(SessionPhase, u64)>,
+    moved_at: Option<Timestamp>,
+}
+
+impl Progress {
+    /// Takes a status report read at `now`.
+    fn read(&mut self, now: Timestamp, phase: SessionPhase, bytes_done: u64) {
+        let mark = Some((phase, bytes_done));
+        if self.mark.is_some() && self.mark != mark {
+            self.moved_at = Some(now);
+        }
+        self.mark = mark;
+    }
+
+    /// Whether the session moved forward (bytes done, or its phase) in the `window`
+    /// before `now`. The first report is where it starts, not a move.
+    fn moved_within(&self, window: Duration, now: Timestamp) -> bool {
+        self.moved_at.is_some_and(|t| t + window >= now)
+    }
 }
 
 /// Runs one scenario: `responder` answers the session of `factory`, aborted at `abort`
@@ -260,6 +286,10 @@ pub fn run_scenario(
         steps: 0,
         phase: SessionPhase::Transferring,
         held_until: None,
+        progress: Progress {
+            mark: None,
+            moved_at: None,
+        },
         obs: Observation {
             fault: None,
             id_violations: Vec::new(),
@@ -366,7 +396,12 @@ impl Runner<'_> {
                 / 1_000_000;
             let pct = used as f64 * 100.0 / capacity.max(1) as f64;
             self.obs.peak_load_percent = self.obs.peak_load_percent.max(pct);
-            if used > self.meter.limit_bits() && self.obs.budget_exceeded.is_none() {
+            // Streaming an image as fast as it is handed out is the engine's to pace;
+            // traffic above the budget while nothing moves forward is a flood.
+            if used > self.meter.limit_bits()
+                && self.obs.budget_exceeded.is_none()
+                && !self.progress.moved_within(self.meter.window(), self.now)
+            {
                 self.obs.budget_exceeded = Some(BudgetExcess {
                     at: end.saturating_duration_since(T0),
                     bits: used,
@@ -425,6 +460,8 @@ impl Runner<'_> {
             });
         }
         let report = self.session.status();
+        self.progress
+            .read(self.now, report.phase, report.bytes_done);
         self.phase = report.phase;
         if !self.obs.phases.contains(&report.phase) {
             self.obs.phases.push(report.phase);
@@ -566,5 +603,169 @@ impl Runner<'_> {
             }),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    //! The bus-budget rule: traffic above the budget fails only while the session does not
+    //! move forward.
+
+    use super::*;
+    use crate::plugin::{
+        BatteryMatch, DecodedVersion, PackageRead, PackageRejection, PackageSummary, PluginFailure,
+        PluginInfo, SessionStart,
+    };
+    use bmsfw_plugin_api::{BatteryIdentity, CanId, CanIdRange, PluginIdentity};
+
+    const FRAMES: u64 = 64 * 200;
+
+    /// Hands out 64 eight-byte frames every millisecond, far more than the bus carries,
+    /// until it has handed out [`FRAMES`]. With `moves`, each frame counts 8 bytes done.
+    struct Streamer {
+        sent: u64,
+        next: Timestamp,
+        moves: bool,
+        aborted: bool,
+    }
+
+    impl VendorSession for Streamer {
+        fn handle_frame(&mut self, _: Timestamp, _: &CanFrame) {}
+        fn handle_timeout(&mut self, _: Timestamp) {}
+        fn poll_transmit(&mut self, now: Timestamp) -> Option<CanFrame> {
+            if self.aborted || self.sent >= FRAMES || now < self.next {
+                return None;
+            }
+            self.sent += 1;
+            if self.sent % 64 == 0 {
+                self.next = now + Duration::from_millis(1);
+            }
+            CanFrame::new(CanId::standard(0x7E0)?, &[0xA5; 8])
+        }
+        fn poll_timeout(&mut self) -> Option<Timestamp> {
+            (!self.aborted && self.sent < FRAMES).then_some(self.next)
+        }
+        fn status(&mut self) -> SessionReport {
+            let total = FRAMES * 8;
+            if self.aborted {
+                return SessionReport::failed(
+                    PluginFailure {
+                        code: ErrorCode::ABORTED,
+                        message: "aborted".into(),
+                    },
+                    0,
+                    total,
+                );
+            }
+            SessionReport {
+                phase: if self.sent >= FRAMES {
+                    SessionPhase::Done
+                } else {
+                    SessionPhase::Transferring
+                },
+                bytes_done: if self.moves { self.sent * 8 } else { 0 },
+                bytes_total: total,
+                modules: Vec::new(),
+                failure: None,
+            }
+        }
+        fn abort(&mut self, _: Timestamp, _: u32, _: &str) {
+            self.aborted = true;
+        }
+        fn checkpoint(&mut self) -> Vec<u8> {
+            Vec::new()
+        }
+        fn running_version(&mut self) -> Option<DecodedVersion> {
+            None
+        }
+    }
+
+    struct Plugin(PluginInfo);
+
+    fn not_used() -> PluginFailure {
+        PluginFailure::contract("not used by the runner")
+    }
+
+    impl VendorPlugin for Plugin {
+        fn info(&self) -> &PluginInfo {
+            &self.0
+        }
+        fn match_battery(&self, _: &BatteryIdentity) -> Result<BatteryMatch, PluginFailure> {
+            Err(not_used())
+        }
+        fn decode_version(&self, _: &[u8]) -> Result<DecodedVersion, PluginFailure> {
+            Err(not_used())
+        }
+        fn inspect_package(
+            &self,
+            _: Arc<dyn PackageRead>,
+        ) -> Result<PackageSummary, PackageRejection> {
+            Err(PackageRejection::from(not_used()))
+        }
+        fn start_session(&self, _: SessionStart) -> Result<Box<dyn VendorSession>, PluginFailure> {
+            Err(not_used())
+        }
+    }
+
+    struct Factory {
+        moves: bool,
+    }
+
+    impl SessionFactory for Factory {
+        fn start(&self) -> Result<Box<dyn VendorSession>, PluginFailure> {
+            Ok(Box::new(Streamer {
+                sent: 0,
+                next: Timestamp::from_micros(0),
+                moves: self.moves,
+                aborted: false,
+            }))
+        }
+        fn image_size(&self) -> u64 {
+            FRAMES * 8
+        }
+    }
+
+    fn run(moves: bool) -> Observation {
+        let id = |raw| CanId::standard(raw).unwrap();
+        let info = PluginInfo::from_abi(
+            PluginIdentity::new("com.example.stream", "Streamer", "1.0.0")
+                .sends(CanIdRange::single(id(0x7E0)))
+                .receives(CanIdRange::single(id(0x7E8)))
+                .file_type("bin"),
+        )
+        .unwrap();
+        run_scenario(
+            &Plugin(info),
+            &Factory { moves },
+            &Responder::Hostile(PeerBehaviour::Silence),
+            None,
+            1,
+            RunLimits::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn streaming_that_moves_forward_is_the_engines_to_pace() {
+        let obs = run(true);
+        assert!(obs.peak_load_percent > 100.0, "{}", obs.peak_load_percent);
+        assert!(obs.budget_exceeded.is_none());
+        assert!(
+            matches!(obs.ending, Ending::Final { ref report, .. } if report.phase == SessionPhase::Done),
+            "{:?}",
+            obs.ending
+        );
+    }
+
+    #[test]
+    fn the_same_traffic_moving_nothing_forward_exceeds_the_budget() {
+        let obs = run(false);
+        let excess = obs.budget_exceeded.expect("a flood without progress");
+        assert!(excess.bits > excess.limit);
+        assert!(
+            matches!(obs.ending, Ending::Stopped { .. }),
+            "{:?}",
+            obs.ending
+        );
     }
 }
