@@ -31,31 +31,17 @@ const PRODUCT: u16 = 0xAC10;
 fn load_template(dir: &Path) -> LoadedPlugin {
     let library = dir.join("libbmsfw_vendor_template.so");
     std::fs::copy(bmsfw_test_fixtures::vendor_library("template"), &library).unwrap();
-    let hash = Sha256Digest::of(&std::fs::read(&library).unwrap());
-    let toml = format!(
-        r#"
-[[plugin]]
-vendor_id = "com.example.acme"
-file = "libbmsfw_vendor_template.so"
-sha256 = "{hash}"
-versions = ">=1.0.0, <2.0.0"
-firmware = {{ from = "1.0", to = "1.99" }}
-
-[[plugin.products]]
-manufacturer = "ACME"
-product_codes = [0xAC05, 0xAC10]
-
-[plugin.review]
-status = "passed"
-date = 2025-06-02
-by = "end-to-end test"
-
-[plugin.compliance]
-status = "passed"
-date = 2025-06-02
-by = "end-to-end test"
-"#
-    );
+    let sha256 = Sha256Digest::of(&std::fs::read(&library).unwrap()).to_string();
+    let toml = bmsfw_test_fixtures::Approval {
+        vendor_id: "com.example.acme",
+        file: "libbmsfw_vendor_template.so",
+        sha256: &sha256,
+        versions: ">=1.0.0, <2.0.0",
+        firmware: ("1.0", "1.99"),
+        manufacturer: "ACME",
+        product_codes: &[0xAC05, 0xAC10],
+    }
+    .to_toml();
     let allowlist = Allowlist::parse(Path::new("template-allowlist.toml"), &toml).unwrap();
     PluginLoader::new(allowlist).load_file(&library).unwrap()
 }

@@ -30,31 +30,17 @@ pub const PRODUCT: u16 = 0xA520;
 pub fn load_aurora(dir: &Path) -> LoadedPlugin {
     let library = dir.join("libbmsfw_vendor_aurora.so");
     std::fs::copy(bmsfw_test_fixtures::vendor_library("aurora"), &library).unwrap();
-    let hash = Sha256Digest::of(&std::fs::read(&library).unwrap());
-    let toml = format!(
-        r#"
-[[plugin]]
-vendor_id = "com.aurora-energy.powercore"
-file = "libbmsfw_vendor_aurora.so"
-sha256 = "{hash}"
-versions = ">=1.0.0, <2.0.0"
-firmware = {{ from = "2.0", to = "9.99" }}
-
-[[plugin.products]]
-manufacturer = "AURORA"
-product_codes = [0xA510, 0xA520, 0xA530]
-
-[plugin.review]
-status = "passed"
-date = 2025-06-02
-by = "end-to-end test"
-
-[plugin.compliance]
-status = "passed"
-date = 2025-06-02
-by = "end-to-end test"
-"#
-    );
+    let sha256 = Sha256Digest::of(&std::fs::read(&library).unwrap()).to_string();
+    let toml = bmsfw_test_fixtures::Approval {
+        vendor_id: "com.aurora-energy.powercore",
+        file: "libbmsfw_vendor_aurora.so",
+        sha256: &sha256,
+        versions: ">=1.0.0, <2.0.0",
+        firmware: ("2.0", "9.99"),
+        manufacturer: "AURORA",
+        product_codes: &[0xA510, 0xA520, 0xA530],
+    }
+    .to_toml();
     let allowlist = Allowlist::parse(Path::new("aurora-allowlist.toml"), &toml).unwrap();
     PluginLoader::new(allowlist).load_file(&library).unwrap()
 }

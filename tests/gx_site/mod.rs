@@ -11,20 +11,26 @@ use aurora_sim::{AuroraHandle, AuroraStatus};
 use bmsfw_can::CanInterface;
 use bmsfw_core::dotted_version::DottedVersion;
 use bmsfw_core::engine::{Engine, EngineConfig};
-use bmsfw_core::events::{EventKind, EventRecord};
 use bmsfw_core::gates::SiteStatus;
-use bmsfw_core::job::{JobId, JobRecord, JobState};
+use bmsfw_core::job::{JobId, JobState};
 use bmsfw_core::plugin::{Allowlist, LoadedPlugin, PluginLoader, Sha256Digest};
 use bmsfw_core::staging::UploadAnnouncement;
-use bmsfw_core::vrm::{
-    Acknowledgements, EngineRefusal, GxEngine, Presence, UpdateOptions, UpdateRequest, VrmAccess,
-    VrmPortalMode,
-};
+use bmsfw_core::vrm::{Acknowledgements, UpdateOptions, UpdateRequest, VrmAccess, VrmPortalMode};
 use bmsfw_sim::battery::{BatteryConfig, Epoch, IdentityConfig};
 use bmsfw_sim::bus::{NodeId, SimBus};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+#[path = "../engine_steps/mod.rs"]
+mod steps;
+#[allow(unused_imports)]
+pub use steps::{job, settle, states, upload, wait_end};
+
+/// Waits (virtual time) until the engine hears the battery communicating.
+pub async fn wait_for_battery(engine: &Engine) {
+    steps::wait_for_serial(engine, SERIAL).await;
+}
 
 pub const SERIAL: &str = "AUR10-240117";
 pub const PRODUCT: u16 = 0xA520;
@@ -39,32 +45,18 @@ pub fn aurora_library() -> std::path::PathBuf {
 /// `from` to `to`.
 pub fn allowlist(from: &str, to: &str) -> Allowlist {
     let library = aurora_library();
-    let bytes = std::fs::read(&library).unwrap();
-    let text = format!(
-        r#"
-[[plugin]]
-vendor_id = "{VENDOR_ID}"
-file = "{file}"
-sha256 = "{hash}"
-versions = "^1.0"
-firmware = {{ from = "{from}", to = "{to}" }}
-
-[[plugin.products]]
-manufacturer = "AURORA"
-product_codes = [0xA510, 0xA520, 0xA530]
-
-[plugin.review]
-status = "passed"
-date = 2025-09-01
-by = "integration review"
-
-[plugin.compliance]
-status = "passed"
-date = 2025-09-03
-"#,
-        file = library.file_name().unwrap().to_string_lossy(),
-        hash = Sha256Digest::of(&bytes),
-    );
+    let sha256 = Sha256Digest::of(&std::fs::read(&library).unwrap()).to_string();
+    let file = library.file_name().unwrap().to_string_lossy();
+    let text = bmsfw_test_fixtures::Approval {
+        vendor_id: VENDOR_ID,
+        file: &file,
+        sha256: &sha256,
+        versions: "^1.0",
+        firmware: (from, to),
+        manufacturer: "AURORA",
+        product_codes: &[0xA510, 0xA520, 0xA530],
+    }
+    .to_toml();
     Allowlist::parse(Path::new("allowlist.toml"), &text).unwrap()
 }
 
@@ -181,45 +173,6 @@ impl Site {
     }
 }
 
-/// Waits (virtual time) until the engine hears the battery communicating.
-pub async fn wait_for_battery(engine: &Engine) {
-    for _ in 0..200 {
-        let batteries = engine.batteries().await;
-        if batteries
-            .iter()
-            .any(|b| b.identity.serial == SERIAL && b.presence == Presence::Communicating)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the engine never heard the battery");
-}
-
-/// Requests the update and uploads `package`; returns the job once stage 2 started.
-pub async fn upload(
-    engine: &Engine,
-    request: UpdateRequest,
-    package: &[u8],
-) -> Result<JobId, EngineRefusal> {
-    let chunk = request.package.chunk_size() as usize;
-    let job = engine.request_update(request).await?.job;
-    for (i, bytes) in package.chunks(chunk).enumerate() {
-        engine.accept_chunk(job, i as u32, bytes.to_vec()).await?;
-    }
-    engine.finish_upload(job).await.map(|_| job)
-}
-
-/// Job `job` now.
-pub async fn job(engine: &Engine, job: JobId) -> JobRecord {
-    engine
-        .jobs()
-        .await
-        .into_iter()
-        .find(|r| r.id() == job)
-        .unwrap_or_else(|| panic!("no job {job}"))
-}
-
 /// Waits until `job` is in `state` (polled every millisecond of virtual time).
 pub async fn wait_state(engine: &Engine, id: JobId, state: JobState, limit: Duration) {
     let until = tokio::time::Instant::now() + limit;
@@ -234,37 +187,4 @@ pub async fn wait_state(engine: &Engine, id: JobId, state: JobState, limit: Dura
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-}
-
-/// The job's record once it has ended.
-pub async fn wait_end(engine: &Engine, id: JobId, limit: Duration) -> JobRecord {
-    let until = tokio::time::Instant::now() + limit;
-    loop {
-        let r = job(engine, id).await;
-        if r.state().is_terminal() {
-            return r;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "job {id} did not end in time: {r:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The states job `id` went through, from the event log.
-pub fn states(history: &[EventRecord], id: JobId) -> Vec<JobState> {
-    history
-        .iter()
-        .filter(|e| e.job == id)
-        .filter_map(|e| match e.event {
-            EventKind::StateChanged { to, .. } => Some(to),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Lets a dropped engine's tasks and journal writes finish.
-pub async fn settle() {
-    tokio::time::sleep(Duration::from_millis(5)).await;
 }
