@@ -11,6 +11,7 @@ use std::fmt;
 /// Fields the battery did not send are empty strings or `RNone`. Strings are the ASCII
 /// the battery sent, with trailing NULs and spaces removed.
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct BatteryIdentity {
     /// The manufacturer name of frame 0x35E.
@@ -100,6 +101,7 @@ impl BatteryIdentity {
 
 /// Whether a battery is the plugin's, and whether its firmware can be updated over CAN.
 #[repr(transparent)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MatchKind(pub u8);
 
@@ -125,6 +127,7 @@ impl fmt::Debug for MatchKind {
 
 /// A plugin's answer to "is this battery yours?".
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct DeviceMatch {
     /// The answer.

@@ -16,6 +16,7 @@ pub(crate) const CONTRACT_VERSION_STRING: &str = "1.1.0";
 
 /// A contract version: `major.minor`.
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ContractVersion {
     /// Incremented when a change breaks plugins or engines built against the previous one.

@@ -11,6 +11,7 @@ use std::fmt;
 /// [`ErrorCode::VENDOR_FIRST`]`..=`[`ErrorCode::VENDOR_LAST`]; the engine's own codes
 /// (700..=749) are reserved to the engine.
 #[repr(transparent)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ErrorCode(pub u32);
 
@@ -109,6 +110,7 @@ impl fmt::Debug for ErrorCode {
 /// Returned by plugin entry points that can fail, reported by a failed session, and
 /// handed to a session as the reason of an abort.
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
     /// What kind of failure.

@@ -18,6 +18,11 @@ const EXTENDED_FLAG: u32 = 1 << 31;
 /// compare unequal here.
 #[repr(transparent)]
 #[derive(StableAbi, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "wire::RawCanId", into = "wire::RawCanId")
+)]
 pub struct CanId(u32);
 
 impl CanId {
@@ -71,6 +76,11 @@ impl fmt::Display for CanId {
 /// A classic CAN data frame: an identifier and 0 to 8 data bytes.
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "wire::RawCanFrame", into = "wire::RawCanFrame")
+)]
 pub struct CanFrame {
     id: CanId,
     len: u8,
@@ -156,5 +166,66 @@ mod tests {
         assert_eq!(f.to_string(), "351#010203");
         let x = CanFrame::new(CanId::extended(0x18FF50E5).unwrap(), &[]).unwrap();
         assert_eq!(x.to_string(), "18FF50E5#");
+    }
+}
+
+/// Checked serialized forms: a deserialized identifier or frame obeys the same limits as
+/// one made with the constructors.
+#[cfg(feature = "serde")]
+mod wire {
+    use super::{CanFrame, CanId, MAX_DATA_LEN};
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub(super) struct RawCanId {
+        id: u32,
+        extended: bool,
+    }
+
+    impl From<CanId> for RawCanId {
+        fn from(id: CanId) -> RawCanId {
+            RawCanId {
+                id: id.raw(),
+                extended: id.is_extended(),
+            }
+        }
+    }
+
+    impl TryFrom<RawCanId> for CanId {
+        type Error = String;
+        fn try_from(raw: RawCanId) -> Result<CanId, String> {
+            let id = if raw.extended {
+                CanId::extended(raw.id)
+            } else {
+                u16::try_from(raw.id).ok().and_then(CanId::standard)
+            };
+            id.ok_or_else(|| format!("CAN identifier {:#x} out of range", raw.id))
+        }
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub(super) struct RawCanFrame {
+        id: CanId,
+        data: Vec<u8>,
+    }
+
+    impl From<CanFrame> for RawCanFrame {
+        fn from(frame: CanFrame) -> RawCanFrame {
+            RawCanFrame {
+                id: frame.id(),
+                data: frame.data().to_vec(),
+            }
+        }
+    }
+
+    impl TryFrom<RawCanFrame> for CanFrame {
+        type Error = String;
+        fn try_from(raw: RawCanFrame) -> Result<CanFrame, String> {
+            CanFrame::new(raw.id, &raw.data).ok_or_else(|| {
+                format!(
+                    "a CAN frame of {} data bytes, at most {MAX_DATA_LEN} are allowed",
+                    raw.data.len()
+                )
+            })
+        }
     }
 }

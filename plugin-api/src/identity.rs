@@ -14,6 +14,7 @@ use std::{fmt, time::Duration};
 /// library file, lets a session send only the identifiers in `sends`, and feeds the
 /// watchdogs from `timeouts`.
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct PluginIdentity {
     /// A stable, unique vendor identifier in reverse-DNS form, lowercase ASCII letters,
@@ -94,6 +95,7 @@ impl PluginIdentity {
 
 /// An inclusive range of CAN identifiers of one format (both standard or both extended).
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CanIdRange {
     first: CanId,
@@ -161,6 +163,7 @@ impl fmt::Debug for CanIdRange {
 /// The limits a plugin declares for its sessions, in milliseconds. The engine's watchdogs
 /// fail a session that exceeds them (the engine's own code, not the plugin's).
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeclaredTimeouts {
     /// Longest wait for the BMS's answer while Transferring.

@@ -154,6 +154,7 @@ impl io::Seek for PackageReader {
 
 /// Whether the package carries a signature, and whether it verifies.
 #[repr(transparent)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SignatureStatus(pub u8);
 
@@ -179,6 +180,7 @@ impl fmt::Debug for SignatureStatus {
 
 /// A product a package is meant for.
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct TargetProduct {
     /// The manufacturer string the battery sends in 0x35E.
@@ -200,6 +202,7 @@ impl TargetProduct {
 /// One image of a package meant for a module behind the BMS (packs that update their
 /// modules one by one).
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct ModuleImage {
     /// The module's index behind the BMS.
@@ -214,6 +217,7 @@ pub struct ModuleImage {
 
 /// What a package contains, as the plugin read it.
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct PackageInfo {
     /// The products the package is meant for.
@@ -232,6 +236,7 @@ pub struct PackageInfo {
 
 /// How a [`Location`] points into a package.
 #[repr(transparent)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LocationKind(pub u8);
 
@@ -257,6 +262,7 @@ impl fmt::Debug for LocationKind {
 
 /// Where in a package a problem is.
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Location {
     /// What `value` counts.
@@ -302,6 +308,7 @@ impl fmt::Display for Location {
 
 /// Why a package was refused.
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct PackageError {
     /// Usually [`ErrorCode::PACKAGE_INVALID`], [`ErrorCode::PACKAGE_WRONG_PRODUCT`] or

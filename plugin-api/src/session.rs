@@ -14,6 +14,7 @@ use std::fmt;
 
 /// The phase of a session, as shown to the installer.
 #[repr(transparent)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Phase(pub u8);
 
@@ -61,6 +62,7 @@ impl fmt::Debug for Phase {
 
 /// Where one module behind the BMS is in its update.
 #[repr(transparent)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ModuleState(pub u8);
 
@@ -100,6 +102,7 @@ impl fmt::Debug for ModuleState {
 
 /// Progress of one module behind the BMS.
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct ModuleProgress {
     /// The module's index behind the BMS.
@@ -112,6 +115,7 @@ pub struct ModuleProgress {
 
 /// A session's answer to "where are you?".
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct SessionStatus {
     /// The current phase.
@@ -154,6 +158,7 @@ impl SessionStatus {
 
 /// How the engine wants the session to run.
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionOptions {
     /// The BMS's node id on the bus, when the vendor's protocol addresses nodes and the
@@ -165,6 +170,7 @@ pub struct SessionOptions {
 
 /// Why the engine aborts a session.
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct AbortReason {
     /// The engine's code (a safety gate, a watchdog, the installer's cancel).

@@ -7,6 +7,7 @@ use std::time::Duration;
 /// virtual on the simulated bus). Sans-IO state machines receive it with every call and
 /// never read a clock themselves.
 #[repr(transparent)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(u64);
 

@@ -12,6 +12,7 @@ use std::cmp::Ordering;
 /// "4.0F" for another), so the engine never compares rendered strings. It compares
 /// `comparable`, lexicographically, and only between versions decoded by the same plugin.
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FirmwareVersion {
     /// The bytes the version was decoded from (from 0x35F, the package or the BMS).
