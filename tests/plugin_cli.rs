@@ -103,9 +103,11 @@ fn check_opens_an_unapproved_library_only_when_asked_and_its_entry_approves_it()
     );
     let out = bmsfw(&open, Some(&marker));
     let text = stdout(&out);
+    // Opened in a plugin host, whose environment is empty: the constructor ran there
+    // without the marker path, and the identity below proves the library was opened.
     assert!(
-        marker.exists(),
-        "--open-unapproved did not open the library"
+        !marker.exists(),
+        "the plugin host passed the environment on to the library"
     );
     assert_eq!(
         value_of(&text, "vendor id").as_deref(),
@@ -224,4 +226,65 @@ compliance = {{ status = "passed", date = 2025-01-03 }}
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:3:1", config.display())), "{err}");
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_file_name_with_a_newline_cannot_forge_a_line_of_list_check_or_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let forged = "bmsfw: loaded com.fake 1.0.0";
+    let evil = install(&plugins, "alpha", &format!("evil\n{forged}.so"));
+    std::fs::write(dir.path().join("allowlist.toml"), "").unwrap();
+    let config = dir.path().join("gx.toml");
+    std::fs::write(
+        &config,
+        "portal_id = \"abc\"\nstate_dir = \"state\"\n[plugins]\ndir = \"plugins\"\nallowlist = \"allowlist.toml\"\n",
+    )
+    .unwrap();
+    // Run from another folder, output piped, the log on.
+    let run = |args: &[&std::ffi::OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_bmsfw"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .env_remove(bmsfw_test_fixtures::MARKER_ENV)
+            .output()
+            .expect("the bmsfw binary runs")
+    };
+    let list = run(&[
+        "plugin".as_ref(),
+        "list".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    let check = run(&[
+        "plugin".as_ref(),
+        "check".as_ref(),
+        evil.as_os_str(),
+        "--allowlist".as_ref(),
+        dir.path().join("allowlist.toml").as_os_str(),
+    ]);
+    for (what, out) in [("list", &list), ("check", &check)] {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text.lines().any(|l| l.trim_start().starts_with(forged)),
+            "{what} printed a forged line:\n{text}"
+        );
+        assert!(
+            text.contains("evil\\nbmsfw: loaded com.fake 1.0.0.so"),
+            "{what}:\n{text}"
+        );
+        assert_eq!(out.status.code(), Some(1), "{what}:\n{text}");
+    }
+    let text = stdout(&list);
+    assert!(
+        text.contains("evil\\nbmsfw: loaded com.fake 1.0.0.so: REFUSED by the hash check"),
+        "{text}"
+    );
+    assert!(text.contains("1 libraries: 0 loaded, 1 refused"), "{text}");
 }

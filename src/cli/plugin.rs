@@ -12,7 +12,11 @@
 //!   the simulated bus (see [`super::conformance`]).
 //!
 //! Exit status: 0 when the library (every library, for `list`) is approved and loads,
-//! 1 when one is refused, 2 for usage or configuration errors.
+//! 1 when one is refused, 2 for usage or configuration errors (an allowlist that cannot
+//! be read included: the daemon would run without plugins).
+//!
+//! File names are printed escaped (`bmsfw_core::plugin::display_path`): a name holding a
+//! newline or other control characters cannot start a line of its own.
 
 use anyhow::Context;
 use bmsfw_core::config::GxConfig;
@@ -22,7 +26,7 @@ use bmsfw_core::plugin::allowlist::{
 };
 use bmsfw_core::plugin::{
     Allowlist, AllowlistEntry, LibraryFile, PluginInfo, PluginLoader, Refusal, RefusalReason,
-    VendorPlugin,
+    VendorPlugin, display_name, display_path, one_line,
 };
 use bmsfw_plugin_api::CONTRACT_VERSION;
 use clap::{Args, Subcommand};
@@ -137,13 +141,13 @@ pub(super) fn field(label: &str, value: impl std::fmt::Display) {
 pub(super) fn read_library(loader: &PluginLoader, path: &Path) -> Option<LibraryFile> {
     match loader.read_file(path) {
         Ok(file) => {
-            field("library", file.path.display());
+            field("library", display_path(&file.path));
             field("size", format!("{} bytes", file.size()));
             field("sha256", file.sha256);
             Some(file)
         }
         Err(refusal) => {
-            field("library", path.display());
+            field("library", display_path(path));
             print_refusal(&refusal.reason);
             None
         }
@@ -155,7 +159,7 @@ pub(super) fn print_refusal(reason: &RefusalReason) {
         "verdict",
         format!("REFUSED by the {} check", reason.check()),
     );
-    field("reason", reason);
+    field("reason", one_line(&reason.to_string()));
     field("what to do", reason.remedy());
 }
 
@@ -267,7 +271,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let Some(file) = read_library(&loader, &args.library) else {
         return Ok(ExitCode::from(1));
     };
-    field("allowlist", loader.allowlist().path().display());
+    field("allowlist", display_path(loader.allowlist().path()));
 
     let (plugin, refusal): (
         Option<std::sync::Arc<dyn VendorPlugin>>,
@@ -285,10 +289,13 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             }
         }
         Err(reason) if args.open_unapproved => {
-            let opened = loader.open_unvetted(&file);
-            println!("opened although not approved (--open-unapproved)");
+            // The ELF headers are checked before any dynamic loader sees the bytes.
+            let opened = file.check_elf().and_then(|()| {
+                println!("opened although not approved (--open-unapproved)");
+                loader.open_unvetted(&file)
+            });
             match opened {
-                Ok(plugin) => (Some(std::sync::Arc::new(plugin) as _), Some(reason)),
+                Ok(plugin) => (Some(plugin), Some(reason)),
                 Err(abi) => {
                     print_refusal(&abi);
                     (None, Some(reason))
@@ -330,18 +337,22 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let config = GxConfig::load(&args.config)
         .with_context(|| "the GX configuration could not be read".to_string())?;
-    let allowlist = Allowlist::load(&config.plugins.allowlist)
-        .with_context(|| "the allowlist could not be read".to_string())?;
+    let allowlist = Allowlist::load(&config.plugins.allowlist).with_context(|| {
+        "the allowlist could not be read (the daemon would run without plugins and refuse \
+         every update)"
+            .to_string()
+    })?;
     let loader = PluginLoader::new(allowlist)
         .with_method(config.load_method())
+        .with_isolation(config.isolation())
         .with_max_library_bytes(config.plugins.max_library_bytes);
     let report = loader
         .load_dir(&config.plugins.dir)
         .context("the plugin directory could not be listed")?;
     println!(
         "plugin directory {} (allowlist {})",
-        config.plugins.dir.display(),
-        loader.allowlist().path().display()
+        display_path(&config.plugins.dir),
+        display_path(loader.allowlist().path())
     );
     enum Line<'a> {
         Loaded(&'a bmsfw_core::plugin::LoadedPlugin),
@@ -360,10 +371,7 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         .collect();
     lines.sort_by(|a, b| a.0.cmp(b.0));
     for (path, line) in &lines {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
+        let name = display_name(path);
         match line {
             Line::Loaded(l) => {
                 let info = l.plugin.info();
@@ -380,7 +388,7 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
                 println!(
                     "{name}: REFUSED by the {} check: {}\n    sha256 {hash}\n    what to do: {}",
                     r.reason.check(),
-                    r.reason,
+                    one_line(&r.reason.to_string()),
                     r.reason.remedy()
                 );
             }

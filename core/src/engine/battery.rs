@@ -73,8 +73,13 @@ pub fn job_identity(state: &BatteryState, bus: &str) -> BatteryIdentity {
 }
 
 /// Chooses the plugin for the battery heard in `state`: the first plugin whose answer is
-/// "mine, updatable" and whose allowlist entry covers the product.
-pub fn choose_plugin(plugins: &[EnginePlugin], state: &BatteryState) -> PluginChoice {
+/// "mine, updatable" and whose allowlist entry covers the product. `unavailable` is why
+/// the engine runs without plugins (an unreadable allowlist), named in the refusal.
+pub fn choose_plugin(
+    plugins: &[EnginePlugin],
+    unavailable: Option<&str>,
+    state: &BatteryState,
+) -> PluginChoice {
     let heard = state.identity();
     let battery = plugin_battery(&heard);
     let mut reasons = Vec::new();
@@ -106,13 +111,18 @@ pub fn choose_plugin(plugins: &[EnginePlugin], state: &BatteryState) -> PluginCh
         }
     }
     let reason = if reasons.is_empty() {
-        format!(
+        let mut reason = format!(
             "no approved update plugin recognises this battery ({})",
             heard
                 .manufacturer
                 .as_deref()
                 .unwrap_or("no manufacturer sent")
-        )
+        );
+        if let Some(why) = unavailable {
+            reason.push_str("; no plugin is loaded: ");
+            reason.push_str(why);
+        }
+        reason
     } else {
         reasons.join("; ")
     };
@@ -227,10 +237,11 @@ pub fn view(
     bus: &str,
     state: &BatteryState,
     plugins: &[EnginePlugin],
+    unavailable: Option<&str>,
     now: Timestamp,
     max_age: Duration,
 ) -> BatteryView {
-    let choice = choose_plugin(plugins, state);
+    let choice = choose_plugin(plugins, unavailable, state);
     let (eligibility, firmware) = match &choice {
         PluginChoice::Updatable(i) => {
             let p = &plugins[*i];

@@ -79,6 +79,9 @@ pub enum EngineError {
 pub(crate) struct Shared {
     pub config: EngineConfig,
     pub plugins: Vec<EnginePlugin>,
+    /// Why the engine runs without plugins (the allowlist could not be read), for the
+    /// refusals of updates.
+    pub plugins_unavailable: Option<String>,
     pub buses: Vec<Bus>,
     pub jobs: jobs::Jobs,
     pub staging: StagingArea,
@@ -94,6 +97,14 @@ impl Shared {
     pub(crate) fn timestamp(&self, at: Instant) -> Timestamp {
         let micros = at.saturating_duration_since(self.epoch).as_micros();
         Timestamp::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+    }
+
+    /// Which plugin takes the battery heard in `state`, or why none does.
+    pub(crate) fn choose_plugin(
+        &self,
+        state: &crate::telemetry::BatteryState,
+    ) -> battery::PluginChoice {
+        battery::choose_plugin(&self.plugins, self.plugins_unavailable.as_deref(), state)
     }
 
     /// The engine's time now.
@@ -143,6 +154,7 @@ impl Engine {
         EngineBuilder {
             config,
             plugins: Vec::new(),
+            plugins_unavailable: None,
             buses: Vec::new(),
             vrm: None,
             site: None,
@@ -172,6 +184,11 @@ impl Engine {
     /// The names of the engine's buses, in order.
     pub fn bus_names(&self) -> Vec<String> {
         self.shared.buses.iter().map(|b| b.name.clone()).collect()
+    }
+
+    /// Why the engine runs without plugins (the allowlist could not be read), if it does.
+    pub fn plugins_unavailable(&self) -> Option<&str> {
+        self.shared.plugins_unavailable.as_deref()
     }
 
     /// The vendor ids of the loaded plugins.
@@ -209,6 +226,7 @@ impl Drop for Engine {
 pub struct EngineBuilder {
     config: EngineConfig,
     plugins: Vec<EnginePlugin>,
+    plugins_unavailable: Option<String>,
     buses: Vec<Arc<dyn CanInterface>>,
     vrm: Option<VrmAccess>,
     site: Option<SiteStatus>,
@@ -218,20 +236,48 @@ impl EngineBuilder {
     /// A builder from `gx.toml`: the engine's settings, and the plugins of the plugin
     /// directory that the allowlist approves (the report lists the refused ones too).
     /// Buses are added by the caller, who knows their backends.
+    ///
+    /// An allowlist that cannot be read or parsed does not stop the engine: it is logged
+    /// at error level and recorded in the report (`allowlist_error`), no library is
+    /// loaded (none is even read), and the engine monitors its batteries and refuses
+    /// every update naming the allowlist's problem.
     pub fn from_gx_config(
         gx: &GxConfig,
         gx_firmware: crate::dotted_version::DottedVersion,
     ) -> Result<(EngineBuilder, LoadReport), EngineError> {
-        let allowlist = Allowlist::load(&gx.plugins.allowlist)?;
+        let mut builder = Engine::builder(EngineConfig::from_gx(gx, gx_firmware));
+        let allowlist = match Allowlist::load(&gx.plugins.allowlist) {
+            Ok(allowlist) => allowlist,
+            Err(e) => {
+                let why = crate::plugin::one_line(&format!("the allowlist could not be read: {e}"));
+                tracing::error!(
+                    error = %why,
+                    "no plugin loaded: every battery update will be refused until the \
+                     allowlist is fixed and the daemon restarted"
+                );
+                let report = LoadReport {
+                    allowlist_error: Some(why.clone()),
+                    ..LoadReport::default()
+                };
+                return Ok((builder.plugins_unavailable(why), report));
+            }
+        };
         let loader = PluginLoader::new(allowlist)
             .with_method(gx.load_method())
+            .with_isolation(gx.isolation())
             .with_max_library_bytes(gx.plugins.max_library_bytes);
         let mut report = loader.load_dir(&gx.plugins.dir)?;
-        let mut builder = Engine::builder(EngineConfig::from_gx(gx, gx_firmware));
         for loaded in report.loaded.drain(..) {
             builder = builder.plugin(loaded);
         }
         Ok((builder, report))
+    }
+
+    /// Records why the engine runs without plugins (e.g. the allowlist could not be
+    /// read): update refusals name it.
+    pub fn plugins_unavailable(mut self, why: impl Into<String>) -> EngineBuilder {
+        self.plugins_unavailable = Some(why.into());
+        self
     }
 
     /// Adds an approved plugin.
@@ -292,6 +338,7 @@ impl EngineBuilder {
         let shared = Arc::new(Shared {
             config,
             plugins: self.plugins,
+            plugins_unavailable: self.plugins_unavailable,
             buses,
             jobs,
             staging,

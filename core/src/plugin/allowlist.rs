@@ -166,8 +166,8 @@ impl FirmwareRange {
 pub struct AllowlistEntry {
     /// The vendor id the plugin must report.
     pub vendor_id: VendorId,
-    /// The file name the library was approved under; a file of that name with another
-    /// hash is reported as tampered.
+    /// The file name the library was approved under: the approved bytes load only under
+    /// this name, and a file of that name with another hash is reported as tampered.
     pub file: String,
     /// SHA-256 of the library file.
     pub sha256: Sha256Digest,
@@ -278,6 +278,9 @@ pub enum Vetting<'a> {
     },
     /// The hash is listed but the review or compliance test has not passed.
     NotPassed(&'a AllowlistEntry),
+    /// The hash is approved, but under another file name (the entry's `file`): approved
+    /// bytes load only under the name they were approved under.
+    Misnamed(&'a AllowlistEntry),
 }
 
 impl Allowlist {
@@ -366,9 +369,14 @@ impl Allowlist {
     }
 
     /// The allowlist's verdict on a library file named `file_name` with hash `sha256`.
-    /// Uses the file's bytes only: nothing is opened.
+    /// Uses the file's name and bytes only: nothing is opened. Approved bytes are
+    /// approved only under the entry's file name, compared exactly; bytes whose review or
+    /// compliance test has not passed are [`Vetting::NotPassed`] under any name.
     pub fn vet(&self, file_name: &str, sha256: &Sha256Digest) -> Vetting<'_> {
         match self.by_hash(sha256) {
+            Some(entry) if entry.is_approved() && entry.file != file_name => {
+                Vetting::Misnamed(entry)
+            }
             Some(entry) if entry.is_approved() => Vetting::Approved(entry),
             Some(entry) => Vetting::NotPassed(entry),
             None => {

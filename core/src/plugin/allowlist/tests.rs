@@ -80,13 +80,35 @@ fn vetting_tells_unknown_tampered_and_unpassed_apart() {
     let a: Sha256Digest = HASH_A.parse().unwrap();
     let b: Sha256Digest = HASH_B.parse().unwrap();
     let other = Sha256Digest::of(b"other");
-    assert!(matches!(list.vet("anything.so", &a), Vetting::Approved(e) if e.sha256 == a));
+    assert!(matches!(list.vet("libalpha.so", &a), Vetting::Approved(e) if e.sha256 == a));
     assert!(matches!(list.vet("libalpha2.so", &b), Vetting::NotPassed(e) if e.sha256 == b));
     assert_eq!(
         list.vet("libalpha.so", &other),
         Vetting::Tampered { expected: vec![a] }
     );
     assert_eq!(list.vet("libzeta.so", &other), Vetting::UnknownHash);
+}
+
+#[test]
+fn approved_bytes_are_approved_only_under_their_entrys_file_name() {
+    let text = entry(HASH_A, "libalpha.so", "passed") + &entry(HASH_B, "libalpha2.so", "pending");
+    let list = parse(&text).unwrap();
+    let a: Sha256Digest = HASH_A.parse().unwrap();
+    let b: Sha256Digest = HASH_B.parse().unwrap();
+    for other_name in [
+        "anything.so",
+        "libalpha.so.bak",
+        "LIBALPHA.SO",
+        "libalpha2.so",
+        "",
+    ] {
+        assert!(
+            matches!(list.vet(other_name, &a), Vetting::Misnamed(e) if e.file == "libalpha.so"),
+            "{other_name:?}"
+        );
+    }
+    // Bytes whose review has not passed are refused for that, whatever their name.
+    assert!(matches!(list.vet("anything.so", &b), Vetting::NotPassed(e) if e.sha256 == b));
 }
 
 fn error_of(text: &str) -> TomlFileError {
