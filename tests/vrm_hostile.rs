@@ -336,8 +336,14 @@ async fn values_flow_while_the_keepalive_is_fresh() {
     let mut raw = RawClient::connect(&broker.addr(), &["N/#"]).await;
     let n = format!("N/{PORTAL_ID}/");
 
-    // Without a keepalive the GX publishes nothing.
-    assert!(raw.next(&n, Duration::from_millis(500)).await.is_none());
+    // Without a keepalive the GX publishes nothing but its presence (retained at every
+    // connect, with its last will behind it).
+    let presence = format!("{n}system/0/Connected");
+    while let Some((topic, payload)) = raw.next(&n, Duration::from_millis(500)).await {
+        assert_eq!(topic, presence, "published without a keepalive");
+        let p = bmsfw_vrm_wire::PresenceMessage::parse(&payload).unwrap();
+        assert!(p.online);
+    }
 
     // A keepalive brings every value.
     raw.publish(&format!("R/{PORTAL_ID}/keepalive"), Vec::new())

@@ -205,15 +205,31 @@ function render(state) {
   if (ui.menuFor) positionMenu(ui.menuFor);
 }
 
+// The GX device is gone (its last will arrived, or it was silent for too long): say since
+// when, and that what the page shows is what it last sent.
+function renderOffline(inst) {
+  if (inst.presence !== "offline") return null;
+  const since = inst.offline_since
+    ? `GX device offline since ${fmtTime(inst.offline_since)}`
+    : inst.presence_label;
+  const why = inst.offline_cause === "will"
+    ? "Its connection to the VRM Portal was lost."
+    : "Nothing was heard from it for too long.";
+  return h("div", { class: "banner offline", id: `offline-${inst.portal_id}`, role: "status" },
+    h("strong", { text: since }),
+    h("span", { text: ` ${why} The values below are the last ones it sent; updates cannot start until it is back online.` }));
+}
+
 function renderInstallation(inst) {
-  const mode = inst.vrm_portal === 2 ? null
+  const mode = inst.vrm_portal === 2 || inst.presence === "offline" ? null
     : h("p", { class: "banner", text: `VRM Portal access on this GX device is ${inst.vrm_portal_label}: remote firmware updates need Full.` });
-  return h("section", { class: "installation", "data-portal-id": inst.portal_id },
+  return h("section", { class: "installation", "data-portal-id": inst.portal_id, "data-presence": inst.presence },
     h("header", {},
       h("h2", { text: inst.name }),
       h("div", { class: "meta" },
         h("div", { text: ago(inst.last_seen) }),
         inst.gx_firmware ? h("div", { text: `GX firmware ${inst.gx_firmware}` }) : null)),
+    renderOffline(inst),
     mode,
     inst.batteries.length ? inst.batteries.map((b) => renderBattery(inst, b))
       : h("p", { class: "muted card", text: "No BMS-Can battery is reported by this GX device." }));
@@ -231,7 +247,7 @@ function renderBattery(inst, b) {
   const title = [b.manufacturer, b.product_name].filter(Boolean).join(" ") || `Battery ${b.instance}`;
   const firmware = b.firmware_version
     ? `${b.firmware_version}${b.firmware_raw ? ` (${b.firmware_raw.toUpperCase()})` : ""}` : "—";
-  return h("article", { class: "card device", "data-instance": b.instance, "data-key": k },
+  return h("article", { class: b.stale ? "card device stale" : "card device", "data-instance": b.instance, "data-key": k, "data-stale": b.stale ? "true" : null },
     h("div", { class: "device-head" },
       h("div", {},
         h("h3", { text: title }),
@@ -248,7 +264,8 @@ function renderBattery(inst, b) {
       metric("Temperature", fmtNumber(b.temperature, "°C", 1)),
       metric("Firmware", firmware, "wide", `firmware-${b.instance}`)),
     h("div", { class: "status-line" },
-      h("span", { class: `chip ${b.connected === false ? "bad" : "ok"}`, text: b.connected === false ? "Not communicating" : "Communicating" }),
+      b.stale ? h("span", { class: "chip warn", id: `stale-${b.instance}`, text: `Last known values (${ago(inst.last_seen)})` }) : null,
+      h("span", { class: `chip ${b.stale ? "idle" : b.connected === false ? "bad" : "ok"}`, text: b.connected === false ? "Not communicating" : "Communicating" }),
       ...alarmChips(b)),
     renderUpdatePanel(inst, b, k));
 }
@@ -423,12 +440,18 @@ function renderProgress(inst, b, u, k) {
     }, "Diagnostics"));
   }
   const started = u.started_at ? `Started ${fmtTime(u.started_at)}` : "";
-  const tone = u.state === "completed" ? "ok" : failed ? "bad" : "busy";
+  const tone = u.status_unknown ? "warn" : u.state === "completed" ? "ok" : failed ? "bad" : "busy";
+  const label = u.status_unknown ? u.status_note : u.state ? LABELS[u.state] : "Requested";
+  const lastReported = u.status_unknown
+    ? h("p", { class: "muted", id: `status-unknown-${b.instance}`,
+      text: `Last reported by the GX device: ${u.state ? LABELS[u.state] : "Requested"}. The update goes on without the internet; its status arrives when the GX device is back online.` })
+    : null;
   return h("div", { class: "progress" },
     h("div", { class: "progress-head" },
       h("h4", { text: "Firmware update" }),
-      h("span", { class: `chip ${tone}`, id: `state-${b.instance}`, "data-state": u.state || "", text: u.state ? LABELS[u.state] : "Requested" })),
+      h("span", { class: `chip ${tone}`, id: `state-${b.instance}`, "data-state": u.state || "", "data-status-unknown": u.status_unknown ? "true" : null, text: label })),
     h("p", { class: "muted", text: [u.file_name, started].filter(Boolean).join(" · ") }),
+    lastReported,
     h("ol", { class: "steps", id: `steps-${b.instance}` }, items),
     renderModules(b, u),
     result,

@@ -46,6 +46,10 @@ pub struct PortalConfig {
     /// How long a login lasts, in hours.
     #[serde(default = "defaults::session_hours")]
     pub session_hours: u64,
+    /// Silence, in seconds, after which a GX counts as offline (its last will makes it
+    /// offline at once): 30 to 86400. No update starts toward an offline GX.
+    #[serde(default = "defaults::gx_offline_after_seconds")]
+    pub gx_offline_after_seconds: u64,
     /// The installations.
     #[serde(default)]
     pub installations: Vec<InstallationConfig>,
@@ -68,7 +72,14 @@ mod defaults {
     pub fn session_hours() -> u64 {
         12
     }
+    pub fn gx_offline_after_seconds() -> u64 {
+        60
+    }
 }
+
+/// The range of `gx_offline_after_seconds`: above the portal's 25 s keepalive period (a GX
+/// answers each keepalive), at most a day.
+pub const GX_OFFLINE_AFTER_SECONDS: std::ops::RangeInclusive<u64> = 30..=86_400;
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +135,14 @@ impl PortalConfig {
     /// Checks the text of a configuration.
     pub fn parse(text: &str) -> Result<PortalConfig, String> {
         let config: PortalConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        if !GX_OFFLINE_AFTER_SECONDS.contains(&config.gx_offline_after_seconds) {
+            return Err(format!(
+                "gx_offline_after_seconds must be between {} and {}, is {}",
+                GX_OFFLINE_AFTER_SECONDS.start(),
+                GX_OFFLINE_AFTER_SECONDS.end(),
+                config.gx_offline_after_seconds
+            ));
+        }
         for u in &config.users {
             for i in &u.installations {
                 if i != "*"
@@ -169,6 +188,9 @@ mod tests {
         assert_eq!(c.broker, Some(BrokerAddr::new("10.0.0.2", 1884)));
         assert_eq!(c.installations[0].name, "Harbour");
         assert_eq!(c.users[0].access, crate::auth::AccessLevel::MonitorOnly);
+        assert_eq!(c.gx_offline_after_seconds, 60);
+        let c = PortalConfig::parse("gx_offline_after_seconds = 120\n").unwrap();
+        assert_eq!(c.gx_offline_after_seconds, 120);
     }
 
     #[test]
@@ -179,6 +201,8 @@ mod tests {
         assert!(e.contains("brokr"), "{e}");
         let e = PortalConfig::parse("broker = \"tcp://x\"\n").unwrap_err();
         assert!(e.contains("mqtt://"), "{e}");
+        let e = PortalConfig::parse("gx_offline_after_seconds = 10\n").unwrap_err();
+        assert!(e.contains("gx_offline_after_seconds"), "{e}");
         let text = format!(
             "[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\naccess = \"full-control\"\ninstallations = [\"nope\"]\n"
         );

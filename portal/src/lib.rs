@@ -3,7 +3,8 @@
 //! and the installer's web UI and HTTP API, with users and access levels.
 //!
 //! - [`vrm`]: the MQTT side ([`VrmSide`]): keepalives, the device lists ([`model`]), update
-//!   commands and the chunked upload of packages ([`upload`]), replies;
+//!   commands and the chunked upload of packages ([`upload`]), replies, and whether each GX
+//!   is online ([`presence`]);
 //! - [`web`]: the UI and HTTP API (axum), with [`auth`]: users, hashed passwords and
 //!   sessions, "Full control" and "Monitor only";
 //! - [`config`]: the `portal.toml` file;
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod model;
+pub mod presence;
 pub mod upload;
 pub mod vrm;
 pub mod web;

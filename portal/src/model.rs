@@ -1,5 +1,6 @@
 //! Installations and their device lists, built from what each GX publishes on `N/` topics.
 
+use crate::presence::GxPresence;
 use bmsfw_vrm_wire::{
     BatteryPath, DevicePath, JobState, ModuleState, Notification, PortalId, SystemPath, WireVersion,
 };
@@ -120,8 +121,12 @@ pub struct Installation {
     pub vrm_portal: Option<u8>,
     /// The GX's firmware version.
     pub gx_firmware: Option<String>,
-    /// When the GX last published anything (ms since the epoch).
+    /// Last contact: when the GX last sent anything, a value or a reply (ms since the
+    /// epoch).
     pub last_seen: Option<u64>,
+    /// Whether the GX is online (see [`crate::presence`]). While it is offline the values
+    /// below are the last ones it sent.
+    pub presence: GxPresence,
     /// Its batteries by device instance.
     pub batteries: BTreeMap<u32, Battery>,
 }
@@ -161,6 +166,7 @@ impl Installation {
             vrm_portal: None,
             gx_firmware: None,
             last_seen: None,
+            presence: GxPresence::default(),
             batteries: BTreeMap::new(),
         }
     }
@@ -170,10 +176,10 @@ impl Installation {
         self.vrm_portal == Some(2)
     }
 
-    /// Takes one value the GX published at `now` (ms). Values of unexpected type are
-    /// ignored; nothing the GX sends can make the model grow without bound.
-    pub fn apply(&mut self, path: &DevicePath, value: &Notification, now: u64) {
-        self.last_seen = Some(now);
+    /// Takes one value the GX published. Values of unexpected type are ignored; nothing
+    /// the GX sends can make the model grow without bound. (The last contact and the
+    /// presence are kept by the MQTT side, which knows when a message is live.)
+    pub fn apply(&mut self, path: &DevicePath, value: &Notification) {
         if let Some(system) = SystemPath::parse(path) {
             match system {
                 SystemPath::VrmPortal => self.vrm_portal = integer(value),
@@ -276,7 +282,7 @@ mod tests {
         let (service, rest) = path.split_once('/').unwrap();
         let (instance, p) = rest.split_once('/').unwrap();
         let dp = DevicePath::new(service, instance.parse().unwrap(), p).unwrap();
-        inst.apply(&dp, &Notification { value: Some(value) }, 1);
+        inst.apply(&dp, &Notification { value: Some(value) });
     }
 
     #[test]
@@ -387,7 +393,7 @@ mod tests {
             let mut i = Installation::new(PortalId::new("gx1").unwrap(), "Site");
             for inst in instances {
                 let dp = DevicePath::new("battery", inst, "Soc").unwrap();
-                i.apply(&dp, &Notification::new(1.0), 1);
+                i.apply(&dp, &Notification::new(1.0));
             }
             prop_assert!(i.batteries.len() <= MAX_BATTERIES);
         }

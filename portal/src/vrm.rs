@@ -1,23 +1,27 @@
 //! The portal's side of the MQTT link: keeps every installation's GX publishing, builds the
 //! device lists from its values, sends update commands and packages, follows each update's
-//! replies, and asks GXs for event logs and diagnostics.
+//! replies, asks GXs for event logs and diagnostics, and follows whether each GX is online
+//! (its last will and its silence, see [`crate::presence`]): no update starts toward a GX
+//! that is offline.
 
 use crate::model::Installation;
+use crate::presence::{GxPresence, PresenceTracker, now_ms};
 use crate::upload::{UploadPhase, UploadSender, UploadStats, UploadTransmit};
 use bmsfw_vrm_wire::command::{ChunkCommand, StatusQuery, UpdateCommand};
 use bmsfw_vrm_wire::envelope::KeepaliveOptions;
 use bmsfw_vrm_wire::limits::{DEFAULT_CHUNK_SIZE, MAX_PACKET};
+use bmsfw_vrm_wire::presence::is_presence;
 use bmsfw_vrm_wire::{
     Acknowledgement, BrokerAddr, ChunkData, Command, CommandId, Feedback, FileName, JobState,
-    Notification, PortalId, RpcCommand, RpcResponse, Serial, Sha256Hex, Status, TargetList, Topic,
-    VersionPolicy, WireVersion,
+    Notification, PortalId, PresenceMessage, RpcCommand, RpcResponse, Serial, Sha256Hex, Status,
+    TargetList, Topic, VersionPolicy, WireVersion,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Settings of the portal's MQTT side.
@@ -39,10 +43,15 @@ pub struct VrmConfig {
     pub upload_window: usize,
     /// Silence after which an upload asks the GX where it stands.
     pub stall_timeout: Duration,
+    /// Silence after which a GX counts as offline: no update starts toward it, its
+    /// batteries' values are shown as stale and its running updates as of unknown status.
+    /// Above `keepalive_interval`: a GX answers every keepalive.
+    pub offline_after: Duration,
 }
 
 impl VrmConfig {
-    /// Defaults: keepalive every 25 s, 16 KiB chunks, a window of 8, 5 s stall timeout.
+    /// Defaults: keepalive every 25 s, 16 KiB chunks, a window of 8, 5 s stall timeout, a
+    /// GX offline after 60 s of silence.
     pub fn new(broker: BrokerAddr) -> VrmConfig {
         VrmConfig {
             broker,
@@ -53,9 +62,14 @@ impl VrmConfig {
             chunk_size: DEFAULT_CHUNK_SIZE,
             upload_window: 8,
             stall_timeout: Duration::from_secs(5),
+            offline_after: Duration::from_secs(60),
         }
     }
 }
+
+/// The code of the refusal to start an update toward a GX that is offline: the
+/// catalogue's `GX_OFFLINE` (`core/src/errors.rs`, `docs/errors.md`).
+pub const GX_OFFLINE: u32 = 717;
 
 /// A firmware file the installer uploaded to the portal.
 #[derive(Debug, Clone)]
@@ -109,6 +123,10 @@ pub enum VrmError {
     /// The GX or the battery does not allow it now.
     #[error("{0}")]
     NotAllowed(String),
+    /// The GX is offline (its last will arrived, or it was silent for too long): code
+    /// [`GX_OFFLINE`].
+    #[error("{0}")]
+    GxOffline(String),
     /// The GX did not answer in time.
     #[error("the GX device did not answer within {0:?}")]
     Timeout(Duration),
@@ -123,6 +141,17 @@ pub enum VrmError {
     /// The portal's MQTT side is not running.
     #[error("the portal's MQTT connection has stopped")]
     Stopped,
+}
+
+impl VrmError {
+    /// The stable code of the error, when it has one.
+    pub fn code(&self) -> Option<u32> {
+        match self {
+            VrmError::Refused { code, .. } => Some(*code),
+            VrmError::GxOffline(_) => Some(GX_OFFLINE),
+            _ => None,
+        }
+    }
 }
 
 /// One update the portal started, as it follows it through the GX's replies.
@@ -189,7 +218,6 @@ pub struct VrmSnapshot {
     pub updates: Vec<UpdateView>,
 }
 
-#[derive(Default)]
 struct State {
     connected: bool,
     installations: BTreeMap<PortalId, Installation>,
@@ -197,6 +225,76 @@ struct State {
     rpcs: HashMap<CommandId, oneshot::Sender<RpcResponse>>,
     /// Newest `msgnr` seen per command that has no tracker (RPC replies).
     seen: HashMap<CommandId, u64>,
+    /// What was heard of each installation's GX, and when.
+    presence: BTreeMap<PortalId, PresenceTracker>,
+    /// The portal's latest connection to the broker (start-up before the first): the
+    /// silence of a GX counts from here at the earliest.
+    watching_since: Instant,
+}
+
+impl State {
+    fn new() -> State {
+        State {
+            connected: false,
+            installations: BTreeMap::new(),
+            trackers: Vec::new(),
+            rpcs: HashMap::new(),
+            seen: HashMap::new(),
+            presence: BTreeMap::new(),
+            watching_since: Instant::now(),
+        }
+    }
+
+    /// The verdict on `portal`'s GX at `now`.
+    fn judge(&self, portal: &PortalId, now: Instant, interval: Duration) -> GxPresence {
+        self.presence
+            .get(portal)
+            .map(|p| p.judge(now, self.watching_since, interval))
+            .unwrap_or_default()
+    }
+
+    /// Judges every GX again at `now`; true when a verdict changed.
+    fn refresh_presence(&mut self, now: Instant, interval: Duration) -> bool {
+        let ids: Vec<PortalId> = self.installations.keys().cloned().collect();
+        let mut changed = false;
+        for id in ids {
+            changed |= self.refresh_presence_of(&id, now, interval);
+        }
+        changed
+    }
+
+    /// Judges `id`'s GX again at `now` and keeps its last contact in the installation;
+    /// true when either changed.
+    fn refresh_presence_of(&mut self, id: &PortalId, now: Instant, interval: Duration) -> bool {
+        let verdict = self.judge(id, now, interval);
+        let last_contact = self.presence.get(id).and_then(|p| p.last_contact_ms());
+        let Some(inst) = self.installations.get_mut(id) else {
+            return false;
+        };
+        let mut changed = false;
+        if inst.presence != verdict {
+            if verdict.is_offline() {
+                tracing::warn!(portal = %id, presence = %verdict.label(), "GX device offline");
+            } else if inst.presence.is_offline() {
+                tracing::info!(portal = %id, "GX device back online");
+            }
+            inst.presence = verdict;
+            changed = true;
+        }
+        if inst.last_seen != last_contact {
+            inst.last_seen = last_contact;
+            changed = true;
+        }
+        changed
+    }
+
+    /// When the next GX falls silent for too long, if none speaks first.
+    fn next_presence_deadline(&self, now: Instant, interval: Duration) -> Option<Instant> {
+        self.presence
+            .values()
+            .filter_map(|p| p.deadline(now, self.watching_since, interval))
+            .min()
+    }
 }
 
 /// Most finished updates the portal keeps in memory.
@@ -227,12 +325,6 @@ impl std::fmt::Debug for VrmSide {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn new_command_id(kind: &str) -> CommandId {
@@ -250,8 +342,11 @@ impl VrmSide {
     /// Connects to the broker and keeps the listed installations (portal id, name)
     /// publishing.
     pub fn start(config: VrmConfig, installations: Vec<(PortalId, String)>) -> VrmSide {
-        let mut state = State::default();
+        let mut state = State::new();
         for (id, name) in installations {
+            state
+                .presence
+                .insert(id.clone(), PresenceTracker::default());
             state
                 .installations
                 .insert(id.clone(), Installation::new(id, name));
@@ -294,7 +389,13 @@ impl VrmSide {
 
     /// A copy of everything known now.
     pub fn snapshot(&self) -> VrmSnapshot {
-        let s = lock(&self.state);
+        let mut s = lock(&self.state);
+        // A GX may have fallen silent since the driver last looked.
+        if s.refresh_presence(Instant::now(), self.config.offline_after) {
+            drop(s);
+            self.touch();
+            s = lock(&self.state);
+        }
         VrmSnapshot {
             connected: s.connected,
             installations: s.installations.clone(),
@@ -318,8 +419,9 @@ impl VrmSide {
     }
 
     /// Starts an update: sends the command and then the package. Refused when the
-    /// installation or battery is unknown, the GX's VRM access is not Full, the battery is
-    /// not eligible, or an update of it is still running.
+    /// installation or battery is unknown, the GX is offline ([`GX_OFFLINE`]), the GX's
+    /// VRM access is not Full, the battery is not eligible, or an update of it is still
+    /// running.
     pub async fn start_update(&self, order: UpdateOrder) -> Result<CommandId, VrmError> {
         let (tx, rx) = oneshot::channel();
         self.requests
@@ -358,7 +460,8 @@ impl VrmSide {
 enum TransportEvent {
     Connected,
     Disconnected,
-    Message(String, Vec<u8>),
+    /// Topic, payload, and whether the broker replayed it as a retained message.
+    Message(String, Vec<u8>, bool),
 }
 
 async fn run_eventloop(
@@ -374,7 +477,7 @@ async fn run_eventloop(
                 TransportEvent::Connected
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                TransportEvent::Message(p.topic, p.payload.to_vec())
+                TransportEvent::Message(p.topic, p.payload.to_vec(), p.retain)
             }
             Ok(_) => continue,
             Err(e) => {
@@ -422,15 +525,22 @@ impl Driver {
                 self.keepalives().await;
                 next_keepalive = now + self.config.keepalive_interval;
             }
-            let wake = {
-                let s = lock(&self.state);
-                s.trackers
+            let (wake, presence_changed) = {
+                let mut s = lock(&self.state);
+                let changed = s.refresh_presence(now, self.config.offline_after);
+                let wake = s
+                    .trackers
                     .iter()
                     .filter_map(|t| t.upload.poll_timeout())
                     .chain(std::iter::once(next_keepalive))
+                    .chain(s.next_presence_deadline(now, self.config.offline_after))
                     .min()
-                    .unwrap_or(next_keepalive)
+                    .unwrap_or(next_keepalive);
+                (wake, changed)
             };
+            if presence_changed {
+                self.changed();
+            }
             tokio::select! {
                 event = events.recv() => match event {
                     Some(event) => self.on_transport(event).await,
@@ -529,6 +639,7 @@ impl Driver {
                 let queries: Vec<(PortalId, RpcCommand)> = {
                     let mut s = lock(&self.state);
                     s.connected = true;
+                    s.watching_since = Instant::now();
                     s.trackers
                         .iter()
                         .filter(|t| {
@@ -562,11 +673,13 @@ impl Driver {
                 lock(&self.state).connected = false;
                 self.changed();
             }
-            TransportEvent::Message(topic, payload) => self.on_message(&topic, &payload),
+            TransportEvent::Message(topic, payload, retained) => {
+                self.on_message(&topic, &payload, retained);
+            }
         }
     }
 
-    fn on_message(&mut self, topic: &str, payload: &[u8]) {
+    fn on_message(&mut self, topic: &str, payload: &[u8], retained: bool) {
         let topic = match Topic::parse(topic) {
             Ok(t) => t,
             Err(e) => {
@@ -575,24 +688,63 @@ impl Driver {
             }
         };
         match topic {
+            Topic::Notify { portal, path } if is_presence(&path) => {
+                let message = match PresenceMessage::parse(payload) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!(%portal, error = %e, "unreadable presence");
+                        return;
+                    }
+                };
+                let mut s = lock(&self.state);
+                if let Some(p) = s.presence.get_mut(&portal) {
+                    tracing::info!(%portal, online = message.online, session = ?message.session, retained, "GX presence");
+                    p.announced(&message, retained, Instant::now(), now_ms());
+                    s.refresh_presence_of(&portal, Instant::now(), self.config.offline_after);
+                    drop(s);
+                    self.changed();
+                }
+            }
             Topic::Notify { portal, path } => {
                 let Ok(value) = Notification::parse(payload) else {
                     tracing::debug!(%portal, %path, "unreadable value");
                     return;
                 };
                 let mut s = lock(&self.state);
+                if !s.installations.contains_key(&portal) {
+                    return;
+                }
+                if !retained {
+                    self.contact(&mut s, &portal);
+                }
                 if let Some(inst) = s.installations.get_mut(&portal) {
-                    inst.apply(&path, &value, now_ms());
-                    drop(s);
-                    self.changed();
+                    inst.apply(&path, &value);
+                }
+                drop(s);
+                self.changed();
+            }
+            Topic::RpcOut { portal } => {
+                {
+                    let mut s = lock(&self.state);
+                    if s.installations.contains_key(&portal) && !retained {
+                        self.contact(&mut s, &portal);
+                    }
+                }
+                match RpcResponse::parse(payload) {
+                    Ok(reply) => self.on_reply(&portal, reply),
+                    Err(e) => tracing::warn!(%portal, error = %e, "unreadable reply from GX"),
                 }
             }
-            Topic::RpcOut { portal } => match RpcResponse::parse(payload) {
-                Ok(reply) => self.on_reply(&portal, reply),
-                Err(e) => tracing::warn!(%portal, error = %e, "unreadable reply from GX"),
-            },
             _ => {}
         }
+    }
+
+    /// A live message from `portal`'s GX: it is connected now.
+    fn contact(&self, s: &mut State, portal: &PortalId) {
+        if let Some(p) = s.presence.get_mut(portal) {
+            p.contact(Instant::now(), now_ms());
+        }
+        s.refresh_presence_of(portal, Instant::now(), self.config.offline_after);
     }
 
     fn on_reply(&mut self, portal: &PortalId, reply: RpcResponse) {
@@ -669,6 +821,17 @@ impl Driver {
     async fn begin_update(&mut self, order: UpdateOrder) -> Result<CommandId, VrmError> {
         let (command, id) = {
             let mut s = lock(&self.state);
+            if !s.installations.contains_key(&order.portal_id) {
+                return Err(VrmError::NotFound(format!(
+                    "no installation {}",
+                    order.portal_id
+                )));
+            }
+            let presence = s.judge(&order.portal_id, Instant::now(), self.config.offline_after);
+            if let Some(why) = presence.refusal(self.config.offline_after) {
+                tracing::info!(portal = %order.portal_id, instance = order.instance, user = %order.user, "update refused: GX device offline");
+                return Err(VrmError::GxOffline(why));
+            }
             let inst = s.installations.get(&order.portal_id).ok_or_else(|| {
                 VrmError::NotFound(format!("no installation {}", order.portal_id))
             })?;

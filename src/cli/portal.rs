@@ -84,8 +84,10 @@ pub async fn run(args: PortalArgs) -> anyhow::Result<()> {
 /// The portal of `config` with its `users`, talking MQTT through `broker`. Must run
 /// inside a Tokio runtime.
 pub fn portal_app(config: &PortalConfig, users: Users, broker: BrokerAddr) -> Arc<PortalApp> {
+    let mut vrm_config = VrmConfig::new(broker);
+    vrm_config.offline_after = Duration::from_secs(config.gx_offline_after_seconds);
     let vrm = VrmSide::start(
-        VrmConfig::new(broker),
+        vrm_config,
         config
             .installations
             .iter()

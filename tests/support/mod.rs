@@ -385,6 +385,11 @@ pub fn drive_stage_two_failing_once(
 
 /// The portal's MQTT side with short timeouts.
 pub fn portal_side(broker: &BrokerAddr, chunk_size: u32, window: usize) -> VrmSide {
+    portal_side_with(portal_config(broker, chunk_size, window))
+}
+
+/// The settings of [`portal_side`], to change some before starting it.
+pub fn portal_config(broker: &BrokerAddr, chunk_size: u32, window: usize) -> VrmConfig {
     let mut cfg = VrmConfig::new(broker.clone());
     cfg.client_id = format!("portal-{}", free_port());
     cfg.keepalive_interval = Duration::from_millis(500);
@@ -393,6 +398,11 @@ pub fn portal_side(broker: &BrokerAddr, chunk_size: u32, window: usize) -> VrmSi
     cfg.chunk_size = chunk_size;
     cfg.upload_window = window;
     cfg.stall_timeout = Duration::from_millis(1500);
+    cfg
+}
+
+/// The portal's MQTT side with `cfg`, for the test installation.
+pub fn portal_side_with(cfg: VrmConfig) -> VrmSide {
     VrmSide::start(
         cfg,
         vec![(PortalId::new(PORTAL_ID).unwrap(), "Test site".into())],
@@ -556,8 +566,13 @@ pub const MONITOR: (&str, &str) = ("monitor", "monitor-password");
 
 impl PortalServer {
     pub async fn start(broker: &BrokerAddr, chunk_size: u32) -> PortalServer {
+        PortalServer::start_with(portal_config(broker, chunk_size, 8)).await
+    }
+
+    /// The same with the MQTT side's settings `cfg` (see [`portal_config`]).
+    pub async fn start_with(cfg: VrmConfig) -> PortalServer {
         use bmsfw_portal::auth::{AccessLevel, UserRecord, Users, hash_password};
-        let vrm = portal_side(broker, chunk_size, 8);
+        let vrm = portal_side_with(cfg);
         let users = tokio::task::spawn_blocking(|| {
             let user = |(name, password): (&str, &str), access| UserRecord {
                 name: name.into(),

@@ -5,7 +5,7 @@ use crate::error::WireError;
 use crate::limits::MAX_VALUE_MESSAGE;
 use serde_json::{Map, Value};
 
-fn object(bytes: &[u8], what: &'static str) -> Result<Map<String, Value>, WireError> {
+pub(crate) fn object(bytes: &[u8], what: &'static str) -> Result<Map<String, Value>, WireError> {
     WireError::check_size(what, bytes.len(), MAX_VALUE_MESSAGE)?;
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),

@@ -7,7 +7,8 @@
 //! remote actions as RPC: `{"opCommand": [name, {commandid, ...}]}` on `P/<portalId>/in`
 //! ([`command`]) answered by `{"opResponse": {commandid, msgnr, finished, feedback}}` on
 //! `P/<portalId>/out` ([`response`]). Firmware travels as numbered base64 chunks
-//! ([`chunk`]).
+//! ([`chunk`]). Whether a GX is connected is a retained value backed by its MQTT last will
+//! ([`presence`]).
 //!
 //! Every parser here treats its input as hostile: sizes are bounded ([`limits`]), nothing
 //! panics, and a [`WireError`] names the topic segment or field that was wrong.
@@ -24,6 +25,7 @@ pub mod fields;
 pub mod limits;
 pub mod paths;
 pub mod portal_id;
+pub mod presence;
 pub mod response;
 pub mod targets;
 pub mod topic;
@@ -41,6 +43,7 @@ pub use event::{JobState, ModuleState, WireEvent, WireVersion};
 pub use fields::{FileName, Serial, Sha256Hex};
 pub use paths::{BatteryPath, SystemPath};
 pub use portal_id::PortalId;
+pub use presence::PresenceMessage;
 pub use response::{Feedback, RpcResponse, Status};
 pub use targets::TargetList;
 pub use topic::DevicePath;

@@ -9,7 +9,9 @@
 //! - `/Settings/Network/VrmPortal` is enforced: outside Full every command and every write
 //!   gets an error reply (710), and while Off the GX does not connect at all;
 //! - after every reconnect the GX asks the portal for the first missing chunk of each upload
-//!   in progress, so an upload resumes instead of starting over.
+//!   in progress, so an upload resumes instead of starting over;
+//! - every connection sets a last will on `N/<portalId>/system/0/Connected` and publishes
+//!   itself online there (retained), so the portal knows when the GX is gone.
 
 use crate::errors::codes;
 use crate::job::{JobId, JobRecord, JobState, Percent};
@@ -27,6 +29,7 @@ use crate::vrm::values::{battery_values, system_values, wire_event, wire_version
 use bmsfw_vrm_wire::command::{ChunkCommand, EventLogQuery, StatusQuery, UpdateCommand};
 use bmsfw_vrm_wire::envelope::{KeepaliveOptions, WriteRequest};
 use bmsfw_vrm_wire::limits::{MAX_COMMAND_MESSAGE, MAX_PACKET, MAX_RESPONSE_MESSAGE};
+use bmsfw_vrm_wire::presence::presence_topic;
 use bmsfw_vrm_wire::{
     BrokerAddr, Command, CommandId, Feedback, PortalId, RpcCommand, RpcResponse, Status, Topic,
 };
@@ -53,7 +56,8 @@ pub struct LinkConfig {
     pub dir: PathBuf,
     /// How long a keepalive keeps the GX publishing values (60 s on a GX).
     pub keepalive_window: Duration,
-    /// MQTT keep-alive interval.
+    /// MQTT keep-alive interval (10 s on a GX): the broker publishes the GX's last will
+    /// (offline) when it hears nothing from the GX for 1.5 times this.
     pub mqtt_keep_alive: Duration,
     /// Pause between two connection attempts.
     pub reconnect_delay: Duration,
@@ -178,6 +182,7 @@ pub fn spawn_link(
         broker: config.broker.clone(),
         client_id: format!("bmsfw-gx-{}", config.portal_id),
         keep_alive: config.mqtt_keep_alive,
+        presence_topic: Some(presence_topic(&config.portal_id)),
         reconnect_delay: config.reconnect_delay,
         // Room to read an oversized command and refuse it by reply.
         max_incoming_packet: 32 * MAX_COMMAND_MESSAGE,
@@ -212,6 +217,7 @@ pub fn spawn_link(
         keepalive: Keepalive::Idle,
         dump_due: true,
         presence: VrmPresence::Unknown,
+        presence_due: None,
         awaiting: VecDeque::new(),
         by_pkid: HashMap::new(),
         reported: HashMap::new(),
@@ -242,6 +248,17 @@ enum VrmPresence {
     Seen,
 }
 
+/// A publish handed to the client, waiting for its packet id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Publish {
+    /// A value (QoS 0).
+    Value,
+    /// A reply of the outbox (QoS 1), by sequence number.
+    Reply(u64),
+    /// The GX's presence (QoS 1, nothing waits for its acknowledgement).
+    Presence,
+}
+
 struct Link {
     cfg: LinkConfig,
     engine: Arc<dyn GxEngine>,
@@ -267,9 +284,11 @@ struct Link {
     /// values that changed while this GX was disconnected.
     dump_due: bool,
     presence: VrmPresence,
-    /// One entry per publish handed to the client, in order: the outbox sequence number of
-    /// a QoS 1 reply, `None` for a QoS 0 value.
-    awaiting: VecDeque<Option<u64>>,
+    /// The connection to publish online (retained) on the presence topic, until handed to
+    /// the client.
+    presence_due: Option<String>,
+    /// One entry per publish handed to the client, in order.
+    awaiting: VecDeque<Publish>,
     /// Outbox sequence number of each packet id in flight.
     by_pkid: HashMap<u16, u64>,
     /// The last state and percent reported for each job.
@@ -287,6 +306,7 @@ impl Link {
     ) -> Result<(), LinkError> {
         self.snapshot().await?;
         loop {
+            self.flush_presence();
             self.flush_outbox();
             self.flush_values();
             self.report_status();
@@ -446,7 +466,7 @@ impl Link {
             .try_publish(topic, QoS::AtMostOnce, false, payload.clone())
         {
             Ok(()) => {
-                self.awaiting.push_back(None);
+                self.awaiting.push_back(Publish::Value);
                 true
             }
             Err(_) => false,
@@ -535,6 +555,33 @@ impl Link {
         )
     }
 
+    /// Publishes this connection online, retained: it replaces the last will the broker
+    /// published for the connection before.
+    fn flush_presence(&mut self) {
+        if self.connection == LinkConnection::Disconnected {
+            return;
+        }
+        let Some(session) = self.presence_due.take() else {
+            return;
+        };
+        let message = match bmsfw_vrm_wire::PresenceMessage::online(&session) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot publish the GX's presence");
+                return;
+            }
+        };
+        match self.client.try_publish(
+            presence_topic(&self.cfg.portal_id),
+            QoS::AtLeastOnce,
+            true,
+            message.encode(),
+        ) {
+            Ok(()) => self.awaiting.push_back(Publish::Presence),
+            Err(_) => self.presence_due = Some(session),
+        }
+    }
+
     fn flush_outbox(&mut self) {
         if self.connection == LinkConnection::Disconnected || self.presence != VrmPresence::Seen {
             return;
@@ -547,7 +594,7 @@ impl Link {
                 .client
                 .try_publish(entry.topic, QoS::AtLeastOnce, false, entry.payload)
             {
-                Ok(()) => self.awaiting.push_back(Some(entry.seq)),
+                Ok(()) => self.awaiting.push_back(Publish::Reply(entry.seq)),
                 Err(_) => {
                     self.outbox.unsend(entry.seq);
                     return;
@@ -560,8 +607,9 @@ impl Link {
 
     async fn on_transport(&mut self, event: TransportEvent) -> Result<(), LinkError> {
         match event {
-            TransportEvent::Connected => {
+            TransportEvent::Connected { session } => {
                 self.connection = LinkConnection::Subscribing;
+                self.presence_due = session;
                 self.presence = VrmPresence::Unknown;
                 self.dump_due = true;
                 self.connects += 1;
@@ -589,13 +637,15 @@ impl Link {
                 self.connection = LinkConnection::Disconnected;
                 self.presence = VrmPresence::Unknown;
                 self.awaiting.clear();
+                self.presence_due = None;
                 self.by_pkid.clear();
                 self.outbox.connection_lost();
                 let _ = resume.send(());
             }
             TransportEvent::Sent { pkid } => match (pkid, self.awaiting.pop_front()) {
-                (0, Some(None)) => {}
-                (pkid, Some(Some(seq))) if pkid != 0 => {
+                (0, Some(Publish::Value)) => {}
+                (pkid, Some(Publish::Presence)) if pkid != 0 => {}
+                (pkid, Some(Publish::Reply(seq))) if pkid != 0 => {
                     self.by_pkid.insert(pkid, seq);
                 }
                 (pkid, other) => {

@@ -7,10 +7,18 @@
 //! link pairs them up. Two rules keep the pairing exact: the session is clean (a reconnect
 //! never replays old publishes), and after a lost connection the event loop waits until the
 //! link has seen the loss before it clears stale requests and reconnects.
+//!
+//! Every connection carries a last will on the GX's presence topic (see
+//! [`bmsfw_vrm_wire::presence`]): `{"value": 0}`, retained, named after the connection, so
+//! the broker tells the portal when the GX goes away without a goodbye (a crash, a cut
+//! cable, a silence longer than 1.5 keep-alive intervals). The link answers each
+//! [`TransportEvent::Connected`] with the matching "online" message, which replaces the
+//! retained will of the connection before.
 
 use crate::vrm::access::VrmPortalMode;
-use bmsfw_vrm_wire::BrokerAddr;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet};
+use bmsfw_vrm_wire::{BrokerAddr, PresenceMessage};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -22,8 +30,11 @@ pub struct TransportConfig {
     pub broker: BrokerAddr,
     /// The MQTT client id.
     pub client_id: String,
-    /// MQTT keep-alive interval.
+    /// MQTT keep-alive interval: the broker gives up on a silent connection (and publishes
+    /// its last will) after 1.5 times this.
     pub keep_alive: Duration,
+    /// The presence topic that gets a last will on every connection (`None`: no will).
+    pub presence_topic: Option<String>,
     /// Pause between two connection attempts.
     pub reconnect_delay: Duration,
     /// Largest packet received; a larger one drops the connection (the broker does not
@@ -37,7 +48,10 @@ pub struct TransportConfig {
 #[derive(Debug)]
 pub enum TransportEvent {
     /// Connected (a fresh session: subscribe again).
-    Connected,
+    Connected {
+        /// The connection's name, as in its last will: publish it online.
+        session: Option<String>,
+    },
     /// The connection was lost. The event loop reconnects once `resume` is answered (or
     /// dropped).
     Disconnected {
@@ -88,10 +102,53 @@ pub fn spawn(
         .set_inflight(INFLIGHT)
         .set_request_channel_capacity(REQUEST_CAPACITY)
         .set_max_packet_size(config.max_incoming_packet, config.max_outgoing_packet);
-    let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    let mut will = config.presence_topic.map(|topic| Will {
+        topic,
+        boot: crate::unix_time::UnixMillis::now().0,
+        session: None,
+    });
+    if let Some(w) = &mut will {
+        w.arm(&mut eventloop);
+    }
     let (tx, rx) = mpsc::channel(256);
-    let task = tokio::spawn(run(eventloop, tx, mode, config.reconnect_delay));
+    let task = tokio::spawn(run(eventloop, tx, mode, config.reconnect_delay, will));
     (client, rx, task)
+}
+
+/// Connections named in this process so far.
+static SESSIONS: AtomicU64 = AtomicU64::new(0);
+
+/// The last will of the connections, renamed after every lost connection.
+struct Will {
+    topic: String,
+    /// When the transport started (ms since the epoch), part of every name.
+    boot: u64,
+    /// The name of the next (or current) connection.
+    session: Option<String>,
+}
+
+impl Will {
+    /// Names the next connection and sets its last will.
+    fn arm(&mut self, eventloop: &mut EventLoop) {
+        let n = SESSIONS.fetch_add(1, Ordering::Relaxed);
+        let session = format!("{:x}-{n}", self.boot);
+        match PresenceMessage::offline(&session) {
+            Ok(message) => {
+                eventloop.mqtt_options.set_last_will(LastWill::new(
+                    self.topic.clone(),
+                    message.encode(),
+                    QoS::AtLeastOnce,
+                    true,
+                ));
+                self.session = Some(session);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot name the connection; no last will");
+                self.session = None;
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +162,7 @@ async fn run(
     tx: mpsc::Sender<TransportEvent>,
     mut mode: watch::Receiver<VrmPortalMode>,
     reconnect_delay: Duration,
+    mut will: Option<Will>,
 ) {
     let mut link = Link::Down;
     loop {
@@ -128,6 +186,9 @@ async fn run(
                         return;
                     }
                     eventloop.clean();
+                    if let Some(w) = &mut will {
+                        w.arm(&mut eventloop);
+                    }
                 }
                 continue;
             }
@@ -136,7 +197,9 @@ async fn run(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 link = Link::Up;
                 tracing::info!("connected to the MQTT broker");
-                TransportEvent::Connected
+                TransportEvent::Connected {
+                    session: will.as_ref().and_then(|w| w.session.clone()),
+                }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => TransportEvent::Message {
                 topic: p.topic,
@@ -155,6 +218,10 @@ async fn run(
                     }
                     // Requests the link made before it saw the loss are stale.
                     eventloop.clean();
+                    // The next connection gets a will of its own.
+                    if let Some(w) = &mut will {
+                        w.arm(&mut eventloop);
+                    }
                 } else {
                     tracing::debug!(error = %e, "MQTT connection attempt failed");
                 }

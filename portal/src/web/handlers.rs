@@ -24,7 +24,8 @@ use std::time::Duration;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::WatchStream;
 
-/// An API error: a status, a message and, when the GX gave one, its code.
+/// An API error: a status, a message and, when it has one, its stable code (the GX's, or
+/// the portal's own 717 for a GX that is offline).
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -53,15 +54,12 @@ impl From<VrmError> for ApiError {
     fn from(e: VrmError) -> ApiError {
         let status = match &e {
             VrmError::NotFound(_) => StatusCode::NOT_FOUND,
-            VrmError::NotAllowed(_) => StatusCode::CONFLICT,
+            VrmError::NotAllowed(_) | VrmError::GxOffline(_) => StatusCode::CONFLICT,
             VrmError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             VrmError::Refused { .. } => StatusCode::BAD_GATEWAY,
             VrmError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
         };
-        let code = match &e {
-            VrmError::Refused { code, .. } => Some(*code),
-            _ => None,
-        };
+        let code = e.code();
         ApiError {
             status,
             message: e.to_string(),
@@ -171,6 +169,7 @@ fn state_for(app: &PortalApp, user: &CurrentUser) -> StateJson {
                 });
             json.batteries.push(BatteryJson {
                 battery: b.clone(),
+                stale: inst.presence.is_offline(),
                 latest_update: latest,
                 pending_file,
                 can_update: blocked.is_none(),

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | GET | `/`, `/app.js`, `/app.css` | the UI: plain HTML, CSS and JS, no build step |
 //! | POST | `/api/login`, `/api/logout` | sessions (a `bmsfw_session` cookie) |
-//! | GET | `/api/state` | the user, the installations they see, each battery and its latest update |
+//! | GET | `/api/state` | the user, the installations they see (whether each GX is online), each battery and its latest update |
 //! | GET | `/api/events` | the same, pushed as server-sent events on every change |
 //! | POST | `/api/installations/{id}/batteries/{instance}/firmware?name=` | uploads a firmware file (body: the bytes) |
 //! | POST | `/api/installations/{id}/batteries/{instance}/update` | Update: `{acknowledgements, version_policy, targets}` (`targets`: node ids or module numbers, left out for all) |

@@ -3,6 +3,7 @@
 
 use crate::auth::AccessLevel;
 use crate::model::{Battery, Installation, PublishedUpdate};
+use crate::presence::{OfflineCause, Presence};
 use crate::upload::{UploadPhase, UploadStats};
 use crate::vrm::{UpdateView, VrmSnapshot};
 use bmsfw_vrm_wire::{JobState, ModuleState, WireVersion};
@@ -43,6 +44,9 @@ fn modules(p: &PublishedUpdate) -> Vec<ModuleJson> {
         })
         .collect()
 }
+
+/// What a running update shows while its GX is offline.
+pub const STATUS_UNKNOWN: &str = "Status unknown (GX device offline)";
 
 /// A battery's latest update as the browser shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +89,11 @@ pub struct UpdateJson {
     pub upload: Option<UploadStats>,
     /// The modules behind the BMS, for packs updated module by module (empty otherwise).
     pub modules: Vec<ModuleJson>,
+    /// True while the update has not ended and its GX is offline: `state` is the last
+    /// one reported, and nobody knows where it stands now.
+    pub status_unknown: bool,
+    /// [`STATUS_UNKNOWN`] when `status_unknown`.
+    pub status_note: Option<&'static str>,
 }
 
 /// One battery as the browser shows it.
@@ -93,6 +102,9 @@ pub struct BatteryJson {
     /// Everything the GX publishes about it.
     #[serde(flatten)]
     pub battery: Battery,
+    /// True while its GX is offline: the values are the last ones the GX sent (at the
+    /// installation's `last_seen`).
+    pub stale: bool,
     /// Its latest update.
     pub latest_update: Option<UpdateJson>,
     /// The file this user uploaded for it, waiting for Update.
@@ -118,6 +130,14 @@ pub struct InstallationJson {
     pub gx_firmware: Option<String>,
     /// Last contact (ms since the epoch).
     pub last_seen: Option<u64>,
+    /// Whether the GX is online, offline or not heard from yet.
+    pub presence: Presence,
+    /// Since when it is offline (ms since the epoch), when known.
+    pub offline_since: Option<u64>,
+    /// Why it is offline: its last will arrived, or it was silent for too long.
+    pub offline_cause: Option<OfflineCause>,
+    /// "GX device offline since <time>" (UTC), "GX device online", ...
+    pub presence_label: String,
     /// The batteries.
     pub batteries: Vec<BatteryJson>,
 }
@@ -207,6 +227,8 @@ fn from_tracker(t: &UpdateView, b: &Battery) -> UpdateJson {
         } else {
             Vec::new()
         },
+        status_unknown: false,
+        status_note: None,
     }
 }
 
@@ -232,6 +254,8 @@ fn from_published(b: &Battery) -> Option<UpdateJson> {
         upload_phase: None,
         upload: None,
         modules: modules(p),
+        status_unknown: false,
+        status_note: None,
     })
 }
 
@@ -242,13 +266,21 @@ pub fn latest_update(snap: &VrmSnapshot, inst: &Installation, b: &Battery) -> Op
         .iter()
         .rev()
         .find(|t| t.portal_id == inst.portal_id && t.instance == b.instance);
-    match tracker {
+    let mut latest = match tracker {
         // A newer job published by the GX (started elsewhere) wins over an older one here.
         Some(t) if !(b.update.job.is_some() && t.job.is_some() && b.update.job > t.job) => {
             Some(from_tracker(t, b))
         }
         _ => from_published(b),
+    };
+    if let Some(u) = &mut latest
+        && !u.ended
+        && inst.presence.is_offline()
+    {
+        u.status_unknown = true;
+        u.status_note = Some(STATUS_UNKNOWN);
     }
+    latest
 }
 
 /// Whether `access` may start an update of `b` now, and why not.
@@ -260,6 +292,12 @@ pub fn update_blocked(
 ) -> Option<String> {
     if access != AccessLevel::FullControl {
         return Some("Your access level is Monitor only.".into());
+    }
+    if inst.presence.is_offline() {
+        return Some(format!(
+            "{}: remote updates need the GX device online.",
+            inst.presence.label()
+        ));
     }
     if !inst.allows_updates() {
         return Some(format!(
@@ -289,6 +327,10 @@ pub fn installation_json(inst: &Installation) -> InstallationJson {
         vrm_portal_label: vrm_label(inst.vrm_portal),
         gx_firmware: inst.gx_firmware.clone(),
         last_seen: inst.last_seen,
+        presence: inst.presence.state,
+        offline_since: inst.presence.offline_since,
+        offline_cause: inst.presence.offline_cause,
+        presence_label: inst.presence.label(),
         batteries: Vec::new(),
     }
 }
@@ -356,5 +398,66 @@ mod tests {
         // A battery that updates as one shows no modules.
         b.update.modules.clear();
         assert!(latest_update(&snap, &inst, &b).unwrap().modules.is_empty());
+    }
+
+    #[test]
+    fn while_the_gx_is_offline_a_running_update_is_of_unknown_status_and_none_starts() {
+        use crate::presence::{GxPresence, OfflineCause, Presence};
+        let mut inst = Installation::new(PortalId::new("gx1").unwrap(), "Site");
+        inst.vrm_portal = Some(2);
+        let mut b = Battery {
+            instance: 512,
+            eligible: Some(true),
+            ..Battery::default()
+        };
+        b.update.job = Some(3);
+        b.update.state = Some(JobState::Transferring);
+        inst.batteries.insert(512, b.clone());
+        let snap = VrmSnapshot::default();
+        let u = latest_update(&snap, &inst, &b).unwrap();
+        assert!(!u.status_unknown);
+        assert_eq!(
+            update_blocked(AccessLevel::FullControl, &inst, &b, Some(&u)).as_deref(),
+            Some("An update of this battery is running.")
+        );
+
+        inst.presence = GxPresence {
+            state: Presence::Offline,
+            offline_since: Some(1_700_000_000_000),
+            offline_cause: Some(OfflineCause::Will),
+        };
+        let u = latest_update(&snap, &inst, &b).unwrap();
+        assert!(u.status_unknown);
+        assert_eq!(u.status_note, Some(STATUS_UNKNOWN));
+        assert_eq!(
+            u.state,
+            Some(JobState::Transferring),
+            "the last state reported"
+        );
+        let blocked = update_blocked(AccessLevel::FullControl, &inst, &b, Some(&u)).unwrap();
+        assert_eq!(
+            blocked,
+            "GX device offline since 2023-11-14T22:13:20Z: remote updates need the GX device \
+             online."
+        );
+        let json = installation_json(&inst);
+        assert_eq!(json.presence, Presence::Offline);
+        assert_eq!(
+            json.presence_label,
+            "GX device offline since 2023-11-14T22:13:20Z"
+        );
+
+        // An update that ended is not in doubt.
+        b.update.state = Some(JobState::Completed);
+        let u = latest_update(&snap, &inst, &b).unwrap();
+        assert!(!u.status_unknown);
+        // Nor is anything while the GX is online.
+        inst.presence = GxPresence {
+            state: Presence::Online,
+            ..GxPresence::default()
+        };
+        b.update.state = Some(JobState::Transferring);
+        assert!(!latest_update(&snap, &inst, &b).unwrap().status_unknown);
+        assert!(update_blocked(AccessLevel::FullControl, &inst, &b, None).is_none());
     }
 }
