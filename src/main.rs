@@ -35,6 +35,12 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<ExitCode> {
+    // `bmsfw plugin-host ...`: the engine starts this binary as a plugin host when no
+    // `bmsfw-plugin-host` is installed beside it. Not a user command, so not in the help.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "plugin-host") {
+        bmsfw_core::plugin::hosted::child::main(&args[2..]);
+    }
     let cli = Cli::parse();
     // The demo prints its own account of what happens; its parts log only trouble.
     let default_filter = match cli.command {

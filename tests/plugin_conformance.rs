@@ -370,7 +370,7 @@ impl Write for SharedLog {
 
 /// The vendor's library, opened as `bmsfw plugin conformance` opens it (without an
 /// allowlist).
-fn open_vendor(vendor: &str) -> bmsfw_core::plugin::InProcessPlugin {
+fn open_vendor(vendor: &str) -> std::sync::Arc<dyn bmsfw_core::plugin::VendorPlugin> {
     let loader = PluginLoader::new(Allowlist::parse(Path::new("(none)"), "").unwrap());
     let file = loader
         .read_file(&bmsfw_test_fixtures::vendor_library(vendor))

@@ -78,6 +78,11 @@ impl GxConfig {
         }
     }
 
+    /// Where the daemon's plugins run: each in its plugin hosts, as `[plugins.host]` says.
+    pub fn isolation(&self) -> crate::plugin::Isolation {
+        crate::plugin::Isolation::Hosted(std::sync::Arc::new(self.plugins.host.settings()))
+    }
+
     /// How the plugin loader should open libraries under this configuration.
     pub fn load_method(&self) -> LoadMethod {
         match self.plugins.load_method {
@@ -135,6 +140,8 @@ pub struct PluginsConfig {
     pub load_method: LoadMethodSetting,
     /// Largest library file read, in bytes.
     pub max_library_bytes: u64,
+    /// The plugin hosts: deadlines, limits, supervision.
+    pub host: PluginHostConfig,
 }
 
 impl Default for PluginsConfig {
@@ -144,6 +151,112 @@ impl Default for PluginsConfig {
             allowlist: PathBuf::from("/data/conf/bmsfw/allowlist.toml"),
             load_method: LoadMethodSetting::SealedMemfd,
             max_library_bytes: crate::plugin::loader::DEFAULT_MAX_LIBRARY_BYTES,
+            host: PluginHostConfig::default(),
+        }
+    }
+}
+
+/// A whole number in `MIN..=MAX`, refused with the range named otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounded<const MIN: u64, const MAX: u64>(u64);
+
+impl<const MIN: u64, const MAX: u64> Bounded<MIN, MAX> {
+    /// `v`, when in range.
+    pub const fn new(v: u64) -> Option<Self> {
+        if v >= MIN && v <= MAX {
+            Some(Bounded(v))
+        } else {
+            None
+        }
+    }
+
+    /// The value.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Bounded<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = i64::deserialize(d)?;
+        u64::try_from(v).ok().and_then(Self::new).ok_or_else(|| {
+            serde::de::Error::custom(format!("must be between {MIN} and {MAX}, got {v}"))
+        })
+    }
+}
+
+/// The `[plugins.host]` section: how plugin host processes run (see
+/// `docs/plugin-host.md`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginHostConfig {
+    /// The host executable; default: `bmsfw-plugin-host` beside `bmsfw`, else
+    /// `bmsfw plugin-host`.
+    pub program: Option<PathBuf>,
+    /// Deadline of every session call, in milliseconds (10 to 10000; default 250).
+    pub session_deadline_ms: Bounded<10, 10_000>,
+    /// Deadline of `match_battery` and `decode_version`, in milliseconds (10 to 10000;
+    /// default 100).
+    pub identity_deadline_ms: Bounded<10, 10_000>,
+    /// Deadline of `inspect_package`, in milliseconds (100 to 600000; default 30000).
+    pub package_deadline_ms: Bounded<100, 600_000>,
+    /// Deadline of `start_session`, in milliseconds (100 to 600000; default 5000).
+    pub start_deadline_ms: Bounded<100, 600_000>,
+    /// Deadline of starting a host and loading the library, in milliseconds (100 to
+    /// 60000; default 5000).
+    pub load_deadline_ms: Bounded<100, 60_000>,
+    /// Each host's address-space limit, in MiB (32 to 4096; default 256).
+    pub memory_limit_mib: Bounded<32, 4096>,
+    /// Each host's CPU time limit, in seconds (1 to 86400; default 120).
+    pub cpu_limit_seconds: Bounded<1, 86_400>,
+    /// Host failures in a row after which a plugin is suspended (1 to 100; default 3).
+    pub quarantine_after: Bounded<1, 100>,
+}
+
+impl Default for PluginHostConfig {
+    fn default() -> PluginHostConfig {
+        let d = crate::plugin::hosted::Deadlines::default();
+        let l = crate::plugin::hosted::HostLimits::default();
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
+        PluginHostConfig {
+            program: None,
+            session_deadline_ms: Bounded(ms(d.session)),
+            identity_deadline_ms: Bounded(ms(d.identity)),
+            package_deadline_ms: Bounded(ms(d.package)),
+            start_deadline_ms: Bounded(ms(d.start)),
+            load_deadline_ms: Bounded(ms(d.load)),
+            memory_limit_mib: Bounded(l.memory_bytes >> 20),
+            cpu_limit_seconds: Bounded(l.cpu_seconds),
+            quarantine_after: Bounded(3),
+        }
+    }
+}
+
+impl PluginHostConfig {
+    /// The settings the loader gives its hosts.
+    pub fn settings(&self) -> crate::plugin::HostSettings {
+        use crate::plugin::hosted::{Deadlines, HostLimits, HostProgram};
+        use std::time::Duration;
+        let ms = |b: u64| Duration::from_millis(b);
+        crate::plugin::HostSettings {
+            program: self.program.as_ref().map(|p| HostProgram {
+                program: p.clone(),
+                args: Vec::new(),
+            }),
+            limits: HostLimits {
+                memory_bytes: self.memory_limit_mib.get() << 20,
+                cpu_seconds: self.cpu_limit_seconds.get(),
+                ..HostLimits::default()
+            },
+            deadlines: Deadlines {
+                load: ms(self.load_deadline_ms.get()),
+                identity: ms(self.identity_deadline_ms.get()),
+                package: ms(self.package_deadline_ms.get()),
+                start: ms(self.start_deadline_ms.get()),
+                session: ms(self.session_deadline_ms.get()),
+            },
+            quarantine_after: self.quarantine_after.get() as u32,
+            ..crate::plugin::HostSettings::default()
         }
     }
 }
@@ -418,6 +531,29 @@ impl<'de> Deserialize<'de> for KeepaliveSeconds {
     }
 }
 
+/// The MQTT keep-alive of the VRM link's connection, in seconds: 1 to 600.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerKeepaliveSeconds(u64);
+
+impl BrokerKeepaliveSeconds {
+    /// The duration.
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for BrokerKeepaliveSeconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<BrokerKeepaliveSeconds, D::Error> {
+        let v = i64::deserialize(d)?;
+        match u64::try_from(v) {
+            Ok(s) if (1..=600).contains(&s) => Ok(BrokerKeepaliveSeconds(s)),
+            _ => Err(serde::de::Error::custom(format!(
+                "broker_keepalive_seconds must be between 1 and 600, got {v}"
+            ))),
+        }
+    }
+}
+
 /// The `[mqtt]` section: the VRM link.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -429,6 +565,9 @@ pub struct MqttConfig {
     pub vrm_portal: crate::vrm::VrmPortalMode,
     /// How long a keepalive from VRM keeps the GX publishing values.
     pub keepalive_seconds: KeepaliveSeconds,
+    /// The MQTT keep-alive with the broker: when the broker hears nothing from the GX for
+    /// 1.5 times this, it publishes the GX's last will and the portal shows it offline.
+    pub broker_keepalive_seconds: BrokerKeepaliveSeconds,
 }
 
 impl Default for MqttConfig {
@@ -440,6 +579,7 @@ impl Default for MqttConfig {
             },
             vrm_portal: crate::vrm::VrmPortalMode::ReadOnly,
             keepalive_seconds: KeepaliveSeconds(60),
+            broker_keepalive_seconds: BrokerKeepaliveSeconds(10),
         }
     }
 }

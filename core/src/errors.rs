@@ -138,6 +138,10 @@ catalogue! {
     716 UPDATE_ALREADY_RUNNING "Update already running"
         "An update of this battery is already in progress."
         ["Wait until the running update completes or fails, following its progress in the device list"];
+    717 GX_OFFLINE "GX device offline"
+        "The VRM Portal has not heard from the GX device for longer than allowed, or the GX device's connection was lost. No update starts toward a GX device that is offline; nothing was sent to it."
+        ["Check the GX device's internet connection: on the GX device, Settings > VRM Portal shows the Last contact",
+         "Wait until the VRM Portal shows the GX device online again, then start the update"];
     720 GATE_VRM_ACCESS "Remote updates not allowed"
         "The GX device's VRM Portal access setting is not Full; remote firmware updates need Full access."
         ["On the GX device, open Settings > VRM Online Portal > VRM Portal and select Full",
@@ -224,10 +228,19 @@ catalogue! {
         "The GX device's CAN interface failed or closed during the update."
         ["Check the CAN interface of the GX device and its cabling",
          "Restart the GX device and retry the update"];
+    747 PLUGIN_HOST_FAILED "Battery update plugin stopped"
+        "The battery manufacturer's update plugin crashed, hung past its deadline, ran out of a resource limit or broke the sandbox's rules; the GX device stopped it and sent nothing more on its behalf. The battery keeps the firmware its own update rules leave it with."
+        ["Check the battery's firmware version and status in the device list",
+         "Retry the update once; the GX device starts the plugin afresh",
+         "If it fails again, send the diagnostic data to the battery manufacturer"];
     748 BATTERY_NOT_SUPPORTED "Battery not supported"
         "No approved update plugin on the GX device supports remote updates of this battery (model or installed firmware)."
         ["Check the list of supported batteries and the manufacturer's instructions",
          "Update the battery locally as its manufacturer describes"];
+    749 PLUGIN_QUARANTINED "Battery update plugin suspended"
+        "The battery manufacturer's update plugin failed several times in a row, so the GX device suspended it: no update with it starts until the GX device restarts or the plugin is approved again."
+        ["Send the diagnostic data to the battery manufacturer and ask for a fixed plugin",
+         "Restart the GX device to try the plugin again"];
     750 TIMEOUT "Battery did not answer"
         "The battery's BMS did not answer in time during the transfer."
         ["Check the BMS-Can cabling and termination",

@@ -53,9 +53,24 @@ fn refused_libraries_never_run_their_constructors_and_approved_ones_do() {
     assert!(matches!(*r.reason, RefusalReason::Tampered { .. }), "{r}");
     assert!(!marker.exists(), "a tampered library was opened");
 
-    // Control: the approved bytes load, and the constructor runs.
+    // The approved bytes load in a plugin host, whose environment is cleared: the
+    // constructor runs there without the marker path.
     std::fs::write(&lib, &original).unwrap();
     let loaded = approved.load_file(&lib).unwrap();
+    assert_eq!(
+        loaded.plugin.info().vendor_id.as_str(),
+        "com.example.marker"
+    );
+    assert!(
+        !marker.exists(),
+        "the plugin host passed the engine's environment to the plugin"
+    );
+
+    // Control: loaded into this process (asked for by name), the constructor runs.
+    let loaded = loader(&[Approve::new(&lib, "com.example.marker")])
+        .in_process()
+        .load_file(&lib)
+        .unwrap();
     assert_eq!(
         loaded.plugin.info().vendor_id.as_str(),
         "com.example.marker"

@@ -13,7 +13,7 @@ use super::plugin::{field, print_identity, print_refusal, read_library};
 use anyhow::Context;
 use bmsfw_core::conformance::{self, Check, Config, Recording, Report, Verdict};
 use bmsfw_core::driver::BudgetConfig;
-use bmsfw_core::plugin::{Allowlist, PluginLoader, VendorPlugin};
+use bmsfw_core::plugin::{Allowlist, HostSettings, Isolation, PluginLoader};
 use bmsfw_plugin_api::abi_stable::std_types::{ROption, RVec};
 use bmsfw_plugin_api::{BatteryIdentity, SessionOptions};
 use clap::Args;
@@ -103,7 +103,9 @@ fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let loader = PluginLoader::new(Allowlist::parse(Path::new("(none)"), "")?);
+    let loader = PluginLoader::new(Allowlist::parse(Path::new("(none)"), "")?).with_isolation(
+        Isolation::Hosted(std::sync::Arc::new(HostSettings::for_review())),
+    );
     let Some(file) = read_library(&loader, &args.library) else {
         return Ok(ExitCode::from(1));
     };
@@ -172,7 +174,7 @@ fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
     };
     report
         .rows
-        .extend(conformance::run(&plugin, sample.as_deref(), &config).rows);
+        .extend(conformance::run(plugin.as_ref(), sample.as_deref(), &config).rows);
     println!();
     print!("{}", report.table());
     Ok(ExitCode::from(u8::from(!report.passed())))

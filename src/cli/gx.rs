@@ -116,6 +116,9 @@ impl RunningGx {
         for refused in &report.refused {
             tracing::warn!(%refused, "plugin refused");
         }
+        // An unreadable allowlist does not stop the daemon: the engine logged it at error
+        // level, watches the batteries and refuses every update naming it; the banner
+        // says it too.
         for can in &config.can.0 {
             let iface: Arc<dyn CanInterface> = match can.backend {
                 CanBackend::Socketcan => Arc::new(
@@ -141,13 +144,17 @@ impl RunningGx {
         let banner = format!(
             "GX {portal_id}: firmware v{firmware}, buses {}, plugins {}, VRM access {}\nVRM link to {broker}",
             engine.bus_names().join(", "),
-            engine.vendors().join(", "),
+            match engine.plugins_unavailable() {
+                Some(why) => format!("none ({why})"),
+                None => engine.vendors().join(", "),
+            },
             access.get()
         );
         let mut link_config =
             LinkConfig::new(portal_id, broker.clone(), vrm_dir(&config.state_dir));
         link_config.gx_firmware_version = format!("v{firmware}");
         link_config.keepalive_window = config.mqtt.keepalive_seconds.duration();
+        link_config.mqtt_keep_alive = config.mqtt.broker_keepalive_seconds.duration();
         let link = spawn_link(
             link_config,
             Arc::clone(&engine) as Arc<dyn GxEngine>,

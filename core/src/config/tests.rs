@@ -1,6 +1,7 @@
 use super::*;
 use crate::toml_file::line_column;
 use proptest::prelude::*;
+use std::time::Duration;
 
 fn parse(text: &str) -> Result<GxConfig, TomlFileError> {
     GxConfig::parse(Path::new("gx.toml"), text)
@@ -44,6 +45,7 @@ min_free_bytes = 1000
 broker = "broker.local:8883"
 vrm_portal = "full"
 keepalive_seconds = 30
+broker_keepalive_seconds = 5
 "#;
 
 #[test]
@@ -63,6 +65,7 @@ fn a_full_file_sets_every_field() {
     assert_eq!(c.mqtt.broker.port, 8883);
     assert_eq!(c.mqtt.vrm_portal, crate::vrm::VrmPortalMode::Full);
     assert_eq!(c.mqtt.keepalive_seconds.duration().as_secs(), 30);
+    assert_eq!(c.mqtt.broker_keepalive_seconds.duration().as_secs(), 5);
 }
 
 #[test]
@@ -75,6 +78,7 @@ fn only_the_portal_id_is_required_and_defaults_are_safe() {
     assert_eq!(c.can.0[0].name, "can0");
     assert_eq!(c.mqtt.vrm_portal, crate::vrm::VrmPortalMode::ReadOnly);
     assert_eq!(c.mqtt.keepalive_seconds.duration().as_secs(), 60);
+    assert_eq!(c.mqtt.broker_keepalive_seconds.duration().as_secs(), 10);
     let e = parse("").unwrap_err();
     assert!(e.message.contains("portal_id"), "{e}");
 }
@@ -89,7 +93,43 @@ fn the_shipped_gx_toml_is_valid_and_states_the_defaults() {
     assert_eq!(c.staging.min_free_bytes, d.staging.min_free_bytes);
     assert_eq!(c.plugins.load_method, d.plugins.load_method);
     assert_eq!(c.plugins.max_library_bytes, d.plugins.max_library_bytes);
+    assert_eq!(c.plugins.host, d.plugins.host);
     assert_eq!(c.mqtt, d.mqtt);
+}
+
+#[test]
+fn plugin_host_settings_are_bounded_and_reach_the_hosts() {
+    let c = parse(
+        "portal_id = \"x\"\n[plugins.host]\nsession_deadline_ms = 400\nmemory_limit_mib = 64\n\
+         quarantine_after = 5\nprogram = \"/opt/host\"\n",
+    )
+    .unwrap();
+    let settings = c.plugins.host.settings();
+    assert_eq!(settings.deadlines.session, Duration::from_millis(400));
+    assert_eq!(settings.deadlines.identity, Duration::from_millis(100));
+    assert_eq!(settings.limits.memory_bytes, 64 << 20);
+    assert_eq!(settings.quarantine_after, 5);
+    assert_eq!(
+        settings.program.unwrap().program,
+        std::path::PathBuf::from("/opt/host")
+    );
+    for (key, value) in [
+        ("session_deadline_ms", "0"),
+        ("session_deadline_ms", "10001"),
+        ("memory_limit_mib", "-1"),
+        ("quarantine_after", "0"),
+        ("cpu_limit_seconds", "86401"),
+    ] {
+        let text = format!("portal_id = \"x\"\n[plugins.host]\n{key} = {value}\n");
+        let err = parse(&text).unwrap_err().to_string();
+        // Named by its place: line 3 holds the key.
+        assert!(err.starts_with("gx.toml:3:"), "{key} = {value}: {err}");
+        assert!(err.contains("must be between"), "{key} = {value}: {err}");
+    }
+    let err = parse("portal_id = \"x\"\n[plugins.host]\nsession_deadline = 5\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("session_deadline"), "{err}");
 }
 
 #[test]
@@ -169,6 +209,12 @@ fn unsafe_thresholds_are_refused_where_they_are() {
             "keepalive_seconds = 0",
             "0",
             "between 1 and 3600",
+        ),
+        (
+            "broker_keepalive_seconds = 5",
+            "broker_keepalive_seconds = 601",
+            "601",
+            "between 1 and 600",
         ),
         (
             "portal_id = \"c0619ab00001\"",

@@ -66,7 +66,10 @@ impl Check {
             Check::Setup => {
                 "the sample package is accepted, a battery matches it and a session starts"
             }
-            Check::NoPanic => "no entry point panics or breaks the contract (PLUGIN_FAULT)",
+            Check::NoPanic => {
+                "no entry point panics, crashes, hangs past its deadline, exceeds a limit, makes a \
+                 forbidden call or breaks the contract (754, 747)"
+            }
             Check::DeclaredIds => "every frame sent is on an identifier the plugin declared",
             Check::BusBudget => {
                 "the plugin's own frames stay within the bus budget while nothing moves forward"

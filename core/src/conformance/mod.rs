@@ -240,7 +240,7 @@ fn setup_session<'a>(
             );
             Some(factory)
         }
-        Err(f) if f.code == ErrorCode::PLUGIN_FAULT => {
+        Err(f) if is_fault(f.code) => {
             report.push(
                 Check::NoPanic,
                 "session start",
@@ -288,7 +288,7 @@ fn check_inputs(
     let fault = identities
         .iter()
         .find_map(|b| match plugin.match_battery(b) {
-            Err(f) if f.code == ErrorCode::PLUGIN_FAULT => Some((describe_battery(b), f)),
+            Err(f) if is_fault(f.code) => Some((describe_battery(b), f)),
             _ => None,
         });
     report.push(
@@ -306,7 +306,7 @@ fn check_inputs(
     let fault = versions
         .iter()
         .find_map(|v| match plugin.decode_version(v) {
-            Err(f) if f.code == ErrorCode::PLUGIN_FAULT => Some((v, f)),
+            Err(f) if is_fault(f.code) => Some((v, f)),
             _ => None,
         });
     report.push(
@@ -365,7 +365,7 @@ fn package_rows(
                 "{} (as version {}, image {} bytes)",
                 p.label, summary.version.display, summary.image_size
             )),
-            Err(r) if r.code == ErrorCode::PLUGIN_FAULT => {
+            Err(r) if is_fault(r.code) => {
                 fault.get_or_insert_with(|| format!("{}: {r}", p.label));
             }
             Err(r) => {
@@ -686,7 +686,7 @@ fn scenario_rows(
     let obs = match obs {
         Ok(obs) => obs,
         Err(f) => {
-            let fault = f.code == ErrorCode::PLUGIN_FAULT;
+            let fault = is_fault(f.code);
             for check in SESSION_CHECKS {
                 let verdict = if check == Check::NoPanic && fault {
                     Verdict::Failed(format!("start_session: {f}"))
@@ -800,4 +800,13 @@ fn scenario_rows(
         Ending::Stopped { why } => Verdict::Failed(why.clone()),
     };
     report.push(Check::TerminalState, scenario, terminal);
+}
+
+/// Whether a failure is the plugin's own fault: a panic or a broken contract
+/// (`PLUGIN_FAULT`), or its host crashing, hanging past a deadline, running out of a
+/// limit or making a forbidden call (747), or its suspension after such failures (749).
+pub fn is_fault(code: ErrorCode) -> bool {
+    code == ErrorCode::PLUGIN_FAULT
+        || code.get() == crate::errors::codes::PLUGIN_HOST_FAILED
+        || code.get() == crate::errors::codes::PLUGIN_QUARANTINED
 }

@@ -467,12 +467,9 @@ impl Runner<'_> {
             self.obs.phases.push(report.phase);
         }
         if self.obs.fault.is_none()
-            && let Some(f) = report
-                .failure
-                .as_ref()
-                .filter(|f| f.code == ErrorCode::PLUGIN_FAULT)
+            && let Some(f) = report.failure.as_ref().filter(|f| super::is_fault(f.code))
         {
-            self.obs.fault = Some(f.message.clone());
+            self.obs.fault = Some(format!("{}: {}", f.code.get(), f.message));
         }
         if report.phase.is_final() {
             // What an ending session still has to send (an abort to the BMS) goes out.

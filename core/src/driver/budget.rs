@@ -153,6 +153,20 @@ impl BusBudget {
         self.bits_in_window(now) as f64 * 100.0 / capacity.max(1) as f64
     }
 
+    /// How many frames of `bits` each fit under the cap at `now`, at most `max` (at
+    /// least 1); otherwise, when not one fits, the earliest time one will.
+    pub fn frames_fitting(
+        &mut self,
+        now: Timestamp,
+        bits: u32,
+        max: usize,
+    ) -> Result<usize, Timestamp> {
+        self.room(now, bits)?;
+        let free = self.limit_bits.saturating_sub(self.bits_in_window);
+        let n = usize::try_from(free / u64::from(bits.max(1))).unwrap_or(usize::MAX);
+        Ok(n.clamp(1, max.max(1)))
+    }
+
     /// `Ok` when a frame of `bits` fits under the cap at `now`; otherwise the earliest
     /// time it will (once enough recorded frames have left the window).
     pub fn room(&mut self, now: Timestamp, bits: u32) -> Result<(), Timestamp> {

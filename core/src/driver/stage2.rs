@@ -189,6 +189,9 @@ pub struct Stage2 {
     restart_since: Option<Timestamp>,
     /// Since when the budget holds the plugin back, and until when.
     blocked: Option<(Timestamp, Timestamp)>,
+    /// The buffer the session's frames are fetched into (kept to spare an allocation
+    /// per round).
+    batch: Vec<CanFrame>,
     /// Time the budget held the plugin back since the watchdog last restarted.
     budget_wait: Duration,
     violations: u64,
@@ -244,6 +247,7 @@ impl Stage2 {
             left_transfer_at: None,
             restart_since: None,
             blocked: None,
+            batch: Vec::new(),
             budget_wait: Duration::ZERO,
             violations: 0,
             sent: 0,
@@ -314,8 +318,9 @@ impl Stage2 {
     /// nodes; the driver keeps those on the plugin's declared receive identifiers).
     pub fn handle_frame(&mut self, now: Timestamp, frame: &CanFrame) {
         if self.session_runs() && self.plugin.info().wants(frame.id()) {
+            // What the frame changes is read at the next round (`poll_transmits` or a
+            // timer): a hosted session carries the frame over with that round trip.
             self.session.handle_frame(now, frame);
-            self.sync(now);
         }
     }
 
@@ -387,33 +392,52 @@ impl Stage2 {
 
     /// The next frame to send at `now`, if the budget allows one and the plugin has one.
     pub fn poll_transmit(&mut self, now: Timestamp, budget: &mut BusBudget) -> Option<CanFrame> {
+        let mut out = Vec::with_capacity(1);
+        self.poll_transmits(now, budget, 1, &mut out);
+        out.pop()
+    }
+
+    /// The frames to send at `now`, at most `max`, as far as the budget allows (each
+    /// counted as the longest frame) and the plugin has them, appended to `out`. The
+    /// session is asked once for the whole batch (one round trip for a hosted plugin).
+    pub fn poll_transmits(
+        &mut self,
+        now: Timestamp,
+        budget: &mut BusBudget,
+        max: usize,
+        out: &mut Vec<CanFrame>,
+    ) {
         if !self.session_runs() {
-            return None;
+            return;
         }
-        if let Err(until) = budget.room(now, WORST_FRAME_BITS) {
-            let since = self.blocked.map_or(now, |(since, _)| since);
-            self.blocked = Some((since, until));
-            return None;
-        }
-        if let Some((since, _)) = self.blocked.take() {
-            self.budget_wait += now.saturating_duration_since(since);
-        }
-        loop {
-            let Some(frame) = self.session.poll_transmit(now) else {
-                if let State::Aborting { code, message, .. } = &self.state
-                    && self.session.status().phase.is_final()
-                {
-                    let (code, message) = (*code, message.clone());
-                    self.finish(StageOutcome::Failed { code, message });
+        let fit = if max == 0 {
+            0
+        } else {
+            match budget.frames_fitting(now, WORST_FRAME_BITS, max) {
+                Ok(fit) => {
+                    if let Some((since, _)) = self.blocked.take() {
+                        self.budget_wait += now.saturating_duration_since(since);
+                    }
+                    fit
                 }
-                self.sync(now);
-                return None;
-            };
+                Err(until) => {
+                    let since = self.blocked.map_or(now, |(since, _)| since);
+                    self.blocked = Some((since, until));
+                    0
+                }
+            }
+        };
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        self.session.poll_transmit_batch(now, fit, &mut batch);
+        // With room for none, the round only reads what the session received.
+        let mut exhausted = fit > 0 && batch.len() < fit;
+        for frame in batch.drain(..) {
             if self.plugin.info().may_send(frame.id()) {
                 budget.record_sent(now, &frame);
                 self.sent += 1;
-                self.sync(now);
-                return Some(frame);
+                out.push(frame);
+                continue;
             }
             self.violations += 1;
             tracing::error!(%frame, "plugin frame outside its declared identifiers dropped");
@@ -434,7 +458,19 @@ impl Stage2 {
                 );
                 self.abort(now, codes::PLUGIN_CAN_ID_VIOLATION, message);
             }
+            // The rest of the batch was made before the session heard of the abort.
+            exhausted = false;
+            break;
         }
+        self.batch = batch;
+        if exhausted
+            && let State::Aborting { code, message, .. } = &self.state
+            && self.session.status().phase.is_final()
+        {
+            let (code, message) = (*code, message.clone());
+            self.finish(StageOutcome::Failed { code, message });
+        }
+        self.sync(now);
     }
 
     /// The next time [`Stage2::handle_timeout`] must be called.
@@ -464,13 +500,13 @@ impl Stage2 {
     /// Time passed: the session's own deadline, the watchdog, the abort grace and the
     /// confirmation window.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        if self.session_runs()
-            && let Some(due) = self.session.poll_timeout()
-            && now >= due
-        {
-            self.session.handle_timeout(now);
+        if self.session_runs() {
+            self.session.handle_timeout_if_due(now);
         }
-        self.sync(now);
+        if self.state != State::Running || self.watchdog.expired(now) {
+            // Before the watchdog bites, what the session received counts.
+            self.sync(now);
+        }
         match &self.state {
             State::Running if self.watchdog.expired(now) => {
                 let elapsed = self.watchdog.elapsed(now);

@@ -132,7 +132,7 @@ fn request_update(shared: &Shared, req: UpdateRequest) -> Result<UploadStatus, E
         let state = core.monitor.battery().ok_or_else(|| {
             EngineRefusal::new(codes::BATTERY_NOT_FOUND, "the battery left the bus")
         })?;
-        let plugin = match battery::choose_plugin(&shared.plugins, state) {
+        let plugin = match shared.choose_plugin(state) {
             PluginChoice::Updatable(i) => &shared.plugins[i],
             PluginChoice::NotSupported { code, reason } => {
                 return Err(EngineRefusal::new(code, reason));
@@ -255,7 +255,7 @@ fn finish_upload(shared: &Shared, job: JobId) -> Result<StagedReceipt, EngineRef
         .lock()
         .monitor
         .battery()
-        .map(|state| battery::choose_plugin(&shared.plugins, state));
+        .map(|state| shared.choose_plugin(state));
     let plugin = match choice {
         Some(PluginChoice::Updatable(i)) => i,
         Some(PluginChoice::NotSupported { code, reason }) => {
@@ -316,10 +316,7 @@ fn finish_upload(shared: &Shared, job: JobId) -> Result<StagedReceipt, EngineRef
             },
         )
         .map_err(|e| EngineRefusal::new(codes::STAGING_STORAGE_ERROR, e.to_string()))?;
-    let started = {
-        let mut core = bus.lock();
-        stage::start_session(shared, bus, &mut core, &record, &prepared, gates, None)
-    };
+    let started = stage::start_session(shared, bus, &record, &prepared, gates, None);
     if let Err(refusal) = started {
         return fail(Some(bus), refusal);
     }
@@ -339,7 +336,7 @@ fn diagnostics(shared: &Shared, job: JobId) -> Result<DiagnosticsBundle, EngineR
         if battery::job_identity(state, &bus.name).serial != record.battery().serial {
             return None;
         }
-        match battery::choose_plugin(&shared.plugins, state) {
+        match shared.choose_plugin(state) {
             PluginChoice::Updatable(i) => {
                 battery::installed_version(shared.plugins[i].plugin.as_ref(), state)
                     .map(|v| battery::version_info(&v))
@@ -371,6 +368,7 @@ impl GxEngine for Engine {
                         &bus.name,
                         state,
                         &shared.plugins,
+                        shared.plugins_unavailable.as_deref(),
                         now,
                         shared.config.telemetry_max_age,
                     )

@@ -313,6 +313,7 @@ impl BusCore {
             &bus.name,
             state,
             &shared.plugins,
+            shared.plugins_unavailable.as_deref(),
             now,
             shared.config.telemetry_max_age,
         );
@@ -331,12 +332,10 @@ impl BusCore {
             out.push(frame);
         }
         if let Some(active) = &mut self.active {
-            while out.len() < max {
-                match active.stage2.poll_transmit(now, &mut self.budget) {
-                    Some(frame) => out.push(frame),
-                    None => break,
-                }
-            }
+            let room = max.saturating_sub(out.len());
+            active
+                .stage2
+                .poll_transmits(now, &mut self.budget, room, out);
         }
     }
 

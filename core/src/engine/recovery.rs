@@ -141,7 +141,7 @@ fn resume_now(shared: &Shared, bus_index: usize, job: JobId, checkpoint: Vec<u8>
         .lock()
         .monitor
         .battery()
-        .map(|state| battery::choose_plugin(&shared.plugins, state));
+        .map(|state| shared.choose_plugin(state));
     let plugin = match choice {
         Some(PluginChoice::Updatable(i)) => i,
         Some(PluginChoice::NotSupported { code, reason }) => {
@@ -161,25 +161,18 @@ fn resume_now(shared: &Shared, bus_index: usize, job: JobId, checkpoint: Vec<u8>
     let installed = record
         .version_before()
         .and_then(|v| p.plugin.decode_version(&v.raw).ok());
-    let mut core = bus.lock();
-    let gates = stage::job_gates(
-        shared,
-        &core,
-        plugin,
-        &request,
-        prepared.target(),
-        installed,
-    );
-    let started = stage::start_session(
-        shared,
-        bus,
-        &mut core,
-        &record,
-        &prepared,
-        gates,
-        Some(checkpoint),
-    );
-    drop(core);
+    let gates = {
+        let core = bus.lock();
+        stage::job_gates(
+            shared,
+            &core,
+            plugin,
+            &request,
+            prepared.target(),
+            installed,
+        )
+    };
+    let started = stage::start_session(shared, bus, &record, &prepared, gates, Some(checkpoint));
     match started {
         Ok(()) => tracing::info!(%job, "transfer resumed from the plugin's checkpoint"),
         Err(r) => fail(r),

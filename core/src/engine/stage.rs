@@ -139,27 +139,32 @@ pub(crate) fn gates_before(
     report
 }
 
-/// Starts the session of `job` on `bus` (the caller holds the bus's lock), after the gates
-/// passed once more; `resume` is a journaled checkpoint.
+/// Starts the session of `job` on `bus` after the gates passed once more; `resume` is a
+/// journaled checkpoint.
+///
+/// The bus's lock is not held while the plugin starts its session (a plugin host may
+/// take up to its start deadline): the gates are checked before, and again after, under
+/// the lock.
 pub(crate) fn start_session(
     shared: &Shared,
     bus: &Bus,
-    core: &mut BusCore,
     job: &JobRecord,
     prepared: &Prepared,
     gates: JobGates,
     resume: Option<Vec<u8>>,
 ) -> Result<(), EngineRefusal> {
-    let report = gates_before(shared, bus, core, job.id(), &gates);
-    if let Some(red) = report.first_failure() {
-        return Err(EngineRefusal::new(red.code(), report.refusal_message()));
-    }
+    let heard = {
+        let core = bus.lock();
+        let report = gates_before(shared, bus, &core, job.id(), &gates);
+        if let Some(red) = report.first_failure() {
+            return Err(EngineRefusal::new(red.code(), report.refusal_message()));
+        }
+        core.monitor
+            .battery()
+            .map(|b| b.identity())
+            .unwrap_or_default()
+    };
     let p = &shared.plugins[prepared.plugin];
-    let heard = core
-        .monitor
-        .battery()
-        .map(|b| b.identity())
-        .unwrap_or_default();
     let package = FilePackage::open(prepared.staged.path()).map_err(|e| {
         EngineRefusal::new(
             codes::STAGING_STORAGE_ERROR,
@@ -181,6 +186,18 @@ pub(crate) fn start_session(
             resume,
         })
         .map_err(|f| EngineRefusal::new(f.code.get(), f.message))?;
+    let mut core = bus.lock();
+    let report = gates_before(shared, bus, &core, job.id(), &gates);
+    if let Some(red) = report.first_failure() {
+        // The session never sent a frame; dropping it ends its host.
+        return Err(EngineRefusal::new(red.code(), report.refusal_message()));
+    }
+    if let Some(active) = &core.active {
+        return Err(EngineRefusal::new(
+            codes::GATE_BUS_BUSY,
+            format!("job {} started on {} meanwhile", active.job, bus.name),
+        ));
+    }
     let now = shared.now();
     let stage2 = Stage2::new(
         session,

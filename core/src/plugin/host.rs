@@ -36,6 +36,11 @@ pub trait PackageRead: Send + Sync + 'static {
     }
     /// Reads up to `buf.len()` bytes at `offset`; 0 at or past the end.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+    /// The open file behind the package, when there is one: a plugin host receives it
+    /// as a read-only descriptor (other packages are copied into a sealed memfd).
+    fn descriptor(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 impl PackageRead for Vec<u8> {
@@ -63,8 +68,19 @@ impl FilePackage {
     /// Opens `path`; its size is taken once, at open.
     pub fn open(path: &Path) -> io::Result<FilePackage> {
         let file = std::fs::File::open(path)?;
+        FilePackage::from_file(file)
+    }
+
+    /// A package read from an open file (the plugin host's package descriptor); its size
+    /// is taken once, now.
+    pub fn from_file(file: std::fs::File) -> io::Result<FilePackage> {
         let len = file.metadata()?.len();
         Ok(FilePackage { file, len })
+    }
+
+    /// The open file.
+    pub fn file(&self) -> &std::fs::File {
+        &self.file
     }
 }
 
@@ -80,6 +96,10 @@ impl PackageRead for FilePackage {
         let max = usize::try_from(self.len - offset).unwrap_or(usize::MAX);
         let n = buf.len().min(max);
         self.file.read_at(&mut buf[..n], offset)
+    }
+    fn descriptor(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.file.as_fd())
     }
 }
 
@@ -110,6 +130,11 @@ pub trait VendorPlugin: Send + Sync {
     ) -> Result<PackageSummary, PackageRejection>;
     /// Starts a transfer session.
     fn start_session(&self, start: SessionStart) -> Result<Box<dyn VendorSession>, PluginFailure>;
+    /// The process ids of the plugin's long-lived host processes, for measuring what they
+    /// cost; empty for a plugin in this process.
+    fn host_pids(&self) -> Vec<u32> {
+        Vec::new()
+    }
 }
 
 /// A running transfer session (sans-IO), as the engine drives it.
@@ -118,8 +143,26 @@ pub trait VendorSession: Send {
     fn handle_frame(&mut self, now: Timestamp, frame: &CanFrame);
     /// The deadline passed.
     fn handle_timeout(&mut self, now: Timestamp);
+    /// Calls [`VendorSession::handle_timeout`] when the session's own deadline is at or
+    /// before `now`. A hosted session defers the check to its next round trip.
+    fn handle_timeout_if_due(&mut self, now: Timestamp) {
+        if self.poll_timeout().is_some_and(|due| now >= due) {
+            self.handle_timeout(now);
+        }
+    }
     /// The next frame to send.
     fn poll_transmit(&mut self, now: Timestamp) -> Option<CanFrame>;
+    /// Up to `max` frames to send now, appended to `out` in order; fewer than `max` means
+    /// the session has nothing more for now. A hosted session fetches them in one round
+    /// trip.
+    fn poll_transmit_batch(&mut self, now: Timestamp, max: usize, out: &mut Vec<CanFrame>) {
+        for _ in 0..max {
+            match self.poll_transmit(now) {
+                Some(frame) => out.push(frame),
+                None => break,
+            }
+        }
+    }
     /// The next deadline.
     fn poll_timeout(&mut self) -> Option<Timestamp>;
     /// Phase, progress, outcome.
@@ -135,9 +178,9 @@ pub trait VendorSession: Send {
 }
 
 /// The engine's package behind the plugin-api [`PackageSource`] trait object.
-struct HostSource(Arc<dyn PackageRead>);
+pub(crate) struct HostSource<P: PackageRead + ?Sized = dyn PackageRead>(pub(crate) Arc<P>);
 
-impl PackageSource for HostSource {
+impl<P: PackageRead + ?Sized> PackageSource for HostSource<P> {
     fn len(&self) -> u64 {
         self.0.len()
     }
@@ -157,7 +200,7 @@ impl PackageSource for HostSource {
     }
 }
 
-fn boxed_source(package: Arc<dyn PackageRead>) -> BoxedPackageSource {
+pub(crate) fn boxed_source(package: Arc<dyn PackageRead>) -> BoxedPackageSource {
     PackageSource_TO::from_value(HostSource(package), TD_Opaque)
 }
 
@@ -240,8 +283,7 @@ impl VendorPlugin for InProcessPlugin {
         .map_err(PluginFailure::from_abi)?;
         Ok(Box::new(InProcessSession {
             state: SessionState::Running(session),
-            last_progress: (0, 0),
-            final_report: None,
+            guard: ReportGuard::default(),
         }))
     }
 }
@@ -255,20 +297,65 @@ enum SessionState {
     Faulted(PluginFailure),
 }
 
+/// The contract's rules on a session's reports, kept across calls: a final phase may not
+/// change, and a failed session stays failed with what it reported last.
+#[derive(Debug, Default)]
+pub(crate) struct ReportGuard {
+    last_progress: (u64, u64),
+    /// The first final report; a final phase may not change afterwards.
+    final_report: Option<SessionReport>,
+}
+
+impl ReportGuard {
+    /// Checks a status as the plugin returned it.
+    pub(crate) fn check(
+        &mut self,
+        status: bmsfw_plugin_api::SessionStatus,
+    ) -> Result<SessionReport, PluginFailure> {
+        let report =
+            SessionReport::from_abi(status).and_then(|report| match &self.final_report {
+                Some(first) if *first != report => Err(PluginFailure::contract(format_args!(
+                    "the session changed its final status from {:?} to {:?}",
+                    first.phase, report.phase
+                ))),
+                _ => Ok(report),
+            })?;
+        self.last_progress = (report.bytes_done, report.bytes_total);
+        if report.phase.is_final() && self.final_report.is_none() {
+            self.final_report = Some(report.clone());
+        }
+        Ok(report)
+    }
+
+    /// A failed report with the last progress.
+    pub(crate) fn failed(&self, failure: PluginFailure) -> SessionReport {
+        SessionReport::failed(failure, self.last_progress.0, self.last_progress.1)
+    }
+
+    /// Checks a checkpoint's length.
+    pub(crate) fn checkpoint(bytes: &[u8]) -> Result<(), PluginFailure> {
+        if bytes.len() > MAX_CHECKPOINT_LEN {
+            return Err(PluginFailure::contract(format_args!(
+                "checkpoint of {} bytes, at most {MAX_CHECKPOINT_LEN} are allowed",
+                bytes.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A session of an [`InProcessPlugin`]. Checks every status against the contract and
 /// stays failed with `PLUGIN_FAULT` once the plugin breaks it.
 pub struct InProcessSession {
     state: SessionState,
-    last_progress: (u64, u64),
-    /// The first final report; a final phase may not change afterwards.
-    final_report: Option<SessionReport>,
+    guard: ReportGuard,
 }
 
 impl fmt::Debug for InProcessSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InProcessSession")
             .field("faulted", &matches!(self.state, SessionState::Faulted(_)))
-            .field("last_progress", &self.last_progress)
+            .field("guard", &self.guard)
             .finish_non_exhaustive()
     }
 }
@@ -311,33 +398,13 @@ impl VendorSession for InProcessSession {
     fn status(&mut self) -> SessionReport {
         let s = match &mut self.state {
             SessionState::Running(s) => s,
-            SessionState::Faulted(f) => {
-                return SessionReport::failed(
-                    f.clone(),
-                    self.last_progress.0,
-                    self.last_progress.1,
-                );
-            }
+            SessionState::Faulted(f) => return self.guard.failed(f.clone()),
         };
-        let checked =
-            SessionReport::from_abi(s.status()).and_then(|report| match &self.final_report {
-                Some(first) if *first != report => Err(PluginFailure::contract(format_args!(
-                    "the session changed its final status from {:?} to {:?}",
-                    first.phase, report.phase
-                ))),
-                _ => Ok(report),
-            });
-        match checked {
-            Ok(report) => {
-                self.last_progress = (report.bytes_done, report.bytes_total);
-                if report.phase.is_final() && self.final_report.is_none() {
-                    self.final_report = Some(report.clone());
-                }
-                report
-            }
+        match self.guard.check(s.status()) {
+            Ok(report) => report,
             Err(failure) => {
                 self.fault(failure.clone());
-                SessionReport::failed(failure, self.last_progress.0, self.last_progress.1)
+                self.guard.failed(failure)
             }
         }
     }
@@ -364,11 +431,8 @@ impl VendorSession for InProcessSession {
             return Vec::new();
         };
         let bytes = s.checkpoint();
-        if bytes.len() > MAX_CHECKPOINT_LEN {
-            self.fault(PluginFailure::contract(format_args!(
-                "checkpoint of {} bytes, at most {MAX_CHECKPOINT_LEN} are allowed",
-                bytes.len()
-            )));
+        if let Err(failure) = ReportGuard::checkpoint(&bytes) {
+            self.fault(failure);
             return Vec::new();
         }
         bytes.into_vec()

@@ -2,25 +2,34 @@
 //!
 //! For every library file the loader:
 //!
-//! 1. reads the file once (bounded) and hashes those bytes with SHA-256;
-//! 2. asks the allowlist about the hash: unknown, tampered (the approved file name with
-//!    another hash), or review or compliance not passed are refused here, and the library
-//!    is **never opened** (opening runs its constructors);
-//! 3. refuses a second copy of the same bytes or a second library of the same vendor;
-//! 4. opens exactly the hashed bytes (see [`LoadMethod`]) with
+//! 1. reads the file once (bounded) and hashes those bytes with SHA-256: a regular file
+//!    only, its type and size checked before it is opened for reading, never through a
+//!    symbolic link (see [`super::read`]);
+//! 2. asks the allowlist about the hash and the file name: unknown, tampered (the
+//!    approved file name with another hash), approved bytes under another name than
+//!    their entry's, or review or compliance not passed are refused here, and the
+//!    library is **never opened** (opening runs its constructors);
+//! 3. refuses a second copy of the same bytes or a second library of the same vendor
+//!    (a copy refused for its name does not count: the rightly named file still loads);
+//! 4. checks the ELF headers of the bytes ([`super::elf`]): a shared library for this
+//!    machine whose tables and segments lie inside the file;
+//! 5. opens exactly the hashed bytes (see [`LoadMethod`]) with
 //!    `lib_header_from_path(..)` and, from the header alone, checks that it is a bmsfw
 //!    plugin built against this contract's major version;
-//! 5. `init_root_module::<PluginModule_Ref>()`: abi_stable compares the root module's
+//! 6. `init_root_module::<PluginModule_Ref>()`: abi_stable compares the root module's
 //!    layout with the engine's; the `load_from_*` helpers are not used because they cache
 //!    the first module per interface type and would hand every vendor the same plugin;
-//! 6. asks the plugin for its identity, checks it against the contract and against the
+//! 7. asks the plugin for its identity, checks it against the contract and against the
 //!    allowlist entry (vendor id, plugin version range).
 //!
 //! A refusal never stops the scan: [`PluginLoader::load_dir`] returns every loaded plugin
-//! and every refusal with its reason.
+//! and every refusal with its reason. File names are printed and logged escaped
+//! ([`super::display`]).
 
 use super::allowlist::{Allowlist, AllowlistEntry, ApprovalStatus, Vetting};
+use super::display::display_path;
 use super::host::{IdentityError, InProcessPlugin, VendorPlugin};
+use super::hosted::{HostSettings, HostedPlugin};
 use super::open::{LoadMethod, open_header};
 use super::refusal::{Refusal, RefusalReason};
 use crate::staging::digest::Sha256Digest;
@@ -29,7 +38,6 @@ use bmsfw_plugin_api::abi_stable::sabi_types::VersionNumber;
 use bmsfw_plugin_api::{CONTRACT_VERSION, PluginModule_Ref};
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -54,6 +62,14 @@ impl LibraryFile {
     /// The file's size in bytes.
     pub fn size(&self) -> u64 {
         self.bytes.len() as u64
+    }
+
+    /// Checks that the bytes are an ELF shared library for this machine whose headers and
+    /// segments lie inside the file ([`super::elf::validate_elf`]); nothing is opened.
+    /// Every path that hands the bytes to the dynamic loader calls it first.
+    pub fn check_elf(&self) -> Result<(), RefusalReason> {
+        super::elf::validate_elf(&self.bytes)
+            .map_err(|detail| RefusalReason::MalformedLibrary { detail })
     }
 }
 
@@ -96,6 +112,9 @@ pub struct LoadReport {
     pub loaded: Vec<LoadedPlugin>,
     /// Files refused, in file-name order.
     pub refused: Vec<Refusal>,
+    /// Why no library was even considered: the allowlist could not be read or parsed
+    /// (the daemon then runs without plugins and refuses every update).
+    pub allowlist_error: Option<String>,
 }
 
 /// The plugin directory could not be listed.
@@ -115,6 +134,23 @@ pub struct PluginLoader {
     allowlist: Allowlist,
     method: LoadMethod,
     max_library_bytes: u64,
+    isolation: Isolation,
+}
+
+/// Where a loaded plugin's code runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Isolation {
+    /// In plugin host processes, each sandboxed and supervised (the default).
+    Hosted(Arc<HostSettings>),
+    /// In this process: a crash of the plugin is a crash of the caller. Only for a test
+    /// or a developer who asks for it by name.
+    InProcess,
+}
+
+impl Default for Isolation {
+    fn default() -> Isolation {
+        Isolation::Hosted(Arc::new(HostSettings::default()))
+    }
 }
 
 impl PluginLoader {
@@ -124,7 +160,24 @@ impl PluginLoader {
             allowlist,
             method: LoadMethod::default(),
             max_library_bytes: DEFAULT_MAX_LIBRARY_BYTES,
+            isolation: Isolation::default(),
         }
+    }
+
+    /// Runs the plugins as `isolation` says.
+    pub fn with_isolation(mut self, isolation: Isolation) -> PluginLoader {
+        self.isolation = isolation;
+        self
+    }
+
+    /// Loads plugins into this process, without a host: for tests and developers only.
+    pub fn in_process(self) -> PluginLoader {
+        self.with_isolation(Isolation::InProcess)
+    }
+
+    /// Where the loaded plugins run.
+    pub fn isolation(&self) -> &Isolation {
+        &self.isolation
     }
 
     /// Uses `method` to open libraries.
@@ -176,19 +229,27 @@ impl PluginLoader {
                     sha256: Some(file.sha256),
                     reason: Box::new(reason),
                 };
+                let verdict = self.admit(&file);
+                // A copy of approved bytes under another name is refused for its name
+                // and does not count as the first of its bytes: the rightly named file
+                // loads whichever sorts first.
+                if let Err(reason @ RefusalReason::WrongFileName { .. }) = verdict {
+                    return Err(refuse(reason));
+                }
                 if let Some(first) = seen_hashes.get(&file.sha256) {
                     return Err(refuse(RefusalReason::DuplicateLibrary {
                         first: first.clone(),
                     }));
                 }
                 seen_hashes.insert(file.sha256, file.path.clone());
-                let entry = self.admit(&file).map_err(refuse)?;
+                let entry = verdict.map_err(refuse)?;
                 if let Some(first) = seen_vendors.get(entry.vendor_id.as_str()) {
                     return Err(refuse(RefusalReason::DuplicateVendor {
                         vendor: entry.vendor_id.clone(),
                         first: first.clone(),
                     }));
                 }
+                file.check_elf().map_err(refuse)?;
                 let loaded = self.open_approved(&file, entry).map_err(refuse)?;
                 seen_vendors.insert(entry.vendor_id.as_str().to_owned(), file.path.clone());
                 Ok(loaded)
@@ -196,7 +257,7 @@ impl PluginLoader {
             match result {
                 Ok(loaded) => {
                     tracing::info!(
-                        path = %loaded.path.display(),
+                        path = %display_path(&loaded.path),
                         vendor = %loaded.plugin.info().vendor_id,
                         version = %loaded.plugin.info().version,
                         "plugin loaded"
@@ -227,42 +288,20 @@ impl PluginLoader {
             reason: Box::new(reason),
         };
         let entry = self.admit(file).map_err(refuse)?;
+        file.check_elf().map_err(refuse)?;
         self.open_approved(file, entry).map_err(refuse)
     }
 
-    /// Reads and hashes a library file (bounded); nothing is opened.
+    /// Reads and hashes a library file (bounded); nothing is opened. Only a regular file
+    /// is read: its type and size are checked before it is opened for reading, and a
+    /// symbolic link is refused (see [`super::read`]).
     pub fn read_file(&self, path: &Path) -> Result<LibraryFile, Refusal> {
-        let refuse = |reason| Refusal {
-            path: path.to_path_buf(),
-            sha256: None,
-            reason: Box::new(reason),
-        };
-        // Non-blocking, so that a FIFO planted under a library's name cannot hang the
-        // scan; the file-type check below refuses it.
-        let file = {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-                .open(path)
-                .map_err(|e| refuse(RefusalReason::Unreadable(e)))?
-        };
-        let meta = file
-            .metadata()
-            .map_err(|e| refuse(RefusalReason::Unreadable(e)))?;
-        if !meta.is_file() {
-            return Err(refuse(RefusalReason::NotAFile));
-        }
-        let mut bytes = Vec::new();
-        file.take(self.max_library_bytes.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(|e| refuse(RefusalReason::Unreadable(e)))?;
-        if bytes.len() as u64 > self.max_library_bytes {
-            return Err(refuse(RefusalReason::TooLarge {
-                size: meta.len().max(bytes.len() as u64),
-                limit: self.max_library_bytes,
-            }));
-        }
+        let bytes =
+            super::read::read_regular(path, self.max_library_bytes).map_err(|reason| Refusal {
+                path: path.to_path_buf(),
+                sha256: None,
+                reason: Box::new(reason),
+            })?;
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -275,10 +314,13 @@ impl PluginLoader {
         })
     }
 
-    /// The allowlist's verdict on `file`, from its bytes alone.
+    /// The allowlist's verdict on `file`, from its name and bytes alone.
     pub fn admit(&self, file: &LibraryFile) -> Result<&AllowlistEntry, RefusalReason> {
         match self.allowlist.vet(&file.file_name, &file.sha256) {
             Vetting::Approved(entry) => Ok(entry),
+            Vetting::Misnamed(entry) => Err(RefusalReason::WrongFileName {
+                expected: entry.file.clone(),
+            }),
             Vetting::UnknownHash => Err(RefusalReason::UnknownHash { found: file.sha256 }),
             Vetting::Tampered { expected } => Err(RefusalReason::Tampered {
                 expected,
@@ -321,15 +363,33 @@ impl PluginLoader {
             path: file.path.clone(),
             sha256: file.sha256,
             entry: entry.clone(),
-            plugin: Arc::new(plugin),
+            plugin,
         })
     }
 
     /// Opens a library **without asking the allowlist** and runs the contract, layout
-    /// and identity checks. Its constructors run: only for an integrator reviewing a
-    /// library on a review machine (`bmsfw plugin check --open-unapproved`), never in
-    /// the daemon.
-    pub fn open_unvetted(&self, file: &LibraryFile) -> Result<InProcessPlugin, RefusalReason> {
+    /// and identity checks, in a plugin host unless the loader is
+    /// [`PluginLoader::in_process`]. Its constructors run: only for an integrator
+    /// reviewing a library on a review machine (`bmsfw plugin check --open-unapproved`,
+    /// `bmsfw plugin conformance`), never in the daemon.
+    pub fn open_unvetted(
+        &self,
+        file: &LibraryFile,
+    ) -> Result<Arc<dyn VendorPlugin>, RefusalReason> {
+        match &self.isolation {
+            Isolation::Hosted(settings) => Ok(Arc::new(HostedPlugin::load(
+                &file.bytes,
+                &file.file_name,
+                &self.method,
+                settings.clone(),
+            )?)),
+            Isolation::InProcess => Ok(Arc::new(self.open_in_process(file)?)),
+        }
+    }
+
+    /// Opens a library into this process (no host), with the contract, layout and
+    /// identity checks.
+    pub fn open_in_process(&self, file: &LibraryFile) -> Result<InProcessPlugin, RefusalReason> {
         let header = open_header(&file.bytes, &file.file_name, &self.method)?;
         let module = init_module(header)?;
         InProcessPlugin::new(module).map_err(|e| match e {
@@ -381,15 +441,30 @@ fn layout_errors(report: &str) -> String {
 
 /// Checks the header (module name, contract major), then the layout, and initializes
 /// the root module.
-fn init_module(header: &'static LibHeader) -> Result<PluginModule_Ref, RefusalReason> {
+pub(crate) fn init_module(header: &'static LibHeader) -> Result<PluginModule_Ref, RefusalReason> {
+    init_module_as::<PluginModule_Ref>(header)
+}
+
+/// The contract minor a library's header states (`None` when it states no version).
+pub(crate) fn header_minor(header: &'static LibHeader) -> Option<u32> {
+    VersionNumber::new(header.version_strings())
+        .ok()
+        .map(|v| v.minor)
+}
+
+/// [`init_module`] with the root module type of one contract minor: the plugin host
+/// loads a 1.0 library with the 1.0 interface (`bmsfw-plugin-api-1-0`).
+pub(crate) fn init_module_as<M: RootModule>(
+    header: &'static LibHeader,
+) -> Result<M, RefusalReason> {
     let consts = header.root_mod_consts();
     let name = consts.name();
-    if name.as_str() != PluginModule_Ref::NAME {
+    if name.as_str() != M::NAME {
         return Err(RefusalReason::NotAPlugin {
             detail: format!(
                 "its abi_stable root module is {:?}, not {:?}",
                 name.as_str().chars().take(64).collect::<String>(),
-                PluginModule_Ref::NAME
+                M::NAME
             ),
         });
     }
@@ -403,31 +478,29 @@ fn init_module(header: &'static LibHeader) -> Result<PluginModule_Ref, RefusalRe
             found,
         });
     }
-    header
-        .init_root_module::<PluginModule_Ref>()
-        .map_err(|e| match e {
-            LibraryError::AbiInstability(report) => RefusalReason::LayoutMismatch {
-                expected: CONTRACT_VERSION,
-                found: found.clone(),
-                detail: layout_errors(&report.to_string()),
-            },
-            LibraryError::IncompatibleVersionNumber { .. } => RefusalReason::ContractMismatch {
-                expected: CONTRACT_VERSION,
-                found: found.clone(),
-            },
-            LibraryError::RootModule { err, .. } => RefusalReason::RootModuleFailed {
-                detail: err
-                    .to_string()
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            },
-            other => RefusalReason::NotAPlugin {
-                detail: other
-                    .to_string()
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            },
-        })
+    header.init_root_module::<M>().map_err(|e| match e {
+        LibraryError::AbiInstability(report) => RefusalReason::LayoutMismatch {
+            expected: CONTRACT_VERSION,
+            found: found.clone(),
+            detail: layout_errors(&report.to_string()),
+        },
+        LibraryError::IncompatibleVersionNumber { .. } => RefusalReason::ContractMismatch {
+            expected: CONTRACT_VERSION,
+            found: found.clone(),
+        },
+        LibraryError::RootModule { err, .. } => RefusalReason::RootModuleFailed {
+            detail: err
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        },
+        other => RefusalReason::NotAPlugin {
+            detail: other
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        },
+    })
 }

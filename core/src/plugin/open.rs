@@ -66,6 +66,31 @@ pub(crate) fn open_header(
     }
 }
 
+/// Opens the library at `path` (the plugin host's `/proc/self/fd/3`) and returns its
+/// abi_stable header.
+pub(crate) fn open_header_at(
+    path: &Path,
+    label: &str,
+) -> Result<&'static LibHeader, RefusalReason> {
+    lib_header_from_path(path).map_err(|e| library_refusal(e, label))
+}
+
+/// The bytes as a descriptor a plugin host can load: a sealed memfd, or (for
+/// [`LoadMethod::PrivateCopy`]) a private copy opened read-only and then deleted.
+pub(crate) fn library_descriptor(
+    bytes: &[u8],
+    label: &str,
+    method: &LoadMethod,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    match method {
+        LoadMethod::SealedMemfd => sealed_memfd(bytes, label).map(Into::into),
+        LoadMethod::PrivateCopy { dir } => {
+            let (_dir, path) = private_copy(bytes, label, dir)?;
+            std::fs::File::open(&path).map(Into::into)
+        }
+    }
+}
+
 fn sealed_memfd(bytes: &[u8], label: &str) -> std::io::Result<File> {
     use rustix::fs::{MemfdFlags, SealFlags, fcntl_add_seals, memfd_create};
     let name: String = format!("bmsfw-plugin:{label}").chars().take(200).collect();

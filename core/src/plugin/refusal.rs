@@ -1,6 +1,7 @@
 //! Why a plugin library was refused, in words a person can act on.
 
 use super::allowlist::{ApprovalDate, ApprovalStatus, VendorId};
+use super::display::{display_path, escape_name, one_line};
 use crate::staging::digest::Sha256Digest;
 use bmsfw_plugin_api::ContractVersion;
 use std::fmt;
@@ -17,14 +18,16 @@ pub struct Refusal {
     pub reason: Box<RefusalReason>,
 }
 
+/// One line, whatever the file name holds: the path and the reason are escaped (see
+/// [`super::display`]), so that a crafted name cannot start a line of its own.
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{}: refused by the {} check: {}",
-            self.path.display(),
+            display_path(&self.path),
             self.reason.check(),
-            self.reason
+            one_line(&self.reason.to_string())
         )
     }
 }
@@ -38,9 +41,22 @@ pub enum RefusalReason {
     /// The file could not be read.
     #[error("cannot read the file: {0}")]
     Unreadable(#[source] std::io::Error),
-    /// Not a regular file.
-    #[error("not a regular file")]
-    NotAFile,
+    /// Not a regular file (a directory, device node, FIFO or socket). Decided from the
+    /// file's type alone: the file was never opened for reading.
+    #[error("{kind}, not a regular file")]
+    NotAFile {
+        /// What it is ("a directory", "a named pipe (FIFO)", ...).
+        kind: &'static str,
+    },
+    /// A symbolic link: the loader does not follow links in the plugin directory.
+    #[error(
+        "a symbolic link{}, not a library file: the loader does not follow links",
+        target.as_ref().map(|t| format!(" to {}", display_path(t))).unwrap_or_default()
+    )]
+    SymbolicLink {
+        /// Where it points, when that could be read.
+        target: Option<PathBuf>,
+    },
     /// Larger than the loader's limit.
     #[error("the file is {size} bytes, above the {limit}-byte limit for a plugin library")]
     TooLarge {
@@ -54,6 +70,15 @@ pub enum RefusalReason {
     UnknownHash {
         /// The file's hash.
         found: Sha256Digest,
+    },
+    /// Approved bytes under another file name than their allowlist entry's.
+    #[error(
+        "these bytes are approved only under the file name {}, not under this one",
+        escape_name(std::ffi::OsStr::new(expected))
+    )]
+    WrongFileName {
+        /// The file name of the entry approving the bytes.
+        expected: String,
     },
     /// A file approved under this name has another hash now.
     #[error(
@@ -83,18 +108,29 @@ pub enum RefusalReason {
         date: ApprovalDate,
     },
     /// The same bytes were already loaded from another file.
-    #[error("identical to {}, already loaded", first.display())]
+    #[error("identical to {}, already loaded", display_path(first))]
     DuplicateLibrary {
         /// The file loaded first.
         first: PathBuf,
     },
     /// Another library of the same vendor was already loaded.
-    #[error("vendor {vendor} is already served by {}; keep one library per vendor", first.display())]
+    #[error(
+        "vendor {vendor} is already served by {}; keep one library per vendor",
+        display_path(first)
+    )]
     DuplicateVendor {
         /// The vendor.
         vendor: VendorId,
         /// The file loaded first.
         first: PathBuf,
+    },
+    /// The bytes are not an ELF shared library for this machine whose headers and
+    /// segments lie inside the file (see [`super::elf`]). Decided from the bytes alone:
+    /// no dynamic loader saw them.
+    #[error("not a well-formed shared library for this machine: {detail}")]
+    MalformedLibrary {
+        /// What is wrong, and where.
+        detail: String,
     },
     /// The loader could not stage the bytes for loading.
     #[error("cannot prepare the library for loading: {0}")]
@@ -141,6 +177,9 @@ pub enum RefusalReason {
         /// abi_stable's words.
         detail: String,
     },
+    /// The plugin host crashed, hung or broke its protocol while loading the library.
+    #[error("{0}")]
+    HostFailed(super::hosted::HostFault),
     /// The identity entry point failed (a panic included: code PLUGIN_FAULT).
     #[error("the identity entry point failed: {0}")]
     IdentityFailed(super::types::PluginFailure),
@@ -169,20 +208,24 @@ impl RefusalReason {
     /// The name of the check that refused, as printed and documented.
     pub fn check(&self) -> &'static str {
         match self {
-            RefusalReason::Unreadable(_) | RefusalReason::NotAFile => "file",
+            RefusalReason::Unreadable(_)
+            | RefusalReason::NotAFile { .. }
+            | RefusalReason::SymbolicLink { .. } => "file",
             RefusalReason::TooLarge { .. } => "size",
             RefusalReason::UnknownHash { .. } | RefusalReason::Tampered { .. } => "hash",
+            RefusalReason::WrongFileName { .. } => "name",
             RefusalReason::ReviewNotPassed { .. } => "review",
             RefusalReason::ComplianceNotPassed { .. } => "compliance",
             RefusalReason::DuplicateLibrary { .. } | RefusalReason::DuplicateVendor { .. } => {
                 "duplicate"
             }
             RefusalReason::Staging(_) => "staging",
-            RefusalReason::NotAPlugin { .. } => "library",
+            RefusalReason::MalformedLibrary { .. } | RefusalReason::NotAPlugin { .. } => "library",
             RefusalReason::AbiIncompatible { .. } => "abi",
             RefusalReason::ContractMismatch { .. } => "contract",
             RefusalReason::LayoutMismatch { .. } => "layout",
             RefusalReason::RootModuleFailed { .. } => "init",
+            RefusalReason::HostFailed(_) => "host",
             RefusalReason::IdentityFailed(_) | RefusalReason::IdentityInvalid(_) => "identity",
             RefusalReason::VendorMismatch { .. } => "vendor",
             RefusalReason::VersionOutOfRange { .. } => "version",
@@ -197,6 +240,7 @@ impl RefusalReason {
                 | RefusalReason::ContractMismatch { .. }
                 | RefusalReason::LayoutMismatch { .. }
                 | RefusalReason::RootModuleFailed { .. }
+                | RefusalReason::HostFailed(_)
                 | RefusalReason::IdentityFailed(_)
                 | RefusalReason::IdentityInvalid(_)
                 | RefusalReason::VendorMismatch { .. }
@@ -207,8 +251,12 @@ impl RefusalReason {
     /// What a person can do about it.
     pub fn remedy(&self) -> &'static str {
         match self {
-            RefusalReason::Unreadable(_) | RefusalReason::NotAFile => {
+            RefusalReason::Unreadable(_) | RefusalReason::NotAFile { .. } => {
                 "make the plugin directory hold readable library files only"
+            }
+            RefusalReason::SymbolicLink { .. } => {
+                "put the library file itself in the plugin directory, under the name its \
+                 allowlist entry gives, instead of a link to it"
             }
             RefusalReason::TooLarge { .. } => {
                 "this is not a plugin library; remove it from the plugin directory"
@@ -216,6 +264,11 @@ impl RefusalReason {
             RefusalReason::UnknownHash { .. } => {
                 "have the library reviewed and add an allowlist entry with this SHA-256 \
                  (`bmsfw plugin check` prints one), or remove the file"
+            }
+            RefusalReason::WrongFileName { .. } => {
+                "name the file as its allowlist entry does (the `file` field) and remove \
+                 other copies; to approve it under another name, change the entry's `file` \
+                 after review"
             }
             RefusalReason::Tampered { .. } => {
                 "replace the file with the approved build from the vendor; if the vendor \
@@ -231,6 +284,10 @@ impl RefusalReason {
             RefusalReason::DuplicateVendor { .. } => {
                 "remove the older library of this vendor from the plugin directory"
             }
+            RefusalReason::MalformedLibrary { .. } => {
+                "the file is damaged, truncated or built for another machine: copy the \
+                 vendor's approved build for this machine's architecture again"
+            }
             RefusalReason::Staging(_) => {
                 "check that the kernel supports memfd_create, or set plugins.load_method = \
                  \"private-copy\" with a writable state directory"
@@ -245,6 +302,7 @@ impl RefusalReason {
                 "ask the vendor for a build against this engine's plugin contract version"
             }
             RefusalReason::RootModuleFailed { .. }
+            | RefusalReason::HostFailed(_)
             | RefusalReason::IdentityFailed(_)
             | RefusalReason::IdentityInvalid(_) => {
                 "the plugin is faulty; report this message to the vendor"

@@ -49,6 +49,15 @@ pub const ALPHA: Vendor = Vendor {
     rx: 0x7E8,
 };
 
+pub const MISBEHAVE: Vendor = Vendor {
+    fixture: "misbehave",
+    vendor_id: "com.example.misbehave",
+    manufacturer: "MISBEHAV",
+    product: 0x0E0B,
+    tx: 0x7E2,
+    rx: 0x7EA,
+};
+
 pub const ROGUE: Vendor = Vendor {
     fixture: "rogue",
     vendor_id: "com.example.rogue",
@@ -193,6 +202,11 @@ impl Site {
 
     /// A site of `vendor` on `bus`.
     pub fn build(vendor: Vendor, bus: SimBus, firmware: [u8; 2]) -> Site {
+        Site::build_as(vendor, bus, firmware, SERIAL)
+    }
+
+    /// A site of `vendor` on `bus` whose battery has serial number `serial`.
+    pub fn build_as(vendor: Vendor, bus: SimBus, firmware: [u8; 2], serial: &str) -> Site {
         let epoch = Epoch::starting_now();
         let config = BatteryConfig::new(IdentityConfig {
             manufacturer: vendor.manufacturer.into(),
@@ -201,7 +215,7 @@ impl Site {
             firmware,
             capacity_ah: 100,
             product_info_tail: None,
-            serial: Some(SERIAL.into()),
+            serial: Some(serial.into()),
             product_name: None,
         });
         let model = BatteryModel::new(config, epoch.now()).unwrap();
@@ -229,6 +243,18 @@ impl Site {
                 bms_task,
             ],
         }
+    }
+
+    /// Loads fixture `name` through this site's allowlist, its hosts run with `settings`.
+    pub fn load_hosted(
+        &self,
+        name: &str,
+        settings: bmsfw_core::plugin::HostSettings,
+    ) -> LoadedPlugin {
+        PluginLoader::new(self.allowlist.clone())
+            .with_isolation(bmsfw_core::plugin::Isolation::Hosted(Arc::new(settings)))
+            .load_file(&bmsfw_test_fixtures::library(name))
+            .unwrap_or_else(|r| panic!("{r}"))
     }
 
     /// Loads fixture `name` through this site's allowlist.
@@ -262,8 +288,13 @@ impl Site {
 
 /// The request for `package`, every acknowledgement given.
 pub fn request(package: &[u8], chunk: u32) -> UpdateRequest {
+    request_for(SERIAL, package, chunk)
+}
+
+/// The request for `package` to the battery with serial number `serial`.
+pub fn request_for(serial: &str, package: &[u8], chunk: u32) -> UpdateRequest {
     UpdateRequest {
-        battery_serial: SERIAL.into(),
+        battery_serial: serial.into(),
         package: UploadAnnouncement::new(
             "fw.spkg".into(),
             package.len() as u64,
@@ -278,9 +309,14 @@ pub fn request(package: &[u8], chunk: u32) -> UpdateRequest {
 
 /// Waits (virtual time) until the engine hears the battery.
 pub async fn wait_for_battery(engine: &Engine) {
+    wait_for_serial(engine, SERIAL).await
+}
+
+/// Waits until the engine hears the battery with serial number `serial`.
+pub async fn wait_for_serial(engine: &Engine, serial: &str) {
     for _ in 0..100 {
         if engine.batteries().await.iter().any(|b| {
-            b.identity.serial == SERIAL && b.presence == bmsfw_core::vrm::Presence::Communicating
+            b.identity.serial == serial && b.presence == bmsfw_core::vrm::Presence::Communicating
         }) {
             return;
         }
