@@ -343,7 +343,7 @@ fn hex_lower(bytes: &[u8]) -> String {
 use bmsfw_can::CanEvent;
 use bmsfw_core::driver::{BudgetConfig, BusBudget, WORST_FRAME_BITS};
 use bmsfw_core::plugin::{
-    Allowlist, PackageRead, PluginLoader, SessionPhase, SessionStart, VendorPlugin, plugin_battery,
+    Allowlist, PackageRead, PluginLoader, SessionPhase, SessionStart, plugin_battery,
 };
 use bmsfw_core::telemetry::BmsCanMonitor;
 use bmsfw_plugin_api::SessionOptions;

@@ -119,7 +119,10 @@ fn list_reports_crashing_hanging_and_truncated_plugins_as_refused() {
             .unwrap_or_else(|| panic!("no line for {file}:\n{all}"))
             .to_owned()
     };
-    assert!(line("libalpha.so").contains("loaded com.example.alpha"), "{all}");
+    assert!(
+        line("libalpha.so").contains("loaded com.example.alpha"),
+        "{all}"
+    );
     let crash = line("libcrash.so");
     assert!(crash.contains("REFUSED by the host check"), "{crash}");
     assert!(crash.contains("SIGSEGV"), "{crash}");
@@ -151,7 +154,13 @@ fn check_reports_a_crashing_library_and_exits_normally() {
     std::fs::write(dir.path().join("allowlist.toml"), allowlist).unwrap();
     let out = bmsfw(
         dir.path(),
-        &["plugin", "check", "libcrash.so", "--allowlist", "allowlist.toml"],
+        &[
+            "plugin",
+            "check",
+            "libcrash.so",
+            "--allowlist",
+            "allowlist.toml",
+        ],
     );
     let all = text(&out);
     assert_eq!(exited(&out), 1, "{all}");

@@ -4,6 +4,7 @@
 //! again all of it goes away. Screenshots are kept under `target/artifacts/`.
 
 mod support;
+#[allow(dead_code)]
 mod webdriver;
 
 use reqwest::StatusCode;
