@@ -50,6 +50,9 @@ fn the_demo_updates_every_battery_of_every_vendor_through_the_portal() {
         );
         assert!(stdout.contains(sample), "{sample} not printed:\n{stdout}");
     }
+    // The portal's database is in the demo's folder, not beside config/portal.toml.
+    assert!(folder.join("portal.sqlite").is_file(), "{stdout}");
+    assert!(stdout.contains("database  "), "{stdout}");
     // The plugins were loaded through the allowlist the demo wrote.
     let allowlist = std::fs::read_to_string(folder.join("allowlist.toml")).unwrap();
     for id in [

@@ -16,7 +16,6 @@ use support::*;
 use webdriver::Browser;
 
 const WAIT: Duration = Duration::from_secs(20);
-const CSRF: (&str, &str) = ("X-Requested-With", "bmsfw");
 
 fn module(index: u16, state: ModuleState, minor: u8) -> ModuleProgress {
     ModuleProgress {
@@ -76,34 +75,16 @@ async fn the_progress_card_lists_each_module_and_the_one_that_failed() {
     b.click_css("#login", WAIT).await;
     b.wait_for("#dots-512", WAIT).await;
 
-    // The update starts (through the portal's API, as the page would).
-    let c = http();
-    let r = c
-        .post(format!("{url}/api/login"))
-        .header(CSRF.0, CSRF.1)
-        .json(&json!({"username": INSTALLER.0, "password": INSTALLER.1}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-    let battery = format!("{url}/api/installations/{PORTAL_ID}/batteries/512");
-    let bytes = package(6, 0, 8000, 5);
-    let r = c
-        .post(format!("{battery}/firmware?name=pack-6.0.bin"))
-        .header(CSRF.0, CSRF.1)
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-    let r = c
-        .post(format!("{battery}/update"))
-        .header(CSRF.0, CSRF.1)
-        .json(&json!({"acknowledgements": ["site_reachable", "backup_capacity", "maintenance_window"]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{:?}", r.text().await);
+    // The installer chooses the pack's file from the menu, confirms and presses Update.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), package(6, 0, 8000, 5)).unwrap();
+    b.click_css("#dots-512", WAIT).await;
+    b.choose_file_by_click("#menu-upload", file.path()).await;
+    b.wait_for("#check-512[data-phase=passed]", WAIT).await;
+    for ack in ["site_reachable", "backup_capacity", "maintenance_window"] {
+        b.click_css(&format!("#ack-{ack}-512"), WAIT).await;
+    }
+    b.click_css("#update-512", WAIT).await;
     let job = tokio::time::timeout(WAIT, staged.recv())
         .await
         .unwrap()
@@ -132,9 +113,9 @@ async fn the_progress_card_lists_each_module_and_the_one_that_failed() {
         &mut b,
         "module 2 updating",
         json!([
-            ["Module 1", "Updated", "v2.04 (build 01) (020401)"],
-            ["Module 2", "Updating", "v2.03 (build 01) (020301)"],
-            ["Module 3", "Waiting", "v2.03 (build 01) (020301)"],
+            ["Module 1", "Updated", "v2.04 (build 01) bytes 02 04 01"],
+            ["Module 2", "Updating", "v2.03 (build 01) bytes 02 03 01"],
+            ["Module 3", "Waiting", "v2.03 (build 01) bytes 02 03 01"],
         ]),
     )
     .await;
@@ -169,15 +150,19 @@ async fn the_progress_card_lists_each_module_and_the_one_that_failed() {
         &mut b,
         "module 2 failed",
         json!([
-            ["Module 1", "Updated", "v2.04 (build 01) (020401)"],
-            ["Module 2", "Failed", "v2.03 (build 01) (020301)"],
-            ["Module 3", "Waiting", "v2.03 (build 01) (020301)"],
+            ["Module 1", "Updated", "v2.04 (build 01) bytes 02 04 01"],
+            ["Module 2", "Failed", "v2.03 (build 01) bytes 02 03 01"],
+            ["Module 3", "Waiting", "v2.03 (build 01) bytes 02 03 01"],
         ]),
     )
     .await;
+    // The failure in plain words; the code and the GX's message under Details.
     let text = b.text("#result-512").await;
+    assert!(text.contains("Battery module update failed"), "{text}");
+    b.click_css("#result-details-512 summary", WAIT).await;
+    let text = b.text("#result-details-512").await;
     assert!(
-        text.contains("error 784") && text.contains("module 2 of 3"),
+        text.contains("Error 784") && text.contains("module 2 of 3"),
         "{text}"
     );
     let overflow = b
@@ -208,6 +193,13 @@ async fn the_progress_card_lists_each_module_and_the_one_that_failed() {
             .await;
         assert_eq!(checked, json!(true), "module {n} is offered, ticked");
     }
+    // The choice stays open while the progress card keeps changing.
+    b.click_css("#targets-512 summary", WAIT).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        b.displayed("#target-1-512").await,
+        "the choice closed by itself"
+    );
     b.click_css("#target-1-512", WAIT).await;
     b.click_css("#target-3-512", WAIT).await;
     for ack in ["site_reachable", "backup_capacity", "maintenance_window"] {

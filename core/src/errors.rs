@@ -145,10 +145,12 @@ catalogue! {
     720 GATE_VRM_ACCESS "Remote updates not allowed"
         "The GX device's VRM Portal access setting is not Full; remote firmware updates need Full access."
         ["On the GX device, open Settings > VRM Online Portal > VRM Portal and select Full",
+         "If the message says unknown, the GX device could not read the setting from Venus OS: check that Settings > Services > MQTT is enabled",
          "Start the update again"];
     721 GATE_GX_FIRMWARE "GX device firmware too old"
         "The GX device runs a firmware version older than the minimum that supports remote battery updates."
         ["Update the GX device firmware",
+         "If the message says unknown, the GX device could not read its firmware version from Venus OS: check that Settings > Services > MQTT is enabled",
          "Start the update again"];
     722 GATE_BUS_BITRATE "BMS-Can not at 500 kbit/s"
         "The CAN bus the battery is on does not run at 500 kbit/s, the only BMS-Can speed remote updates support."
@@ -177,6 +179,7 @@ catalogue! {
     728 GATE_BACKUP_POWER "Backup power event"
         "The site runs on its batteries because the grid is lost; no firmware update runs during a backup-power event."
         ["Wait until the grid is back",
+         "If the message says unknown, the GX device could not read the grid's state from Venus OS: check that Settings > Services > MQTT is enabled and the inverter/charger is connected",
          "Start the update again during a planned maintenance window"];
     729 GATE_BUS_BUSY "Another update on this bus"
         "Another firmware update is running on the same CAN bus; one update runs per bus at a time."
@@ -308,6 +311,59 @@ pub fn lookup(code: u32) -> Option<&'static ErrorInfo> {
         .map(|i| &CATALOGUE[i])
 }
 
+/// What the portal offers after a failure with a code: a retry only where one can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Remedy {
+    /// The same file again, once the cause is resolved (a gate, the link, the bus, the
+    /// battery's answer).
+    Retry,
+    /// The file itself is wrong for this battery (damaged, another product, unsigned,
+    /// not approved): another file, never the same one again.
+    ChooseAnotherFile,
+    /// Nothing the installer can do from the portal: the battery or the plugin needs its
+    /// manufacturer.
+    ContactManufacturer,
+}
+
+impl Remedy {
+    /// Its machine name: `retry`, `choose_file`, `contact_manufacturer`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Remedy::Retry => "retry",
+            Remedy::ChooseAnotherFile => "choose_file",
+            Remedy::ContactManufacturer => "contact_manufacturer",
+        }
+    }
+
+    /// What the portal offers, in its words.
+    pub const fn offer(self) -> &'static str {
+        match self {
+            Remedy::Retry => "Retry",
+            Remedy::ChooseAnotherFile => "Choose another file",
+            Remedy::ContactManufacturer => "Contact the battery manufacturer",
+        }
+    }
+}
+
+/// What the portal offers after a failure with `code`.
+pub fn remedy(code: u32) -> Remedy {
+    match code {
+        codes::PACKAGE_TOO_LARGE
+        | codes::NO_MATCHING_PLUGIN
+        | codes::GATE_TARGET_NOT_APPROVED
+        | codes::PACKAGE_INVALID
+        | codes::PACKAGE_WRONG_PRODUCT
+        | codes::SIGNATURE_INVALID
+        | codes::VERIFICATION_FAILED => Remedy::ChooseAnotherFile,
+        codes::GATE_INSTALLED_NOT_APPROVED
+        | codes::PLUGIN_CAN_ID_VIOLATION
+        | codes::BATTERY_NOT_SUPPORTED
+        | codes::PLUGIN_QUARANTINED
+        | codes::PLUGIN_FAULT => Remedy::ContactManufacturer,
+        _ => Remedy::Retry,
+    }
+}
+
 /// The stable name of `code`, or `"UNKNOWN"` for a number outside the catalogue.
 pub fn name_of(code: u32) -> &'static str {
     lookup(code).map_or("UNKNOWN", |info| info.name)
@@ -346,6 +402,10 @@ pub fn render_markdown() -> String {
         for step in info.resolution {
             out.push_str(&format!("- {step}\n"));
         }
+        out.push_str(&format!(
+            "\nThe portal offers: {}.\n",
+            remedy(info.code).offer()
+        ));
         out.push('\n');
     }
     out
@@ -426,6 +486,18 @@ mod tests {
                 "Contact battery manufacturer if problem persists",
             ]
         );
+    }
+
+    #[test]
+    fn a_retry_is_offered_only_where_it_can_succeed() {
+        for code in [760, 761, 762, 780, 707, 701, 732] {
+            assert_eq!(remedy(code), Remedy::ChooseAnotherFile, "{code}");
+        }
+        for code in [723, 750, 755, 740, 705, 717] {
+            assert_eq!(remedy(code), Remedy::Retry, "{code}");
+        }
+        assert_eq!(remedy(748), Remedy::ContactManufacturer);
+        assert_eq!(Remedy::ChooseAnotherFile.name(), "choose_file");
     }
 
     #[test]

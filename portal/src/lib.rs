@@ -7,6 +7,8 @@
 //!   is online ([`presence`]);
 //! - [`web`]: the UI and HTTP API (axum), with [`auth`]: users, hashed passwords and
 //!   sessions, "Full control" and "Monitor only";
+//! - [`store`]: the portal's SQLite database and uploaded files, so that a restart loses
+//!   nothing (sessions, last contact, updates, event logs, diagnostics of failures);
 //! - [`config`]: the `portal.toml` file;
 //! - [`broker`]: the embedded MQTT broker used when no external one is given.
 #![forbid(unsafe_code)]
@@ -15,11 +17,14 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod model;
+pub mod preflight;
 pub mod presence;
+pub mod store;
 pub mod upload;
 pub mod vrm;
 pub mod web;
 
 pub use broker::EmbeddedBroker;
+pub use store::{Store, StoreError};
 pub use vrm::{StoredFile, UpdateOrder, UpdateView, VrmConfig, VrmError, VrmSide, VrmSnapshot};
 pub use web::PortalApp;

@@ -4,7 +4,7 @@ use crate::presence::GxPresence;
 use bmsfw_vrm_wire::{
     BatteryPath, DevicePath, JobState, ModuleState, Notification, PortalId, SystemPath, WireVersion,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -18,7 +18,8 @@ const MAX_ALARMS: usize = 32;
 const MAX_MODULES: usize = 64;
 
 /// One module behind a battery's BMS in its latest update, as the GX publishes it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PublishedModule {
     /// Where it is.
     pub state: Option<ModuleState>,
@@ -27,7 +28,8 @@ pub struct PublishedModule {
 }
 
 /// The latest update of a battery, as the GX publishes it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PublishedUpdate {
     /// The job.
     pub job: Option<u64>,
@@ -72,7 +74,8 @@ impl PublishedUpdate {
 }
 
 /// One battery of an installation's device list.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Battery {
     /// Its device instance on the GX.
     pub instance: u32,

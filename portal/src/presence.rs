@@ -129,6 +129,17 @@ pub struct PresenceTracker {
 }
 
 impl PresenceTracker {
+    /// What a restart of the portal knows of a GX: its last contact on the wall clock
+    /// (from the portal's store), nothing on the monotonic clock. The GX counts as not
+    /// heard from until it speaks, and as offline since that last contact once the
+    /// interval passes in silence.
+    pub fn restored(last_contact_ms: Option<u64>) -> PresenceTracker {
+        PresenceTracker {
+            last_contact_ms,
+            ..PresenceTracker::default()
+        }
+    }
+
     /// A message from the GX arrived (a value, a reply): it is connected.
     pub fn contact(&mut self, at: Instant, at_ms: u64) {
         self.last_contact = Some(at);
@@ -311,6 +322,17 @@ mod tests {
         p.announced(&again, false, t0 + secs(9), 10_000);
         assert_eq!(p.judge(t0 + secs(9), t0, INTERVAL).state, Presence::Online);
         assert_eq!(p.judge(t0 + secs(9), t0, INTERVAL).refusal(INTERVAL), None);
+    }
+
+    #[test]
+    fn a_last_contact_from_before_a_restart_dates_a_silence() {
+        let t0 = Instant::now();
+        let p = PresenceTracker::restored(Some(4_000));
+        assert_eq!(p.last_contact_ms(), Some(4_000));
+        assert_eq!(p.judge(t0 + secs(1), t0, INTERVAL).state, Presence::Unknown);
+        let v = p.judge(t0 + secs(61), t0, INTERVAL);
+        assert_eq!(v.state, Presence::Offline);
+        assert_eq!(v.offline_since, Some(4_000));
     }
 
     #[test]

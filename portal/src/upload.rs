@@ -12,12 +12,12 @@
 //! GX where the upload stands instead of guessing.
 
 use bmsfw_vrm_wire::{Feedback, Status};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where the upload stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UploadPhase {
     /// The update command is out; the GX has not asked for chunks yet.
@@ -45,7 +45,8 @@ pub enum UploadTransmit {
 }
 
 /// Counters of one upload, for the installer and for tests.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UploadStats {
     /// Chunk messages published, repeats included.
     pub chunks_sent: u64,
@@ -75,6 +76,8 @@ pub struct UploadSender {
     last_progress: Instant,
     resume_point: Option<u32>,
     stats: UploadStats,
+    /// Taken up after a restart of the portal: the GX's first answer is a resume.
+    interrupted: bool,
 }
 
 impl UploadSender {
@@ -104,7 +107,33 @@ impl UploadSender {
             last_progress: now,
             resume_point: None,
             stats: UploadStats::default(),
+            interrupted: false,
         }
+    }
+
+    /// A sender taking up an upload from the portal's store after a restart. An upload
+    /// that had not ended waits, as a new one does, for the GX to name the first chunk it
+    /// lacks (its answer to a status query, or to the command sent again) and counts that
+    /// answer as a resume; the counters go on from `stats` (the acknowledged chunks are
+    /// counted again from the GX's answer). An upload that had ended stays as it was.
+    pub fn restored(
+        file: Arc<Vec<u8>>,
+        chunk_size: u32,
+        window: usize,
+        stall_timeout: Duration,
+        now: Instant,
+        phase: UploadPhase,
+        stats: UploadStats,
+    ) -> UploadSender {
+        let mut s = UploadSender::new(file, chunk_size, window, stall_timeout, now);
+        s.stats = stats;
+        if matches!(phase, UploadPhase::Announced | UploadPhase::Sending) {
+            s.interrupted = true;
+            s.stats.chunks_acked = 0;
+        } else {
+            s.phase = phase;
+        }
+        s
     }
 
     /// Where the upload stands.
@@ -140,7 +169,6 @@ impl UploadSender {
                 if !matches!(self.phase, UploadPhase::Announced | UploadPhase::Sending) {
                     return;
                 }
-                self.phase = UploadPhase::Sending;
                 match feedback.chunk {
                     Some(index) => {
                         if let Some(a) = self.acked.get_mut(index as usize)
@@ -149,10 +177,17 @@ impl UploadSender {
                             *a = true;
                             self.stats.chunks_acked += 1;
                         }
+                        if self.interrupted {
+                            // An acknowledgement of a chunk sent before the restart: wait
+                            // for the GX to say where it stands.
+                            return;
+                        }
+                        self.phase = UploadPhase::Sending;
                         self.in_flight = self.in_flight.saturating_sub(1);
                         self.last_progress = now;
                     }
                     None => {
+                        self.phase = UploadPhase::Sending;
                         let first = feedback.first_missing.unwrap_or(self.chunk_count);
                         self.resume_from(first, now);
                     }
@@ -177,7 +212,9 @@ impl UploadSender {
                     self.in_flight = 0;
                 }
             }
-            Status::Starting => {}
+            // A status from a newer GX: its other members (a chunk, the first missing
+            // one) are not trusted to mean the same.
+            Status::Starting | Status::Unknown => {}
         }
     }
 
@@ -196,7 +233,7 @@ impl UploadSender {
                 self.stats.chunks_acked += 1;
             }
         }
-        if self.sent.iter().any(|s| *s) {
+        if self.sent.iter().any(|s| *s) || std::mem::take(&mut self.interrupted) {
             self.stats.resumes.push(first);
         }
         self.next = first;
@@ -358,6 +395,52 @@ mod tests {
         f.handle_feedback(&Feedback::error(705, "digest"), now);
         assert_eq!(f.phase(), UploadPhase::Failed);
         assert!(f.poll_transmit(now).is_none());
+    }
+
+    #[test]
+    fn an_upload_taken_up_after_a_restart_goes_on_from_the_gx_first_missing_chunk() {
+        let now = Instant::now();
+        let file = Arc::new((0..40u8).collect::<Vec<u8>>());
+        let before = UploadStats {
+            chunks_sent: 6,
+            chunks_acked: 5,
+            ..UploadStats::default()
+        };
+        let mut s = UploadSender::restored(
+            file,
+            4,
+            3,
+            Duration::from_secs(2),
+            now,
+            UploadPhase::Sending,
+            before,
+        );
+        assert_eq!(s.phase(), UploadPhase::Announced);
+        assert!(
+            s.poll_transmit(now).is_none(),
+            "nothing before the GX answers"
+        );
+        // A late acknowledgement of a chunk sent before the restart starts nothing.
+        s.handle_feedback(&ack(4), now);
+        assert!(s.poll_transmit(now).is_none());
+        s.handle_feedback(&ask(5), now);
+        assert_eq!(indices(&mut s, now), [5, 6, 7]);
+        assert_eq!(s.stats().resumes, vec![5]);
+        assert_eq!(s.stats().chunks_acked, 5);
+        assert_eq!(s.stats().chunks_sent, 9);
+        // An upload that had ended sends nothing.
+        let mut done = UploadSender::restored(
+            Arc::new(Vec::new()),
+            4,
+            3,
+            Duration::from_secs(2),
+            now,
+            UploadPhase::Received,
+            UploadStats::default(),
+        );
+        done.handle_feedback(&ask(0), now);
+        assert_eq!(done.phase(), UploadPhase::Received);
+        assert!(done.poll_transmit(now).is_none());
     }
 
     #[test]

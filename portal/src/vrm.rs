@@ -3,11 +3,22 @@
 //! replies, asks GXs for event logs and diagnostics, and follows whether each GX is online
 //! (its last will and its silence, see [`crate::presence`]): no update starts toward a GX
 //! that is offline.
+//!
+//! With a [`Store`] it records what arrives: every update's record as the replies build
+//! it, each installation's last contact and device list, the event log at an update's end
+//! and a diagnostics snapshot at its failure. After a restart it takes the updates back,
+//! resumes an upload the restart cut (the GX names the first chunk it lacks), and answers
+//! event-log and diagnostics requests from the store while the GX does not answer.
 
 use crate::model::Installation;
 use crate::presence::{GxPresence, PresenceTracker, now_ms};
+use crate::store::{
+    DeviceList, RestoredUpdate, Store, StoreError, StoredInstallation, UpdateRecord,
+};
 use crate::upload::{UploadPhase, UploadSender, UploadStats, UploadTransmit};
-use bmsfw_vrm_wire::command::{ChunkCommand, StatusQuery, UpdateCommand};
+use bmsfw_vrm_wire::command::{
+    ChunkCommand, DiagnosticsQuery, EventLogQuery, StatusQuery, UpdateCommand,
+};
 use bmsfw_vrm_wire::envelope::KeepaliveOptions;
 use bmsfw_vrm_wire::limits::{DEFAULT_CHUNK_SIZE, MAX_PACKET};
 use bmsfw_vrm_wire::presence::is_presence;
@@ -17,7 +28,8 @@ use bmsfw_vrm_wire::{
     TargetList, Topic, VersionPolicy, WireVersion,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -141,6 +153,15 @@ pub enum VrmError {
     /// The portal's MQTT side is not running.
     #[error("the portal's MQTT connection has stopped")]
     Stopped,
+    /// The portal's store failed (the message names the database file).
+    #[error("{0}")]
+    Store(String),
+}
+
+impl From<StoreError> for VrmError {
+    fn from(e: StoreError) -> VrmError {
+        VrmError::Store(e.to_string())
+    }
 }
 
 impl VrmError {
@@ -154,8 +175,10 @@ impl VrmError {
     }
 }
 
-/// One update the portal started, as it follows it through the GX's replies.
-#[derive(Debug, Clone, Serialize)]
+/// One update the portal started, as it follows it through the GX's replies. Kept in the
+/// portal's store: a member added later must read as absent from older records (an
+/// `Option`, or `#[serde(default)]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UpdateView {
     /// The command id all its replies carry.
     pub commandid: CommandId,
@@ -204,8 +227,88 @@ struct Tracker {
     upload: UploadSender,
     last_msgnr: u64,
     /// The order, kept (with its file) for a retry by the battery's latest update only.
+    /// `None` after a restart: the file is read back from the store for a retry.
     retry: Option<UpdateOrder>,
+    /// The command as sent (sent again when the GX's first answer never came).
+    command: UpdateCommand,
+    /// Whether the event log (and the diagnostics of a failure) were stored after the end.
+    archived: bool,
+    /// No attempt to store them before this (one is running, or the last one failed).
+    archive_after: Option<Instant>,
 }
+
+impl Tracker {
+    fn record(&self) -> UpdateRecord {
+        UpdateRecord {
+            view: self.view.clone(),
+            command: self.command.clone(),
+            last_msgnr: self.last_msgnr,
+            archived: self.archived,
+        }
+    }
+
+    /// Whether the update has ended, by its replies or by the GX's published values.
+    fn ended(&self, installations: &BTreeMap<PortalId, Installation>) -> bool {
+        if self.view.finished || self.view.upload_phase == UploadPhase::Failed {
+            return true;
+        }
+        let published = installations
+            .get(&self.view.portal_id)
+            .and_then(|i| i.batteries.get(&self.view.instance))
+            .map(|b| &b.update);
+        published.is_some_and(|p| {
+            p.job.is_some() && p.job == self.view.job && p.state.is_some_and(JobState::is_terminal)
+        })
+    }
+
+    fn failed(&self, installations: &BTreeMap<PortalId, Installation>) -> bool {
+        if self.view.state == Some(JobState::Failed) || self.view.error_code.is_some() {
+            return true;
+        }
+        installations
+            .get(&self.view.portal_id)
+            .and_then(|i| i.batteries.get(&self.view.instance))
+            .is_some_and(|b| {
+                b.update.job == self.view.job && b.update.state == Some(JobState::Failed)
+            })
+    }
+}
+
+/// A battery's event log as the portal answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventLogAnswer {
+    /// The battery's serial number.
+    pub serial: String,
+    /// The events, oldest first, as the GX sent them.
+    pub events: Vec<Value>,
+    /// `None` when the GX answered now; else when the portal received the stored events
+    /// (ms since the epoch): the GX did not answer.
+    pub stored_at: Option<u64>,
+}
+
+/// A job's diagnostics bundle as the portal answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiagnosticsAnswer {
+    /// The bundle, as the GX sent it.
+    pub bundle: Value,
+    /// `None` when the GX answered now; else when the portal stored the bundle (ms since
+    /// the epoch) and why (`failure`: taken when the update failed).
+    pub stored: Option<(u64, String)>,
+}
+
+/// The batteries of an installation by instance and serial number: a change of them is
+/// stored at once.
+type BatteryShape = Vec<(u32, Option<String>)>;
+
+/// How long a change of values or of the last contact may wait before it is stored (a
+/// battery that appears or goes, or a new serial number, is stored at once).
+const INSTALLATION_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// Pause before another attempt to store an ended update's event log and diagnostics.
+const ARCHIVE_RETRY: Duration = Duration::from_secs(30);
+/// Most ended updates whose event log and diagnostics are fetched at once.
+const MAX_ARCHIVING: usize = 4;
+/// How far ahead an archive in progress marks its next attempt (it sets the real one).
+const ARCHIVING: Duration = Duration::from_secs(86_400);
 
 /// Everything the portal knows, as the web layer reads it.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -216,6 +319,8 @@ pub struct VrmSnapshot {
     pub installations: BTreeMap<PortalId, Installation>,
     /// The updates started from this portal, oldest first.
     pub updates: Vec<UpdateView>,
+    /// The pre-flight checks of uploaded files, oldest first.
+    pub preflights: Vec<crate::preflight::PreflightView>,
 }
 
 struct State {
@@ -307,6 +412,10 @@ enum Request {
         Command,
         oneshot::Sender<Result<RpcResponse, VrmError>>,
     ),
+    Preflight(
+        crate::preflight::PreflightOrder,
+        oneshot::Sender<Result<CommandId, VrmError>>,
+    ),
 }
 
 /// The running MQTT side of the portal. Cloning gives another handle.
@@ -317,6 +426,9 @@ pub struct VrmSide {
     changes_tx: Arc<watch::Sender<u64>>,
     requests: mpsc::UnboundedSender<Request>,
     config: Arc<VrmConfig>,
+    store: Option<Store>,
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    preflights: crate::preflight::Preflights,
 }
 
 impl std::fmt::Debug for VrmSide {
@@ -338,18 +450,144 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Sends a read command through the driver and waits for its last reply.
+async fn rpc_via(
+    requests: &mpsc::UnboundedSender<Request>,
+    portal_id: &PortalId,
+    command: Command,
+) -> Result<Feedback, VrmError> {
+    let (tx, rx) = oneshot::channel();
+    requests
+        .send(Request::Rpc(portal_id.clone(), command, tx))
+        .map_err(|_| VrmError::Stopped)?;
+    let reply = rx.await.map_err(|_| VrmError::Stopped)??;
+    if reply.feedback.status == Status::Error {
+        return Err(VrmError::Refused {
+            code: reply.feedback.error_code.unwrap_or(0),
+            message: reply.feedback.error.unwrap_or_default(),
+        });
+    }
+    Ok(reply.feedback)
+}
+
+/// Takes an update read back from the store into a tracker.
+fn restored_tracker(r: RestoredUpdate, config: &VrmConfig, now: Instant) -> Tracker {
+    let RestoredUpdate { record, file } = r;
+    let mut view = record.view;
+    let uploading = !view.finished
+        && matches!(
+            view.upload_phase,
+            UploadPhase::Announced | UploadPhase::Sending
+        );
+    let upload = match file {
+        Some(file) => UploadSender::restored(
+            file.data,
+            record.command.chunk_size,
+            config.upload_window,
+            config.stall_timeout,
+            now,
+            view.upload_phase,
+            view.upload.clone(),
+        ),
+        None => {
+            if uploading {
+                tracing::error!(commandid = %view.commandid, file = %view.file_name, "the upload cannot resume: the portal's store no longer has the file");
+                view.upload_phase = UploadPhase::Failed;
+                view.error = Some(format!(
+                    "the upload to the GX device was cut by a restart of the portal, and the \
+                     portal no longer has the file {}: upload it again",
+                    view.file_name
+                ));
+            }
+            UploadSender::restored(
+                Arc::new(Vec::new()),
+                record.command.chunk_size,
+                config.upload_window,
+                config.stall_timeout,
+                now,
+                view.upload_phase,
+                view.upload.clone(),
+            )
+        }
+    };
+    view.upload_phase = upload.phase();
+    Tracker {
+        view,
+        upload,
+        last_msgnr: record.last_msgnr,
+        retry: None,
+        command: record.command,
+        archived: record.archived,
+        archive_after: None,
+    }
+}
+
 impl VrmSide {
     /// Connects to the broker and keeps the listed installations (portal id, name)
-    /// publishing.
+    /// publishing. Nothing is stored: a restart forgets everything.
     pub fn start(config: VrmConfig, installations: Vec<(PortalId, String)>) -> VrmSide {
+        VrmSide::start_inner(config, installations, None, Vec::new(), Vec::new())
+    }
+
+    /// The same, recording into `store` and taking back what it kept: the installations'
+    /// last contact and device list, and the updates (an upload a restart cut resumes once
+    /// the GX names its first missing chunk).
+    pub fn start_with_store(
+        config: VrmConfig,
+        installations: Vec<(PortalId, String)>,
+        store: Store,
+        restored_installations: Vec<StoredInstallation>,
+        restored_updates: Vec<RestoredUpdate>,
+    ) -> VrmSide {
+        VrmSide::start_inner(
+            config,
+            installations,
+            Some(store),
+            restored_installations,
+            restored_updates,
+        )
+    }
+
+    fn start_inner(
+        config: VrmConfig,
+        installations: Vec<(PortalId, String)>,
+        store: Option<Store>,
+        restored_installations: Vec<StoredInstallation>,
+        restored_updates: Vec<RestoredUpdate>,
+    ) -> VrmSide {
         let mut state = State::new();
+        let mut restored: BTreeMap<PortalId, StoredInstallation> = restored_installations
+            .into_iter()
+            .map(|i| (i.portal_id.clone(), i))
+            .collect();
         for (id, name) in installations {
-            state
-                .presence
-                .insert(id.clone(), PresenceTracker::default());
-            state
-                .installations
-                .insert(id.clone(), Installation::new(id, name));
+            let mut inst = Installation::new(id.clone(), name);
+            let mut presence = PresenceTracker::default();
+            if let Some(r) = restored.remove(&id) {
+                presence = PresenceTracker::restored(r.last_contact);
+                inst.last_seen = r.last_contact;
+                if let Some(d) = r.devices {
+                    // The last device list, shown until the GX publishes again. The VRM
+                    // access stays unknown until then: no update starts from old values.
+                    inst.gx_firmware = d.gx_firmware;
+                    inst.batteries = d.batteries;
+                }
+            }
+            state.presence.insert(id.clone(), presence);
+            state.installations.insert(id, inst);
+        }
+        let now = Instant::now();
+        for r in restored_updates {
+            if !state.installations.contains_key(&r.record.view.portal_id) {
+                continue;
+            }
+            let t = restored_tracker(r, &config, now);
+            if let Some(store) = &store
+                && t.view.upload_phase == UploadPhase::Failed
+            {
+                store.save_update(&t.record());
+            }
+            state.trackers.push(t);
         }
         let state = Arc::new(Mutex::new(state));
         let (changes_tx, changes) = watch::channel(0u64);
@@ -369,22 +607,48 @@ impl VrmSide {
             .set_max_packet_size(MAX_PACKET, MAX_PACKET);
         let (client, eventloop) = AsyncClient::new(options, 256);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        tokio::spawn(run_eventloop(eventloop, events_tx, config.reconnect_delay));
+        let eventloop = tokio::spawn(run_eventloop(eventloop, events_tx, config.reconnect_delay));
+        let preflights = crate::preflight::Preflights::default();
         let driver = Driver {
+            preflights: preflights.clone(),
             state: Arc::clone(&state),
             changes: Arc::clone(&changes_tx),
             client,
             config: Arc::clone(&config),
             first_keepalive: BTreeSet::new(),
+            store: store.clone(),
+            requests: requests.clone(),
+            dirty: BTreeSet::new(),
+            saved_at: HashMap::new(),
         };
-        tokio::spawn(driver.run(events_rx, requests_rx));
+        let driver = tokio::spawn(driver.run(events_rx, requests_rx));
         VrmSide {
             state,
             changes,
             changes_tx,
             requests,
             config,
+            store,
+            tasks: Arc::new(Mutex::new(vec![
+                eventloop.abort_handle(),
+                driver.abort_handle(),
+            ])),
+            preflights,
         }
+    }
+
+    /// Stops the MQTT side at once (its connection drops; the broker keeps the portal's
+    /// session). What was recorded stays in the store.
+    pub fn stop(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            t.abort();
+        }
+    }
+
+    /// The store, when the portal keeps one.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
     }
 
     /// A copy of everything known now.
@@ -400,7 +664,27 @@ impl VrmSide {
             connected: s.connected,
             installations: s.installations.clone(),
             updates: s.trackers.iter().map(|t| t.view.clone()).collect(),
+            preflights: self.preflights.views(),
         }
+    }
+
+    /// Starts the pre-flight check of a file an installer uploaded: sends it to the GX,
+    /// whose plugin inspects it. Refused like an update when the installation or battery
+    /// is unknown, the GX is offline or its VRM access is not Full.
+    pub async fn start_preflight(
+        &self,
+        order: crate::preflight::PreflightOrder,
+    ) -> Result<CommandId, VrmError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Preflight(order, tx))
+            .map_err(|_| VrmError::Stopped)?;
+        rx.await.map_err(|_| VrmError::Stopped)?
+    }
+
+    /// The pre-flight checks.
+    pub fn preflights(&self) -> &crate::preflight::Preflights {
+        &self.preflights
     }
 
     /// A receiver that changes whenever anything does.
@@ -440,20 +724,313 @@ impl VrmSide {
             .and_then(|t| t.retry.clone())
     }
 
+    /// The order of the latest update of a battery, to retry it with the same file; after
+    /// a restart the file is read back from the store.
+    pub async fn retry_order(
+        &self,
+        portal_id: &PortalId,
+        instance: u32,
+    ) -> Result<Option<UpdateOrder>, VrmError> {
+        let latest = {
+            let s = lock(&self.state);
+            let Some(t) = s
+                .trackers
+                .iter()
+                .rev()
+                .find(|t| &t.view.portal_id == portal_id && t.view.instance == instance)
+            else {
+                return Ok(None);
+            };
+            if let Some(order) = &t.retry {
+                return Ok(Some(order.clone()));
+            }
+            (t.command.clone(), t.view.user.clone())
+        };
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        let (command, user) = latest;
+        let Some(file) = store
+            .load_file(command.sha256, command.file_name.clone())
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(UpdateOrder {
+            portal_id: portal_id.clone(),
+            instance,
+            file,
+            acknowledgements: command.acknowledgements,
+            version_policy: command.version_policy,
+            targets: command.targets,
+            user,
+        }))
+    }
+
     /// Sends a read command (event log, diagnostics) and waits for its last reply.
     pub async fn rpc(&self, portal_id: &PortalId, command: Command) -> Result<Feedback, VrmError> {
-        let (tx, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Rpc(portal_id.clone(), command, tx))
-            .map_err(|_| VrmError::Stopped)?;
-        let reply = rx.await.map_err(|_| VrmError::Stopped)??;
-        if reply.feedback.status == Status::Error {
-            return Err(VrmError::Refused {
-                code: reply.feedback.error_code.unwrap_or(0),
-                message: reply.feedback.error.unwrap_or_default(),
-            });
+        rpc_via(&self.requests, portal_id, command).await
+    }
+
+    /// Whether `portal_id`'s GX is offline now.
+    fn gx_offline(&self, portal_id: &PortalId) -> bool {
+        lock(&self.state)
+            .judge(portal_id, Instant::now(), self.config.offline_after)
+            .is_offline()
+    }
+
+    /// The serial number of battery `instance` of `portal_id`: from the device list, else
+    /// (the GX has not published it since a restart) from the store.
+    pub async fn serial_of(
+        &self,
+        portal_id: &PortalId,
+        instance: u32,
+    ) -> Result<Option<String>, VrmError> {
+        let known = lock(&self.state)
+            .installations
+            .get(portal_id)
+            .and_then(|i| i.batteries.get(&instance))
+            .and_then(|b| b.serial.clone());
+        if known.is_some() {
+            return Ok(known);
         }
-        Ok(reply.feedback)
+        match &self.store {
+            Some(store) => Ok(store.serial_of(portal_id, instance).await?),
+            None => Ok(None),
+        }
+    }
+
+    /// The newest `limit` events of battery `serial`: from the GX, stored as received; while
+    /// the GX is offline or does not answer, as the portal last received them.
+    pub async fn event_log(
+        &self,
+        portal_id: &PortalId,
+        serial: &str,
+        limit: u16,
+    ) -> Result<EventLogAnswer, VrmError> {
+        let battery = Serial::new(serial)
+            .map_err(|e| VrmError::NotFound(format!("battery serial number: {e}")))?;
+        let why = if self.gx_offline(portal_id) {
+            VrmError::GxOffline(
+                "the GX device is offline, and the portal has no event log of this battery \
+                 stored"
+                    .into(),
+            )
+        } else {
+            match self
+                .rpc(
+                    portal_id,
+                    Command::GetEventLog(EventLogQuery { battery, limit }),
+                )
+                .await
+            {
+                Ok(fb) => {
+                    let events: Vec<Value> = fb
+                        .events
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|e| serde_json::to_value(e).ok())
+                        .collect();
+                    if let Some(store) = &self.store {
+                        store.save_events(portal_id, serial, &events);
+                    }
+                    return Ok(EventLogAnswer {
+                        serial: serial.to_owned(),
+                        events,
+                        stored_at: None,
+                    });
+                }
+                Err(e @ VrmError::Refused { .. }) => return Err(e),
+                Err(e) => e,
+            }
+        };
+        let Some(store) = &self.store else {
+            return Err(why);
+        };
+        match store.event_log(portal_id, serial, limit).await? {
+            Some(log) => Ok(EventLogAnswer {
+                serial: serial.to_owned(),
+                events: log.events,
+                stored_at: Some(log.saved_at),
+            }),
+            None => Err(why),
+        }
+    }
+
+    /// The diagnostics bundle of job `job`: from the GX, stored as received; while the GX
+    /// is offline or does not answer, the one the portal stored (at the job's failure, or
+    /// when it was last opened).
+    pub async fn diagnostics(
+        &self,
+        portal_id: &PortalId,
+        job: u64,
+    ) -> Result<DiagnosticsAnswer, VrmError> {
+        let why = if self.gx_offline(portal_id) {
+            VrmError::GxOffline(
+                "the GX device is offline, and the portal has no diagnostics of this update \
+                 stored"
+                    .into(),
+            )
+        } else {
+            match self
+                .rpc(portal_id, Command::GetDiagnostics(DiagnosticsQuery { job }))
+                .await
+            {
+                Ok(fb) => {
+                    let bundle = fb.diagnostics.unwrap_or_default();
+                    if let Some(store) = &self.store {
+                        let serial = bundle.pointer("/battery/serial").and_then(Value::as_str);
+                        store.save_diagnostics(portal_id, job, serial, "requested", &bundle);
+                    }
+                    return Ok(DiagnosticsAnswer {
+                        bundle,
+                        stored: None,
+                    });
+                }
+                Err(e @ VrmError::Refused { .. }) => return Err(e),
+                Err(e) => e,
+            }
+        };
+        let Some(store) = &self.store else {
+            return Err(why);
+        };
+        match store.diagnostics(portal_id, job).await? {
+            Some(d) => Ok(DiagnosticsAnswer {
+                bundle: d.bundle,
+                stored: Some((d.taken_at, d.reason)),
+            }),
+            None => Err(why),
+        }
+    }
+
+    /// The updates of battery `instance` of `portal_id` started from this portal, newest
+    /// first, each with whether its event log (and the diagnostics of a failure) are
+    /// stored: from the store (every one kept), else those in memory.
+    pub async fn history(
+        &self,
+        portal_id: &PortalId,
+        instance: u32,
+        limit: u32,
+    ) -> Result<Vec<(UpdateView, bool)>, VrmError> {
+        if let Some(store) = &self.store {
+            // What is queued reaches the database first: the answer includes it.
+            let records = store.updates_of(portal_id, instance, limit).await?;
+            let live: HashMap<CommandId, (UpdateView, bool)> = lock(&self.state)
+                .trackers
+                .iter()
+                .filter(|t| &t.view.portal_id == portal_id && t.view.instance == instance)
+                .map(|t| (t.view.commandid.clone(), (t.view.clone(), t.archived)))
+                .collect();
+            // The view in memory is the newest (the record of an update in progress is
+            // written behind it).
+            return Ok(records
+                .into_iter()
+                .map(|r| {
+                    live.get(&r.view.commandid)
+                        .cloned()
+                        .unwrap_or((r.view, r.archived))
+                })
+                .collect());
+        }
+        Ok(lock(&self.state)
+            .trackers
+            .iter()
+            .rev()
+            .filter(|t| &t.view.portal_id == portal_id && t.view.instance == instance)
+            .take(limit as usize)
+            .map(|t| (t.view.clone(), t.archived))
+            .collect())
+    }
+}
+
+/// An ended update whose event log (and diagnostics) the portal stores.
+struct EndedUpdate {
+    commandid: CommandId,
+    portal: PortalId,
+    serial: String,
+    job: Option<u64>,
+    failed: bool,
+}
+
+/// Fetches and stores the event log of an ended update and, after a failure, its
+/// diagnostics; then marks it archived. A GX that does not answer is asked again later.
+async fn archive(
+    requests: mpsc::UnboundedSender<Request>,
+    state: Arc<Mutex<State>>,
+    store: Store,
+    ended: EndedUpdate,
+) {
+    let EndedUpdate {
+        commandid,
+        portal,
+        serial,
+        job,
+        failed,
+    } = ended;
+    let done = async {
+        let battery = Serial::new(&serial).map_err(|e| VrmError::NotFound(e.to_string()))?;
+        let limit = bmsfw_vrm_wire::limits::MAX_EVENTS;
+        match rpc_via(
+            &requests,
+            &portal,
+            Command::GetEventLog(EventLogQuery { battery, limit }),
+        )
+        .await
+        {
+            Ok(fb) => {
+                let events: Vec<Value> = fb
+                    .events
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|e| serde_json::to_value(e).ok())
+                    .collect();
+                store.save_events(&portal, &serial, &events);
+            }
+            Err(VrmError::Refused { code, message }) => {
+                tracing::info!(%portal, %serial, code, %message, "the GX has no event log to store");
+            }
+            Err(e) => return Err(e),
+        }
+        if let (true, Some(job)) = (failed, job) {
+            match rpc_via(
+                &requests,
+                &portal,
+                Command::GetDiagnostics(DiagnosticsQuery { job }),
+            )
+            .await
+            {
+                Ok(fb) => {
+                    let bundle = fb.diagnostics.unwrap_or_default();
+                    store.save_diagnostics(&portal, job, Some(&serial), "failure", &bundle);
+                    tracing::info!(%portal, job, "diagnostics of the failed update stored");
+                }
+                Err(VrmError::Refused { code, message }) => {
+                    tracing::info!(%portal, job, code, %message, "the GX has no diagnostics to store");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok::<(), VrmError>(())
+    }
+    .await;
+    let mut s = lock(&state);
+    let Some(t) = s
+        .trackers
+        .iter_mut()
+        .find(|t| t.view.commandid == commandid)
+    else {
+        return;
+    };
+    match done {
+        Ok(()) => {
+            t.archived = true;
+            t.archive_after = None;
+            store.save_update(&t.record());
+        }
+        Err(e) => {
+            tracing::info!(%commandid, error = %e, "the event log of an ended update could not be stored yet; trying again later");
+            t.archive_after = Some(Instant::now() + ARCHIVE_RETRY);
+        }
     }
 }
 
@@ -499,17 +1076,122 @@ async fn run_eventloop(
 }
 
 struct Driver {
+    preflights: crate::preflight::Preflights,
     state: Arc<Mutex<State>>,
     changes: Arc<watch::Sender<u64>>,
     client: AsyncClient,
     config: Arc<VrmConfig>,
     /// Installations that got their first keepalive of this connection (a full dump).
     first_keepalive: BTreeSet<PortalId>,
+    store: Option<Store>,
+    /// The driver's own requests (the reads of an ended update's archive).
+    requests: mpsc::UnboundedSender<Request>,
+    /// Installations whose last contact or device list changed since last stored.
+    dirty: BTreeSet<PortalId>,
+    /// When each installation was last stored, and its batteries then.
+    saved_at: HashMap<PortalId, (Instant, BatteryShape)>,
 }
 
 impl Driver {
     fn changed(&self) {
         self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Stores the installations that changed and were not stored for a while; returns when
+    /// the next one is due.
+    fn save_installations(&mut self, now: Instant) -> Option<Instant> {
+        let Some(store) = &self.store else {
+            self.dirty.clear();
+            return None;
+        };
+        let mut next: Option<Instant> = None;
+        let s = lock(&self.state);
+        let ids: Vec<PortalId> = self.dirty.iter().cloned().collect();
+        for id in ids {
+            let shape: BatteryShape = s
+                .installations
+                .get(&id)
+                .map(|i| {
+                    i.batteries
+                        .values()
+                        .map(|b| (b.instance, b.serial.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let due = match self.saved_at.get(&id) {
+                Some((at, saved)) if *saved == shape => *at + INSTALLATION_SAVE_INTERVAL,
+                _ => now,
+            };
+            if due > now {
+                next = Some(next.map_or(due, |n| n.min(due)));
+                continue;
+            }
+            self.dirty.remove(&id);
+            self.saved_at.insert(id.clone(), (now, shape));
+            if let Some(inst) = s.installations.get(&id) {
+                let devices = DeviceList {
+                    gx_firmware: inst.gx_firmware.clone(),
+                    batteries: inst.batteries.clone(),
+                };
+                store.save_installation(&id, &inst.name, inst.last_seen, Some(&devices));
+            }
+        }
+        next
+    }
+
+    /// Starts storing the event log (and the diagnostics of a failure) of every ended
+    /// update not archived yet, while its GX is not offline; returns when to look again.
+    fn archive_ended(&self, now: Instant) -> Option<Instant> {
+        let store = self.store.as_ref()?;
+        let mut s = lock(&self.state);
+        let interval = self.config.offline_after;
+        let mut jobs = Vec::new();
+        let mut next: Option<Instant> = None;
+        let s = &mut *s;
+        let mut running = s
+            .trackers
+            .iter()
+            .filter(|t| t.archive_after.is_some_and(|a| a > now + ARCHIVE_RETRY))
+            .count();
+        for t in &mut s.trackers {
+            if t.archived || !t.ended(&s.installations) {
+                continue;
+            }
+            if let Some(after) = t.archive_after {
+                if after > now {
+                    next = Some(next.map_or(after, |n| n.min(after)));
+                }
+                continue;
+            }
+            let offline = s
+                .presence
+                .get(&t.view.portal_id)
+                .map(|p| p.judge(now, s.watching_since, interval))
+                .unwrap_or_default()
+                .is_offline();
+            if offline || !s.connected || running >= MAX_ARCHIVING {
+                continue;
+            }
+            running += 1;
+            // Far in the future while it runs; the task sets it when done.
+            t.archive_after = Some(now + ARCHIVING);
+            jobs.push(EndedUpdate {
+                commandid: t.view.commandid.clone(),
+                portal: t.view.portal_id.clone(),
+                serial: t.view.serial.clone(),
+                job: t.view.job,
+                failed: t.failed(&s.installations),
+            });
+        }
+        for ended in jobs {
+            tokio::spawn(archive(
+                self.requests.clone(),
+                Arc::clone(&self.state),
+                store.clone(),
+                ended,
+            ));
+        }
+        next
     }
 
     async fn run(
@@ -520,11 +1202,18 @@ impl Driver {
         let mut next_keepalive = Instant::now();
         loop {
             self.pump().await;
+            if lock(&self.state).connected {
+                for (topic, payload) in self.preflights.transmits(Instant::now()) {
+                    self.publish(topic, QoS::AtLeastOnce, payload).await;
+                }
+            }
             let now = Instant::now();
             if lock(&self.state).connected && now >= next_keepalive {
                 self.keepalives().await;
                 next_keepalive = now + self.config.keepalive_interval;
             }
+            let save_due = self.save_installations(now);
+            let archive_due = self.archive_ended(now);
             let (wake, presence_changed) = {
                 let mut s = lock(&self.state);
                 let changed = s.refresh_presence(now, self.config.offline_after);
@@ -534,6 +1223,9 @@ impl Driver {
                     .filter_map(|t| t.upload.poll_timeout())
                     .chain(std::iter::once(next_keepalive))
                     .chain(s.next_presence_deadline(now, self.config.offline_after))
+                    .chain(save_due)
+                    .chain(archive_due)
+                    .chain(self.preflights.next_timeout())
                     .min()
                     .unwrap_or(next_keepalive);
                 (wake, changed)
@@ -643,20 +1335,25 @@ impl Driver {
                     s.trackers
                         .iter()
                         .filter(|t| {
-                            t.view.job.is_some()
+                            !t.view.finished
                                 && matches!(
                                     t.upload.phase(),
                                     UploadPhase::Announced | UploadPhase::Sending
                                 )
                         })
                         .map(|t| {
+                            // Where the upload stands; without a job (the GX's first
+                            // answer never came, or a restart lost it) the same command
+                            // again, which the GX answers with where it stands.
+                            let command = match t.view.job {
+                                Some(job) => Command::UploadStatus(StatusQuery { job }),
+                                None => Command::Update(t.command.clone()),
+                            };
                             (
                                 t.view.portal_id.clone(),
                                 RpcCommand {
                                     id: t.view.commandid.clone(),
-                                    command: Command::UploadStatus(StatusQuery {
-                                        job: t.view.job.unwrap_or(0),
-                                    }),
+                                    command,
                                 },
                             )
                         })
@@ -666,6 +1363,10 @@ impl Driver {
                 for (portal, rpc) in queries {
                     let topic = Topic::RpcIn { portal }.to_string();
                     self.publish(topic, QoS::AtLeastOnce, rpc.encode()).await;
+                }
+                // Pre-flight uploads continue where the GX says they stand.
+                for (topic, payload) in self.preflights.resends() {
+                    self.publish(topic, QoS::AtLeastOnce, payload).await;
                 }
                 self.changed();
             }
@@ -702,6 +1403,7 @@ impl Driver {
                     p.announced(&message, retained, Instant::now(), now_ms());
                     s.refresh_presence_of(&portal, Instant::now(), self.config.offline_after);
                     drop(s);
+                    self.dirty.insert(portal);
                     self.changed();
                 }
             }
@@ -721,6 +1423,7 @@ impl Driver {
                     inst.apply(&path, &value);
                 }
                 drop(s);
+                self.dirty.insert(portal);
                 self.changed();
             }
             Topic::RpcOut { portal } => {
@@ -728,6 +1431,7 @@ impl Driver {
                     let mut s = lock(&self.state);
                     if s.installations.contains_key(&portal) && !retained {
                         self.contact(&mut s, &portal);
+                        self.dirty.insert(portal.clone());
                     }
                 }
                 match RpcResponse::parse(payload) {
@@ -752,6 +1456,10 @@ impl Driver {
             tracing::warn!(%portal, error = ?reply.feedback.error, "GX refused an unreadable command");
             return;
         };
+        if self.preflights.apply_reply(portal, &reply) {
+            self.changed();
+            return;
+        }
         let mut s = lock(&self.state);
         if let Some(t) = s
             .trackers
@@ -763,6 +1471,9 @@ impl Driver {
             }
             t.last_msgnr = reply.msgnr;
             apply_reply(t, &reply);
+            if let Some(store) = &self.store {
+                store.save_update(&t.record());
+            }
             drop(s);
             self.changed();
             return;
@@ -784,6 +1495,10 @@ impl Driver {
 
     async fn on_request(&mut self, request: Request) {
         match request {
+            Request::Preflight(order, done) => {
+                let result = self.begin_preflight(order).await;
+                let _ = done.send(result);
+            }
             Request::Update(order, done) => {
                 let result = self.begin_update(order).await;
                 let _ = done.send(result);
@@ -816,6 +1531,53 @@ impl Driver {
                 });
             }
         }
+    }
+
+    async fn begin_preflight(
+        &mut self,
+        order: crate::preflight::PreflightOrder,
+    ) -> Result<CommandId, VrmError> {
+        let serial = {
+            let s = lock(&self.state);
+            let inst = s.installations.get(&order.portal_id).ok_or_else(|| {
+                VrmError::NotFound(format!("no installation {}", order.portal_id))
+            })?;
+            let presence = s.judge(&order.portal_id, Instant::now(), self.config.offline_after);
+            if let Some(why) = presence.refusal(self.config.offline_after) {
+                return Err(VrmError::GxOffline(why));
+            }
+            if !inst.allows_updates() {
+                return Err(VrmError::NotAllowed(
+                    "the GX device's VRM Portal access is not Full: remote updates are disabled"
+                        .into(),
+                ));
+            }
+            let battery = inst.batteries.get(&order.instance).ok_or_else(|| {
+                VrmError::NotFound(format!(
+                    "no battery {} on this installation",
+                    order.instance
+                ))
+            })?;
+            Serial::new(battery.serial.as_deref().unwrap_or_default())
+                .map_err(|e| VrmError::NotFound(format!("battery serial number: {e}")))?
+        };
+        let id = new_command_id("p");
+        let rpc = self.preflights.begin(
+            &order,
+            serial,
+            id.clone(),
+            self.config.chunk_size,
+            self.config.upload_window,
+            self.config.stall_timeout,
+        );
+        tracing::info!(commandid = %id, portal = %order.portal_id, instance = order.instance, user = %order.user, "pre-flight check requested");
+        let topic = Topic::RpcIn {
+            portal: order.portal_id,
+        }
+        .to_string();
+        self.publish(topic, QoS::AtLeastOnce, rpc.encode()).await;
+        self.changed();
+        Ok(id)
     }
 
     async fn begin_update(&mut self, order: UpdateOrder) -> Result<CommandId, VrmError> {
@@ -921,12 +1683,19 @@ impl Driver {
             }) {
                 t.retry = None;
             }
-            s.trackers.push(Tracker {
+            let tracker = Tracker {
                 view,
                 upload,
                 last_msgnr: 0,
                 retry: Some(order.clone()),
-            });
+                command: command.clone(),
+                archived: false,
+                archive_after: None,
+            };
+            if let Some(store) = &self.store {
+                store.save_update(&tracker.record());
+            }
+            s.trackers.push(tracker);
             (command, id)
         };
         tracing::info!(commandid = %id, portal = %order.portal_id, instance = order.instance, user = %order.user, "update requested");

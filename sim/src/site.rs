@@ -273,17 +273,31 @@ impl SiteDescription {
             source,
         };
         let file = std::fs::File::open(path).map_err(read_error)?;
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         file.take(MAX_SITE_FILE + 1)
-            .read_to_string(&mut text)
+            .read_to_end(&mut bytes)
             .map_err(read_error)?;
-        if text.len() as u64 > MAX_SITE_FILE {
+        if bytes.len() as u64 > MAX_SITE_FILE {
             return Err(read_error(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("larger than {MAX_SITE_FILE} bytes"),
             )));
         }
-        SiteDescription::parse(&text, &path.display().to_string())
+        let origin = path.display().to_string();
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes());
+            let byte = e.as_bytes().get(valid).copied().unwrap_or(0);
+            Origin {
+                name: &origin,
+                text: &text,
+            }
+            .error(
+                valid..valid,
+                format!("the file is not UTF-8 text (byte 0x{byte:02X})"),
+            )
+        })?;
+        SiteDescription::parse(&text, &origin)
     }
 
     /// Parses and checks a site description; `origin` names it in errors.

@@ -8,7 +8,7 @@
 use anyhow::Context;
 use bmsfw_portal::auth::{Users, hash_password};
 use bmsfw_portal::config::PortalConfig;
-use bmsfw_portal::{EmbeddedBroker, PortalApp, VrmConfig, VrmSide};
+use bmsfw_portal::{EmbeddedBroker, PortalApp, Store, VrmConfig, VrmSide};
 use bmsfw_vrm_wire::BrokerAddr;
 use clap::{Args, Subcommand};
 use std::io::BufRead;
@@ -64,15 +64,16 @@ pub async fn run(args: PortalArgs) -> anyhow::Result<()> {
             embedded.url()
         }
     };
-    let app = portal_app(&config, users, broker.clone());
+    let app = portal_app(&config, users, broker.clone()).await?;
     let listen = args.listen.unwrap_or(config.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     println!(
-        "portal on http://{} (MQTT {broker}, {} installation(s))",
+        "portal on http://{} (MQTT {broker}, {} installation(s), database {})",
         listener.local_addr()?,
-        config.installations.len()
+        config.installations.len(),
+        config.database.display()
     );
     tokio::select! {
         served = bmsfw_portal::web::serve(listener, app) => served.context("serving the portal")?,
@@ -81,23 +82,34 @@ pub async fn run(args: PortalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The portal of `config` with its `users`, talking MQTT through `broker`. Must run
-/// inside a Tokio runtime.
-pub fn portal_app(config: &PortalConfig, users: Users, broker: BrokerAddr) -> Arc<PortalApp> {
+/// The portal of `config` with its `users`, talking MQTT through `broker` and keeping its
+/// state in `config.database` (what an earlier run kept comes back: sessions, updates,
+/// uploads in progress). Must run inside a Tokio runtime.
+pub async fn portal_app(
+    config: &PortalConfig,
+    users: Users,
+    broker: BrokerAddr,
+) -> anyhow::Result<Arc<PortalApp>> {
+    let (store, mut restored) = Store::open(&config.database).await?;
     let mut vrm_config = VrmConfig::new(broker);
     vrm_config.offline_after = Duration::from_secs(config.gx_offline_after_seconds);
-    let vrm = VrmSide::start(
+    let vrm = VrmSide::start_with_store(
         vrm_config,
         config
             .installations
             .iter()
             .map(|i| (i.portal_id.clone(), i.name.clone()))
             .collect(),
+        store.clone(),
+        std::mem::take(&mut restored.installations),
+        std::mem::take(&mut restored.updates),
     );
-    PortalApp::new(
+    Ok(PortalApp::with_store(
         vrm,
         users,
-        Duration::from_secs(config.session_hours.max(1) * 3600),
-        usize::try_from(config.max_upload_bytes).unwrap_or(usize::MAX),
-    )
+        config.web_settings(),
+        store,
+        restored.sessions,
+        restored.pending,
+    ))
 }

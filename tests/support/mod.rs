@@ -559,6 +559,11 @@ pub fn is_state(job: &JobRecord, state: JobState) -> bool {
 pub struct PortalServer {
     pub url: String,
     pub vrm: VrmSide,
+    /// The portal's store.
+    pub store: bmsfw_portal::Store,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The folder of the store, when the portal made its own.
+    _dir: Option<tempfile::TempDir>,
 }
 
 pub const INSTALLER: (&str, &str) = ("installer", "installer-password");
@@ -569,10 +574,20 @@ impl PortalServer {
         PortalServer::start_with(portal_config(broker, chunk_size, 8)).await
     }
 
-    /// The same with the MQTT side's settings `cfg` (see [`portal_config`]).
+    /// The same with the MQTT side's settings `cfg` (see [`portal_config`]), keeping its
+    /// store in a folder of its own that goes with it.
     pub async fn start_with(cfg: VrmConfig) -> PortalServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut portal = PortalServer::open(cfg, &dir.path().join("portal.sqlite"), None).await;
+        portal._dir = Some(dir);
+        portal
+    }
+
+    /// A portal keeping its store in `database` (what an earlier portal stored there comes
+    /// back), listening on `listen` (else a free port). A portal restarted with the same
+    /// `cfg` (its MQTT client id) takes up the broker session of the one before.
+    pub async fn open(cfg: VrmConfig, database: &Path, listen: Option<SocketAddr>) -> PortalServer {
         use bmsfw_portal::auth::{AccessLevel, UserRecord, Users, hash_password};
-        let vrm = portal_side_with(cfg);
         let users = tokio::task::spawn_blocking(|| {
             let user = |(name, password): (&str, &str), access| UserRecord {
                 name: name.into(),
@@ -588,16 +603,55 @@ impl PortalServer {
         })
         .await
         .unwrap();
-        let app = bmsfw_portal::PortalApp::new(
+        let (store, mut restored) = bmsfw_portal::Store::open(database).await.unwrap();
+        let vrm = VrmSide::start_with_store(
+            cfg,
+            vec![(PortalId::new(PORTAL_ID).unwrap(), "Test site".into())],
+            store.clone(),
+            std::mem::take(&mut restored.installations),
+            std::mem::take(&mut restored.updates),
+        );
+        let settings = bmsfw_portal::web::WebSettings {
+            session_lifetime: Duration::from_secs(3600),
+            max_upload_bytes: 16 * 1024 * 1024,
+            ..bmsfw_portal::web::WebSettings::default()
+        };
+        let app = bmsfw_portal::PortalApp::with_store(
             vrm.clone(),
             users,
-            Duration::from_secs(3600),
-            16 * 1024 * 1024,
+            settings,
+            store.clone(),
+            restored.sessions,
+            restored.pending,
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(bmsfw_portal::web::serve(listener, app));
-        PortalServer { url, vrm }
+        let server = tokio::spawn(bmsfw_portal::web::serve(listener, app));
+        PortalServer {
+            url,
+            vrm,
+            store,
+            server,
+            _dir: None,
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the portal's address")
+    }
+
+    /// Stops it as a killed process would stop: it no longer listens, its MQTT connection
+    /// drops without a goodbye. Its store then writes what it had queued and closes.
+    pub async fn stop(self) {
+        self.server.abort();
+        let _ = self.server.await;
+        self.vrm.stop();
+        self.store.close().await;
     }
 }
 

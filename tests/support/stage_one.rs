@@ -16,13 +16,15 @@ use bmsfw_core::job::{
     JobEvent, JobFailure, JobId, JobRecord, JobState, JobStore, JobStoreError, StateDir,
 };
 use bmsfw_core::staging::{
-    PackageInspector, StagedPackage, StagingArea, StagingConfig, StagingError, Upload,
+    PackageInspector, Sha256Digest, SignatureStatus, StagedPackage, StagingArea, StagingConfig,
+    StagingError, Upload,
 };
 use bmsfw_core::unix_time::UnixMillis;
 use bmsfw_core::vrm::engine::{
-    BatteryView, ChunkReceipt, Eligibility, EngineRefusal, EngineUpdate, GxEngine, StagedReceipt,
-    UPDATE_CHANNEL_CAPACITY, UpdateRequest, UploadStatus,
+    BatteryView, ChunkReceipt, Eligibility, EngineRefusal, EngineUpdate, GxEngine,
+    PreflightRequest, StagedReceipt, UPDATE_CHANNEL_CAPACITY, UpdateRequest, UploadStatus,
 };
+use bmsfw_vrm_wire::{Integrity, PreflightReport, PreflightVerdict, VersionOrder, WireVersion};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{broadcast, mpsc};
@@ -46,6 +48,8 @@ struct Inner {
     staging: StagingArea,
     jobs: JobStore,
     uploads: HashMap<JobId, Upload>,
+    /// Pre-flight uploads by the file's digest.
+    preflights: HashMap<Sha256Digest, Upload>,
     batteries: BTreeMap<u32, BatteryView>,
     inspector: SharedInspector,
     site: SiteInfo,
@@ -154,6 +158,7 @@ impl StageOneEngine {
             staging,
             jobs,
             uploads: HashMap::new(),
+            preflights: HashMap::new(),
             batteries: BTreeMap::new(),
             inspector,
             site,
@@ -451,6 +456,142 @@ impl GxEngine for StageOneEngine {
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    async fn begin_preflight(
+        &self,
+        request: PreflightRequest,
+    ) -> Result<UploadStatus, EngineRefusal> {
+        self.blocking(move |inner| {
+            let battery = inner
+                .batteries
+                .values()
+                .any(|b| b.identity.matches(&request.battery_serial));
+            if !battery {
+                return Err(EngineRefusal::new(
+                    codes::BATTERY_NOT_FOUND,
+                    format!("no battery {:?}", request.battery_serial),
+                ));
+            }
+            let sha256 = request.package.sha256();
+            if let Some(open) = inner.preflights.get(&sha256) {
+                return Ok(Inner::status(JobId(0), open));
+            }
+            let upload = inner
+                .staging
+                .begin(&request.package)
+                .map_err(|e| refusal(&e))?;
+            let status = Inner::status(JobId(0), &upload);
+            inner.preflights.insert(sha256, upload);
+            Ok(status)
+        })
+        .await
+    }
+
+    async fn preflight_chunk(
+        &self,
+        sha256: Sha256Digest,
+        index: u32,
+        bytes: Vec<u8>,
+    ) -> Result<ChunkReceipt, EngineRefusal> {
+        self.blocking(move |inner| {
+            let upload = inner.preflights.get_mut(&sha256).ok_or_else(|| {
+                EngineRefusal::new(codes::UPDATE_NOT_FOUND, "no pre-flight upload")
+            })?;
+            let outcome = upload
+                .accept_chunk(index, &bytes)
+                .map_err(|e| refusal(&e))?;
+            Ok(ChunkReceipt {
+                outcome,
+                status: Inner::status(JobId(0), upload),
+            })
+        })
+        .await
+    }
+
+    async fn preflight_status(&self, sha256: Sha256Digest) -> Result<UploadStatus, EngineRefusal> {
+        self.blocking(move |inner| {
+            inner
+                .preflights
+                .get(&sha256)
+                .map(|u| Inner::status(JobId(0), u))
+                .ok_or_else(|| EngineRefusal::new(codes::UPDATE_NOT_FOUND, "no pre-flight upload"))
+        })
+        .await
+    }
+
+    async fn finish_preflight(
+        &self,
+        battery_serial: String,
+        sha256: Sha256Digest,
+    ) -> Result<PreflightReport, EngineRefusal> {
+        self.blocking(move |inner| {
+            let battery = inner
+                .batteries
+                .values()
+                .find(|b| b.identity.matches(&battery_serial))
+                .cloned()
+                .ok_or_else(|| EngineRefusal::new(codes::BATTERY_NOT_FOUND, "no battery"))?;
+            let upload = inner.preflights.remove(&sha256).ok_or_else(|| {
+                EngineRefusal::new(codes::UPDATE_NOT_FOUND, "no pre-flight upload")
+            })?;
+            let size = upload.announcement().size();
+            let wire = |v: &bmsfw_core::job::VersionInfo| WireVersion {
+                raw: v.raw.iter().map(|b| format!("{b:02x}")).collect(),
+                display: v.display.clone(),
+            };
+            let mut report = PreflightReport {
+                verdict: PreflightVerdict::Passed,
+                code: None,
+                message: None,
+                battery: format!(
+                    "{} {}",
+                    battery.identity.manufacturer, battery.identity.model
+                ),
+                plugin: Some("Test plugin".into()),
+                products: Vec::new(),
+                version_current: battery.firmware.as_ref().map(wire),
+                version_new: None,
+                order: VersionOrder::Unknown,
+                integrity: Integrity::Unknown,
+                size,
+                image_size: None,
+                estimate_seconds: None,
+                units: Vec::new(),
+                unit_name: None,
+                images: Vec::new(),
+                release_notes: None,
+            };
+            match upload.finish(inner.inspector.as_ref()) {
+                Ok(staged) => {
+                    let accepted = staged.package();
+                    report.products = accepted.products.clone();
+                    report.version_new = Some(wire(&accepted.version));
+                    report.integrity = match accepted.signature {
+                        SignatureStatus::Verified => Integrity::Signed,
+                        SignatureStatus::Unsigned => Integrity::Checksum,
+                    };
+                    report.image_size = Some(size);
+                    report.estimate_seconds = Some(10);
+                    report.order = match &battery.firmware {
+                        Some(current) => match accepted.version.raw.cmp(&current.raw) {
+                            std::cmp::Ordering::Greater => VersionOrder::Newer,
+                            std::cmp::Ordering::Equal => VersionOrder::Same,
+                            std::cmp::Ordering::Less => VersionOrder::Older,
+                        },
+                        None => VersionOrder::Unknown,
+                    };
+                }
+                Err(StagingError::Rejected { code, message }) => {
+                    report.verdict = PreflightVerdict::Refused;
+                    report.code = Some(code);
+                    report.message = Some(message);
+                }
+                Err(e) => return Err(refusal(&e)),
+            }
+            Ok(report)
+        })
+        .await
     }
 
     async fn diagnostics(&self, job: JobId) -> Result<DiagnosticsBundle, EngineRefusal> {

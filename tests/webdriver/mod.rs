@@ -1,5 +1,14 @@
 //! A small WebDriver client over plain HTTP, driving Debian's chromium through
 //! chromedriver.
+//!
+//! Tests act as the user acts. A file is chosen the way a person chooses one: the test
+//! clicks the page's own control, the page opens the system file chooser, and the test
+//! answers that chooser. chromedriver's HTTP API has no DevTools events, so the session
+//! keeps chromium's performance log (DevTools events of the page, `Page.fileChooserOpened`
+//! among them) and sends DevTools commands through chromedriver's `goog/cdp/execute`:
+//! `Page.setInterceptFileChooserDialog` turns the chooser into an event, and
+//! `DOM.setFileInputFiles` answers it on the input the page opened it for. Dragging a file
+//! onto the page goes through `Input.dispatchDragEvent` the same way.
 
 use base64::Engine;
 use serde_json::{Value, json};
@@ -92,7 +101,12 @@ impl Browser {
         ];
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": chromium, "args": args},
+            "goog:loggingPrefs": {"performance": "ALL"},
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": args,
+                "perfLoggingPrefs": {"enableNetwork": false, "enablePage": true},
+            },
         }}});
         let r: Value = http
             .post(format!("{base}/session"))
@@ -148,6 +162,199 @@ impl Browser {
         v["value"].clone()
     }
 
+    /// Sends the DevTools command `cmd` with `params` to the page.
+    pub async fn cdp(&mut self, cmd: &str, params: Value) -> Value {
+        self.cmd(
+            "POST",
+            "goog/cdp/execute",
+            json!({"cmd": cmd, "params": params}),
+        )
+        .await
+    }
+
+    /// The DevTools events chromium logged since the last call, as (method, params).
+    pub async fn devtools_events(&mut self) -> Vec<(String, Value)> {
+        let log = self
+            .cmd("POST", "se/log", json!({"type": "performance"}))
+            .await;
+        log.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| {
+                let message: Value = serde_json::from_str(entry["message"].as_str()?).ok()?;
+                let m = &message["message"];
+                Some((m["method"].as_str()?.to_owned(), m["params"].clone()))
+            })
+            .collect()
+    }
+
+    /// Clicks the element matching `css` as the user does and answers the system file
+    /// chooser the page opens with `file`. Panics when no chooser opens.
+    pub async fn choose_file_by_click(&mut self, css: &str, file: &Path) {
+        self.arm_file_chooser().await;
+        self.click_css(css, Duration::from_secs(10)).await;
+        self.answer_file_chooser(file).await;
+    }
+
+    /// Focuses the element matching `css` and presses `key` on it (WebDriver key codes:
+    /// `"\u{E007}"` is Enter, `" "` is Space), then answers the file chooser the page opens
+    /// with `file`.
+    pub async fn choose_file_by_key(&mut self, css: &str, key: &str, file: &Path) {
+        self.arm_file_chooser().await;
+        self.press_key(css, key).await;
+        self.answer_file_chooser(file).await;
+    }
+
+    /// From now on a file chooser the page opens becomes a DevTools event.
+    pub async fn arm_file_chooser(&mut self) {
+        self.cdp("Page.enable", json!({})).await;
+        self.cdp(
+            "Page.setInterceptFileChooserDialog",
+            json!({"enabled": true}),
+        )
+        .await;
+        // Forget older events.
+        self.devtools_events().await;
+    }
+
+    /// Waits for the file chooser the page opened and chooses `file` in it.
+    pub async fn answer_file_chooser(&mut self, file: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let node = loop {
+            let opened = self
+                .devtools_events()
+                .await
+                .into_iter()
+                .find(|(method, _)| method == "Page.fileChooserOpened");
+            if let Some((_, params)) = opened {
+                break params["backendNodeId"].clone();
+            }
+            assert!(Instant::now() < deadline, "the page opened no file chooser");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(node.is_u64(), "the file chooser names no input: {node}");
+        self.cdp(
+            "DOM.setFileInputFiles",
+            json!({"files": [file.to_str().unwrap()], "backendNodeId": node}),
+        )
+        .await;
+    }
+
+    /// Whether a file chooser opened since [`Browser::arm_file_chooser`].
+    pub async fn file_chooser_opened(&mut self) -> bool {
+        self.devtools_events()
+            .await
+            .iter()
+            .any(|(method, _)| method == "Page.fileChooserOpened")
+    }
+
+    /// Drags `file` from the desktop onto the middle of the element matching `css` and
+    /// drops it there.
+    pub async fn drop_file(&mut self, css: &str, file: &Path) {
+        let at = self
+            .script(
+                "const e = document.querySelector(arguments[0]);
+                 e.scrollIntoView({block: 'center'});
+                 const r = e.getBoundingClientRect();
+                 return [r.left + r.width / 2, r.top + r.height / 2];",
+                json!([css]),
+            )
+            .await;
+        let (x, y) = (at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+        let data = json!({"items": [], "files": [file.to_str().unwrap()], "dragOperationsMask": 1});
+        for kind in ["dragEnter", "dragOver", "drop"] {
+            self.cdp(
+                "Input.dispatchDragEvent",
+                json!({"type": kind, "x": x, "y": y, "data": data}),
+            )
+            .await;
+        }
+    }
+
+    /// Presses `key` on the element matching `css` (it gets the focus first).
+    pub async fn press_key(&mut self, css: &str, key: &str) {
+        let el = self.wait_for(css, Duration::from_secs(10)).await;
+        self.script(
+            "document.querySelector(arguments[0]).focus(); return true;",
+            json!([css]),
+        )
+        .await;
+        self.cmd(
+            "POST",
+            "actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                {"type": "keyDown", "value": key},
+                {"type": "keyUp", "value": key},
+            ]}]}),
+        )
+        .await;
+        let _ = el;
+    }
+
+    /// Runs `script` as an asynchronous script: its last argument is the callback that
+    /// returns its result.
+    pub async fn script_async(&mut self, script: &str, args: Value) -> Value {
+        self.cmd(
+            "POST",
+            "execute/async",
+            json!({"script": script, "args": args}),
+        )
+        .await
+    }
+
+    /// Runs axe-core (installed from npm by `scripts/test-all` into `target/npm`) on the
+    /// page as it is now and returns its serious and critical violations, one line each
+    /// (rule, impact, the first elements it names). Tap targets are checked at 44 px.
+    pub async fn axe(&mut self) -> Vec<String> {
+        let source = axe_source();
+        self.script(&source, json!([])).await;
+        let result = self
+            .script_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, {
+                   resultTypes: ['violations'],
+                   rules: { 'target-size': { enabled: true } },
+                 }).then((r) => done(r.violations.map((v) => ({
+                   id: v.id, impact: v.impact, help: v.help,
+                   nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')),
+                 })))).catch((e) => done([{ id: 'axe-error', impact: 'critical', help: String(e), nodes: [] }]));",
+                json!([]),
+            )
+            .await;
+        result
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+            .map(|v| {
+                format!(
+                    "{} ({}): {} at {}",
+                    v["id"], v["impact"], v["help"], v["nodes"]
+                )
+            })
+            .collect()
+    }
+
+    /// Every visible control of the page smaller than 44 x 44 px, as "selector WxH".
+    pub async fn small_tap_targets(&mut self) -> Vec<String> {
+        let v = self
+            .script(
+                "const small = [];
+                 for (const e of document.querySelectorAll('button, a[href], input, select, textarea, summary, [role=menuitem], label.option, .acks label')) {
+                   if (e.closest('[hidden]') || e.type === 'file' || e.closest('.visually-hidden')) continue;
+                   const r = e.getBoundingClientRect();
+                   if (r.width === 0 && r.height === 0) continue;
+                   // A checkbox inside a label counts as the label it sits in.
+                   const t = (e.tagName === 'INPUT' && e.closest('label')) ? e.closest('label').getBoundingClientRect() : r;
+                   if (t.width < 44 || t.height < 44) small.push(`${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}.${e.className} ${Math.round(t.width)}x${Math.round(t.height)}`);
+                 }
+                 return small;",
+                json!([]),
+            )
+            .await;
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
     /// Opens `url`.
     pub async fn goto(&mut self, url: &str) {
         self.cmd("POST", "url", json!({"url": url})).await;
@@ -194,6 +401,20 @@ impl Browser {
         let deadline = Instant::now() + timeout;
         loop {
             let el = self.wait_for(css, timeout).await;
+            // As a person scrolls a control into the middle of the screen before tapping
+            // it (the sticky top bar covers the top edge).
+            let _ = self
+                .http
+                .post(format!(
+                    "{}/session/{}/execute/sync",
+                    self.base, self.session
+                ))
+                .json(&json!({
+                    "script": "arguments[0].scrollIntoView({block: 'center', inline: 'nearest'});",
+                    "args": [{ELEMENT: el.0}],
+                }))
+                .send()
+                .await;
             let url = format!(
                 "{}/session/{}/element/{}/click",
                 self.base, self.session, el.0
@@ -316,4 +537,16 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// axe-core's script, as `scripts/test-all` installs it.
+fn axe_source() -> String {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/npm/node_modules/axe-core/axe.min.js");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "axe-core is not installed at {} ({e}): scripts/test-all installs it from npm",
+            path.display()
+        )
+    })
 }

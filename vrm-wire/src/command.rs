@@ -7,6 +7,7 @@
 //! | `uploadstatus` | where the upload of `job` stands (after a reconnect or a stall) | waitingforchunks with the first missing chunk |
 //! | `geteventlog` | the battery's event log | finished with `events` |
 //! | `getdiagnostics` | the diagnostics bundle of a job | finished with `diagnostics` |
+//! | `preflight` | check a file for a battery before any update: upload it into staging (chunks with `job` 0) and let the battery's plugin inspect it | waitingforchunks, chunk acknowledgements, finished with `preflight` (see [`crate::preflight`]) |
 //!
 //! Chunks and status queries carry the `commandid` of their `update`, so every reply of one
 //! update arrives under one id.
@@ -19,6 +20,7 @@ use crate::limits::{
     DEFAULT_EVENTS, MAX_CHUNK_DATA, MAX_COMMAND_ID, MAX_COMMAND_MESSAGE, MAX_EVENTS,
     MAX_PACKAGE_SIZE,
 };
+use crate::preflight::PreflightCommand;
 use crate::targets::TargetList;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -153,7 +155,7 @@ pub struct UpdateCommand {
     pub targets: Option<TargetList>,
 }
 
-fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+pub(crate) fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let v = u64::deserialize(d)?;
     if v == 0 || v > MAX_PACKAGE_SIZE {
         return Err(serde::de::Error::custom(format!(
@@ -163,7 +165,7 @@ fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     Ok(v)
 }
 
-fn de_chunk_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+pub(crate) fn de_chunk_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = u32::deserialize(d)?;
     if v == 0 || v as usize > MAX_CHUNK_DATA {
         return Err(serde::de::Error::custom(format!(
@@ -263,6 +265,8 @@ pub enum Command {
     GetEventLog(EventLogQuery),
     /// `getdiagnostics`.
     GetDiagnostics(DiagnosticsQuery),
+    /// `preflight`.
+    Preflight(PreflightCommand),
 }
 
 impl Command {
@@ -274,6 +278,7 @@ impl Command {
             Command::UploadStatus(_) => "uploadstatus",
             Command::GetEventLog(_) => "geteventlog",
             Command::GetDiagnostics(_) => "getdiagnostics",
+            Command::Preflight(_) => "preflight",
         }
     }
 
@@ -282,7 +287,10 @@ impl Command {
     pub fn is_control(&self) -> bool {
         matches!(
             self,
-            Command::Update(_) | Command::UploadChunk(_) | Command::UploadStatus(_)
+            Command::Update(_)
+                | Command::UploadChunk(_)
+                | Command::UploadStatus(_)
+                | Command::Preflight(_)
         )
     }
 }
@@ -402,6 +410,7 @@ impl RpcCommand {
             "uploadstatus" => args_of(args).map(Command::UploadStatus),
             "geteventlog" => args_of(args).map(Command::GetEventLog),
             "getdiagnostics" => args_of(args).map(Command::GetDiagnostics),
+            "preflight" => args_of(args).map(Command::Preflight),
             _ => Err(WireError::UnknownCommand {
                 name: clip(&name, 64),
             }),
@@ -420,6 +429,7 @@ impl RpcCommand {
             Command::UploadStatus(c) => serde_json::to_value(c),
             Command::GetEventLog(c) => serde_json::to_value(c),
             Command::GetDiagnostics(c) => serde_json::to_value(c),
+            Command::Preflight(c) => serde_json::to_value(c),
         };
         // Plain structs of strings and numbers always serialize to an object.
         let mut args = match args {
@@ -485,6 +495,13 @@ mod tests {
                 limit: 20,
             }),
             Command::GetDiagnostics(DiagnosticsQuery { job: 7 }),
+            Command::Preflight(PreflightCommand {
+                battery: Serial::new("SN-0042").unwrap(),
+                file_name: FileName::new("ax5-2.1.bin").unwrap(),
+                size: 40_000,
+                chunk_size: 16_384,
+                sha256: Sha256Hex::parse(SHA).unwrap(),
+            }),
         ];
         for command in commands {
             let rpc = RpcCommand {

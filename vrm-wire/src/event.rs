@@ -183,9 +183,24 @@ pub struct WireEvent {
     /// The error code, for `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<u32>,
-    /// The state entered, for `state_changed`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The state entered, for `state_changed` (none for a state this end does not know).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
     pub state: Option<JobState>,
+}
+
+/// Reads an optional enumeration value; one this end does not know (sent by a newer GX),
+/// or of another type, reads as `None` instead of failing the whole message.
+pub(crate) fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(value.and_then(|v| serde_json::from_value(v).ok()))
 }
 
 #[cfg(test)]

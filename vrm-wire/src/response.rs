@@ -4,6 +4,7 @@ use crate::command::CommandId;
 use crate::error::WireError;
 use crate::event::{JobState, WireEvent, WireVersion};
 use crate::limits::{MAX_ERROR_MESSAGE, MAX_EVENTS, MAX_RESPONSE_MESSAGE};
+use crate::preflight::PreflightReport;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -24,6 +25,10 @@ pub enum Status {
     Finished,
     /// Refused or failed; `error` and `error_code` say why.
     Error,
+    /// A status this end does not know (a newer GX): the reply is still read, its other
+    /// members still count.
+    #[serde(other)]
+    Unknown,
 }
 
 /// The body of a reply. `status`, `error` and `error_code` are always present (the last two
@@ -39,8 +44,13 @@ pub struct Feedback {
     /// The job the command concerns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<u64>,
-    /// The job's state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The job's state. A state this end does not know (a newer GX) reads as none: the
+    /// reply is still read.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::event::lenient"
+    )]
     pub state: Option<JobState>,
     /// Progress of the state, 0 to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,6 +82,9 @@ pub struct Feedback {
     /// The diagnostics bundle, for `getdiagnostics`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnostics: Option<Value>,
+    /// The answer of a `preflight`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<PreflightReport>,
 }
 
 impl Feedback {
@@ -93,6 +106,7 @@ impl Feedback {
             version_after: None,
             events: None,
             diagnostics: None,
+            preflight: None,
         }
     }
 
@@ -284,8 +298,14 @@ mod tests {
         v["opResponse"]["feedback"]["percent"] = json!(101);
         assert_eq!(field(v.clone()), "opResponse.feedback.percent");
         v["opResponse"]["feedback"]["percent"] = json!(1);
+        // A status or state from a newer GX is read as unknown, not refused.
         v["opResponse"]["feedback"]["status"] = json!("exploded");
-        assert_eq!(field(v.clone()), "opResponse.feedback.status");
+        v["opResponse"]["feedback"]["state"] = json!("rebalancing");
+        let newer = RpcResponse::parse(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert_eq!(newer.feedback.status, Status::Unknown);
+        assert_eq!(newer.feedback.state, None);
+        assert_eq!(newer.feedback.percent, Some(1));
+        v["opResponse"]["feedback"]["state"] = json!("uploading");
         v["opResponse"]["feedback"]["status"] = json!("error");
         assert_eq!(field(v.clone()), "opResponse.feedback.error_code");
         v["opResponse"]["msgnr"] = json!("x");

@@ -10,11 +10,12 @@ use crate::errors::codes;
 use crate::events::{EventRecord, History};
 use crate::gates::{Moment, Silence};
 use crate::job::{JobEvent, JobId, JobRecord, JobState, Percent};
+use crate::staging::Sha256Digest;
 use crate::staging::{StagingError, Upload};
 use crate::unix_time::UnixMillis;
 use crate::vrm::{
-    BatteryView, ChunkReceipt, EngineRefusal, EngineUpdate, GxEngine, StagedReceipt, UpdateRequest,
-    UploadStatus,
+    BatteryView, ChunkReceipt, EngineRefusal, EngineUpdate, GxEngine, PreflightRequest,
+    StagedReceipt, UpdateRequest, UploadStatus,
 };
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -430,5 +431,39 @@ impl GxEngine for Engine {
 
     async fn diagnostics(&self, job: JobId) -> Result<DiagnosticsBundle, EngineRefusal> {
         blocking(&self.shared, move |s| diagnostics(s, job)).await
+    }
+
+    async fn begin_preflight(
+        &self,
+        request: PreflightRequest,
+    ) -> Result<UploadStatus, EngineRefusal> {
+        blocking(&self.shared, move |s| super::preflight::begin(s, request)).await
+    }
+
+    async fn preflight_chunk(
+        &self,
+        sha256: Sha256Digest,
+        index: u32,
+        bytes: Vec<u8>,
+    ) -> Result<ChunkReceipt, EngineRefusal> {
+        blocking(&self.shared, move |s| {
+            super::preflight::chunk(s, sha256, index, &bytes)
+        })
+        .await
+    }
+
+    async fn preflight_status(&self, sha256: Sha256Digest) -> Result<UploadStatus, EngineRefusal> {
+        blocking(&self.shared, move |s| super::preflight::status(s, sha256)).await
+    }
+
+    async fn finish_preflight(
+        &self,
+        battery_serial: String,
+        sha256: Sha256Digest,
+    ) -> Result<bmsfw_vrm_wire::PreflightReport, EngineRefusal> {
+        blocking(&self.shared, move |s| {
+            super::preflight::finish(s, &battery_serial, sha256)
+        })
+        .await
     }
 }

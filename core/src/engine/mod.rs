@@ -22,6 +22,7 @@ pub mod battery;
 mod bus;
 pub mod config;
 mod jobs;
+mod preflight;
 mod recovery;
 mod stage;
 
@@ -86,6 +87,8 @@ pub(crate) struct Shared {
     pub jobs: jobs::Jobs,
     pub staging: StagingArea,
     pub uploads: Mutex<HashMap<crate::job::JobId, Arc<Mutex<Option<Upload>>>>>,
+    /// Pre-flight uploads by the file's digest, oldest first.
+    pub preflights: Mutex<Vec<(crate::staging::Sha256Digest, Upload)>>,
     pub vrm: VrmAccess,
     pub site: SiteStatus,
     pub updates: broadcast::Sender<EngineUpdate>,
@@ -343,6 +346,7 @@ impl EngineBuilder {
             jobs,
             staging,
             uploads: Mutex::new(HashMap::new()),
+            preflights: Mutex::new(Vec::new()),
             vrm: self
                 .vrm
                 .unwrap_or_else(|| VrmAccess::new(VrmPortalMode::ReadOnly)),

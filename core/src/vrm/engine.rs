@@ -270,6 +270,16 @@ pub struct UpdateRequest {
     pub options: UpdateOptions,
 }
 
+/// A pre-flight check of a file for one battery, before any update: the file is uploaded
+/// into staging and inspected by the battery's plugin (see [`GxEngine::begin_preflight`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreflightRequest {
+    /// The battery's serial number.
+    pub battery_serial: String,
+    /// The file as the portal announces it (name, size, chunk size, SHA-256).
+    pub package: UploadAnnouncement,
+}
+
 /// Where the upload of a job's package stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadStatus {
@@ -388,11 +398,63 @@ pub trait GxEngine: Send + Sync {
     /// Battery and job changes, from now on (capacity [`UPDATE_CHANNEL_CAPACITY`] or more).
     fn subscribe(&self) -> broadcast::Receiver<EngineUpdate>;
 
+    /// Starts or resumes the pre-flight upload of `request.package` for
+    /// `request.battery_serial`: no job, no acknowledgements, no gates; the status's `job`
+    /// is [`JobId`] 0. A file already staged comes back complete. An engine without
+    /// pre-flight checks refuses (712), and the portal then checks the file at Update.
+    async fn begin_preflight(
+        &self,
+        request: PreflightRequest,
+    ) -> Result<UploadStatus, EngineRefusal> {
+        let _ = request;
+        Err(no_preflight())
+    }
+
+    /// Stores chunk `index` of the pre-flight upload of the file with digest `sha256`.
+    async fn preflight_chunk(
+        &self,
+        sha256: Sha256Digest,
+        index: u32,
+        bytes: Vec<u8>,
+    ) -> Result<ChunkReceipt, EngineRefusal> {
+        let _ = (sha256, index, bytes);
+        Err(no_preflight())
+    }
+
+    /// Where the pre-flight upload of the file with digest `sha256` stands.
+    async fn preflight_status(&self, sha256: Sha256Digest) -> Result<UploadStatus, EngineRefusal> {
+        let _ = sha256;
+        Err(no_preflight())
+    }
+
+    /// Ends the pre-flight of the file with digest `sha256` for `battery_serial` once every
+    /// chunk is here: compares the SHA-256, lets the battery's plugin inspect the file
+    /// (and, when it refuses it as unreadable, the other plugins, to tell the installer
+    /// whose file it is), compares product and version with the battery. A file that
+    /// passes stays staged for the update; a refused one is deleted. A refusal of the file
+    /// is a report with [`bmsfw_vrm_wire::PreflightVerdict::Refused`]; an error is a check
+    /// that could not run (no such battery, a damaged upload, missing chunks).
+    async fn finish_preflight(
+        &self,
+        battery_serial: String,
+        sha256: Sha256Digest,
+    ) -> Result<bmsfw_vrm_wire::PreflightReport, EngineRefusal> {
+        let _ = (battery_serial, sha256);
+        Err(no_preflight())
+    }
+
     /// The event log of the battery with serial number `serial`, oldest first.
     async fn history(&self, serial: &str) -> Result<Vec<EventRecord>, EngineRefusal>;
 
     /// The diagnostics bundle of `job` (the manual's section 10.2).
     async fn diagnostics(&self, job: JobId) -> Result<DiagnosticsBundle, EngineRefusal>;
+}
+
+fn no_preflight() -> EngineRefusal {
+    EngineRefusal::new(
+        crate::errors::codes::COMMAND_INVALID,
+        "this GX device does not check firmware files before an update",
+    )
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::vrm::access::{VrmAccess, VrmPortalMode};
 use crate::vrm::commands::CommandRegistry;
 use crate::vrm::engine::{
     Acknowledgement, Acknowledgements, BatteryView, EngineRefusal, EngineUpdate, GxEngine,
-    UpdateOptions, UpdateRequest, UpdateTargets, UploadStatus, VersionPolicy,
+    PreflightRequest, UpdateOptions, UpdateRequest, UpdateTargets, UploadStatus, VersionPolicy,
 };
 use crate::vrm::outbox::{Durability, Outbox, OutboxError};
 use crate::vrm::replies::{job_feedback, waiting_for_chunks};
@@ -29,6 +29,7 @@ use crate::vrm::values::{battery_values, system_values, wire_event, wire_version
 use bmsfw_vrm_wire::command::{ChunkCommand, EventLogQuery, StatusQuery, UpdateCommand};
 use bmsfw_vrm_wire::envelope::{KeepaliveOptions, WriteRequest};
 use bmsfw_vrm_wire::limits::{MAX_COMMAND_MESSAGE, MAX_PACKET, MAX_RESPONSE_MESSAGE};
+use bmsfw_vrm_wire::preflight::{PREFLIGHT_JOB, PreflightCommand};
 use bmsfw_vrm_wire::presence::presence_topic;
 use bmsfw_vrm_wire::{
     BrokerAddr, Command, CommandId, Feedback, PortalId, RpcCommand, RpcResponse, Status, Topic,
@@ -221,6 +222,7 @@ pub fn spawn_link(
         awaiting: VecDeque::new(),
         by_pkid: HashMap::new(),
         reported: HashMap::new(),
+        preflights: VecDeque::new(),
         status_tx,
     };
     let task = tokio::spawn(link.run(events, updates, access_rx, shutdown_rx));
@@ -293,8 +295,14 @@ struct Link {
     by_pkid: HashMap<u16, u64>,
     /// The last state and percent reported for each job.
     reported: HashMap<JobId, (JobState, Percent)>,
+    /// The pre-flight checks in progress: command id, battery serial, file digest (kept in
+    /// memory only: after a GX restart the portal starts the check again).
+    preflights: VecDeque<(CommandId, String, Sha256Digest)>,
     status_tx: watch::Sender<LinkStatus>,
 }
+
+/// Pre-flight checks the link follows at once; the oldest is forgotten beyond.
+const MAX_PREFLIGHTS: usize = 16;
 
 impl Link {
     async fn run(
@@ -799,6 +807,141 @@ impl Link {
             Command::UploadStatus(q) => self.on_status(id, q).await,
             Command::GetEventLog(q) => self.on_event_log(id, q).await,
             Command::GetDiagnostics(q) => self.on_diagnostics(id, q.job).await,
+            Command::Preflight(p) => self.on_preflight(id, p).await,
+        }
+    }
+
+    // ---- pre-flight checks -------------------------------------------------------------
+
+    fn preflight_of(&self, id: &CommandId) -> Option<(String, Sha256Digest)> {
+        self.preflights
+            .iter()
+            .find(|(c, _, _)| c == id)
+            .map(|(_, serial, sha)| (serial.clone(), *sha))
+    }
+
+    fn forget_preflight(&mut self, id: &CommandId) {
+        self.preflights.retain(|(c, _, _)| c != id);
+    }
+
+    fn preflight_waiting(status: &UploadStatus) -> Feedback {
+        Feedback {
+            state: None,
+            job: Some(PREFLIGHT_JOB),
+            ..waiting_for_chunks(status)
+        }
+    }
+
+    async fn on_preflight(&mut self, id: CommandId, p: PreflightCommand) -> Result<(), LinkError> {
+        let sha256 = Sha256Digest(p.sha256.0);
+        let package = match UploadAnnouncement::new(
+            p.file_name.as_str().to_owned(),
+            p.size,
+            p.chunk_size,
+            sha256,
+        ) {
+            Ok(a) => a,
+            Err(e) => {
+                let refusal = EngineRefusal::new(e.code(), e.to_string());
+                return self.refuse(Some(&id), true, &refusal);
+            }
+        };
+        let request = PreflightRequest {
+            battery_serial: p.battery.as_str().to_owned(),
+            package,
+        };
+        match self.engine.begin_preflight(request).await {
+            Ok(status) => {
+                tracing::info!(commandid = %id, battery = %p.battery, file = ?p.file_name, "pre-flight check requested");
+                self.forget_preflight(&id);
+                if self.preflights.len() >= MAX_PREFLIGHTS {
+                    self.preflights.pop_front();
+                }
+                self.preflights
+                    .push_back((id.clone(), p.battery.as_str().to_owned(), sha256));
+                self.continue_preflight(&id, status).await
+            }
+            Err(refusal) => self.refuse(Some(&id), true, &refusal),
+        }
+    }
+
+    async fn continue_preflight(
+        &mut self,
+        id: &CommandId,
+        status: UploadStatus,
+    ) -> Result<(), LinkError> {
+        if status.first_missing.is_some() {
+            return self.reply(
+                Some(id),
+                false,
+                Self::preflight_waiting(&status),
+                Durability::Volatile,
+            );
+        }
+        let Some((serial, sha256)) = self.preflight_of(id) else {
+            return Ok(());
+        };
+        let result = self.engine.finish_preflight(serial, sha256).await;
+        self.forget_preflight(id);
+        match result {
+            Ok(report) => {
+                tracing::info!(commandid = %id, verdict = ?report.verdict, code = ?report.code, "pre-flight check done");
+                let fb = Feedback {
+                    job: Some(PREFLIGHT_JOB),
+                    received_bytes: Some(report.size),
+                    version_before: report.version_current.clone(),
+                    version_target: report.version_new.clone(),
+                    preflight: Some(report),
+                    ..Feedback::new(Status::Finished)
+                };
+                self.reply(Some(id), true, fb, Durability::Volatile)
+            }
+            Err(refusal) => self.refuse(Some(id), true, &refusal),
+        }
+    }
+
+    async fn on_preflight_chunk(
+        &mut self,
+        id: CommandId,
+        sha256: Sha256Digest,
+        c: ChunkCommand,
+    ) -> Result<(), LinkError> {
+        let index = c.index;
+        match self
+            .engine
+            .preflight_chunk(sha256, index, c.data.into_bytes())
+            .await
+        {
+            Ok(receipt) => {
+                let mut fb = Self::preflight_waiting(&receipt.status);
+                fb.chunk = Some(index);
+                fb.duplicate = Some(receipt.outcome == ChunkOutcome::Duplicate);
+                self.reply(Some(&id), false, fb, Durability::Volatile)?;
+                if receipt.status.first_missing.is_none() {
+                    self.continue_preflight(&id, receipt.status).await?;
+                }
+                Ok(())
+            }
+            Err(refusal) => {
+                let mut fb = Feedback::error(refusal.code, refusal.message);
+                fb.job = Some(PREFLIGHT_JOB);
+                fb.chunk = Some(index);
+                self.reply(Some(&id), false, fb, Durability::Volatile)
+            }
+        }
+    }
+
+    async fn on_preflight_status(
+        &mut self,
+        id: CommandId,
+        sha256: Sha256Digest,
+    ) -> Result<(), LinkError> {
+        match self.engine.preflight_status(sha256).await {
+            Ok(status) => self.continue_preflight(&id, status).await,
+            Err(refusal) => {
+                self.forget_preflight(&id);
+                self.refuse(Some(&id), true, &refusal)
+            }
         }
     }
 
@@ -915,7 +1058,9 @@ impl Link {
                 let fb = Feedback {
                     job: Some(job.0),
                     state: Some(bmsfw_vrm_wire::JobState::Transferring),
-                    percent: Some(100),
+                    // The transfer to the battery starts at 0 %; the upload's 100 % belongs
+                    // to the state before.
+                    percent: Some(0),
                     received_bytes: Some(receipt.size),
                     version_target: Some(wire_version(&receipt.target)),
                     ..Feedback::new(Status::FileReceivedOk)
@@ -962,6 +1107,11 @@ impl Link {
     }
 
     async fn on_chunk(&mut self, id: CommandId, c: ChunkCommand) -> Result<(), LinkError> {
+        if c.job == PREFLIGHT_JOB
+            && let Some((_, sha256)) = self.preflight_of(&id)
+        {
+            return self.on_preflight_chunk(id, sha256, c).await;
+        }
         let Some(job) = self.own_job(&id, c.job)? else {
             return Ok(());
         };
@@ -992,6 +1142,11 @@ impl Link {
     }
 
     async fn on_status(&mut self, id: CommandId, q: StatusQuery) -> Result<(), LinkError> {
+        if q.job == PREFLIGHT_JOB
+            && let Some((_, sha256)) = self.preflight_of(&id)
+        {
+            return self.on_preflight_status(id, sha256).await;
+        }
         let Some(job) = self.own_job(&id, q.job)? else {
             return Ok(());
         };

@@ -20,7 +20,7 @@ pub mod values;
 pub use access::{InvalidVrmPortalMode, VrmAccess, VrmPortalMode};
 pub use engine::{
     Acknowledgement, Acknowledgements, AlarmLevel, AlarmView, BatteryView, ChunkReceipt,
-    Eligibility, EngineRefusal, EngineUpdate, GxEngine, Presence, StagedReceipt, UpdateOptions,
-    UpdateRequest, UpdateTargets, UploadStatus, VersionPolicy,
+    Eligibility, EngineRefusal, EngineUpdate, GxEngine, PreflightRequest, Presence, StagedReceipt,
+    UpdateOptions, UpdateRequest, UpdateTargets, UploadStatus, VersionPolicy,
 };
 pub use link::{LinkConfig, LinkConnection, LinkError, LinkHandle, LinkStatus, spawn_link};

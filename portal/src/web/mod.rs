@@ -4,27 +4,43 @@
 //! |---|---|---|
 //! | GET | `/`, `/app.js`, `/app.css` | the UI: plain HTML, CSS and JS, no build step |
 //! | POST | `/api/login`, `/api/logout` | sessions (a `bmsfw_session` cookie) |
+//! | GET | `/api/limits` | the largest firmware file and the uploads allowed at once (no session needed) |
 //! | GET | `/api/state` | the user, the installations they see (whether each GX is online), each battery and its latest update |
 //! | GET | `/api/events` | the same, pushed as server-sent events on every change |
 //! | POST | `/api/installations/{id}/batteries/{instance}/firmware?name=` | uploads a firmware file (body: the bytes) |
+//! | DELETE | `/api/installations/{id}/batteries/{instance}/firmware` | removes the staged file (before Update) |
 //! | POST | `/api/installations/{id}/batteries/{instance}/update` | Update: `{acknowledgements, version_policy, targets}` (`targets`: node ids or module numbers, left out for all) |
 //! | POST | `/api/installations/{id}/batteries/{instance}/retry` | the same file again after a failure |
 //! | GET | `/api/installations/{id}/batteries/{instance}/events` | the battery's event log, from the GX |
 //! | GET | `/api/installations/{id}/jobs/{job}/diagnostics` | the diagnostics bundle, as a download |
+//! | GET | `/api/installations/{id}/batteries/{instance}/updates` | the battery's updates started from this portal, newest first |
+//!
+//! With the portal's store, the event log and the diagnostics come from it while the GX
+//! does not answer (`"source": "portal"` in the event log, `X-Bmsfw-Source: portal` on
+//! the diagnostics), and sessions and files waiting for Update survive a restart.
 //!
 //! Every POST needs the header `X-Requested-With: bmsfw` (a cross-site form cannot send it)
 //! and the session cookie is `SameSite=Strict; HttpOnly`. Monitor-only users get 403 on
 //! everything that starts something.
+//!
+//! The session and the access level are checked before any request body is read: a
+//! refused upload costs the server its headers only. A request's head must arrive within
+//! `header_timeout`, and its body without a pause longer than `body_idle_timeout` and
+//! whole within `body_timeout` ([`WebSettings`]); slower clients get 408 or a closed
+//! connection.
 
 mod assets;
 mod handlers;
+pub mod limits;
+mod persist;
+pub mod safe_text;
 mod session;
 pub mod view;
 
-use crate::auth::{LoginThrottle, Sessions, Users};
+use crate::auth::{LoginThrottle, PasswordChecker, Sessions, Users};
 use crate::vrm::{StoredFile, VrmSide};
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -34,6 +50,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use limits::WebSettings;
 pub use session::CurrentUser;
 
 /// The header every POST must carry.
@@ -51,11 +68,14 @@ type PendingFiles = HashMap<(String, PortalId, u32), (std::time::Instant, Stored
 /// The web application's shared state.
 pub struct PortalApp {
     vrm: VrmSide,
-    users: Users,
+    users: Arc<Users>,
+    passwords: PasswordChecker,
     sessions: Sessions,
     throttle: LoginThrottle,
     files: Mutex<PendingFiles>,
-    max_upload: usize,
+    settings: WebSettings,
+    uploads: limits::UploadSlots,
+    store: Option<crate::store::Store>,
 }
 
 impl std::fmt::Debug for PortalApp {
@@ -66,21 +86,57 @@ impl std::fmt::Debug for PortalApp {
 
 impl PortalApp {
     /// The application over `vrm` with these users; logins last `session_lifetime`;
-    /// uploads are limited to `max_upload` bytes.
+    /// uploads are limited to `max_upload` bytes; the other limits are the defaults.
     pub fn new(
         vrm: VrmSide,
         users: Users,
         session_lifetime: Duration,
         max_upload: usize,
     ) -> Arc<PortalApp> {
-        Arc::new(PortalApp {
+        PortalApp::with_settings(
             vrm,
             users,
-            sessions: Sessions::new(session_lifetime),
+            WebSettings {
+                session_lifetime,
+                max_upload_bytes: max_upload as u64,
+                ..WebSettings::default()
+            },
+        )
+    }
+
+    /// The application over `vrm` with these users and limits. Starts the password
+    /// workers, which end when the application is dropped.
+    pub fn with_settings(vrm: VrmSide, users: Users, settings: WebSettings) -> Arc<PortalApp> {
+        let users = Arc::new(users);
+        Arc::new(PortalApp {
+            vrm,
+            passwords: PasswordChecker::start(Arc::clone(&users), settings.password_workers),
+            users,
+            sessions: Sessions::new(settings.session_lifetime),
             throttle: LoginThrottle::default(),
             files: Mutex::new(HashMap::new()),
-            max_upload,
+            uploads: limits::UploadSlots::new(
+                settings.max_uploads_per_user,
+                settings.max_uploads_total,
+            ),
+            settings,
+            store: None,
         })
+    }
+
+    /// The limits this application applies.
+    pub fn settings(&self) -> &WebSettings {
+        &self.settings
+    }
+
+    /// Passwords checked so far (argon2 computations), for tests and monitoring.
+    pub fn password_checks(&self) -> u64 {
+        self.passwords.checks()
+    }
+
+    /// Uploads being received now.
+    pub fn uploads_in_use(&self) -> usize {
+        self.uploads.in_use()
     }
 
     /// The MQTT side.
@@ -116,6 +172,9 @@ impl PortalApp {
                 break;
             };
             files.remove(&oldest);
+            if let Some(store) = &self.store {
+                store.drop_pending(&oldest.0, &oldest.1, oldest.2);
+            }
         }
     }
 }
@@ -159,7 +218,6 @@ async fn security_headers(request: axum::extract::Request, next: Next) -> Respon
 
 /// The routes of the UI and the API.
 pub fn router(app: Arc<PortalApp>) -> Router {
-    let max_upload = app.max_upload;
     Router::new()
         .route("/", get(assets::index))
         .route("/app.js", get(assets::script))
@@ -167,11 +225,13 @@ pub fn router(app: Arc<PortalApp>) -> Router {
         .route("/favicon.svg", get(assets::icon))
         .route("/api/login", post(handlers::login))
         .route("/api/logout", post(handlers::logout))
+        .route("/api/limits", get(limits::limits))
         .route("/api/state", get(handlers::state))
         .route("/api/events", get(handlers::events))
         .route(
             "/api/installations/{portal_id}/batteries/{instance}/firmware",
-            post(handlers::upload_firmware).layer(DefaultBodyLimit::max(max_upload)),
+            // Streams its body itself, within WebSettings::max_upload_bytes.
+            post(handlers::upload_firmware).delete(handlers::remove_firmware),
         )
         .route(
             "/api/installations/{portal_id}/batteries/{instance}/update",
@@ -189,12 +249,55 @@ pub fn router(app: Arc<PortalApp>) -> Router {
             "/api/installations/{portal_id}/jobs/{job}/diagnostics",
             get(handlers::diagnostics),
         )
+        .route(
+            "/api/installations/{portal_id}/batteries/{instance}/updates",
+            get(persist::history),
+        )
         .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            limits::body_timeouts,
+        ))
         .layer(middleware::from_fn(security_headers))
         .with_state(app)
 }
 
-/// Serves the portal on `listener` until the task is dropped.
+/// Serves the portal on `listener` (HTTP/1.1) until the task is dropped. Each connection
+/// must send a request's head within [`WebSettings::header_timeout`], also between two
+/// requests, or it is closed; handlers see the peer's address as
+/// `ConnectInfo<SocketAddr>`.
 pub async fn serve(listener: tokio::net::TcpListener, app: Arc<PortalApp>) -> std::io::Result<()> {
-    axum::serve(listener, router(app)).await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let header_timeout = app.settings.header_timeout;
+    let router = router(app);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors or a connection reset before it was accepted:
+                // keep serving the others.
+                tracing::warn!("accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    let mut router = router.clone();
+                    tower_service::Service::call(&mut router, request.map(axum::body::Body::new))
+                },
+            );
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(peer = %peer, "connection ended: {e}");
+            }
+        });
+    }
 }

@@ -2,10 +2,11 @@
 
 use crate::auth::{AccessLevel, UserRecord};
 use crate::web::{PortalApp, SESSION_COOKIE};
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// The user behind a request's session cookie; requests without a live session get 401.
@@ -64,6 +65,56 @@ impl FromRequestParts<Arc<PortalApp>> for CurrentUser {
             record,
             token: token.to_owned(),
         })
+    }
+}
+
+/// A user with Full control: requests of others get 401 (no session) or 403 (Monitor only)
+/// before anything reads their body.
+#[derive(Debug, Clone)]
+pub struct FullControl(pub CurrentUser);
+
+/// The refusal of a Monitor-only user.
+pub fn monitor_only() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(serde_json::json!({
+            "error": "your access level is Monitor only: you can see everything but start nothing",
+            "code": null,
+        })),
+    )
+        .into_response()
+}
+
+impl FromRequestParts<Arc<PortalApp>> for FullControl {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<PortalApp>,
+    ) -> Result<FullControl, Response> {
+        let user = CurrentUser::from_request_parts(parts, app).await?;
+        if user.has_full_control() {
+            Ok(FullControl(user))
+        } else {
+            Err(monitor_only())
+        }
+    }
+}
+
+/// The address a request came from (the TCP peer, as the server saw it), when known.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<PeerAddr, Self::Rejection> {
+        Ok(PeerAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
     }
 }
 

@@ -18,6 +18,100 @@ pub struct PendingFile {
     pub size: u64,
     /// Its SHA-256.
     pub sha256: String,
+    /// The GX's pre-flight check of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckJson>,
+}
+
+impl PendingFile {
+    /// The file as the browser shows it, its check not known yet.
+    pub fn of(file: &crate::vrm::StoredFile) -> PendingFile {
+        PendingFile {
+            name: file.name.as_str().to_owned(),
+            size: file.data.len() as u64,
+            sha256: file.sha256.to_string(),
+            check: None,
+        }
+    }
+}
+
+/// A failure in the installer's words, from the catalogue (`core/src/errors.rs`, the
+/// source of `docs/errors.md` too): title, what to do first, the other steps, and the
+/// code and the GX's own message for "Details".
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorJson {
+    /// The stable code, when there is one.
+    pub code: Option<u32>,
+    /// Its stable name.
+    pub name: Option<&'static str>,
+    /// The catalogue's title.
+    pub title: String,
+    /// What it means.
+    pub meaning: Option<&'static str>,
+    /// What to do first.
+    pub action: Option<&'static str>,
+    /// Every step, in order.
+    pub steps: Vec<&'static str>,
+    /// The complete message (the GX's or the portal's).
+    pub message: Option<String>,
+    /// What the page offers: `retry`, `choose_file` or `contact_manufacturer`.
+    pub remedy: &'static str,
+}
+
+/// The catalogue's words for `code`, with `message` as the details.
+pub fn error_json(code: Option<u32>, message: Option<&str>) -> ErrorJson {
+    use bmsfw_core::errors::{lookup, remedy};
+    let info = code.and_then(lookup);
+    ErrorJson {
+        code,
+        name: info.map(|i| i.name),
+        title: info.map_or_else(|| "Update failed".to_owned(), |i| i.title.to_owned()),
+        meaning: info.map(|i| i.meaning),
+        action: info.and_then(|i| i.resolution.first().copied()),
+        steps: info.map(|i| i.resolution.to_vec()).unwrap_or_default(),
+        message: message.map(str::to_owned),
+        remedy: code.map_or("retry", |c| remedy(c).name()),
+    }
+}
+
+/// Where the pre-flight check of a pending file stands, as the page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckJson {
+    /// `sending`, `checking`, `passed`, `refused` or `unavailable`.
+    pub phase: crate::preflight::PreflightPhase,
+    /// Upload progress to the GX.
+    pub percent: u8,
+    /// The GX's report.
+    pub report: Option<bmsfw_vrm_wire::PreflightReport>,
+    /// A refusal in plain words.
+    pub error: Option<ErrorJson>,
+    /// Why no check runs, when none does.
+    pub note: Option<&'static str>,
+}
+
+/// The check of `view`, for the page.
+pub fn check_json(view: Option<&crate::preflight::PreflightView>) -> CheckJson {
+    use crate::preflight::PreflightPhase;
+    match view {
+        Some(v) => CheckJson {
+            phase: v.phase,
+            percent: v.percent,
+            report: v.report.clone(),
+            error: (v.phase == PreflightPhase::Refused)
+                .then(|| error_json(v.error_code, v.error.as_deref())),
+            note: (v.phase == PreflightPhase::Unavailable)
+                .then_some("This GX device checks the file when you press Update."),
+        },
+        None => CheckJson {
+            phase: PreflightPhase::Unavailable,
+            percent: 0,
+            report: None,
+            error: None,
+            note: Some(
+                "The portal restarted since the file was uploaded; the GX device checks it when you press Update.",
+            ),
+        },
+    }
 }
 
 /// One module behind a battery's BMS in its latest update.
@@ -94,6 +188,13 @@ pub struct UpdateJson {
     pub status_unknown: bool,
     /// [`STATUS_UNKNOWN`] when `status_unknown`.
     pub status_note: Option<&'static str>,
+    /// The failure in plain words.
+    pub error_info: Option<ErrorJson>,
+    /// The pre-flight's estimate of the update's duration, in seconds.
+    pub estimate_seconds: Option<u64>,
+    /// What the battery's nodes or modules are called (`node`, `module`), from the
+    /// pre-flight of the file.
+    pub unit_name: Option<String>,
 }
 
 /// One battery as the browser shows it.
@@ -229,6 +330,9 @@ fn from_tracker(t: &UpdateView, b: &Battery) -> UpdateJson {
         },
         status_unknown: false,
         status_note: None,
+        error_info: None,
+        estimate_seconds: None,
+        unit_name: None,
     }
 }
 
@@ -256,6 +360,9 @@ fn from_published(b: &Battery) -> Option<UpdateJson> {
         modules: modules(p),
         status_unknown: false,
         status_note: None,
+        error_info: None,
+        estimate_seconds: None,
+        unit_name: None,
     })
 }
 
@@ -279,6 +386,23 @@ pub fn latest_update(snap: &VrmSnapshot, inst: &Installation, b: &Battery) -> Op
     {
         u.status_unknown = true;
         u.status_note = Some(STATUS_UNKNOWN);
+    }
+    if let Some(u) = &mut latest {
+        if u.state == Some(JobState::Failed) || u.upload_phase == Some(UploadPhase::Failed) {
+            u.error_info = Some(error_json(u.error_code, u.error.as_deref()));
+        }
+        // The check of the battery's latest file says how long it should take, and what
+        // its nodes or modules are called.
+        let report = snap
+            .preflights
+            .iter()
+            .rev()
+            .filter(|p| p.portal_id == inst.portal_id && p.instance == b.instance)
+            .find_map(|p| p.report.as_ref());
+        u.unit_name = report.and_then(|r| r.unit_name.clone());
+        u.estimate_seconds = report
+            .filter(|r| r.version_new.is_some() && r.version_new == u.version_target)
+            .and_then(|r| r.estimate_seconds);
     }
     latest
 }
@@ -371,8 +495,7 @@ mod tests {
         inst.batteries.insert(512, b.clone());
         let snap = VrmSnapshot {
             connected: true,
-            installations: Default::default(),
-            updates: Vec::new(),
+            ..VrmSnapshot::default()
         };
         let u = latest_update(&snap, &inst, &b).unwrap();
         let shown: Vec<(u16, Option<&str>, Option<&str>)> = u

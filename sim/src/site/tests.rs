@@ -253,6 +253,34 @@ fn an_oversized_file_is_refused_before_parsing() {
     assert_eq!(SiteDescription::load(&path).unwrap().buses.len(), 5);
 }
 
+#[test]
+fn invalid_utf8_is_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.toml");
+    // A Latin-1 "é" in the third line's value, after `name = "sh`.
+    let mut bytes = b"[[bus]]\nbitrate = 500000\nname = \"sh".to_vec();
+    bytes.push(0xE9);
+    bytes.extend_from_slice(b"d\"\n");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = SiteDescription::load(&path).unwrap_err();
+    match &err {
+        SiteError::Invalid {
+            line,
+            column,
+            message,
+            ..
+        } => {
+            assert_eq!((*line, *column), (3, 11), "{err}");
+            assert!(
+                message.contains("not UTF-8") && message.contains("0xE9"),
+                "{err}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("demo.toml:3:11:"), "{err}");
+}
+
 mod hostile {
     use super::*;
     use proptest::prelude::*;
