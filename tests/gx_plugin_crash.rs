@@ -251,10 +251,22 @@ async fn a_plugin_host_crashing_mid_transfer_costs_its_own_job_only() {
     )
     .await;
     assert_eq!(coral["state"], "completed", "{coral:#}");
-    let s = state(&c, &url).await;
-    for b in s["installations"][0]["batteries"].as_array().unwrap() {
-        assert_eq!(b["connected"], true, "{b:#}");
-    }
+    // Monitoring goes on: every battery is (or, the pack just back from its own restart,
+    // soon is again) connected.
+    let s = until(
+        &c,
+        &url,
+        "every battery connected",
+        Duration::from_secs(30),
+        |s| {
+            s["installations"][0]["batteries"]
+                .as_array()?
+                .iter()
+                .all(|b| b["connected"] == true)
+                .then(|| s.clone())
+        },
+    )
+    .await;
     assert!(
         demo.child.try_wait().unwrap().is_none(),
         "the daemon died with its plugin"

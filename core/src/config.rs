@@ -41,6 +41,9 @@ pub struct GxConfig {
     /// The VRM link.
     #[serde(default)]
     pub mqtt: MqttConfig,
+    /// Where the site's state (VRM access, grid, GX firmware) comes from.
+    #[serde(default)]
+    pub site: SiteConfig,
 }
 
 mod defaults {
@@ -580,6 +583,153 @@ impl Default for MqttConfig {
             vrm_portal: crate::vrm::VrmPortalMode::ReadOnly,
             keepalive_seconds: KeepaliveSeconds(60),
             broker_keepalive_seconds: BrokerKeepaliveSeconds(10),
+        }
+    }
+}
+
+/// Where the site's state comes from (`[site] source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SiteSource {
+    /// Live values from Venus OS's local MQTT broker (on a GX device).
+    Venus,
+    /// This file and the command line: `[mqtt] vrm_portal`, `--gx-firmware` or
+    /// [`VENUS_VERSION_FILE`]; the grid is not monitored.
+    Config,
+}
+
+/// Where Venus OS keeps its firmware version: its presence marks a GX device.
+pub const VENUS_VERSION_FILE: &str = "/opt/victronenergy/version";
+
+impl SiteSource {
+    /// The default: `venus` on a GX device (Venus OS's version file exists), else `config`.
+    pub fn detect() -> SiteSource {
+        if Path::new(VENUS_VERSION_FILE).exists() {
+            SiteSource::Venus
+        } else {
+            SiteSource::Config
+        }
+    }
+}
+
+/// Seconds between 1 and 50 (below the 60 s after which Venus OS's broker stops
+/// publishing without a keepalive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshSeconds(u64);
+
+impl RefreshSeconds {
+    /// The duration.
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RefreshSeconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RefreshSeconds, D::Error> {
+        let v = i64::deserialize(d)?;
+        match u64::try_from(v) {
+            Ok(s) if (1..=50).contains(&s) => Ok(RefreshSeconds(s)),
+            _ => Err(serde::de::Error::custom(format!(
+                "refresh_seconds must be between 1 and 50 (Venus OS stops publishing 60 s \
+                 after the last keepalive), got {v}"
+            ))),
+        }
+    }
+}
+
+/// Seconds between 2 and 600.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaleSeconds(u64);
+
+impl StaleSeconds {
+    /// The duration.
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for StaleSeconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StaleSeconds, D::Error> {
+        let v = i64::deserialize(d)?;
+        match u64::try_from(v) {
+            Ok(s) if (2..=600).contains(&s) => Ok(StaleSeconds(s)),
+            _ => Err(serde::de::Error::custom(format!(
+                "stale_after_seconds must be between 2 and 600, got {v}"
+            ))),
+        }
+    }
+}
+
+/// The `[site]` section: where VRM portal access, the grid and the GX firmware come from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawSiteConfig")]
+pub struct SiteConfig {
+    /// `venus` or `config`; absent: [`SiteSource::detect`].
+    pub source: Option<SiteSource>,
+    /// Venus OS's local MQTT broker (the `venus` source).
+    pub broker: BrokerAddress,
+    /// How often the `venus` source sends its keepalive and re-reads every value.
+    pub refresh_seconds: RefreshSeconds,
+    /// A value not received again within this is stale: its gate refuses. At least twice
+    /// `refresh_seconds`.
+    pub stale_after_seconds: StaleSeconds,
+    /// Whether the daemon publishes its own status (`N/<portal_id>/bmsfw/0/...`) on the
+    /// Venus broker.
+    pub publish_status: bool,
+}
+
+/// `[site]` as written, before the check that ties its two durations.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSiteConfig {
+    source: Option<SiteSource>,
+    broker: Option<BrokerAddress>,
+    refresh_seconds: Option<RefreshSeconds>,
+    stale_after_seconds: Option<StaleSeconds>,
+    publish_status: Option<bool>,
+}
+
+impl TryFrom<RawSiteConfig> for SiteConfig {
+    type Error = String;
+
+    fn try_from(raw: RawSiteConfig) -> Result<SiteConfig, String> {
+        let d = SiteConfig::default();
+        let c = SiteConfig {
+            source: raw.source,
+            broker: raw.broker.unwrap_or(d.broker),
+            refresh_seconds: raw.refresh_seconds.unwrap_or(d.refresh_seconds),
+            stale_after_seconds: raw.stale_after_seconds.unwrap_or(d.stale_after_seconds),
+            publish_status: raw.publish_status.unwrap_or(d.publish_status),
+        };
+        if c.stale_after_seconds.0 < 2 * c.refresh_seconds.0 {
+            return Err(format!(
+                "stale_after_seconds ({}) must be at least twice refresh_seconds ({}): a value \
+                 is re-read every refresh_seconds",
+                c.stale_after_seconds.0, c.refresh_seconds.0
+            ));
+        }
+        Ok(c)
+    }
+}
+
+impl SiteConfig {
+    /// The source in force: the configured one, else the detected one.
+    pub fn source(&self) -> SiteSource {
+        self.source.unwrap_or_else(SiteSource::detect)
+    }
+}
+
+impl Default for SiteConfig {
+    fn default() -> SiteConfig {
+        SiteConfig {
+            source: None,
+            broker: BrokerAddress {
+                host: "127.0.0.1".into(),
+                port: 1883,
+            },
+            refresh_seconds: RefreshSeconds(10),
+            stale_after_seconds: StaleSeconds(30),
+            publish_status: true,
         }
     }
 }

@@ -6,6 +6,16 @@
 //! is not critical; [`GxKeepAlive`] sends the pair once per second by default
 //! ([`KEEP_ALIVE_PERIOD`]), matching the slowest battery broadcast period, so that the
 //! GX adds two frames per second (well under 0.1 % of a 500 kbit/s bus).
+//!
+//! # Another GX on the bus
+//!
+//! On a GX device, Venus OS's own BMS-Can driver may already serve the same interface and
+//! send its own 0x305/0x307. The battery needs one keep-alive, not two: whenever a frame
+//! with either identifier arrives that this node did not send (a CAN interface never
+//! hands a node its own frames back), [`GxKeepAlive::observe`] pauses the pair for
+//! [`FOREIGN_HOLD_PERIODS`] periods from that frame. While the other node keeps sending,
+//! ours stays silent; once it has been silent that long, ours resumes. Monitoring the
+//! batteries sends nothing else: outside an update the daemon only listens.
 
 use bmsfw_plugin_api::{CanFrame, CanId, Timestamp};
 use std::time::Duration;
@@ -16,6 +26,10 @@ pub const KEEP_ALIVE_ID: u16 = 0x305;
 pub const IDENTIFICATION_ID: u16 = 0x307;
 /// Default period of the keep-alive pair.
 pub const KEEP_ALIVE_PERIOD: Duration = Duration::from_secs(1);
+/// How many of our periods another node's keep-alive silences ours: three, so that a
+/// node sending at our rate or up to three times slower holds ours off, and ours resumes
+/// within three periods of its last frame.
+pub const FOREIGN_HOLD_PERIODS: u32 = 3;
 
 fn standard(id: u16, data: &[u8; 8]) -> CanFrame {
     // Both identifiers are below 0x800 and the data is 8 bytes: neither can fail.
@@ -51,6 +65,8 @@ enum Phase {
 pub struct GxKeepAlive {
     period: Duration,
     phase: Phase,
+    /// Another node sent 0x305 or 0x307: ours is silent until then.
+    foreign_until: Option<Timestamp>,
 }
 
 impl GxKeepAlive {
@@ -60,7 +76,32 @@ impl GxKeepAlive {
         GxKeepAlive {
             period: period.max(Duration::from_millis(1)),
             phase: Phase::Idle(now),
+            foreign_until: None,
         }
+    }
+
+    /// Looks at a frame received at `now`: another node's 0x305 or 0x307 pauses ours for
+    /// [`FOREIGN_HOLD_PERIODS`] periods. Returns `true` when ours was sending until now
+    /// (the pause begins).
+    pub fn observe(&mut self, now: Timestamp, frame: &CanFrame) -> bool {
+        let id = frame.id();
+        let keep_alive = !id.is_extended()
+            && (id.raw() == u32::from(KEEP_ALIVE_ID) || id.raw() == u32::from(IDENTIFICATION_ID));
+        if !keep_alive {
+            return false;
+        }
+        let began = !self.following(now);
+        self.foreign_until = Some(now + self.period * FOREIGN_HOLD_PERIODS);
+        // A pair half sent stays half sent: the other node's pair stands in for it.
+        if let Phase::Identification(due) = self.phase {
+            self.phase = Phase::Idle(due + self.period);
+        }
+        began
+    }
+
+    /// Whether another node's keep-alive holds ours off at `now`.
+    pub fn following(&self, now: Timestamp) -> bool {
+        self.foreign_until.is_some_and(|until| now < until)
     }
 
     /// The period between pairs.
@@ -70,6 +111,9 @@ impl GxKeepAlive {
 
     /// The next frame to send at `now`, if one is due.
     pub fn poll_transmit(&mut self, now: Timestamp) -> Option<CanFrame> {
+        if self.following(now) {
+            return None;
+        }
         match self.phase {
             Phase::Idle(due) if now >= due => {
                 self.phase = Phase::Identification(due);
@@ -89,8 +133,12 @@ impl GxKeepAlive {
 
     /// When [`poll_transmit`](GxKeepAlive::poll_transmit) next has a frame.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        Some(match self.phase {
+        let due = match self.phase {
             Phase::Idle(due) | Phase::Identification(due) => due,
+        };
+        Some(match self.foreign_until {
+            Some(until) => due.max(until),
+            None => due,
         })
     }
 }
@@ -151,5 +199,65 @@ mod tests {
         assert!(gx.poll_transmit(at(5600)).is_some());
         assert_eq!(gx.poll_transmit(at(5600)), None);
         assert_eq!(gx.poll_timeout(), Some(at(6100)));
+    }
+
+    /// Runs `gx` from 0 to `end_ms`, another node sending its pair at each time of
+    /// `foreign`; returns when ours sent 0x305.
+    fn run_with(gx: &mut GxKeepAlive, foreign: &[u64], end_ms: u64) -> Vec<u64> {
+        let mut sent = Vec::new();
+        let mut now = at(0);
+        let mut foreign = foreign.iter().copied().peekable();
+        while now <= at(end_ms) {
+            while let Some(f) = gx.poll_transmit(now) {
+                if f.id().raw() == u32::from(KEEP_ALIVE_ID) {
+                    sent.push(now.as_micros() / 1000);
+                }
+            }
+            let next_foreign = foreign.peek().map(|&ms| at(ms));
+            let next = match (gx.poll_timeout(), next_foreign) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).unwrap(),
+            };
+            if Some(next) == next_foreign {
+                foreign.next();
+                gx.observe(next, &keep_alive_frame());
+                gx.observe(next, &identification_frame());
+            }
+            now = next;
+        }
+        sent
+    }
+
+    #[test]
+    fn another_nodes_keep_alive_silences_ours_until_it_stops() {
+        let mut gx = GxKeepAlive::new(at(0), KEEP_ALIVE_PERIOD);
+        // The other node sends every second from 2.5 s to 9.5 s.
+        let foreign: Vec<u64> = (0..8).map(|i| 2500 + i * 1000).collect();
+        let sent = run_with(&mut gx, &foreign, 16_000);
+        // Ours: 0, 1, 2 s; silent while the other sends; resumes 3 s after its last
+        // frame (9.5 s), then once per second again.
+        assert_eq!(
+            sent,
+            vec![0, 1000, 2000, 12_500, 13_500, 14_500, 15_500],
+            "{sent:?}"
+        );
+    }
+
+    #[test]
+    fn other_frames_do_not_pause_it_and_a_pause_is_reported_once() {
+        let mut gx = GxKeepAlive::new(at(0), KEEP_ALIVE_PERIOD);
+        let soc = CanFrame::new(CanId::standard(0x355).unwrap(), &[80, 0, 100, 0]).unwrap();
+        assert!(!gx.observe(at(0), &soc));
+        assert!(!gx.following(at(0)));
+        assert!(gx.observe(at(10), &keep_alive_frame()));
+        assert!(!gx.observe(at(20), &identification_frame()));
+        assert!(gx.following(at(3019)));
+        assert_eq!(gx.poll_transmit(at(3019)), None);
+        assert_eq!(gx.poll_timeout(), Some(at(3020)));
+        assert!(!gx.following(at(3020)));
+        assert_eq!(gx.poll_transmit(at(3020)), Some(keep_alive_frame()));
+        // An extended frame with the same number is not a keep-alive.
+        let extended = CanFrame::new(CanId::extended(0x305).unwrap(), &[0; 8]).unwrap();
+        assert!(!gx.observe(at(4000), &extended));
     }
 }

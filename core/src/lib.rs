@@ -13,7 +13,8 @@
 //! - [`gates`]: the safety gates;
 //! - [`driver`]: the stage-2 driver of one plugin session;
 //! - [`engine`]: the GX engine tying buses, plugins, stages and jobs together;
-//! - [`vrm`]: the VRM link's side on the GX and its boundary with the engine.
+//! - [`vrm`]: the VRM link's side on the GX and its boundary with the engine;
+//! - [`venus`]: the `venus` site source, live values from Venus OS's local MQTT broker.
 
 pub mod config;
 pub mod conformance;
@@ -32,6 +33,7 @@ pub mod staging;
 pub mod telemetry;
 pub mod toml_file;
 pub mod unix_time;
+pub mod venus;
 pub mod vrm;
 
 pub use unix_time::UnixMillis;

@@ -41,9 +41,12 @@ async fn a_successful_update_records_every_state_and_both_versions() {
         .collect();
     assert_eq!(
         states,
+        // Every step up to Verifying is reported, in order, even one the plugin passed
+        // without the engine seeing it (the installer sees all six steps passed).
         vec![
             JobState::Transferring,
             JobState::Installing,
+            JobState::Restarting,
             JobState::Verifying,
             JobState::Completed
         ]

@@ -9,3 +9,4 @@ pub mod node;
 pub mod registry;
 pub mod site;
 pub mod uds_download;
+pub mod venus;

@@ -4,22 +4,25 @@
 //! Interfaces with `backend = "socketcan"` are opened as Linux CAN interfaces; those with
 //! `backend = "sim"` are the buses of the simulated site given with `--sim`, run in real
 //! time (for trying the daemon without hardware).
+//!
+//! The site's state (VRM portal access, the grid, the GX firmware) comes from the source
+//! of `[site] source`: `venus`, live from Venus OS's local MQTT broker (the default on a
+//! GX device), or `config`, from `gx.toml` and the flags (the default elsewhere).
 
 use crate::cli::source::vendor_models;
 use anyhow::{Context, bail};
 use bmsfw_can::{CanInterface, SocketCanInterface};
-use bmsfw_core::config::{CanBackend, GxConfig};
+use bmsfw_core::config::{CanBackend, GxConfig, SiteSource, VENUS_VERSION_FILE};
 use bmsfw_core::dotted_version::DottedVersion;
 use bmsfw_core::engine::{Engine, EngineBuilder};
+use bmsfw_core::gates::{GridStatus, SiteStatus};
+use bmsfw_core::venus::{VenusConfig, VenusHandle, VenusTargets, spawn_venus};
 use bmsfw_core::vrm::{GxEngine, LinkConfig, LinkHandle, VrmAccess, VrmPortalMode, spawn_link};
 use bmsfw_sim::site::{RunningSite, SiteDescription};
 use bmsfw_vrm_wire::{BrokerAddr, PortalId};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Where a GX device keeps its firmware version (Venus OS).
-const VENUS_VERSION_FILE: &str = "/opt/victronenergy/version";
 
 /// Arguments of `bmsfw gx`.
 #[derive(Args, Debug)]
@@ -33,13 +36,27 @@ pub struct GxArgs {
     /// The simulated site whose buses stand behind the interfaces with backend "sim".
     #[arg(long, value_name = "SITE")]
     sim: Option<PathBuf>,
-    /// The GX firmware version the gates check (default: read from
-    /// /opt/victronenergy/version, as on a GX device).
+    /// Where the site's state comes from (overrides [site] source): live from Venus OS's
+    /// MQTT broker, or from the configuration and these flags.
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    site_source: Option<SourceArg>,
+    /// Venus OS's MQTT broker, mqtt://host:port (overrides [site] broker).
+    #[arg(long, value_name = "URL")]
+    venus_broker: Option<BrokerAddr>,
+    /// With the config source: the GX firmware version the gates check (default: read
+    /// from /opt/victronenergy/version, as on a GX device).
     #[arg(long, value_name = "VERSION")]
     gx_firmware: Option<DottedVersion>,
-    /// /Settings/Network/VrmPortal at start-up (overrides [mqtt] vrm_portal).
+    /// With the config source: /Settings/Network/VrmPortal (overrides [mqtt] vrm_portal).
     #[arg(long, value_name = "off|read-only|full", value_parser = parse_mode)]
     vrm_portal: Option<VrmPortalMode>,
+}
+
+/// `--site-source`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum SourceArg {
+    Venus,
+    Config,
 }
 
 fn parse_mode(s: &str) -> Result<VrmPortalMode, String> {
@@ -51,27 +68,97 @@ fn parse_mode(s: &str) -> Result<VrmPortalMode, String> {
     }
 }
 
+/// The first line of Venus OS's version file, when there is one.
+fn version_file() -> Option<anyhow::Result<DottedVersion>> {
+    let text = std::fs::read_to_string(VENUS_VERSION_FILE).ok()?;
+    let first = text.lines().next().unwrap_or_default().trim();
+    // A release candidate (v3.70~12) counts by its release's numbers here; the gates of
+    // the config source then read it as that release.
+    let base = first.split('~').next().unwrap_or_default();
+    Some(
+        base.parse()
+            .with_context(|| format!("{VENUS_VERSION_FILE} starts with {first:?}, not a version")),
+    )
+}
+
 fn gx_firmware(arg: Option<DottedVersion>) -> anyhow::Result<DottedVersion> {
     if let Some(v) = arg {
         return Ok(v);
     }
-    let text = std::fs::read_to_string(VENUS_VERSION_FILE).with_context(|| {
-        format!("reading the GX firmware version from {VENUS_VERSION_FILE} (or pass --gx-firmware)")
-    })?;
-    let first = text.lines().next().unwrap_or_default().trim();
-    first
-        .parse()
-        .with_context(|| format!("{VENUS_VERSION_FILE} starts with {first:?}, not a version"))
+    version_file().unwrap_or_else(|| {
+        Err(anyhow::anyhow!(
+            "reading the GX firmware version from {VENUS_VERSION_FILE}: no such file (pass \
+             --gx-firmware, or use the venus site source)"
+        ))
+    })
+}
+
+/// Where a running daemon takes the site's state from.
+pub enum SiteSetup {
+    /// Fixed values: the configuration and the command line.
+    Config {
+        /// The GX firmware.
+        firmware: DottedVersion,
+        /// `/Settings/Network/VrmPortal`.
+        access: VrmAccess,
+        /// The grid.
+        grid: GridStatus,
+    },
+    /// Live values from Venus OS's MQTT broker.
+    Venus {
+        /// The source's settings.
+        config: VenusConfig,
+        /// The firmware the diagnostics and the VRM link name until Venus OS tells
+        /// (the gates read only the live value).
+        firmware_hint: Option<DottedVersion>,
+    },
+}
+
+impl SiteSetup {
+    /// From `gx.toml` and the command line.
+    fn from_args(config: &GxConfig, args: &GxArgs) -> anyhow::Result<SiteSetup> {
+        let source = match args.site_source {
+            Some(SourceArg::Venus) => SiteSource::Venus,
+            Some(SourceArg::Config) => SiteSource::Config,
+            None => config.site.source(),
+        };
+        Ok(match source {
+            SiteSource::Config => SiteSetup::Config {
+                firmware: gx_firmware(args.gx_firmware.clone())?,
+                access: VrmAccess::new(args.vrm_portal.unwrap_or(config.mqtt.vrm_portal)),
+                grid: GridStatus::NotMonitored,
+            },
+            SiteSource::Venus => {
+                if args.vrm_portal.is_some() {
+                    bail!(
+                        "--vrm-portal applies to the config site source; the venus source reads \
+                         /Settings/Network/VrmPortal from Venus OS"
+                    );
+                }
+                let mut venus = VenusConfig::from_gx(config);
+                if let Some(broker) = &args.venus_broker {
+                    venus.broker = broker.clone();
+                }
+                let firmware_hint = match args.gx_firmware.clone() {
+                    Some(v) => Some(v),
+                    None => version_file().and_then(Result::ok),
+                };
+                SiteSetup::Venus {
+                    config: venus,
+                    firmware_hint,
+                }
+            }
+        })
+    }
 }
 
 /// Runs `bmsfw gx` until Ctrl-C.
 pub async fn run(args: GxArgs) -> anyhow::Result<()> {
     let config = GxConfig::load(&args.config)?;
-    let firmware = gx_firmware(args.gx_firmware)?;
-    let broker = args.broker.unwrap_or_else(|| {
+    let setup = SiteSetup::from_args(&config, &args)?;
+    let broker = args.broker.clone().unwrap_or_else(|| {
         BrokerAddr::new(config.mqtt.broker.host.clone(), config.mqtt.broker.port)
     });
-    let access = VrmAccess::new(args.vrm_portal.unwrap_or(config.mqtt.vrm_portal));
     let site = match &args.sim {
         Some(path) => Some(
             SiteDescription::load(path)?
@@ -80,7 +167,7 @@ pub async fn run(args: GxArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let gx = RunningGx::start(&config, firmware, site.as_ref(), broker, access)?;
+    let gx = RunningGx::start(&config, setup, site.as_ref(), broker)?;
     println!("{}", gx.banner);
     tokio::signal::ctrl_c().await?;
     println!("stopping");
@@ -96,22 +183,54 @@ pub async fn run(args: GxArgs) -> anyhow::Result<()> {
 pub struct RunningGx {
     engine: Arc<Engine>,
     link: LinkHandle,
+    venus: Option<VenusHandle>,
     /// What the daemon runs, in two lines for the operator.
     pub banner: String,
 }
 
 impl RunningGx {
     /// Loads the approved plugins of `config`, opens its CAN interfaces (those with
-    /// backend "sim" are the buses of `site`), starts the engine and the link to `broker`.
-    /// Must run inside a Tokio runtime.
+    /// backend "sim" are the buses of `site`), starts the engine, the site source of
+    /// `setup` and the link to `broker`. Must run inside a Tokio runtime.
     pub fn start(
         config: &GxConfig,
-        firmware: DottedVersion,
+        setup: SiteSetup,
         site: Option<&RunningSite>,
         broker: BrokerAddr,
-        access: VrmAccess,
     ) -> anyhow::Result<RunningGx> {
         let portal_id = PortalId::new(config.portal_id.as_str())?;
+        let (firmware, access, status, venus, source_line) = match setup {
+            SiteSetup::Config {
+                firmware,
+                access,
+                grid,
+            } => {
+                let line = format!(
+                    "site state from the configuration: firmware v{firmware}, VRM access {}, {grid}",
+                    access.get()
+                );
+                (firmware, access, SiteStatus::new(grid), None, line)
+            }
+            SiteSetup::Venus {
+                config: venus,
+                firmware_hint,
+            } => {
+                let why = "not yet received from Venus OS";
+                let line = format!(
+                    "site state live from Venus OS at {}:{} (stale after {} s)",
+                    venus.broker.host,
+                    venus.broker.port,
+                    venus.stale_after.as_secs()
+                );
+                (
+                    firmware_hint.unwrap_or_else(|| DottedVersion::from(vec![0])),
+                    VrmAccess::unknown(why),
+                    SiteStatus::unknown(why),
+                    Some(venus),
+                    line,
+                )
+            }
+        };
         let (mut builder, report) = EngineBuilder::from_gx_config(config, firmware.clone())?;
         for refused in &report.refused {
             tracing::warn!(%refused, "plugin refused");
@@ -140,16 +259,30 @@ impl RunningGx {
             };
             builder = builder.bus(iface);
         }
-        let engine = Arc::new(builder.vrm_access(access.clone()).start()?);
+        let engine = Arc::new(
+            builder
+                .vrm_access(access.clone())
+                .site_status(status.clone())
+                .start()?,
+        );
         let banner = format!(
-            "GX {portal_id}: firmware v{firmware}, buses {}, plugins {}, VRM access {}\nVRM link to {broker}",
+            "GX {portal_id}: buses {}, plugins {}\n{source_line}\nVRM link to {broker}",
             engine.bus_names().join(", "),
             match engine.plugins_unavailable() {
                 Some(why) => format!("none ({why})"),
                 None => engine.vendors().join(", "),
             },
-            access.get()
         );
+        let venus = venus.map(|venus| {
+            spawn_venus(
+                venus,
+                VenusTargets {
+                    vrm: access.clone(),
+                    site: status,
+                    engine: Some(Arc::clone(&engine) as Arc<dyn GxEngine>),
+                },
+            )
+        });
         let mut link_config =
             LinkConfig::new(portal_id, broker.clone(), vrm_dir(&config.state_dir));
         link_config.gx_firmware_version = format!("v{firmware}");
@@ -163,13 +296,36 @@ impl RunningGx {
         Ok(RunningGx {
             engine,
             link,
+            venus,
             banner,
         })
     }
 
-    /// Stops the link, then the engine (a running transfer is journaled and resumes at
+    /// Waits up to `limit` until the site's values are known (the `venus` source has
+    /// heard them); returns whether they are.
+    pub async fn site_known(&self, limit: std::time::Duration) -> bool {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            let known = self.engine.vrm_access().reading().known().is_some()
+                && self.engine.site_status().grid().known().is_some()
+                && self
+                    .engine
+                    .site_status()
+                    .gx_firmware()
+                    .is_none_or(|f| f.known().is_some());
+            if known || tokio::time::Instant::now() >= until {
+                return known;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the site source, the link, then the engine (a running transfer is journaled and resumes at
     /// the next start).
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(venus) = self.venus.take() {
+            venus.shutdown().await;
+        }
         self.link.shutdown().await?;
         if let Ok(engine) = Arc::try_unwrap(self.engine) {
             engine.shutdown().await;

@@ -95,6 +95,7 @@ fn the_shipped_gx_toml_is_valid_and_states_the_defaults() {
     assert_eq!(c.plugins.max_library_bytes, d.plugins.max_library_bytes);
     assert_eq!(c.plugins.host, d.plugins.host);
     assert_eq!(c.mqtt, d.mqtt);
+    assert_eq!(c.site, d.site);
 }
 
 #[test]
@@ -288,5 +289,49 @@ proptest! {
             prop_assert!(e.line >= 1 && e.line <= text.lines().count() + 1);
             prop_assert!(e.column >= 1);
         }
+    }
+}
+
+#[test]
+fn the_site_section_chooses_the_source_and_bounds_its_timing() {
+    let c = parse(
+        "portal_id = \"x\"\n[site]\nsource = \"venus\"\nbroker = \"10.0.0.2:1884\"\n\
+         refresh_seconds = 5\nstale_after_seconds = 12\npublish_status = false\n",
+    )
+    .unwrap();
+    assert_eq!(c.site.source(), SiteSource::Venus);
+    assert_eq!(c.site.broker.host, "10.0.0.2");
+    assert_eq!(c.site.broker.port, 1884);
+    assert_eq!(c.site.refresh_seconds.duration(), Duration::from_secs(5));
+    assert_eq!(
+        c.site.stale_after_seconds.duration(),
+        Duration::from_secs(12)
+    );
+    assert!(!c.site.publish_status);
+    let d = parse("portal_id = \"x\"\n").unwrap();
+    assert_eq!(d.site.source, None);
+    assert_eq!(d.site.source(), SiteSource::detect());
+    assert_eq!(d.site.broker.port, 1883);
+    assert_eq!(d.site.refresh_seconds.duration(), Duration::from_secs(10));
+    assert_eq!(
+        d.site.stale_after_seconds.duration(),
+        Duration::from_secs(30)
+    );
+    assert!(d.site.publish_status);
+    for (text, words) in [
+        ("source = \"dbus\"", "unknown variant"),
+        ("refresh_seconds = 0", "between 1 and 50"),
+        ("refresh_seconds = 60", "between 1 and 50"),
+        ("stale_after_seconds = 1", "between 2 and 600"),
+        (
+            "refresh_seconds = 10\nstale_after_seconds = 15",
+            "at least twice",
+        ),
+        ("sauce = \"venus\"", "sauce"),
+    ] {
+        let err = parse(&format!("portal_id = \"x\"\n[site]\n{text}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(words), "{text}: {err}");
     }
 }

@@ -2,7 +2,7 @@
 
 use super::gate::Gate;
 use super::inputs::{GateInputs, Silence};
-use super::site::GridStatus;
+use super::site::{GridStatus, SiteValue};
 use super::verdict::{GateReport, GateVerdict, Moment, Outcome};
 use crate::config::GatesConfig;
 use crate::plugin::{DecodedVersion, VersionOrder};
@@ -33,13 +33,17 @@ pub fn verdict(
     max_age: Duration,
 ) -> GateVerdict {
     match gate {
-        Gate::VrmAccess => vrm_access(i.vrm_mode),
+        Gate::VrmAccess => vrm_access(&i.site.vrm),
         Gate::GxFirmware => {
-            let ok = i.gx_firmware.parts() >= config.min_gx_firmware.parts();
+            let ok = i
+                .site
+                .gx_firmware
+                .known()
+                .is_some_and(|v| v.meets(&config.min_gx_firmware));
             GateVerdict::new(
                 gate,
                 pass_if(ok),
-                format!("v{}", i.gx_firmware),
+                i.site.gx_firmware.to_string(),
                 format!("v{} or later", config.min_gx_firmware),
             )
         }
@@ -72,8 +76,11 @@ pub fn verdict(
         Gate::Temperature => temperature(i, config),
         Gate::NoBackupPowerEvent => GateVerdict::new(
             gate,
-            pass_if(i.grid != GridStatus::Lost),
-            i.grid.to_string(),
+            pass_if(matches!(
+                i.site.grid,
+                SiteValue::Known(GridStatus::Connected | GridStatus::NotMonitored)
+            )),
+            i.site.grid.to_string(),
             "no grid loss",
         ),
         Gate::BusFree => match i.other_update {
@@ -110,10 +117,10 @@ fn pass_if(ok: bool) -> Outcome {
     if ok { Outcome::Pass } else { Outcome::Fail }
 }
 
-fn vrm_access(mode: VrmPortalMode) -> GateVerdict {
+fn vrm_access(mode: &SiteValue<VrmPortalMode>) -> GateVerdict {
     GateVerdict::new(
         Gate::VrmAccess,
-        pass_if(mode == VrmPortalMode::Full),
+        pass_if(*mode == SiteValue::Known(VrmPortalMode::Full)),
         mode.to_string(),
         VrmPortalMode::Full.to_string(),
     )

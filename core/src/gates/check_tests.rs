@@ -1,6 +1,7 @@
 use super::*;
 use crate::dotted_version::DottedVersion;
 use crate::gates::inputs::VersionInputs;
+use crate::gates::site::{GxFirmware, SiteSnapshot};
 use crate::plugin::allowlist::FirmwareRange;
 use crate::telemetry::Telemetry;
 use crate::vrm::{Acknowledgement, Acknowledgements};
@@ -52,7 +53,7 @@ fn version(major: u32, minor: u32) -> DecodedVersion {
 struct World {
     battery: BatteryState,
     acks: Acknowledgements,
-    gx: DottedVersion,
+    site: SiteSnapshot,
     installed: DecodedVersion,
     target: DecodedVersion,
     range: FirmwareRange,
@@ -68,7 +69,11 @@ impl World {
                 [0xAA, 0xAA, 0xAA, 0x02, 0xAA, 0xAA, 0xAA, 0x02],
             ),
             acks: Acknowledgements::all(),
-            gx: DottedVersion::from(vec![3, 70]),
+            site: SiteSnapshot::known(
+                VrmPortalMode::Full,
+                DottedVersion::from(vec![3, 70]),
+                GridStatus::Connected,
+            ),
             installed: version(1, 2),
             target: version(1, 5),
             range: FirmwareRange {
@@ -82,13 +87,11 @@ impl World {
         GateInputs {
             moment,
             now: t(1500),
-            vrm_mode: VrmPortalMode::Full,
-            gx_firmware: &self.gx,
+            site: &self.site,
             bitrate: Some(500_000),
             controller: ControllerState::ErrorActive,
             battery: Some(&self.battery),
             silence: Silence::NotExpected,
-            grid: GridStatus::Connected,
             other_update: None,
             acknowledgements: &self.acks,
             versions: VersionInputs {
@@ -156,9 +159,8 @@ fn each_gate_refuses_alone_with_its_code() {
         (
             Gate::VrmAccess,
             Box::new(|w| {
-                let mut i = w.inputs(Moment::Request);
-                i.vrm_mode = VrmPortalMode::ReadOnly;
-                i
+                w.site.vrm = SiteValue::Known(VrmPortalMode::ReadOnly);
+                w.inputs(Moment::Request)
             }),
             "read-only",
             "full",
@@ -166,7 +168,8 @@ fn each_gate_refuses_alone_with_its_code() {
         (
             Gate::GxFirmware,
             Box::new(|w| {
-                w.gx = DottedVersion::from(vec![3, 50]);
+                w.site.gx_firmware =
+                    SiteValue::Known(GxFirmware::release(DottedVersion::from(vec![3, 50])));
                 w.inputs(Moment::Request)
             }),
             "v3.50",
@@ -233,9 +236,8 @@ fn each_gate_refuses_alone_with_its_code() {
         (
             Gate::NoBackupPowerEvent,
             Box::new(|w| {
-                let mut i = w.inputs(Moment::DuringTransfer);
-                i.grid = GridStatus::Lost;
-                i
+                w.site.grid = SiteValue::Known(GridStatus::Lost);
+                w.inputs(Moment::DuringTransfer)
             }),
             "grid lost",
             "no grid loss",
@@ -433,4 +435,51 @@ fn a_protection_flag_counts_as_an_alarm() {
     let f = only_failure(&report);
     assert_eq!(f.gate, Gate::NoActiveAlarm);
     assert_eq!(f.measured, "high temperature protection");
+}
+
+/// A site value that is unknown (missing, invalid or stale) makes its gate refuse with
+/// "unknown" and why, at every moment; the other gates stay green.
+#[test]
+fn an_unknown_site_value_refuses_its_gate_and_never_passes() {
+    let config = GatesConfig::default();
+    type Spoil = fn(&mut SiteSnapshot);
+    let cases: [(Gate, Spoil); 3] = [
+        (Gate::VrmAccess, |s| {
+            s.vrm = SiteValue::unknown("not received from Venus OS")
+        }),
+        (Gate::GxFirmware, |s| {
+            s.gx_firmware = SiteValue::unknown("not received from Venus OS")
+        }),
+        (Gate::NoBackupPowerEvent, |s| {
+            s.grid = SiteValue::unknown("not received from Venus OS")
+        }),
+    ];
+    for (gate, spoil) in cases {
+        for moment in [
+            Moment::Request,
+            Moment::BeforeTransfer,
+            Moment::DuringTransfer,
+        ] {
+            let mut w = World::healthy();
+            spoil(&mut w.site);
+            let report = evaluate(&w.inputs(moment), &config, MAX_AGE);
+            let red = only_failure(&report);
+            assert_eq!(red.gate, gate);
+            assert_eq!(red.code(), gate.code());
+            assert_eq!(
+                red.measured, "unknown (not received from Venus OS)",
+                "{red}"
+            );
+        }
+    }
+    // A pre-release of the minimum does not meet it; the grid not monitored passes.
+    let mut w = World::healthy();
+    w.site.gx_firmware = SiteValue::Known(GxFirmware::parse("v3.60~4").unwrap());
+    w.site.grid = SiteValue::Known(GridStatus::NotMonitored);
+    let report = evaluate(&w.inputs(Moment::Request), &config, MAX_AGE);
+    let red = only_failure(&report);
+    assert_eq!(
+        (red.gate, red.measured.as_str()),
+        (Gate::GxFirmware, "v3.60~4")
+    );
 }

@@ -1,13 +1,12 @@
 //! Everything the gates look at, gathered for one evaluation.
 
-use super::site::GridStatus;
+use super::site::SiteSnapshot;
 use super::verdict::Moment;
-use crate::dotted_version::DottedVersion;
 use crate::job::JobId;
 use crate::plugin::DecodedVersion;
 use crate::plugin::allowlist::FirmwareRange;
 use crate::telemetry::BatteryState;
-use crate::vrm::{Acknowledgements, VersionPolicy, VrmPortalMode};
+use crate::vrm::{Acknowledgements, VersionPolicy};
 use bmsfw_can::ControllerState;
 use bmsfw_plugin_api::Timestamp;
 
@@ -46,10 +45,9 @@ pub struct GateInputs<'a> {
     pub moment: Moment,
     /// The engine's time (the telemetry's freshness is measured against it).
     pub now: Timestamp,
-    /// `/Settings/Network/VrmPortal`.
-    pub vrm_mode: VrmPortalMode,
-    /// The GX device's firmware version.
-    pub gx_firmware: &'a DottedVersion,
+    /// The site's state: VRM portal access, the GX firmware and the grid, each known or
+    /// unknown.
+    pub site: &'a SiteSnapshot,
     /// The bus's bit rate as its interface reports it.
     pub bitrate: Option<u32>,
     /// The GX's CAN controller on that bus.
@@ -58,8 +56,6 @@ pub struct GateInputs<'a> {
     pub battery: Option<&'a BatteryState>,
     /// Whether the battery's silence is expected now.
     pub silence: Silence,
-    /// The site's grid.
-    pub grid: GridStatus,
     /// Another job running on the same bus.
     pub other_update: Option<JobId>,
     /// What the installer confirmed.

@@ -68,9 +68,16 @@ impl fmt::Display for VrmPortalMode {
 /// outside Full) and the engine's gates (which refuse and stop updates outside Full).
 ///
 /// Cloning gives another handle on the same value.
+///
+/// A live site source (Venus OS) may not know the value (never received, invalid or
+/// stale): then [`VrmAccess::reading`] is unknown, so the gates refuse with "unknown",
+/// and [`VrmAccess::get`] reads read-only, so the link keeps reporting but refuses every
+/// write and command.
 #[derive(Debug, Clone)]
 pub struct VrmAccess {
     tx: watch::Sender<VrmPortalMode>,
+    /// Why the value is not known, when it is not.
+    unknown: watch::Sender<Option<String>>,
 }
 
 impl VrmAccess {
@@ -78,7 +85,36 @@ impl VrmAccess {
     pub fn new(mode: VrmPortalMode) -> VrmAccess {
         VrmAccess {
             tx: watch::Sender::new(mode),
+            unknown: watch::Sender::new(None),
         }
+    }
+
+    /// The setting, unknown until a live source sets it (`why` says what is awaited).
+    pub fn unknown(why: impl Into<String>) -> VrmAccess {
+        VrmAccess {
+            tx: watch::Sender::new(VrmPortalMode::ReadOnly),
+            unknown: watch::Sender::new(Some(why.into())),
+        }
+    }
+
+    /// The value as the gates read it: unknown, with why, when the source does not know it.
+    pub fn reading(&self) -> crate::gates::SiteValue<VrmPortalMode> {
+        match &*self.unknown.borrow() {
+            Some(why) => crate::gates::SiteValue::Unknown(why.clone()),
+            None => crate::gates::SiteValue::Known(self.get()),
+        }
+    }
+
+    /// The value is not known any more: the gates refuse, the link acts as read-only.
+    pub fn set_unknown(&self, why: impl Into<String>) {
+        let why = Some(why.into());
+        // First unknown, then read-only: no reader ever sees a stale Full as known.
+        self.unknown.send_if_modified(|v| {
+            let changed = *v != why;
+            *v = why;
+            changed
+        });
+        self.set_mode(VrmPortalMode::ReadOnly);
     }
 
     /// The current value.
@@ -88,7 +124,17 @@ impl VrmAccess {
 
     /// Changes the value (the GX's own menu); every subscriber sees the change.
     pub fn set(&self, mode: VrmPortalMode) {
-        self.tx.send_replace(mode);
+        // First the mode, then known: no reader ever sees the old mode as known.
+        self.set_mode(mode);
+        self.unknown.send_if_modified(|v| v.take().is_some());
+    }
+
+    fn set_mode(&self, mode: VrmPortalMode) {
+        self.tx.send_if_modified(|v| {
+            let changed = *v != mode;
+            *v = mode;
+            changed
+        });
     }
 
     /// A receiver that wakes on every change.
@@ -130,5 +176,23 @@ mod tests {
         assert_eq!(access.get(), VrmPortalMode::ReadOnly);
         assert!(rx.has_changed().unwrap());
         assert_eq!(*rx.borrow_and_update(), VrmPortalMode::ReadOnly);
+    }
+
+    #[test]
+    fn an_unknown_value_reads_read_only_to_the_link_and_unknown_to_the_gates() {
+        let access = VrmAccess::unknown("not received from Venus OS");
+        assert_eq!(access.get(), VrmPortalMode::ReadOnly);
+        assert_eq!(
+            access.reading(),
+            crate::gates::SiteValue::Unknown("not received from Venus OS".into())
+        );
+        access.set(VrmPortalMode::Full);
+        assert_eq!(
+            access.reading(),
+            crate::gates::SiteValue::Known(VrmPortalMode::Full)
+        );
+        access.set_unknown("stale");
+        assert_eq!(access.get(), VrmPortalMode::ReadOnly);
+        assert!(access.reading().known().is_none());
     }
 }

@@ -140,6 +140,7 @@ pub fn write_gx_config(
     portal_id: &str,
     site: &SiteDescription,
     broker: &bmsfw_vrm_wire::BrokerAddr,
+    venus: &bmsfw_vrm_wire::BrokerAddr,
 ) -> anyhow::Result<PathBuf> {
     let mut text = format!(
         r#"# The demo GX: written by `bmsfw demo`. Paths are relative to this file.
@@ -156,10 +157,19 @@ min_free_bytes = 16777216
 
 [mqtt]
 broker = "{host}:{port}"
-vrm_portal = "full"
+
+# The site's state comes live from the simulated Venus OS, on a broker of its own as on
+# a GX device.
+[site]
+source = "venus"
+broker = "{venus_host}:{venus_port}"
+refresh_seconds = 2
+stale_after_seconds = 10
 "#,
         host = broker.host,
         port = broker.port,
+        venus_host = venus.host,
+        venus_port = venus.port,
     );
     for bus in &site.buses {
         write!(

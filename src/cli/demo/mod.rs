@@ -12,17 +12,18 @@ mod drive;
 mod files;
 mod vendors;
 
-use crate::cli::gx::RunningGx;
+use crate::cli::gx::{RunningGx, SiteSetup};
 use crate::cli::portal::portal_app;
 use crate::cli::source::vendor_models;
 use anyhow::{Context, bail};
 use bmsfw_core::config::GxConfig;
 use bmsfw_core::dotted_version::DottedVersion;
-use bmsfw_core::vrm::{VrmAccess, VrmPortalMode};
+use bmsfw_core::venus::VenusConfig;
 use bmsfw_portal::EmbeddedBroker;
 use bmsfw_portal::auth::Users;
 use bmsfw_portal::config::PortalConfig;
 use bmsfw_sim::site::SiteDescription;
+use bmsfw_sim::venus::SimVenus;
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ use std::time::Duration;
 /// The demo's logins, as `config/portal.toml` documents them.
 const INSTALLER: (&str, &str) = ("installer", "installer-demo");
 const MONITOR: (&str, &str) = ("monitor", "monitor-demo");
-/// The GX firmware version the demo GX reports to the gates.
+/// The GX firmware version the demo's simulated Venus OS reports.
 const GX_FIRMWARE: &str = "3.70";
 
 /// Arguments of `bmsfw demo`.
@@ -62,6 +63,11 @@ pub struct DemoArgs {
     /// With --run: how long the updates may take in all, in seconds.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     timeout: u64,
+    /// The simulated Venus OS reports a grid loss (the inverter/charger inverting from
+    /// the batteries) this many seconds after the start, for a minute: an update running
+    /// then stops with 728, and none starts until the grid is back.
+    #[arg(long, value_name = "SECONDS")]
+    grid_loss_after: Option<u64>,
 }
 
 /// The demo's folder, removed at the end when the demo made it.
@@ -131,8 +137,8 @@ pub struct Target {
 /// Runs `bmsfw demo`.
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let description = SiteDescription::load(&args.site)?;
-    let portal_config = PortalConfig::load(&args.portal_config)?;
-    let Some(installation) = portal_config.installations.first() else {
+    let mut portal_config = PortalConfig::load(&args.portal_config)?;
+    let Some(installation) = portal_config.installations.first().cloned() else {
         bail!(
             "{} lists no installation: the demo GX needs a portal id",
             args.portal_config.display()
@@ -179,26 +185,59 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let site = description
         .start_with(&vendor_models())
         .with_context(|| format!("starting the simulated site of {}", args.site.display()))?;
+    // Venus OS's local broker, and the simulated Venus OS on it.
+    let venus_broker = EmbeddedBroker::start(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let venus_url = venus_broker.url();
+    let venus = SimVenus::start(
+        &venus_url.host,
+        venus_url.port,
+        installation.portal_id.as_str(),
+    );
+    venus.set_firmware(&format!("v{GX_FIRMWARE}"));
+    tokio::time::timeout(Duration::from_secs(10), venus.connected())
+        .await
+        .context("the simulated Venus OS did not connect to its broker")?;
     let gx_config_path = files::write_gx_config(
         dir.path(),
         installation.portal_id.as_str(),
         &description,
         &broker_url,
+        &venus_url,
     )?;
     let gx_config = GxConfig::load(&gx_config_path)?;
     let firmware: DottedVersion = GX_FIRMWARE.parse().context("the demo's GX firmware")?;
     let gx = RunningGx::start(
         &gx_config,
-        firmware,
+        SiteSetup::Venus {
+            config: VenusConfig::from_gx(&gx_config),
+            firmware_hint: Some(firmware),
+        },
         Some(&site),
         broker_url.clone(),
-        VrmAccess::new(VrmPortalMode::Full),
     )?;
+    if !gx.site_known(Duration::from_secs(10)).await {
+        bail!("the GX did not hear the simulated Venus OS's values");
+    }
+    let venus = std::sync::Arc::new(venus);
+    let _grid_loss = args.grid_loss_after.map(|after| {
+        let venus = std::sync::Arc::clone(&venus);
+        AbortOnDrop(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(after)).await;
+            println!("  venus     the grid is lost: the site runs on its batteries for 60 s");
+            venus.grid_loss();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            println!("  venus     the grid is back");
+            venus.grid_restored();
+        }))
+    });
+    // The demo's portal keeps its database in the demo's folder.
+    portal_config.database = dir.path().join("portal.sqlite");
     let app = portal_app(
         &portal_config,
         Users::new(portal_config.users.clone())?,
         broker_url.clone(),
-    );
+    )
+    .await?;
     let listen = args.listen.unwrap_or(portal_config.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -215,6 +254,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         INSTALLER.0, INSTALLER.1, MONITOR.0, MONITOR.1
     );
     println!("  broker    {broker_url} (embedded)");
+    println!("  venus     {venus_url} (simulated Venus OS: VRM access Full, grid connected)");
+    println!("  database  {}", portal_config.database.display());
     for line in gx.banner.lines() {
         println!("  {line}");
     }
@@ -290,4 +331,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(outcome)
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
