@@ -7,8 +7,9 @@
 //! - feeds the session only frames on the identifiers the plugin declared it receives;
 //! - never sends a frame outside the plugin's declared transmit identifiers: the first
 //!   such frame stops the session (code 741);
-//! - asks the plugin for a frame only when one more frame of the longest length fits in
-//!   the bus-load budget, which counts every frame on the bus, telemetry included;
+//! - asks the plugin for a frame only when one more frame of the longest length it may
+//!   send (8 bytes, on the longest identifier format it declared) fits in the bus-load
+//!   budget, which counts every frame on the bus, telemetry included;
 //! - runs the per-phase [`Watchdog`] (743, or 742 when the budget held the plugin back for
 //!   most of the stall);
 //! - aborts the session through the plugin when a gate turns red, and fails with that
@@ -57,6 +58,7 @@ use crate::plugin::{
 };
 use crate::vrm::UpdateTargets;
 use bmsfw_plugin_api::{CanFrame, Timestamp};
+use bmsfw_protocols::bit_timing::{IdFormat, worst_case_frame_bits};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
@@ -192,6 +194,13 @@ pub struct Stage2 {
     /// The buffer the session's frames are fetched into (kept to spare an allocation
     /// per round).
     batch: Vec<CanFrame>,
+    /// The longest frame the plugin may have sent, in bits: 8 bytes on the longest
+    /// identifier format it declared (any other frame is dropped, never sent).
+    longest_frame: u32,
+    /// The session's own deadline as it last told it, while nothing has been handed to
+    /// the session since (`None`: not known). A timer check before that deadline would
+    /// change nothing, and costs a hosted session a round trip.
+    session_deadline: Option<Option<Timestamp>>,
     /// Time the budget held the plugin back since the watchdog last restarted.
     budget_wait: Duration,
     violations: u64,
@@ -231,6 +240,11 @@ impl Stage2 {
             config.budget_percent,
             config.confirm_window,
         );
+        let longest_frame = if plugin.info().sends.iter().any(|r| r.first().is_extended()) {
+            WORST_FRAME_BITS
+        } else {
+            worst_case_frame_bits(IdFormat::Standard, 8)
+        };
         let mut driver = Stage2 {
             session,
             plugin,
@@ -248,6 +262,8 @@ impl Stage2 {
             restart_since: None,
             blocked: None,
             batch: Vec::new(),
+            longest_frame,
+            session_deadline: None,
             budget_wait: Duration::ZERO,
             violations: 0,
             sent: 0,
@@ -320,6 +336,7 @@ impl Stage2 {
         if self.session_runs() && self.plugin.info().wants(frame.id()) {
             // What the frame changes is read at the next round (`poll_transmits` or a
             // timer): a hosted session carries the frame over with that round trip.
+            self.session_deadline = None;
             self.session.handle_frame(now, frame);
         }
     }
@@ -381,6 +398,7 @@ impl Stage2 {
             return;
         }
         tracing::warn!(code, %message, "aborting the session");
+        self.session_deadline = None;
         self.session.abort(now, code, &message);
         self.state = State::Aborting {
             code,
@@ -398,22 +416,29 @@ impl Stage2 {
     }
 
     /// The frames to send at `now`, at most `max`, as far as the budget allows (each
-    /// counted as the longest frame) and the plugin has them, appended to `out`. The
-    /// session is asked once for the whole batch (one round trip for a hosted plugin).
+    /// counted as the longest frame the plugin may send) and the plugin has them,
+    /// appended to `out`. The session is asked once for the whole batch (one round trip
+    /// for a hosted plugin).
+    ///
+    /// Returns whether the session handed over every frame it was asked for: then more
+    /// may be ready at once, as far as the budget allows (frames shorter than the
+    /// longest leave room), and the caller may ask again. Otherwise the session has
+    /// nothing more for now, or the budget holds it back until the time
+    /// [`Stage2::poll_timeout`] includes.
     pub fn poll_transmits(
         &mut self,
         now: Timestamp,
         budget: &mut BusBudget,
         max: usize,
         out: &mut Vec<CanFrame>,
-    ) {
+    ) -> bool {
         if !self.session_runs() {
-            return;
+            return false;
         }
         let fit = if max == 0 {
             0
         } else {
-            match budget.frames_fitting(now, WORST_FRAME_BITS, max) {
+            match budget.frames_fitting(now, self.longest_frame, max) {
                 Ok(fit) => {
                     if let Some((since, _)) = self.blocked.take() {
                         self.budget_wait += now.saturating_duration_since(since);
@@ -429,7 +454,16 @@ impl Stage2 {
         };
         let mut batch = std::mem::take(&mut self.batch);
         batch.clear();
+        self.session_deadline = None;
         self.session.poll_transmit_batch(now, fit, &mut batch);
+        if self.check_newer(now) {
+            // The plugin read the battery's version in this very round and the package is
+            // not newer: the frames it made next (the update's first steps) never go out.
+            batch.clear();
+            self.batch = batch;
+            return false;
+        }
+        let mut filled = fit > 0 && batch.len() == fit;
         // With room for none, the round only reads what the session received.
         let mut exhausted = fit > 0 && batch.len() < fit;
         for frame in batch.drain(..) {
@@ -460,6 +494,7 @@ impl Stage2 {
             }
             // The rest of the batch was made before the session heard of the abort.
             exhausted = false;
+            filled = false;
             break;
         }
         self.batch = batch;
@@ -471,6 +506,7 @@ impl Stage2 {
             self.finish(StageOutcome::Failed { code, message });
         }
         self.sync(now);
+        filled && self.session_runs()
     }
 
     /// The next time [`Stage2::handle_timeout`] must be called.
@@ -483,11 +519,15 @@ impl Stage2 {
         };
         match &self.state {
             State::Running => {
-                take(self.session.poll_timeout());
+                let due = self.session.poll_timeout();
+                self.session_deadline = Some(due);
+                take(due);
                 take(Some(self.watchdog.deadline()));
             }
             State::Aborting { until, .. } => {
-                take(self.session.poll_timeout());
+                let due = self.session.poll_timeout();
+                self.session_deadline = Some(due);
+                take(due);
                 take(Some(*until));
             }
             State::Confirming { deadline, .. } => take(Some(*deadline)),
@@ -500,7 +540,15 @@ impl Stage2 {
     /// Time passed: the session's own deadline, the watchdog, the abort grace and the
     /// confirmation window.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        if self.session_runs() {
+        // Known not to be due (told since the session last received anything): nothing to
+        // check.
+        let not_due = match self.session_deadline {
+            Some(None) => true,
+            Some(Some(due)) => now < due,
+            None => false,
+        };
+        if self.session_runs() && !not_due {
+            self.session_deadline = None;
             self.session.handle_timeout_if_due(now);
         }
         if self.state != State::Running || self.watchdog.expired(now) {
@@ -590,6 +638,14 @@ impl Stage2 {
         }
         if self.step.is_some_and(|s| s >= step) {
             return;
+        }
+        // A plugin may pass a step in less time than one look (Installing done before the
+        // engine saw it): every step up to this one is still reported, in order, so the
+        // job and the installer see each of them passed.
+        for passed in [Step::Installing, Step::Restarting, Step::Verifying] {
+            if passed < step && self.step.is_none_or(|s| s < passed) {
+                self.events.push_back(DriverEvent::Step(passed));
+            }
         }
         self.step = Some(step);
         self.events.push_back(DriverEvent::Step(step));
@@ -715,8 +771,10 @@ impl Stage2 {
                 self.budget_wait = Duration::ZERO;
             }
             let percent = Percent::of(bytes.0, bytes.1);
-            if percent != self.percent && report.phase == SessionPhase::Transferring {
+            if bytes.1 > 0 && percent != self.percent && report.phase == SessionPhase::Transferring
+            {
                 self.percent = percent;
+                self.session_deadline = None;
                 let checkpoint = self.session.checkpoint();
                 if !checkpoint.is_empty() {
                     self.events.push_back(DriverEvent::Checkpoint(checkpoint));

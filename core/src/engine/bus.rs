@@ -12,7 +12,7 @@ use super::battery;
 use super::jobs::{JobChange, JobRequest};
 use crate::driver::{BusBudget, DriverEvent, Stage2, StageOutcome, Step};
 use crate::errors::codes;
-use crate::gates::{self, GateInputs, GateReport, Moment, Silence, VersionInputs};
+use crate::gates::{self, GateInputs, GateReport, Moment, Silence, SiteSnapshot, VersionInputs};
 use crate::gx_frames::GxKeepAlive;
 use crate::job::{JobEvent, JobFailure, JobId, Percent};
 use crate::plugin::DecodedVersion;
@@ -163,16 +163,15 @@ pub(crate) fn evaluate_gates(
         other_update,
         silence,
     } = call;
+    let site = SiteSnapshot::read(&shared.vrm, &shared.site, &shared.config.gx_firmware);
     let inputs = GateInputs {
         moment,
         now,
-        vrm_mode: shared.vrm.get(),
-        gx_firmware: &shared.config.gx_firmware,
+        site: &site,
         bitrate: bus.iface.bitrate(),
         controller: bus.iface.controller_state(),
         battery: core.monitor.battery(),
         silence,
-        grid: shared.site.grid(),
         other_update,
         acknowledgements: &gates.acknowledgements,
         versions: VersionInputs {
@@ -200,6 +199,10 @@ impl BusCore {
         let outcome = self.monitor.handle_frame(at, frame);
         self.budget.record_received(at, frame);
         let now = self.tick(at);
+        // Another node's 0x305/0x307 (Venus OS's own BMS-Can driver): ours pause meanwhile.
+        if self.keepalive.observe(now, frame) {
+            tracing::info!(id = %frame.id(), "another node sends the GX keep-alive: ours pauses");
+        }
         if let Some(active) = &mut self.active {
             active.stage2.handle_frame(now, frame);
             if let FrameOutcome::Applied(kind) = outcome {
@@ -324,18 +327,34 @@ impl BusCore {
     }
 
     /// The frames to send now: the keep-alive pair when due, then the driver's frames as
-    /// far as the budget allows (at most `max` frames per round).
-    fn poll_transmits(&mut self, now: Timestamp, out: &mut Vec<CanFrame>, max: usize) {
+    /// far as the budget allows (at most `max` frames per round). The driver is asked
+    /// again while it fills what it is asked for (its frames shorter than the longest
+    /// leave room in the budget), until the budget holds it back, its session has
+    /// nothing more, or `max` is reached.
+    ///
+    /// Returns whether more frames may be ready at once (`max` was reached); otherwise
+    /// the next frame waits for an event or for [`BusCore::poll_timeout`], which then
+    /// includes the time the budget makes room again.
+    fn poll_transmits(&mut self, now: Timestamp, out: &mut Vec<CanFrame>, max: usize) -> bool {
         let now = self.tick(now);
         while let Some(frame) = self.keepalive.poll_transmit(now) {
             self.budget.record_sent(now, &frame);
             out.push(frame);
         }
-        if let Some(active) = &mut self.active {
+        let Some(active) = &mut self.active else {
+            return false;
+        };
+        loop {
             let room = max.saturating_sub(out.len());
-            active
+            if room == 0 {
+                return true;
+            }
+            if !active
                 .stage2
-                .poll_transmits(now, &mut self.budget, room, out);
+                .poll_transmits(now, &mut self.budget, room, out)
+            {
+                return false;
+            }
         }
     }
 
@@ -354,8 +373,13 @@ impl BusCore {
         while let Some(event) = active.stage2.poll_event() {
             let change = match event {
                 DriverEvent::Progress { done, total } => {
+                    // No total yet (a bank before it found its nodes) is no progress, and
+                    // the percentage of the transfer never goes down.
+                    if total == 0 {
+                        continue;
+                    }
                     let percent = Percent::of(done, total);
-                    if active.stage2.step().is_some() || percent == active.percent {
+                    if active.stage2.step().is_some() || percent <= active.percent {
                         continue;
                     }
                     if active.percent_at.is_some_and(|t| now < t + interval)
@@ -381,7 +405,7 @@ impl BusCore {
                     // The transfer's last progress goes out before the job moves on.
                     let (done, total) = active.stage2.progress();
                     let percent = Percent::of(done, total);
-                    if percent != active.percent {
+                    if total > 0 && percent > active.percent {
                         active.percent = percent;
                         shared
                             .jobs
@@ -436,6 +460,12 @@ impl BusCore {
 const SEND_BATCH: usize = 8;
 
 /// Runs bus `index` until its interface closes.
+///
+/// One round per wakeup: every event the reader forwarded so far, the timers, then as
+/// many frames as the budget and the driver allow (one round trip for a hosted plugin,
+/// two when its frames were shorter than the longest), sent after the lock is released.
+/// The task then sleeps until the next event or deadline; it goes round again at once
+/// only when it stopped at [`SEND_BATCH`] frames with more ready.
 pub(crate) async fn run(shared: Arc<Shared>, index: usize) {
     let bus = &shared.buses[index];
     let (tx, mut rx) = mpsc::channel::<Result<CanEvent, CanError>>(4096);
@@ -450,29 +480,27 @@ pub(crate) async fn run(shared: Arc<Shared>, index: usize) {
         }
     });
     let _reader = AbortOnDrop(reader);
-    let mut pending: Option<Result<CanEvent, CanError>> = None;
+    let mut events: Vec<Result<CanEvent, CanError>> = Vec::new();
     let mut out = Vec::with_capacity(SEND_BATCH + 2);
     loop {
-        let deadline = {
+        // Everything the reader forwarded, taken before the lock.
+        while let Ok(event) = rx.try_recv() {
+            events.push(event);
+        }
+        let (now, deadline, more) = {
             let mut core = bus.lock();
             let now = shared.now();
-            if let Some(event) = pending.take() {
-                core.handle_event(&shared, bus, event);
-            }
-            while let Ok(event) = rx.try_recv() {
+            for event in events.drain(..) {
                 core.handle_event(&shared, bus, event);
             }
             core.handle_timeout(&shared, bus, now);
-            if core.failed.is_none() {
-                core.poll_transmits(now, &mut out, SEND_BATCH);
-            }
+            let more = core.failed.is_none() && core.poll_transmits(now, &mut out, SEND_BATCH);
             core.drain_events(&shared, now);
             if core.failed.is_some() && core.active.is_none() {
                 return;
             }
-            core.poll_timeout()
+            (now, core.poll_timeout(), more)
         };
-        let sent_any = !out.is_empty();
         for frame in out.drain(..) {
             match bus.iface.send(frame).await {
                 Ok(()) => {}
@@ -485,20 +513,23 @@ pub(crate) async fn run(shared: Arc<Shared>, index: usize) {
                 }
             }
         }
-        if sent_any {
-            // More may be ready at once (the budget and the plugin decide).
+        if more {
+            // The round stopped at SEND_BATCH frames: more are ready at once.
             tokio::task::yield_now().await;
             continue;
         }
         let sleep = async {
             match deadline {
                 Some(t) => {
-                    // Every deadline up to now was handled above; one that stays in the
-                    // past (a session that does not move its own) must not spin the task.
-                    let earliest =
-                        tokio::time::Instant::now() + std::time::Duration::from_millis(1);
-                    let at = shared.instant(t);
-                    let at = if t <= shared.now() { earliest } else { at };
+                    // Every deadline up to the round's `now` was handled above; one that
+                    // stays in the past (a session that does not move its own) must not
+                    // spin the task. One that passed while the frames went out is due at
+                    // once.
+                    let at = if t <= now {
+                        tokio::time::Instant::now() + std::time::Duration::from_millis(1)
+                    } else {
+                        shared.instant(t)
+                    };
                     tokio::time::sleep_until(at).await
                 }
                 None => std::future::pending().await,
@@ -506,7 +537,7 @@ pub(crate) async fn run(shared: Arc<Shared>, index: usize) {
         };
         tokio::select! {
             event = rx.recv() => match event {
-                Some(event) => pending = Some(event),
+                Some(event) => events.push(event),
                 None => {
                     bus.lock().interface_failed(&shared, "the interface's reader stopped");
                 }
