@@ -26,6 +26,10 @@ mod isolation;
 mod measure;
 #[path = "boreal/replay.rs"]
 mod replay;
+// For `busy_within` only; the boreal replay keeps its own arbitration order.
+#[path = "support/exact_bus.rs"]
+#[allow(dead_code)]
+mod exact_bus;
 
 use bmsfw_can::{CanEvent, CanFrame, CanInterface};
 use bmsfw_core::dotted_version::DottedVersion;
@@ -39,8 +43,9 @@ use bmsfw_sim::bus::SimBus;
 use boreal_common::{
     NEW, OLD, allowlist, boreal_library, package, request, spawn_bank, upload, wait_for_battery,
 };
+use exact_bus::busy_within;
 use isolation::{Figures, Isolation};
-use replay::{Recording, Sends, busy_within, replay};
+use replay::{Recording, Sends, replay};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;

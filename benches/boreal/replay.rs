@@ -5,7 +5,6 @@ use bmsfw_can::{CanError, CanEvent, CanFilter, CanFrame, CanInterface, Controlle
 use bmsfw_protocols::bit_timing::{arbitration_key, frame_duration};
 use bmsfw_sim::bus::SimNode;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// Frames a node handed over, with the instant it did.
@@ -75,25 +74,4 @@ pub fn replay(nodes: &[&Vec<(CanFrame, Instant)>], bitrate: u32) -> Vec<Vec<(Ins
         next[node] += 1;
         free = end;
     }
-}
-
-/// The time the frames of `node` matching `counted` occupied the bus within
-/// `[from, until)`, from their replayed spans (`spans[i]` is the span of `node[i]`, in
-/// order).
-pub fn busy_within(
-    node: &[(CanFrame, Instant)],
-    spans: &[(Instant, Instant)],
-    counted: impl Fn(&CanFrame) -> bool,
-    from: Instant,
-    until: Instant,
-) -> Duration {
-    let first = spans.partition_point(|(_, end)| *end <= from);
-    let last = spans.partition_point(|(start, _)| *start < until);
-    (first..last.max(first))
-        .filter(|&i| counted(&node[i].0))
-        .map(|i| {
-            let (start, end) = spans[i];
-            end.min(until).saturating_duration_since(start.max(from))
-        })
-        .sum()
 }
