@@ -350,6 +350,32 @@ impl State {
         }
     }
 
+    /// The battery a command (an update or a pre-flight check) may address: the
+    /// installation known, its GX not offline, its VRM access Full, the battery there.
+    fn commandable_battery(
+        &self,
+        portal: &PortalId,
+        instance: u32,
+        offline_after: Duration,
+    ) -> Result<&crate::model::Battery, VrmError> {
+        let inst = self
+            .installations
+            .get(portal)
+            .ok_or_else(|| VrmError::NotFound(format!("no installation {portal}")))?;
+        let presence = self.judge(portal, Instant::now(), offline_after);
+        if let Some(why) = presence.refusal(offline_after) {
+            return Err(VrmError::GxOffline(why));
+        }
+        if !inst.allows_updates() {
+            return Err(VrmError::NotAllowed(
+                "the GX device's VRM Portal access is not Full: remote updates are disabled".into(),
+            ));
+        }
+        inst.batteries.get(&instance).ok_or_else(|| {
+            VrmError::NotFound(format!("no battery {instance} on this installation"))
+        })
+    }
+
     /// The verdict on `portal`'s GX at `now`.
     fn judge(&self, portal: &PortalId, now: Instant, interval: Duration) -> GxPresence {
         self.presence
@@ -1539,25 +1565,8 @@ impl Driver {
     ) -> Result<CommandId, VrmError> {
         let serial = {
             let s = lock(&self.state);
-            let inst = s.installations.get(&order.portal_id).ok_or_else(|| {
-                VrmError::NotFound(format!("no installation {}", order.portal_id))
-            })?;
-            let presence = s.judge(&order.portal_id, Instant::now(), self.config.offline_after);
-            if let Some(why) = presence.refusal(self.config.offline_after) {
-                return Err(VrmError::GxOffline(why));
-            }
-            if !inst.allows_updates() {
-                return Err(VrmError::NotAllowed(
-                    "the GX device's VRM Portal access is not Full: remote updates are disabled"
-                        .into(),
-                ));
-            }
-            let battery = inst.batteries.get(&order.instance).ok_or_else(|| {
-                VrmError::NotFound(format!(
-                    "no battery {} on this installation",
-                    order.instance
-                ))
-            })?;
+            let battery =
+                s.commandable_battery(&order.portal_id, order.instance, self.config.offline_after)?;
             Serial::new(battery.serial.as_deref().unwrap_or_default())
                 .map_err(|e| VrmError::NotFound(format!("battery serial number: {e}")))?
         };
@@ -1583,32 +1592,13 @@ impl Driver {
     async fn begin_update(&mut self, order: UpdateOrder) -> Result<CommandId, VrmError> {
         let (command, id) = {
             let mut s = lock(&self.state);
-            if !s.installations.contains_key(&order.portal_id) {
-                return Err(VrmError::NotFound(format!(
-                    "no installation {}",
-                    order.portal_id
-                )));
-            }
-            let presence = s.judge(&order.portal_id, Instant::now(), self.config.offline_after);
-            if let Some(why) = presence.refusal(self.config.offline_after) {
-                tracing::info!(portal = %order.portal_id, instance = order.instance, user = %order.user, "update refused: GX device offline");
-                return Err(VrmError::GxOffline(why));
-            }
-            let inst = s.installations.get(&order.portal_id).ok_or_else(|| {
-                VrmError::NotFound(format!("no installation {}", order.portal_id))
-            })?;
-            if !inst.allows_updates() {
-                return Err(VrmError::NotAllowed(
-                    "the GX device's VRM Portal access is not Full: remote updates are disabled"
-                        .into(),
-                ));
-            }
-            let battery = inst.batteries.get(&order.instance).ok_or_else(|| {
-                VrmError::NotFound(format!(
-                    "no battery {} on this installation",
-                    order.instance
-                ))
-            })?;
+            let battery = s
+                .commandable_battery(&order.portal_id, order.instance, self.config.offline_after)
+                .inspect_err(|e| {
+                    if matches!(e, VrmError::GxOffline(_)) {
+                        tracing::info!(portal = %order.portal_id, instance = order.instance, user = %order.user, "update refused: GX device offline");
+                    }
+                })?;
             if battery.eligible != Some(true) {
                 return Err(VrmError::NotAllowed(format!(
                     "this battery cannot be updated remotely: {}",
