@@ -211,4 +211,228 @@ mod tests {
             "bytes do not restart Installing"
         );
     }
+    /// `elapsed` is the time since the last restart, exactly: the driver compares it with
+    /// the time the budget held the plugin back to tell a stall (743) from an overloaded
+    /// bus (742).
+    #[test]
+    fn elapsed_counts_from_the_last_restart() {
+        let d = DeclaredTimeouts::default();
+        let limits = WatchdogLimits::new(&d, 4096, 500_000, 80, Duration::from_secs(1));
+        let mut w = Watchdog::new(limits, t(100));
+        assert_eq!(w.elapsed(t(100)), Duration::ZERO);
+        assert_eq!(w.elapsed(t(1_600)), Duration::from_millis(1_500));
+        assert_eq!(w.elapsed(t(50)), Duration::ZERO, "never negative");
+        w.progress(10, t(1_000));
+        assert_eq!(w.elapsed(t(1_600)), Duration::from_millis(600));
+        w.enter(Watched::Verifying, t(2_000));
+        assert_eq!(w.phase(), Watched::Verifying);
+        assert_eq!(w.elapsed(t(2_250)), Duration::from_millis(250));
+        // Entering the watched phase again does not restart it.
+        w.enter(Watched::Verifying, t(2_200));
+        assert_eq!(w.elapsed(t(2_250)), Duration::from_millis(250));
+        assert_eq!(w.deadline(), t(2_000) + limits.verify);
+    }
+
+    /// Each phase has its own limit, from the plugin's declared timeouts.
+    #[test]
+    fn each_phase_has_its_own_limit() {
+        let d = DeclaredTimeouts::default();
+        let limits = WatchdogLimits::new(&d, 4096, 500_000, 80, Duration::from_secs(7));
+        assert_eq!(limits.limit(Watched::Transferring), limits.transfer_stall);
+        assert_eq!(limits.limit(Watched::Installing), d.install_max());
+        assert_eq!(
+            limits.limit(Watched::Restarting),
+            d.restart_silence_max() + d.transfer_response()
+        );
+        assert_eq!(limits.limit(Watched::Verifying), d.verify_response() * 4);
+        assert_eq!(limits.limit(Watched::Confirming), Duration::from_secs(7));
+        let mut w = Watchdog::new(limits, t(0));
+        assert_eq!(w.limits(), &limits);
+        for phase in [
+            Watched::Installing,
+            Watched::Restarting,
+            Watched::Verifying,
+            Watched::Confirming,
+        ] {
+            w.enter(phase, t(10));
+            assert_eq!(w.deadline(), t(10) + limits.limit(phase), "{phase:?}");
+            assert!(!w.expired(t(10) + (limits.limit(phase) - Duration::from_micros(1))));
+            assert!(w.expired(t(10) + limits.limit(phase)));
+            w.enter(Watched::Transferring, t(0));
+        }
+    }
+
+    /// The step is a sixteenth of the image, at least 4 KiB and at most 64 KiB; the bus
+    /// time of 7 payload bytes per 135-bit frame at the budget.
+    #[test]
+    fn the_transfer_step_is_clamped_and_the_wire_time_exact() {
+        // 1400 bytes = 200 frames x 135 bits = 27 000 bits; at 50 % of 500 kbit/s: 108 ms.
+        assert_eq!(wire_time(1_400, 500_000, 50), Duration::from_millis(108));
+        assert_eq!(
+            wire_time(1_401, 500_000, 50),
+            Duration::from_micros(108_540)
+        );
+        assert_eq!(wire_time(1_400, 500_000, 0), Duration::from_millis(5_400));
+        let d = DeclaredTimeouts::default();
+        let limits = |size| WatchdogLimits::new(&d, size, 500_000, 80, Duration::ZERO);
+        let base = d.transfer_response() * 4;
+        let with_step = |step| base + wire_time(step, 500_000, 80) * 2;
+        assert_eq!(limits(1_000).transfer_stall, with_step(4 * 1024));
+        assert_eq!(limits(16 * 8 * 1024).transfer_stall, with_step(8 * 1024));
+        assert_eq!(limits(64 << 20).transfer_stall, with_step(64 * 1024));
+    }
+    /// The driver tells a stall from an overloaded bus by the share of the stall the
+    /// budget held the plugin back: a session that waited for the bus a short while and
+    /// then stalls with the bus free fails with 743, not 742.
+    mod stall {
+        use crate::driver::{BudgetConfig, BusBudget, DriverEvent, Stage2, Stage2Config};
+        use crate::driver::{StageOutcome, Watched};
+        use crate::errors::codes;
+        use crate::plugin::{
+            BatteryMatch, DecodedVersion, PackageRead, PackageRejection, PackageSummary,
+            PluginFailure, PluginInfo, SessionPhase, SessionReport, SessionStart, VendorPlugin,
+            VendorSession,
+        };
+        use crate::vrm::UpdateTargets;
+        use bmsfw_plugin_api::{BatteryIdentity, CanFrame, CanId, CanIdRange, PluginIdentity};
+        use bmsfw_plugin_api::{ErrorCode, Timestamp};
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        /// Always has a frame to send; never gets one acknowledged.
+        struct Stuck {
+            aborted: bool,
+        }
+
+        impl VendorSession for Stuck {
+            fn handle_frame(&mut self, _: Timestamp, _: &CanFrame) {}
+            fn handle_timeout(&mut self, _: Timestamp) {}
+            fn poll_transmit(&mut self, _: Timestamp) -> Option<CanFrame> {
+                (!self.aborted)
+                    .then(|| CanFrame::new(CanId::standard(0x7E0).unwrap(), &[0x36; 8]).unwrap())
+            }
+            fn poll_timeout(&mut self) -> Option<Timestamp> {
+                None
+            }
+            fn status(&mut self) -> SessionReport {
+                if self.aborted {
+                    let failure = PluginFailure {
+                        code: ErrorCode::ABORTED,
+                        message: "aborted".into(),
+                    };
+                    return SessionReport::failed(failure, 0, 4096);
+                }
+                SessionReport {
+                    phase: SessionPhase::Transferring,
+                    bytes_done: 0,
+                    bytes_total: 4096,
+                    modules: Vec::new(),
+                    failure: None,
+                }
+            }
+            fn abort(&mut self, _: Timestamp, _: u32, _: &str) {
+                self.aborted = true;
+            }
+            fn checkpoint(&mut self) -> Vec<u8> {
+                Vec::new()
+            }
+            fn running_version(&mut self) -> Option<DecodedVersion> {
+                None
+            }
+        }
+
+        struct Plugin(PluginInfo);
+
+        impl VendorPlugin for Plugin {
+            fn info(&self) -> &PluginInfo {
+                &self.0
+            }
+            fn match_battery(&self, _: &BatteryIdentity) -> Result<BatteryMatch, PluginFailure> {
+                Err(PluginFailure::contract("not used"))
+            }
+            fn decode_version(&self, _: &[u8]) -> Result<DecodedVersion, PluginFailure> {
+                Err(PluginFailure::contract("not used"))
+            }
+            fn inspect_package(
+                &self,
+                _: Arc<dyn PackageRead>,
+            ) -> Result<PackageSummary, PackageRejection> {
+                Err(PackageRejection::from(PluginFailure::contract("not used")))
+            }
+            fn start_session(
+                &self,
+                _: SessionStart,
+            ) -> Result<Box<dyn VendorSession>, PluginFailure> {
+                Err(PluginFailure::contract("not used"))
+            }
+        }
+
+        fn ms(n: u64) -> Timestamp {
+            Timestamp::from_micros(n * 1000)
+        }
+
+        /// Runs a stuck session on a bus that another node fills completely for the first
+        /// `busy_ms`; returns the code and message it fails with.
+        fn stall_after(busy_ms: u64) -> (u32, String) {
+            let id = |raw| CanId::standard(raw).unwrap();
+            let info = PluginInfo::from_abi(
+                PluginIdentity::new("com.example.stuck", "Stuck", "1.0.0")
+                    .sends(CanIdRange::single(id(0x7E0)))
+                    .receives(CanIdRange::single(id(0x7E8)))
+                    .file_type("bin"),
+            )
+            .unwrap();
+            let target = DecodedVersion {
+                raw: vec![1, 5],
+                display: "v1.05".into(),
+                comparable: vec![1, 5],
+            };
+            let mut driver = Stage2::new(
+                Box::new(Stuck { aborted: false }),
+                Arc::new(Plugin(info)),
+                target,
+                UpdateTargets::All,
+                4096,
+                500_000,
+                Stage2Config::default(),
+                ms(0),
+            );
+            let mut budget = BusBudget::new(500_000, BudgetConfig::default());
+            let noise = CanFrame::new(id(0x100), &[0x55; 8]).unwrap();
+            let mut out = Vec::new();
+            // Bounded: the watchdog's limit is under 5 s, the abort grace 0.5 s.
+            for step in 0..10_000 {
+                let now = ms(step);
+                if step < busy_ms {
+                    // Four frames of about 125 bits per millisecond: the whole bus.
+                    for k in 0..4 {
+                        budget.record_received(now + Duration::from_micros(250 * k), &noise);
+                    }
+                }
+                driver.poll_transmits(now, &mut budget, 8, &mut out);
+                driver.handle_timeout(now);
+                while let Some(event) = driver.poll_event() {
+                    if let DriverEvent::Finished(StageOutcome::Failed { code, message }) = event {
+                        return (code, message);
+                    }
+                }
+            }
+            panic!("the watchdog never expired");
+        }
+
+        #[test]
+        fn a_stall_after_a_budget_wait_is_a_stall() {
+            let (code, message) = stall_after(1_000);
+            assert_eq!(code, codes::WATCHDOG_EXPIRED, "{message}");
+            assert!(message.contains("the plugin made no progress"), "{message}");
+            assert!(message.contains(&format!("{:?}", Watched::Transferring)));
+        }
+
+        #[test]
+        fn a_stall_mostly_spent_waiting_for_the_bus_is_an_overload() {
+            let (code, message) = stall_after(4_000);
+            assert_eq!(code, codes::BUS_BUDGET_EXCEEDED, "{message}");
+            assert!(message.contains("load budget"), "{message}");
+        }
+    }
 }

@@ -483,3 +483,135 @@ fn an_unknown_site_value_refuses_its_gate_and_never_passes() {
         (Gate::GxFirmware, "v3.60~4")
     );
 }
+
+/// The verdict of `gate` for `w` at request time, with the default thresholds.
+fn outcome_of(gate: Gate, w: &World) -> Outcome {
+    verdict(
+        gate,
+        &w.inputs(Moment::Request),
+        &GatesConfig::default(),
+        MAX_AGE,
+    )
+    .outcome
+}
+
+/// Each threshold is inclusive: a value exactly at the limit passes, one step beyond it
+/// refuses.
+#[test]
+fn a_value_exactly_at_a_gate_limit_passes_and_one_step_beyond_refuses() {
+    // GX firmware: the minimum v3.60 passes, v3.59 refuses.
+    for (version, expected) in [
+        (vec![3, 60], Outcome::Pass),
+        (vec![3, 59], Outcome::Fail),
+        (vec![3, 61], Outcome::Pass),
+    ] {
+        let mut w = World::healthy();
+        w.site.gx_firmware =
+            SiteValue::Known(GxFirmware::release(DottedVersion::from(version.clone())));
+        assert_eq!(outcome_of(Gate::GxFirmware, &w), expected, "{version:?}");
+    }
+    // State of charge: the minimum 50 % passes, 49 % refuses.
+    for (soc, expected) in [(50, Outcome::Pass), (49, Outcome::Fail)] {
+        let mut w = World::healthy();
+        w.battery = battery(t(1000), soc, 250, [0xAA, 0xAA, 0xAA, 0x02, 0, 0, 0, 0]);
+        assert_eq!(outcome_of(Gate::StateOfCharge, &w), expected, "{soc} %");
+    }
+    // Temperature: 5.0 °C and 40.0 °C pass; 4.9 °C and 40.1 °C refuse.
+    for (deci_celsius, expected) in [
+        (50, Outcome::Pass),
+        (49, Outcome::Fail),
+        (400, Outcome::Pass),
+        (401, Outcome::Fail),
+        (-300, Outcome::Fail),
+    ] {
+        let mut w = World::healthy();
+        w.battery = battery(
+            t(1000),
+            80,
+            deci_celsius,
+            [0xAA, 0xAA, 0xAA, 0x02, 0, 0, 0, 0],
+        );
+        assert_eq!(
+            outcome_of(Gate::Temperature, &w),
+            expected,
+            "{deci_celsius} d°C"
+        );
+    }
+}
+
+/// A 0x35A alarm field that reads `11` is undefined: the gate cannot trust it and
+/// refuses, whichever field it is; the same value in the warning half does not refuse.
+#[test]
+fn an_undefined_alarm_field_refuses_the_alarm_gate() {
+    use crate::telemetry::AlarmField;
+    for field in AlarmField::ALL {
+        let (byte, shift) = field.position();
+        let mut alarms = [0xAA, 0xAA, 0xAA, 0x02, 0xAA, 0xAA, 0xAA, 0x02];
+        alarms[byte] |= 0b11 << shift;
+        let mut w = World::healthy();
+        w.battery = battery(t(1000), 80, 250, alarms);
+        let report = evaluate(&w.inputs(Moment::Request), &GatesConfig::default(), MAX_AGE);
+        let f = only_failure(&report);
+        assert_eq!(f.gate, Gate::NoActiveAlarm, "{field}");
+        assert_eq!(f.measured, format!("{field} alarm field invalid (11)"));
+        // As a warning the field is not an alarm.
+        let mut alarms = [0xAA, 0xAA, 0xAA, 0x02, 0xAA, 0xAA, 0xAA, 0x02];
+        alarms[byte + 4] |= 0b11 << shift;
+        let mut w = World::healthy();
+        w.battery = battery(t(1000), 80, 250, alarms);
+        assert_eq!(
+            outcome_of(Gate::NoActiveAlarm, &w),
+            Outcome::Pass,
+            "{field}"
+        );
+    }
+}
+
+/// A state of charge older than the frames' maximum age says how old it is; one exactly at
+/// the limit or fresher does not.
+#[test]
+fn a_stale_state_of_charge_says_how_old_it_is() {
+    let w = World::healthy();
+    let config = GatesConfig::default();
+    let measured = |now: u64| {
+        let mut i = w.inputs(Moment::Request);
+        i.now = t(now);
+        verdict(Gate::StateOfCharge, &i, &config, MAX_AGE).measured
+    };
+    assert_eq!(measured(1_500), "80 %");
+    assert_eq!(measured(4_000), "80 %", "exactly the maximum age");
+    assert_eq!(measured(5_200), "80 % (last received 4.2 s ago)");
+}
+
+/// An unknown installed version refuses at every moment: only the package's version may
+/// be deferred, and only at request time.
+#[test]
+fn an_unknown_installed_version_is_never_deferred() {
+    let w = World::healthy();
+    for moment in [
+        Moment::Request,
+        Moment::BeforeTransfer,
+        Moment::DuringTransfer,
+    ] {
+        let mut i = w.inputs(moment);
+        i.versions.installed = None;
+        let v = verdict(
+            Gate::InstalledApproved,
+            &i,
+            &GatesConfig::default(),
+            MAX_AGE,
+        );
+        assert_eq!(
+            (v.outcome, v.measured.as_str()),
+            (Outcome::Fail, "unknown"),
+            "{moment:?}"
+        );
+        let v = verdict(Gate::VersionChoice, &i, &GatesConfig::default(), MAX_AGE);
+        assert_eq!(v.outcome, Outcome::Fail, "{moment:?}");
+    }
+    // The package's version unknown while the transfer runs refuses too.
+    let mut i = w.inputs(Moment::DuringTransfer);
+    i.versions.target = None;
+    let v = verdict(Gate::TargetApproved, &i, &GatesConfig::default(), MAX_AGE);
+    assert_eq!(v.outcome, Outcome::Fail);
+}

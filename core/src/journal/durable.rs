@@ -139,7 +139,29 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
 
 /// fsyncs a directory, making renames and new entries in it durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    dir_syncs::count();
     File::open(dir)?.sync_all()
+}
+
+/// Directory syncs of the current thread, so tests can see a sync that leaves no other
+/// trace.
+#[cfg(test)]
+pub(crate) mod dir_syncs {
+    use std::cell::Cell;
+
+    thread_local! {
+        static SYNCS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub(super) fn count() {
+        SYNCS.with(|n| n.set(n.get() + 1));
+    }
+
+    /// Syncs since the last call, on this thread.
+    pub(crate) fn take() -> u64 {
+        SYNCS.with(|n| n.replace(0))
+    }
 }
 
 /// Creates `dir` (and missing parents) and makes its entry durable by syncing its parent.

@@ -378,6 +378,128 @@ fn pruning_keeps_the_newest_ended_jobs_and_all_running_ones() {
     assert_eq!(journal.records().count(), 3);
 }
 
+/// A record may be as large as [`MAX_RECORD_FILE`]: a 2 KiB record and one of exactly the
+/// limit load; one byte more is set aside as corrupt.
+#[test]
+fn records_up_to_the_size_limit_load_and_larger_ones_are_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path()).unwrap();
+    let id = new_job(&mut journal, "BIG");
+    let record = journal.get(id).unwrap().clone();
+    drop(journal);
+    let path = dir.path().join(record_name(id));
+    let bytes = fs::read(&path).unwrap();
+    let padded = |len: usize| {
+        let mut b = bytes.clone();
+        b.resize(len, b' ');
+        b
+    };
+    for len in [2 * 1024 + 1, 3 * 1024, MAX_RECORD_FILE as usize] {
+        fs::write(&path, padded(len)).unwrap();
+        let (journal, report) = Journal::open(dir.path()).unwrap();
+        assert_eq!(report, LoadReport::default(), "{len} bytes");
+        assert_eq!(journal.get(id), Some(&record), "{len} bytes");
+    }
+    fs::write(&path, padded(MAX_RECORD_FILE as usize + 1)).unwrap();
+    let (journal, report) = Journal::open(dir.path()).unwrap();
+    assert_eq!(journal.get(id), None);
+    assert_eq!(report.bad_records.len(), 1);
+    assert_eq!(
+        report.bad_records[0].reason,
+        format!("larger than {MAX_RECORD_FILE} bytes")
+    );
+}
+
+/// Only `job-<digits>.json` names a record: a stray file such as `job-+5.json` is
+/// neither loaded as job 5 nor quarantined.
+#[test]
+fn only_decimal_digits_name_a_record() {
+    assert_eq!(id_of("job-5.json"), Some(JobId(5)));
+    assert_eq!(id_of("job-12.json.corrupt"), Some(JobId(12)));
+    for name in [
+        "job-+5.json",
+        "job--5.json",
+        "job-5a.json",
+        "job- 5.json",
+        "job-.json",
+        "job-5.txt",
+        "jobs-5.json",
+    ] {
+        assert_eq!(id_of(name), None, "{name}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path()).unwrap();
+    for _ in 0..5 {
+        new_job(&mut journal, "A");
+    }
+    let five = fs::read(dir.path().join(record_name(JobId(5)))).unwrap();
+    for id in 1..=5 {
+        journal.remove(JobId(id)).unwrap();
+    }
+    drop(journal);
+    fs::remove_file(dir.path().join(SEQUENCE_FILE)).unwrap();
+    let stray = dir.path().join("job-+5.json");
+    fs::write(&stray, &five).unwrap();
+    let (mut journal, report) = Journal::open(dir.path()).unwrap();
+    assert_eq!(journal.records().count(), 0);
+    assert_eq!(report, LoadReport::default());
+    assert!(stray.exists());
+    assert_eq!(
+        new_job(&mut journal, "B"),
+        JobId(1),
+        "the stray file takes no id"
+    );
+}
+
+/// A record that cannot be deleted is an error, and the journal keeps it: it would come
+/// back after a restart. A record already gone is not.
+#[test]
+fn a_failed_delete_is_reported_and_keeps_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path()).unwrap();
+    let id = new_job(&mut journal, "A");
+    // A directory in the record's place cannot be removed as a file.
+    let path = dir.path().join(record_name(id));
+    fs::remove_file(&path).unwrap();
+    fs::create_dir(&path).unwrap();
+    fs::write(path.join("keep"), b"x").unwrap();
+    match journal.remove(id) {
+        Err(JournalError::Io { op, path: p, .. }) => assert_eq!((op, p), ("delete", path.clone())),
+        other => panic!("expected a delete error, got {other:?}"),
+    }
+    assert!(journal.get(id).is_some());
+    fs::remove_dir_all(&path).unwrap();
+    journal.remove(id).unwrap();
+    assert_eq!(journal.get(id), None);
+    journal.remove(id).unwrap();
+}
+
+/// Quarantining a record is made durable with a sync of the directory; an open that
+/// quarantines nothing, or a read-only one, syncs nothing.
+#[test]
+fn a_repair_syncs_the_directory_and_only_a_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path()).unwrap();
+    new_job(&mut journal, "A");
+    drop(journal);
+    durable::dir_syncs::take();
+    Journal::open(dir.path()).unwrap();
+    assert_eq!(durable::dir_syncs::take(), 0, "nothing to repair");
+    fs::write(dir.path().join("job-9.json"), b"junk").unwrap();
+    let (_, report) = Journal::read_only(dir.path()).unwrap();
+    assert_eq!(report.bad_records.len(), 1);
+    assert_eq!(durable::dir_syncs::take(), 0, "read-only");
+    let (_, report) = Journal::open(dir.path()).unwrap();
+    assert_eq!(report.bad_records.len(), 1);
+    assert_eq!(durable::dir_syncs::take(), 1, "after the quarantine");
+    // A temp file alone is removed without a sync: the record it would have replaced is
+    // still whole.
+    fs::write(dir.path().join(temp_name("job-1.json")), b"half").unwrap();
+    let (_, report) = Journal::open(dir.path()).unwrap();
+    assert_eq!(report.temp_files.len(), 1);
+    assert_eq!(durable::dir_syncs::take(), 0);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

@@ -174,6 +174,74 @@ mod tests {
         );
     }
 
+    /// A state file whose bitmap has bits set past the chunk count is damaged: it is
+    /// refused, so an upload never counts chunks it does not have.
+    #[test]
+    fn bits_past_the_end_are_refused_in_every_byte_of_the_tail() {
+        // 10 chunks in 2 bytes: bits 10 to 15 of the second byte must be clear.
+        assert!(ChunkBitmap::from_bytes(vec![0xFF, 0x03], 10).is_some());
+        for stray in 2..8 {
+            let bytes = vec![0xFF, 0x03 | (1 << stray)];
+            assert!(
+                ChunkBitmap::from_bytes(bytes, 10).is_none(),
+                "bit {}",
+                8 + stray
+            );
+        }
+        // 17 chunks in 3 bytes: a stray bit in the last byte.
+        assert!(ChunkBitmap::from_bytes(vec![0, 0, 0x80], 17).is_none());
+        assert!(ChunkBitmap::from_bytes(vec![0, 0, 0x01], 17).is_some());
+        let map = ChunkBitmap::from_bytes(vec![0x05, 0x01], 9).unwrap();
+        assert_eq!(map.count(), 9);
+        assert_eq!(map.received(), 3);
+        assert!(map.contains(0) && !map.contains(1) && map.contains(2) && map.contains(8));
+        assert!(!map.contains(9), "nothing past the end");
+    }
+
+    /// Rolling back chunk `i` (after its state could not be written) clears exactly bit
+    /// `i`; an index past the end changes nothing.
+    #[test]
+    fn remove_clears_exactly_one_chunk() {
+        let mut m = ChunkBitmap::new(16);
+        for i in 0..16 {
+            assert!(m.insert(i));
+        }
+        m.remove(12);
+        assert_eq!(m.as_bytes(), &[0xFF, 0xEF]);
+        assert_eq!(m.first_missing(), Some(12));
+        assert_eq!(m.received(), 15);
+        assert!(!m.is_complete());
+        m.remove(3);
+        assert_eq!(m.as_bytes(), &[0xF7, 0xEF]);
+        m.remove(16);
+        m.remove(u32::MAX);
+        assert_eq!(m.as_bytes(), &[0xF7, 0xEF]);
+        // Inserting it again makes it new again.
+        assert!(m.insert(12));
+        assert!(!m.insert(12));
+        assert_eq!(m.as_bytes(), &[0xF7, 0xFF]);
+    }
+
+    /// A bitmap whose count is not a multiple of 8 is complete once its last chunk is in,
+    /// and the last partial byte's missing chunk is found.
+    #[test]
+    fn a_partial_last_byte_completes_and_reports_its_gaps() {
+        let mut m = ChunkBitmap::new(11);
+        for i in 0..10 {
+            m.insert(i);
+        }
+        assert_eq!(m.first_missing(), Some(10));
+        assert!(!m.is_complete());
+        assert!(m.insert(10));
+        assert!(m.is_complete());
+        assert_eq!(m.first_missing(), None);
+        assert_eq!(m.as_bytes(), &[0xFF, 0x07]);
+        let empty = ChunkBitmap::new(0);
+        assert!(empty.as_bytes().is_empty());
+        assert!(empty.is_complete());
+        assert_eq!(empty.first_missing(), None);
+    }
+
     proptest! {
         #[test]
         fn decoding_hostile_state_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {

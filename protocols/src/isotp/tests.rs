@@ -21,6 +21,11 @@ fn frame(id: CanId, data: &[u8]) -> CanFrame {
     CanFrame::new(id, data).unwrap()
 }
 
+/// Most frames any test moves in one call of [`pump`] or [`events`]: 6000 bytes in 7-byte
+/// frames with flow control after each, with room to spare. A channel that keeps handing
+/// out frames or events beyond it is broken; the test fails instead of hanging.
+const MAX_STEPS: usize = 4_000;
+
 /// Moves frames between two channels at `now` until neither has anything to send.
 /// Returns every frame that crossed, in order.
 fn pump(a: &mut IsoTpChannel, b: &mut IsoTpChannel, now: Timestamp) -> Vec<CanFrame> {
@@ -31,11 +36,13 @@ fn pump(a: &mut IsoTpChannel, b: &mut IsoTpChannel, now: Timestamp) -> Vec<CanFr
             b.handle_frame(now, &f);
             log.push(f);
             moved = true;
+            assert!(log.len() <= MAX_STEPS, "the channels never stop sending");
         }
         while let Some(f) = b.poll_transmit(now) {
             a.handle_frame(now, &f);
             log.push(f);
             moved = true;
+            assert!(log.len() <= MAX_STEPS, "the channels never stop sending");
         }
         if !moved {
             return log;
@@ -44,7 +51,14 @@ fn pump(a: &mut IsoTpChannel, b: &mut IsoTpChannel, now: Timestamp) -> Vec<CanFr
 }
 
 fn events(ch: &mut IsoTpChannel) -> Vec<Event> {
-    std::iter::from_fn(|| ch.poll_event()).collect()
+    let events: Vec<Event> = std::iter::from_fn(|| ch.poll_event())
+        .take(MAX_STEPS + 1)
+        .collect();
+    assert!(
+        events.len() <= MAX_STEPS,
+        "the channel never runs out of events"
+    );
+    events
 }
 
 fn message(len: usize) -> Vec<u8> {
@@ -286,6 +300,36 @@ fn receiver_refuses_messages_over_its_limit_with_overflow() {
     ));
 }
 
+/// The limit is inclusive: a message of exactly `max_message_len` bytes is received,
+/// one byte more is refused with an overflow.
+#[test]
+fn a_message_of_exactly_the_limit_is_received() {
+    for (len, received) in [(100, true), (101, false), (4095, true), (4096, false)] {
+        let mut cfg = config().peer();
+        cfg.max_message_len = if len < 4095 { 100 } else { 4095 };
+        let mut a = IsoTpChannel::new(config());
+        let mut b = IsoTpChannel::new(cfg);
+        a.send(ms(0), message(len)).unwrap();
+        pump(&mut a, &mut b, ms(0));
+        if received {
+            assert_eq!(events(&mut b), vec![Event::Received(message(len))], "{len}");
+            assert_eq!(events(&mut a), vec![Event::Sent], "{len}");
+        } else {
+            assert!(
+                matches!(
+                    events(&mut b)[..],
+                    [Event::ReceiveFailed(IsoTpError::MessageTooLarge { .. })]
+                ),
+                "{len}"
+            );
+            assert_eq!(
+                events(&mut a),
+                vec![Event::SendFailed(IsoTpError::Overflow)]
+            );
+        }
+    }
+}
+
 #[test]
 fn wrong_sequence_number_aborts_the_message() {
     let mut r = Receiver::new(&config().peer());
@@ -467,10 +511,11 @@ proptest! {
         for data in &frames {
             t += 1;
             ch.handle_frame(ms(t), &frame(std_id(0x7E0), data));
-            while ch.poll_transmit(ms(t)).is_some() {}
+            let sent = std::iter::from_fn(|| ch.poll_transmit(ms(t))).take(2).count();
+            prop_assert!(sent <= 1, "one flow control per frame at most");
             ch.handle_timeout(ms(t));
         }
-        while let Some(e) = ch.poll_event() {
+        for e in events(&mut ch) {
             if let Event::Received(m) = e {
                 prop_assert!(!m.is_empty());
                 prop_assert!(m.len() <= 6 + 7 * frames.len());

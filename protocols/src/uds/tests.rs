@@ -220,7 +220,13 @@ fn run(
                 .flatten()
                 .min()
                 .expect("the exchange stalled with no timer running");
-            now = now.max(next);
+            // Nothing moved this round although every timer due by now was handled: a
+            // timer that stays due would repeat the same round forever.
+            assert!(
+                next > now,
+                "a timer stays due at {now:?}: the exchange is stuck"
+            );
+            now = next;
         }
     }
     panic!("the download did not finish");
