@@ -81,6 +81,17 @@ impl CanInterface for BridgeInterface {
             .map_err(|_| closed())
     }
 
+    /// The round's records in one write, as SocketCAN takes them in one `sendmmsg`.
+    async fn send_batch(&self, frames: &[CanFrame]) -> Result<(), (usize, CanError)> {
+        let records: Vec<u8> = frames.iter().flat_map(encode).collect();
+        self.writer
+            .lock()
+            .await
+            .write_all(&records)
+            .await
+            .map_err(|_| (0, closed()))
+    }
+
     async fn recv(&self) -> Result<CanEvent, CanError> {
         let mut record = [0u8; RECORD];
         loop {

@@ -25,6 +25,8 @@ pub enum ControllerState {
 pub struct BusError {
     /// What the controller reported, in words.
     pub description: String,
+    /// The error frame itself, class bits and details, for logs.
+    pub frame: crate::candump::ErrorFrame,
     /// When it was seen.
     pub at: Instant,
 }
@@ -105,6 +107,16 @@ pub trait CanInterface: Send + Sync + 'static {
     /// Queues `frame` for transmission; returns once the backend has accepted it (its
     /// transmit queue is bounded, so a fast sender is paced by the bus).
     async fn send(&self, frame: CanFrame) -> Result<(), CanError>;
+
+    /// Queues `frames` in order, as [`CanInterface::send`] would one by one; a backend
+    /// may hand them to the kernel in one call. On an error, returns how many frames
+    /// before it were queued, and the error; the frames after it were not tried.
+    async fn send_batch(&self, frames: &[CanFrame]) -> Result<(), (usize, CanError)> {
+        for (i, frame) in frames.iter().enumerate() {
+            self.send(*frame).await.map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
 
     /// The next event seen on the bus by this node.
     async fn recv(&self) -> Result<CanEvent, CanError>;

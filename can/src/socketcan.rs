@@ -45,12 +45,11 @@ use crate::interface::{
 use ::socketcan::{CanAddr, CanSocket, Socket, SocketOptions, id::ERR_MASK_ALL, nl::CanState};
 use async_trait::async_trait;
 use bmsfw_plugin_api::CanFrame;
-use frames::{
-    Inbound, accept_all_data_frames, filter_to_kernel, frame_to_kernel, inbound_from_kernel,
-};
+use frames::{Inbound, accept_all_data_frames, filter_to_kernel, inbound_from_kernel};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::io::Interest;
@@ -224,6 +223,7 @@ impl SocketCanInterface {
                 }
                 Some(CanEvent::Error(BusError {
                     description: decoded.description,
+                    frame: decoded.raw,
                     at,
                 }))
             }
@@ -238,40 +238,52 @@ impl CanInterface for SocketCanInterface {
     }
 
     async fn send(&self, frame: CanFrame) -> Result<(), CanError> {
-        self.check_bound()?;
-        let kernel_frame = frame_to_kernel(&frame).ok_or_else(|| {
-            self.io_error(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("frame {frame} has no SocketCAN form"),
-            ))
-        })?;
+        self.send_batch(std::slice::from_ref(&frame))
+            .await
+            .map_err(|(_, e)| e)
+    }
+
+    /// One `sendmmsg` for as many frames as the transmit queue takes, then the same
+    /// pacing as [`CanInterface::send`] for the frame it refused.
+    async fn send_batch(&self, frames: &[CanFrame]) -> Result<(), (usize, CanError)> {
+        self.check_bound().map_err(|e| (0, e))?;
+        let kernel: Vec<libc::can_frame> = frames.iter().map(frames::raw_frame).collect();
+        let mut done = 0;
         let mut waited = Duration::ZERO;
-        loop {
+        while done < kernel.len() {
             let written = self
                 .socket
                 .async_io(Interest::WRITABLE, |socket| {
-                    socket.write_frame(&kernel_frame)
+                    frames::send_many(socket.as_raw_fd(), &kernel[done..])
                 })
                 .await;
             match written {
-                Ok(()) => return Ok(()),
+                Ok(n) => {
+                    done += n;
+                    waited = Duration::ZERO;
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     if waited >= TX_QUEUE_FULL_LIMIT {
-                        return Err(self.io_error(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!(
-                                "transmit queue full for {} ms, frame {frame} not sent \
-                                 (is another node on the bus acknowledging?)",
-                                waited.as_millis()
-                            ),
-                        )));
+                        let frame = frames[done];
+                        return Err((
+                            done,
+                            self.io_error(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!(
+                                    "transmit queue full for {} ms, frame {frame} not sent \
+                                     (is another node on the bus acknowledging?)",
+                                    waited.as_millis()
+                                ),
+                            )),
+                        ));
                     }
                     tokio::time::sleep(TX_RETRY_INTERVAL).await;
                     waited += TX_RETRY_INTERVAL;
                 }
-                Err(e) => return Err(self.send_error(e)),
+                Err(e) => return Err((done, self.send_error(e))),
             }
         }
+        Ok(())
     }
 
     async fn recv(&self) -> Result<CanEvent, CanError> {

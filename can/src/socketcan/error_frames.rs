@@ -6,8 +6,9 @@
 //! engine logs ([`DecodedError::description`]) and into the fault confinement state the
 //! frame announces, if any.
 
+use crate::candump::ErrorFrame;
 use crate::interface::ControllerState;
-use socketcan::{CanErrorFrame, errors::ControllerProblems};
+use socketcan::{CanErrorFrame, EmbeddedFrame, errors::ControllerProblems};
 
 /// What one error frame says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,10 +18,13 @@ pub(crate) struct DecodedError {
     pub description: String,
     /// The controller state the frame announces, when it announces one.
     pub state: Option<ControllerState>,
+    /// The frame's class bits and details, as read.
+    pub raw: ErrorFrame,
 }
 
 /// Decodes `frame`.
 pub(crate) fn decode_error_frame(frame: CanErrorFrame) -> DecodedError {
+    let raw = ErrorFrame::from_kernel(frame.error_bits(), EmbeddedFrame::data(&frame));
     let error = frame.into_error();
     let state = if error.is_bus_off() {
         Some(ControllerState::BusOff)
@@ -38,6 +42,7 @@ pub(crate) fn decode_error_frame(frame: CanErrorFrame) -> DecodedError {
     DecodedError {
         description: error.to_string(),
         state,
+        raw,
     }
 }
 
@@ -81,6 +86,23 @@ mod tests {
 
     fn decode(class: u32, data: &[u8]) -> DecodedError {
         decode_error_frame(CanErrorFrame::new_error(class, data).expect("at most 8 bytes"))
+    }
+
+    #[test]
+    fn the_raw_frame_is_kept_for_logs() {
+        const CAN_ERR_BUSERROR: u32 = 0x0000_0080;
+        let bus_error = decode(
+            CAN_ERR_PROT | CAN_ERR_BUSERROR,
+            &[0, 0, PROT_STUFF, PROT_LOC_ACK],
+        );
+        assert_eq!(
+            bus_error.raw,
+            ErrorFrame {
+                class: CAN_ERR_PROT | CAN_ERR_BUSERROR,
+                data: [0, 0, PROT_STUFF, PROT_LOC_ACK, 0, 0, 0, 0],
+            }
+        );
+        assert!(bus_error.raw.is_bus_error());
     }
 
     #[test]

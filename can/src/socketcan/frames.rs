@@ -6,26 +6,12 @@ use super::error_frames::{DecodedError, decode_error_frame};
 use crate::interface::CanFilter;
 use bmsfw_plugin_api::{CanFrame, CanId};
 use socketcan::{
-    CanDataFrame, EmbeddedFrame, ExtendedId, Id, StandardId,
+    CanDataFrame, EmbeddedFrame, Id,
     id::{CAN_EFF_FLAG, CAN_EFF_MASK, CAN_RTR_FLAG, CAN_SFF_MASK},
 };
 
 /// The most filters one raw socket takes (`CAN_RAW_FILTER_MAX` in `linux/can/raw.h`).
 pub const MAX_KERNEL_FILTERS: usize = 512;
-
-/// The kernel's form of a data frame with the same identifier, format and payload.
-///
-/// `None` cannot happen for a frame the plugin API built (its identifier and length are
-/// range-checked on construction); it is kept as an answer rather than a panic.
-pub(crate) fn frame_to_kernel(frame: &CanFrame) -> Option<socketcan::CanFrame> {
-    let id = frame.id();
-    let id = if id.is_extended() {
-        Id::Extended(ExtendedId::new(id.raw())?)
-    } else {
-        Id::Standard(StandardId::new(u16::try_from(id.raw()).ok()?)?)
-    };
-    CanDataFrame::new(id, frame.data()).map(socketcan::CanFrame::Data)
-}
 
 /// The engine's form of a received data frame.
 ///
@@ -85,11 +71,87 @@ pub(crate) fn accept_all_data_frames() -> socketcan::CanFilter {
     socketcan::CanFilter::new(0, CAN_RTR_FLAG)
 }
 
+/// `frame` as the kernel's `struct can_frame` (`CAN_EFF_FLAG` set for a 29-bit
+/// identifier).
+pub(crate) fn raw_frame(frame: &CanFrame) -> libc::can_frame {
+    let id = frame.id();
+    // SAFETY: `can_frame` is plain old data; all zeros is a valid value.
+    let mut raw: libc::can_frame = unsafe { std::mem::zeroed() };
+    raw.can_id = if id.is_extended() {
+        id.raw() | libc::CAN_EFF_FLAG
+    } else {
+        id.raw()
+    };
+    let data = frame.data();
+    raw.can_dlc = data.len() as u8;
+    raw.data[..data.len()].copy_from_slice(data);
+    raw
+}
+
+/// Hands `frames` to the kernel with one `sendmmsg(2)`; returns how many it took (at
+/// least one), or the error of the first.
+pub(crate) fn send_many(
+    fd: std::os::fd::RawFd,
+    frames: &[libc::can_frame],
+) -> std::io::Result<usize> {
+    if frames.is_empty() {
+        return Ok(0);
+    }
+    let count = frames.len().min(1024);
+    let mut iovecs: Vec<libc::iovec> = frames[..count]
+        .iter()
+        .map(|f| libc::iovec {
+            iov_base: (f as *const libc::can_frame).cast_mut().cast(),
+            iov_len: std::mem::size_of::<libc::can_frame>(),
+        })
+        .collect();
+    let mut messages: Vec<libc::mmsghdr> = iovecs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: `mmsghdr` is plain old data; all zeros is a valid value.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: `messages` holds `count` headers, each pointing at one iovec that points at
+    // one `can_frame` of `frames`; all outlive the call, and the kernel only reads them.
+    let sent = unsafe {
+        libc::sendmmsg(
+            fd,
+            messages.as_mut_ptr(),
+            u32::try_from(count).unwrap_or(u32::MAX),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if sent < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(usize::try_from(sent).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
     use socketcan::Frame as _;
+    use socketcan::{ExtendedId, StandardId};
+
+    /// The socketcan crate's form of a data frame with the same identifier, format and
+    /// payload (the tests compare [`raw_frame`] with it).
+    ///
+    /// `None` cannot happen for a frame the plugin API built (its identifier and length are
+    /// range-checked on construction); it is kept as an answer rather than a panic.
+    fn frame_to_kernel(frame: &CanFrame) -> Option<socketcan::CanFrame> {
+        let id = frame.id();
+        let id = if id.is_extended() {
+            Id::Extended(ExtendedId::new(id.raw())?)
+        } else {
+            Id::Standard(StandardId::new(u16::try_from(id.raw()).ok()?)?)
+        };
+        CanDataFrame::new(id, frame.data()).map(socketcan::CanFrame::Data)
+    }
 
     /// The kernel's matching rule for one raw-socket filter (`net/can/af_can.c`,
     /// non-inverted filters): the frame passes when `can_id & mask == id & mask`.
@@ -146,6 +208,13 @@ mod tests {
             prop_assert_eq!(data_frame.raw_id(), id.raw());
             prop_assert_eq!(data_frame.dlc(), data.len());
             prop_assert_eq!(frame_from_kernel(&data_frame), Some(frame));
+            // What is handed to the kernel: the same identifier, flag, length and bytes.
+            let raw = raw_frame(&frame);
+            prop_assert_eq!(raw.can_id & libc::CAN_EFF_FLAG != 0, id.is_extended());
+            prop_assert_eq!(raw.can_id & libc::CAN_EFF_MASK, id.raw());
+            prop_assert_eq!(usize::from(raw.can_dlc), data.len());
+            prop_assert_eq!(&raw.data[..data.len()], &data[..]);
+            prop_assert!(raw.data[data.len()..].iter().all(|b| *b == 0));
         }
 
         #[test]

@@ -47,7 +47,7 @@
 //! | Confirming | 0x35F with the target version (or any, when it cannot show it) | Finished (Completed) |
 //! | Confirming | confirmation window over, or red gate | Finished (745 or the gate's code) |
 
-use super::budget::{BusBudget, WORST_FRAME_BITS};
+use super::budget::{BusBudget, WAKE_BATCH, WORST_FRAME_BITS};
 use super::watchdog::{Watchdog, WatchdogLimits, Watched};
 use crate::errors::codes;
 use crate::gates::{GateReport, Silence};
@@ -189,8 +189,9 @@ pub struct Stage2 {
     modules: Vec<ModuleStatus>,
     left_transfer_at: Option<Timestamp>,
     restart_since: Option<Timestamp>,
-    /// Since when the budget holds the plugin back, and until when.
-    blocked: Option<(Timestamp, Timestamp)>,
+    /// The budget holds the plugin back until the second time; the first is since when
+    /// other nodes' frames do (`None` while its own frames fill the window).
+    blocked: Option<(Option<Timestamp>, Timestamp)>,
     /// The buffer the session's frames are fetched into (kept to spare an allocation
     /// per round).
     batch: Vec<CanFrame>,
@@ -440,13 +441,27 @@ impl Stage2 {
         } else {
             match budget.frames_fitting(now, self.longest_frame, max) {
                 Ok(fit) => {
-                    if let Some((since, _)) = self.blocked.take() {
+                    if let Some((Some(since), _)) = self.blocked.take() {
                         self.budget_wait += now.saturating_duration_since(since);
                     }
                     fit
                 }
-                Err(until) => {
-                    let since = self.blocked.map_or(now, |(since, _)| since);
+                Err(_) => {
+                    // Wake when a whole batch fits, not for each frame that leaves the
+                    // window: one round trip per batch.
+                    let until = budget.time_for(now, self.longest_frame, WAKE_BATCH);
+                    // Waiting counts against the watchdog's verdict only while other
+                    // nodes' frames hold the plugin back; its own frames filling the
+                    // window is the budget's pacing.
+                    let starved = self.blocked.and_then(|(since, _)| since);
+                    let since = if budget.others_hold_back(now, self.longest_frame) {
+                        Some(starved.unwrap_or(now))
+                    } else {
+                        if let Some(since) = starved {
+                            self.budget_wait += now.saturating_duration_since(since);
+                        }
+                        None
+                    };
                     self.blocked = Some((since, until));
                     0
                 }
@@ -559,9 +574,10 @@ impl Stage2 {
             State::Running if self.watchdog.expired(now) => {
                 let elapsed = self.watchdog.elapsed(now);
                 let starved = self.budget_wait
-                    + self.blocked.map_or(Duration::ZERO, |(since, _)| {
-                        now.saturating_duration_since(since)
-                    });
+                    + self
+                        .blocked
+                        .and_then(|(since, _)| since)
+                        .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
                 let (code, cause) = if starved * 2 > elapsed {
                     (
                         codes::BUS_BUDGET_EXCEEDED,

@@ -457,7 +457,7 @@ impl BusCore {
 }
 
 /// Frames handed to the interface per round before the task looks at the bus again.
-const SEND_BATCH: usize = 8;
+const SEND_BATCH: usize = crate::driver::budget::MAX_ROUND_FRAMES;
 
 /// Runs bus `index` until its interface closes.
 ///
@@ -501,18 +501,23 @@ pub(crate) async fn run(shared: Arc<Shared>, index: usize) {
             }
             (now, core.poll_timeout(), more)
         };
-        for frame in out.drain(..) {
-            match bus.iface.send(frame).await {
-                Ok(()) => {}
-                Err(CanError::BusOff { .. }) => {
-                    tracing::debug!(bus = %bus.name, %frame, "bus-off: frame lost");
+        // The round's frames in one hand-over to the interface (one system call on
+        // SocketCAN); a frame lost to bus-off is skipped, any other error ends the bus.
+        let mut sent = 0;
+        while sent < out.len() {
+            match bus.iface.send_batch(&out[sent..]).await {
+                Ok(()) => break,
+                Err((i, CanError::BusOff { .. })) => {
+                    tracing::debug!(bus = %bus.name, frame = %out[sent + i], "bus-off: frame lost");
+                    sent += i + 1;
                 }
-                Err(e) => {
+                Err((_, e)) => {
                     bus.lock().interface_failed(&shared, &e.to_string());
                     break;
                 }
             }
         }
+        out.clear();
         if more {
             // The round stopped at SEND_BATCH frames: more are ready at once.
             tokio::task::yield_now().await;
