@@ -38,6 +38,9 @@ fn the_demo_updates_every_battery_of_every_vendor_through_the_portal() {
     assert!(ok, "demo --run failed:\n{stdout}\n{stderr}");
     // The banner: where the portal is, how to log in, where the samples are.
     assert!(stdout.contains("portal    http://127.0.0.1:"), "{stdout}");
+    // The secure path is the default path: TLS, the GX's own credentials, topic rules.
+    assert!(stdout.contains("broker    mqtts://127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("(TLS, user "), "{stdout}");
     assert!(stdout.contains("installer / installer-demo"), "{stdout}");
     for sample in [
         "shed-aurora-4.16.bin",

@@ -3,14 +3,17 @@
 //! ```text
 //! (1700000000.123456) can0 351#0102030405060708
 //! (1700000000.123678) can0 18FF50E5#1122
-//! (1700000000.124000) can0 20000008#0000000800000000
+//! (1700000000.124000) can0 20000088#0000000800000000
 //! ```
 //!
 //! A line holds a timestamp in seconds since the UNIX epoch, the interface name, and the
 //! frame: three hex digits for an 11-bit identifier, eight for a 29-bit one, `#`, then 0
 //! to 8 data bytes as hex pairs (a `.` between bytes is accepted, as can-utils does).
 //! Error frames are eight-digit identifiers with the `CAN_ERR_FLAG` bit (0x20000000) set
-//! and eight data bytes, as Linux reports them. Remote frames (`123#R`) and CAN FD frames
+//! and eight data bytes, as Linux reports them. Bus errors also carry `CAN_ERR_BUSERROR`
+//! (0x80), as Linux drivers set it: python-can, for one, reads a line as an error frame
+//! only with both bits. The reader takes any line with `CAN_ERR_FLAG` for an error frame.
+//! [`OrderedWriter`] merges the lines of several buses in time order. Remote frames (`123#R`) and CAN FD frames
 //! (`123##1...`) are refused with an error that says so: classic data frames are all
 //! bmsfw carries.
 //!
@@ -22,6 +25,9 @@ use bmsfw_plugin_api::{CanFrame, CanId};
 use std::fmt;
 use std::io::{self, BufRead, Write};
 use std::time::Duration;
+
+mod ordered;
+pub use ordered::{MAX_PENDING, OrderedWriter};
 
 /// Longest line the reader accepts, in bytes, line ending excluded. A classic CAN line
 /// is under 70 bytes; the margin allows long interface names and fractions.
@@ -36,6 +42,11 @@ pub const CAN_ERR_FLAG: u32 = 0x2000_0000;
 /// Error class bit for a protocol violation (`CAN_ERR_PROT`).
 pub const CAN_ERR_PROT: u32 = 0x0000_0008;
 
+/// Error class bit for a bus error (`CAN_ERR_BUSERROR`). Linux controller drivers set it
+/// with [`CAN_ERR_PROT`] when they see a protocol violation on the bus, and readers such
+/// as python-can only take a line for an error frame when it is there.
+pub const CAN_ERR_BUSERROR: u32 = 0x0000_0080;
+
 /// Location byte value "CRC sequence" of a protocol violation (`CAN_ERR_PROT_LOC_CRC_SEQ`).
 pub const CAN_ERR_PROT_LOC_CRC_SEQ: u8 = 0x08;
 
@@ -49,10 +60,38 @@ pub struct ErrorFrame {
 }
 
 impl ErrorFrame {
+    /// A bus error whose cause the backend did not report in bits: a protocol violation
+    /// of unspecified type and location, with the bus-error bit.
+    pub const UNSPECIFIED_BUS_ERROR: ErrorFrame = ErrorFrame {
+        class: CAN_ERR_PROT | CAN_ERR_BUSERROR,
+        data: [0; 8],
+    };
+
+    /// The error frame whose identifier word (with or without [`CAN_ERR_FLAG`]) is
+    /// `id_word` and whose detail bytes are `data` (missing bytes are zero, extra ones
+    /// are ignored).
+    pub fn from_kernel(id_word: u32, data: &[u8]) -> ErrorFrame {
+        let mut bytes = [0u8; 8];
+        let n = data.len().min(8);
+        bytes[..n].copy_from_slice(&data[..n]);
+        ErrorFrame {
+            class: id_word & MAX_EXTENDED_ID,
+            data: bytes,
+        }
+    }
+
+    /// Whether this frame reports a bus error (`CAN_ERR_BUSERROR`).
+    pub fn is_bus_error(&self) -> bool {
+        self.class & CAN_ERR_BUSERROR != 0
+    }
+}
+
+impl ErrorFrame {
     /// A protocol violation found in the CRC sequence: what a frame destroyed by noise
-    /// looks like to the nodes that detect it.
+    /// looks like to the nodes that detect it. The class carries the bus-error bit with
+    /// the protocol-violation bit, as Linux drivers report it.
     pub const CRC_ERROR: ErrorFrame = ErrorFrame {
-        class: CAN_ERR_PROT,
+        class: CAN_ERR_PROT | CAN_ERR_BUSERROR,
         data: [0, 0, 0, CAN_ERR_PROT_LOC_CRC_SEQ, 0, 0, 0, 0],
     };
 }

@@ -87,3 +87,56 @@ async fn a_broken_allowlist_leaves_the_batteries_monitored_and_every_update_refu
     assert!(refusal.message.contains(&located), "{refusal}");
     assert!(engine.jobs().await.is_empty());
 }
+
+/// The load report of a GX configuration names every plugin that loaded, and the engine
+/// runs the same plugins.
+#[tokio::test]
+async fn the_load_report_names_the_plugins_that_loaded() {
+    let site = Site::new([1, 2]);
+    let dir = site.dir.path();
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let library = bmsfw_test_fixtures::library("alpha");
+    std::fs::copy(&library, plugins.join(library.file_name().unwrap())).unwrap();
+    // An unapproved library beside it is refused, not loaded.
+    std::fs::copy(
+        bmsfw_test_fixtures::library("beta"),
+        plugins.join("libbeta.so"),
+    )
+    .unwrap();
+    let entries: String = site
+        .allowlist
+        .entries()
+        .iter()
+        .map(|e| e.to_toml())
+        .collect();
+    std::fs::write(dir.join("allowlist.toml"), entries).unwrap();
+    let config = dir.join("gx.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "portal_id = \"abc\"\nstate_dir = \"state\"\n[plugins]\ndir = \"plugins\"\n\
+             allowlist = \"allowlist.toml\"\n[plugins.host]\nprogram = \"{}\"\n",
+            bmsfw_test_fixtures::plugin_host().display()
+        ),
+    )
+    .unwrap();
+    let gx = GxConfig::load(&config).unwrap();
+
+    let (builder, report) =
+        EngineBuilder::from_gx_config(&gx, DottedVersion::from(vec![3, 70])).unwrap();
+    assert_eq!(report.allowlist_error, None);
+    let loaded: Vec<String> = report
+        .loaded
+        .iter()
+        .map(|l| l.plugin.info().vendor_id.to_string())
+        .collect();
+    assert_eq!(loaded, [ALPHA.vendor_id]);
+    assert_eq!(report.refused.len(), 1, "{:?}", report.refused);
+    let engine = builder
+        .bus(Arc::new(site.bus.attach("gx")))
+        .vrm_access(site.vrm.clone())
+        .start()
+        .unwrap();
+    assert_eq!(engine.vendors().len(), 1, "{:?}", engine.vendors());
+}

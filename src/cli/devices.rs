@@ -57,7 +57,7 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
         reports.push(task.await?);
     }
     let now = timestamp(start, Instant::now());
-    print!("{}", render(&reports, now));
+    out!("{}", render(&reports, now));
     opened.close().await;
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! `bmsfw plugin`: what integrators use to review and approve vendor plugins.
 //!
 //! - `bmsfw plugin check <library>` hashes the file (without opening it), prints its
-//!   SHA-256 and the allowlist's verdict. Only when the allowlist approves the hash is
+//!   SHA-256 and the allowlist's verdict. The allowlist is `--allowlist`, or that of the
+//!   GX configuration `--config` (by default `config/gx.toml`, else
+//!   `/data/conf/bmsfw/gx.toml`); without one the library is still hashed and checked,
+//!   and the command says what it needs (status 2). Only when the allowlist approves the hash is
 //!   the library opened (as the daemon would) to check its contract version, layout and
 //!   identity. An unapproved library is opened only with `--open-unapproved`, meant for
 //!   a review machine: opening runs the library's constructors. A ready-to-paste
@@ -50,9 +53,13 @@ pub enum PluginCommand {
 pub struct CheckArgs {
     /// The plugin library file.
     library: PathBuf,
-    /// The allowlist to check against.
-    #[arg(long, default_value = "config/allowlist.toml")]
-    allowlist: PathBuf,
+    /// The allowlist to check against (default: the `[plugins] allowlist` of --config).
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    allowlist: Option<PathBuf>,
+    /// The GX configuration whose allowlist to check against (default: config/gx.toml
+    /// in this folder, else /data/conf/bmsfw/gx.toml, when one exists).
+    #[arg(long, value_name = "GX_TOML")]
+    config: Option<PathBuf>,
     /// Open the library even when the allowlist does not approve it, to read its
     /// identity. Its constructors run: use this on a review machine only.
     #[arg(long)]
@@ -70,9 +77,10 @@ pub struct CheckArgs {
 /// Arguments of `bmsfw plugin list`.
 #[derive(Args, Debug)]
 pub struct ListArgs {
-    /// The GX configuration naming the plugin directory and the allowlist.
-    #[arg(long, default_value = "config/gx.toml")]
-    config: PathBuf,
+    /// The GX configuration naming the plugin directory and the allowlist (default:
+    /// config/gx.toml in this folder, else /data/conf/bmsfw/gx.toml).
+    #[arg(long, value_name = "GX_TOML")]
+    config: Option<PathBuf>,
 }
 
 /// Runs a `bmsfw plugin` command. Configuration and I/O errors are printed here and end
@@ -133,7 +141,7 @@ fn parse_firmware(s: &str) -> Result<FirmwareRange, String> {
 
 /// Prints `label: value` aligned.
 pub(super) fn field(label: &str, value: impl std::fmt::Display) {
-    println!("{:<12} {value}", format!("{label}:"));
+    outln!("{:<12} {value}", format!("{label}:"));
 }
 
 /// Reads the library at `path` and prints its path, size and SHA-256, or prints why it
@@ -264,14 +272,93 @@ fn new_entry(
     })
 }
 
+/// Where `plugin check` looks for a GX configuration when neither --allowlist nor
+/// --config is given: a development tree's, then a GX device's.
+const GX_CONFIG_CANDIDATES: [&str; 2] = ["config/gx.toml", "/data/conf/bmsfw/gx.toml"];
+
+/// The allowlist `plugin check` uses, and where it was found; `Err` says why there is
+/// none, in one line (the operating system's reason once).
+fn find_allowlist(args: &CheckArgs) -> Result<(Allowlist, String), String> {
+    let path = if let Some(path) = &args.allowlist {
+        path.clone()
+    } else {
+        let config = match &args.config {
+            Some(c) => c.clone(),
+            None => GX_CONFIG_CANDIDATES
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())
+                .ok_or_else(|| {
+                    format!(
+                        "no allowlist to give a verdict: pass --allowlist FILE, or --config \
+                         GX_TOML for the daemon's (none of {} exists)",
+                        GX_CONFIG_CANDIDATES.join(", ")
+                    )
+                })?,
+        };
+        let gx = GxConfig::load(&config).map_err(|e| {
+            format!("the GX configuration could not be read, so neither could its allowlist: {e}")
+        })?;
+        gx.plugins.allowlist
+    };
+    let allowlist =
+        Allowlist::load(&path).map_err(|e| format!("the allowlist could not be read: {e}"))?;
+    let from = match (&args.allowlist, &args.config) {
+        (Some(_), _) => display_path(&path).to_string(),
+        _ => format!("{} (of the GX configuration)", display_path(&path)),
+    };
+    Ok((allowlist, from))
+}
+
+/// `plugin check` without an allowlist: the hash, the ELF check and, with
+/// --open-unapproved, the identity and an entry to paste; then why there is no verdict.
+fn check_without_allowlist(args: &CheckArgs, why: &str) -> ExitCode {
+    let empty = Allowlist::parse(Path::new("(none)"), "").expect("an empty allowlist is valid");
+    let loader = PluginLoader::new(empty);
+    if let Some(file) = read_library(&loader, &args.library) {
+        field("allowlist", "none");
+        match file.check_elf() {
+            Err(reason) => print_refusal(&reason),
+            Ok(()) if args.open_unapproved => {
+                outln!("opened without an allowlist (--open-unapproved)");
+                match loader.open_unvetted(&file) {
+                    Ok(plugin) => {
+                        print_identity(plugin.info());
+                        outln!();
+                        match new_entry(&file, plugin.info(), loader.allowlist(), args) {
+                            Ok(entry) => {
+                                outln!(
+                                    "allowlist entry to paste (set review and compliance to \
+                                     \"passed\" once they are):"
+                                );
+                                out!("{}", entry.to_toml());
+                            }
+                            Err(missing) => outln!("no allowlist entry printed: pass {missing}"),
+                        }
+                    }
+                    Err(reason) => print_refusal(&reason),
+                }
+            }
+            Ok(()) => {
+                field("format", "an ELF shared library for this machine");
+                outln!("not opened: no allowlist approves it (see --open-unapproved)");
+            }
+        }
+    }
+    eprintln!("error: {why}");
+    ExitCode::from(2)
+}
+
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let allowlist = Allowlist::load(&args.allowlist)
-        .with_context(|| "the allowlist could not be read".to_string())?;
+    let (allowlist, from) = match find_allowlist(&args) {
+        Ok(found) => found,
+        Err(why) => return Ok(check_without_allowlist(&args, &why)),
+    };
     let loader = PluginLoader::new(allowlist);
     let Some(file) = read_library(&loader, &args.library) else {
         return Ok(ExitCode::from(1));
     };
-    field("allowlist", display_path(loader.allowlist().path()));
+    field("allowlist", from);
 
     let (plugin, refusal): (
         Option<std::sync::Arc<dyn VendorPlugin>>,
@@ -291,7 +378,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         Err(reason) if args.open_unapproved => {
             // The ELF headers are checked before any dynamic loader sees the bytes.
             let opened = file.check_elf().and_then(|()| {
-                println!("opened although not approved (--open-unapproved)");
+                outln!("opened although not approved (--open-unapproved)");
                 loader.open_unvetted(&file)
             });
             match opened {
@@ -303,7 +390,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             }
         }
         Err(reason) => {
-            println!("not opened: the allowlist does not approve it (see --open-unapproved)");
+            outln!("not opened: the allowlist does not approve it (see --open-unapproved)");
             (None, Some(reason))
         }
     };
@@ -312,22 +399,22 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(plugin) = &plugin {
         print_identity(plugin.info());
-        println!();
+        outln!();
         match new_entry(&file, plugin.info(), loader.allowlist(), &args) {
             Ok(entry) if refusal.is_none() => {
-                println!("allowlist entry (as approved):");
+                outln!("allowlist entry (as approved):");
                 let approved = loader.allowlist().by_hash(&file.sha256).unwrap_or(&entry);
-                print!("{}", approved.to_toml());
+                out!("{}", approved.to_toml());
             }
             Ok(entry) => {
-                println!(
+                outln!(
                     "allowlist entry to paste (set review and compliance to \"passed\" \
                      once they are):"
                 );
-                print!("{}", entry.to_toml());
+                out!("{}", entry.to_toml());
             }
             Err(missing) => {
-                println!("no allowlist entry printed: pass {missing}");
+                outln!("no allowlist entry printed: pass {missing}");
             }
         }
     }
@@ -335,12 +422,28 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let config = GxConfig::load(&args.config)
-        .with_context(|| "the GX configuration could not be read".to_string())?;
-    let allowlist = Allowlist::load(&config.plugins.allowlist).with_context(|| {
-        "the allowlist could not be read (the daemon would run without plugins and refuse \
-         every update)"
-            .to_string()
+    let path = match args.config {
+        Some(path) => path,
+        None => GX_CONFIG_CANDIDATES
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no GX configuration: pass --config GX_TOML (none of {} exists)",
+                    GX_CONFIG_CANDIDATES.join(", ")
+                )
+            })?,
+    };
+    // Errors are formatted with `{e}`: their text already holds the operating system's
+    // reason, which the error chain would print a second time.
+    let config = GxConfig::load(&path)
+        .map_err(|e| anyhow::anyhow!("the GX configuration could not be read: {e}"))?;
+    let allowlist = Allowlist::load(&config.plugins.allowlist).map_err(|e| {
+        anyhow::anyhow!(
+            "the allowlist could not be read (the daemon would run without plugins and refuse \
+             every update): {e}"
+        )
     })?;
     let loader = PluginLoader::new(allowlist)
         .with_method(config.load_method())
@@ -349,7 +452,7 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let report = loader
         .load_dir(&config.plugins.dir)
         .context("the plugin directory could not be listed")?;
-    println!(
+    outln!(
         "plugin directory {} (allowlist {})",
         display_path(&config.plugins.dir),
         display_path(loader.allowlist().path())
@@ -375,9 +478,12 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         match line {
             Line::Loaded(l) => {
                 let info = l.plugin.info();
-                println!(
+                outln!(
                     "{name}: loaded {} {} (contract {}), sha256 {}",
-                    info.vendor_id, info.version, info.contract, l.sha256
+                    info.vendor_id,
+                    info.version,
+                    info.contract,
+                    l.sha256
                 );
             }
             Line::Refused(r) => {
@@ -385,7 +491,7 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
                     .sha256
                     .map(|h| h.to_string())
                     .unwrap_or_else(|| "-".into());
-                println!(
+                outln!(
                     "{name}: REFUSED by the {} check: {}\n    sha256 {hash}\n    what to do: {}",
                     r.reason.check(),
                     one_line(&r.reason.to_string()),
@@ -394,7 +500,7 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    println!(
+    outln!(
         "{} libraries: {} loaded, {} refused",
         lines.len(),
         report.loaded.len(),

@@ -36,8 +36,54 @@ fn writes_the_can_utils_format() {
         text,
         "(1700000000.123456) can0 351#0102030405060708\n\
          (5.000001) can1 18FF50E5#\n\
-         (5.000002) can1 20000008#0000000800000000\n"
+         (5.000002) can1 20000088#0000000800000000\n"
     );
+}
+
+/// python-can's candump reader (`can.io.canutils`) takes a line for an error frame only
+/// when its identifier has both `CAN_ERR_FLAG` and `CAN_ERR_BUSERROR`; otherwise it reads
+/// a data frame with identifier `id & 0x1FFFFFFF`.
+fn python_can_sees_an_error_frame(line: &str) -> bool {
+    let frame = line.split_whitespace().nth(2).unwrap();
+    let (id, _) = frame.split_once('#').unwrap();
+    let id = u32::from_str_radix(id, 16).unwrap();
+    id & CAN_ERR_FLAG != 0 && id & CAN_ERR_BUSERROR != 0
+}
+
+#[test]
+fn error_frames_carry_the_bus_error_bit_so_other_readers_see_error_frames() {
+    for error in [ErrorFrame::CRC_ERROR, ErrorFrame::UNSPECIFIED_BUS_ERROR] {
+        assert!(error.is_bus_error());
+        let record = LogRecord {
+            timestamp: Duration::new(1, 0),
+            interface: "can0".into(),
+            entry: LogEntry::Error(error),
+        };
+        let line = record.to_string();
+        assert!(python_can_sees_an_error_frame(&line), "{line}");
+        let back = parse_line(&line).unwrap().unwrap();
+        assert_eq!(back.entry, LogEntry::Error(error), "{line}");
+    }
+    // The CRC error is what sja1000 and other drivers send for a CRC sequence fault.
+    assert_eq!(
+        LogRecord {
+            timestamp: Duration::ZERO,
+            interface: "can0".into(),
+            entry: LogEntry::Error(ErrorFrame::CRC_ERROR),
+        }
+        .to_string(),
+        "(0.000000) can0 20000088#0000000800000000"
+    );
+}
+
+#[test]
+fn error_frames_from_the_kernel_keep_their_class_and_details() {
+    let e = ErrorFrame::from_kernel(CAN_ERR_FLAG | 0x48, &[0, 0, 0x08, 0x08]);
+    assert_eq!(e.class, 0x48);
+    assert_eq!(e.data, [0, 0, 8, 8, 0, 0, 0, 0]);
+    let long = ErrorFrame::from_kernel(0x4, &[1; 12]);
+    assert_eq!(long.data, [1; 8]);
+    assert!(!long.is_bus_error());
 }
 
 #[test]
@@ -60,7 +106,7 @@ fn reads_what_candump_writes() {
 (1700000000.123999) can0 18FF50E5#1122\r\n\
 (1700000000.200000)\tcan0\t35E#\n\
   (0.5) vcan0 123#11.22.33\n\
-(1700000001.000000) can0 20000008#0000000800000000\n";
+(1700000001.000000) can0 20000088#0000000800000000\n";
     let records: Vec<LogRecord> = read_all(text).into_iter().map(Result::unwrap).collect();
     assert_eq!(records.len(), 5);
     assert_eq!(
@@ -89,6 +135,17 @@ fn reads_what_candump_writes() {
         LogEntry::Frame(frame(CanId::standard(0x123).unwrap(), &[0x11, 0x22, 0x33]))
     );
     assert_eq!(records[4].entry, LogEntry::Error(ErrorFrame::CRC_ERROR));
+    // A line with the error flag but without the bus-error bit is still an error frame.
+    let r = parse_line("(1.0) can0 20000004#0004000000000000")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        r.entry,
+        LogEntry::Error(ErrorFrame {
+            class: 0x4,
+            data: [0, 4, 0, 0, 0, 0, 0, 0]
+        })
+    );
     // An 8-digit identifier below 0x800 is still a 29-bit identifier.
     let r = parse_line("(1.0) can0 00000123#").unwrap().unwrap();
     assert_eq!(

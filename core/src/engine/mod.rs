@@ -237,7 +237,8 @@ pub struct EngineBuilder {
 
 impl EngineBuilder {
     /// A builder from `gx.toml`: the engine's settings, and the plugins of the plugin
-    /// directory that the allowlist approves (the report lists the refused ones too).
+    /// directory that the allowlist approves (the report lists those that loaded and
+    /// those refused).
     /// Buses are added by the caller, who knows their backends.
     ///
     /// An allowlist that cannot be read or parsed does not stop the engine: it is logged
@@ -269,9 +270,15 @@ impl EngineBuilder {
             .with_method(gx.load_method())
             .with_isolation(gx.isolation())
             .with_max_library_bytes(gx.plugins.max_library_bytes);
-        let mut report = loader.load_dir(&gx.plugins.dir)?;
-        for loaded in report.loaded.drain(..) {
-            builder = builder.plugin(loaded);
+        let report = loader.load_dir(&gx.plugins.dir)?;
+        // The report keeps what loaded: the builder gets handles to the same plugins.
+        for loaded in &report.loaded {
+            builder = builder.plugin(LoadedPlugin {
+                path: loaded.path.clone(),
+                sha256: loaded.sha256,
+                entry: loaded.entry.clone(),
+                plugin: Arc::clone(&loaded.plugin),
+            });
         }
         Ok((builder, report))
     }

@@ -6,6 +6,7 @@ use super::controller::ErrorCounters;
 use super::faults::{CorruptRule, Delivery, DropRule, Transmission};
 use super::load::{LoadMeter, Outcome};
 use super::log::BusLog;
+use bmsfw_can::candump::ErrorFrame;
 use bmsfw_can::{BusError, CanEvent, CanFilter, ControllerState, ReceivedFrame};
 use bmsfw_plugin_api::CanFrame;
 use bmsfw_protocols::bit_timing::{self, FrameBits, SUSPEND_TRANSMISSION_BITS};
@@ -508,6 +509,7 @@ impl State {
                     node.push_event(
                         CanEvent::Error(BusError {
                             description,
+                            frame: ErrorFrame::CRC_ERROR,
                             at: tx.end,
                         }),
                         capacity,

@@ -178,7 +178,7 @@ pub async fn run_updates(
     )
     .await
     .context("logging in to the portal")?;
-    println!("logged in to {url} as {}", login.user);
+    outln!("logged in to {url} as {}", login.user);
 
     // Wait until the portal lists every battery as updatable.
     let appear = APPEAR.min(timeout);
@@ -260,7 +260,7 @@ pub async fn run_updates(
         bar.set_prefix(t.name.clone());
         bar.set_message(format!("{name}: requested"));
         if lines {
-            println!("{}: {name} uploaded to the portal, Update pressed", t.name);
+            outln!("{}: {name} uploaded to the portal, Update pressed", t.name);
         }
         followed.push(Followed {
             target: t,
@@ -339,7 +339,7 @@ fn follow(f: &mut Followed<'_>, u: &UpdateJson, lines: bool) {
             passed.label().to_owned()
         };
         if lines {
-            println!("{}: {line}", f.target.name);
+            outln!("{}: {line}", f.target.name);
         } else {
             f.bar.println(format!("{}: {line}", f.target.name));
         }
@@ -367,8 +367,8 @@ fn follow(f: &mut Followed<'_>, u: &UpdateJson, lines: bool) {
     };
     if lines {
         match &result {
-            Ok(()) => println!("{}: completed, {before} -> {after}", f.target.name),
-            Err(why) => println!("{}: failed, {why}", f.target.name),
+            Ok(()) => outln!("{}: completed, {before} -> {after}", f.target.name),
+            Err(why) => outln!("{}: failed, {why}", f.target.name),
         }
     }
     f.outcome = Some(Outcome {
@@ -389,17 +389,21 @@ fn print_summary(summary: &Summary) {
     let wv = width(|o| o.vendor.len(), "vendor");
     let wb = width(|o| o.before.len(), "before");
     let wa = width(|o| o.after.len(), "after");
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<wn$}  {:<wv$}  {:<wb$}  {:<wa$}  {:>8}  result",
-        "battery", "vendor", "before", "after", "time"
+        "battery",
+        "vendor",
+        "before",
+        "after",
+        "time"
     );
     for o in &summary.0 {
         let result = match &o.result {
             Ok(()) => "completed".to_owned(),
             Err(why) => format!("FAILED: {why}"),
         };
-        println!(
+        outln!(
             "{:<wn$}  {:<wv$}  {:<wb$}  {:<wa$}  {:>7.1}s  {result}",
             o.name,
             o.vendor,
@@ -409,7 +413,7 @@ fn print_summary(summary: &Summary) {
         );
     }
     let failed = summary.0.iter().filter(|o| o.result.is_err()).count();
-    println!(
+    outln!(
         "{} of {} updates completed{}",
         summary.0.len() - failed,
         summary.0.len(),

@@ -52,7 +52,7 @@ pub fn locate_plugins(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
         for v in &first {
             cmd.arg("-p").arg(v.package);
         }
-        println!("building the vendor plugins ({})", names(&first));
+        outln!("building the vendor plugins ({})", names(&first));
         let status = cmd
             .status()
             .context("running cargo to build the vendor plugins")?;
@@ -133,6 +133,11 @@ pub fn install_plugins(from: &Path, dir: &Path) -> anyhow::Result<Vec<String>> {
     Ok(lines)
 }
 
+/// The demo's CA certificate, in its folder.
+pub const MQTT_CA: &str = "mqtt-ca.pem";
+/// The demo GX's MQTT credentials, in its folder.
+pub const GX_CREDENTIALS: &str = "gx-mqtt.toml";
+
 /// Writes `dir/gx.toml`: the GX of installation `portal_id` with one simulated interface
 /// per bus of `site`, the plugins and allowlist of `dir`, VRM access Full.
 pub fn write_gx_config(
@@ -156,8 +161,8 @@ dir = "staging"
 min_free_bytes = 16777216
 
 [mqtt]
-broker = "{host}:{port}"
-
+broker = "{broker}"
+{security}
 # The site's state comes live from the simulated Venus OS, on a broker of its own as on
 # a GX device.
 [site]
@@ -166,8 +171,11 @@ broker = "{venus_host}:{venus_port}"
 refresh_seconds = 2
 stale_after_seconds = 10
 "#,
-        host = broker.host,
-        port = broker.port,
+        security = if broker.tls {
+            format!("ca = \"{MQTT_CA}\"\ncredentials = \"{GX_CREDENTIALS}\"\n")
+        } else {
+            String::new()
+        },
         venus_host = venus.host,
         venus_port = venus.port,
     );

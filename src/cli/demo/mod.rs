@@ -14,6 +14,7 @@ mod vendors;
 
 use crate::cli::gx::{RunningGx, SiteSetup};
 use crate::cli::portal::portal_app;
+use crate::cli::record::Recorder;
 use crate::cli::source::vendor_models;
 use anyhow::{Context, bail};
 use bmsfw_core::config::GxConfig;
@@ -33,6 +34,12 @@ use std::time::Duration;
 /// The demo's logins, as `config/portal.toml` documents them.
 const INSTALLER: (&str, &str) = ("installer", "installer-demo");
 const MONITOR: (&str, &str) = ("monitor", "monitor-demo");
+/// The demo's site, built in: `bmsfw demo` runs from any folder. `--site` overrides it.
+const BUILT_IN_SITE: &str = include_str!("../../../config/demo.toml");
+const BUILT_IN_SITE_NAME: &str = "the built-in demo site (config/demo.toml)";
+/// The demo portal's installations and users, built in. `--portal-config` overrides them.
+const BUILT_IN_PORTAL: &str = include_str!("../../../config/portal.toml");
+const BUILT_IN_PORTAL_NAME: &str = "the built-in portal configuration (config/portal.toml)";
 /// The GX firmware version the demo's simulated Venus OS reports.
 const GX_FIRMWARE: &str = "3.70";
 
@@ -43,13 +50,15 @@ pub struct DemoArgs {
     /// summary and exit (non-zero when an update fails), instead of waiting for a browser.
     #[arg(long)]
     run: bool,
-    /// The simulated site.
-    #[arg(long, default_value = "config/demo.toml", value_name = "SITE")]
-    site: PathBuf,
+    /// The simulated site (default: the demo site built into bmsfw, config/demo.toml of
+    /// its sources).
+    #[arg(long, value_name = "SITE")]
+    site: Option<PathBuf>,
     /// The portal's configuration (installations, users); the GX takes the first
-    /// installation's portal id.
-    #[arg(long, default_value = "config/portal.toml", value_name = "FILE")]
-    portal_config: PathBuf,
+    /// installation's portal id (default: the one built into bmsfw, config/portal.toml
+    /// of its sources).
+    #[arg(long, value_name = "FILE")]
+    portal_config: Option<PathBuf>,
     /// Where the portal listens (default: the portal configuration's, 127.0.0.1:8080).
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -68,6 +77,10 @@ pub struct DemoArgs {
     /// then stops with 728, and none starts until the grid is back.
     #[arg(long, value_name = "SECONDS")]
     grid_loss_after: Option<u64>,
+    /// Record every frame and error frame of the site's buses, from the start to the end
+    /// of the demo, into this candump log (one log for all buses, in time order).
+    #[arg(long, value_name = "LOG")]
+    record: Option<PathBuf>,
 }
 
 /// The demo's folder, removed at the end when the demo made it.
@@ -136,13 +149,29 @@ pub struct Target {
 
 /// Runs `bmsfw demo`.
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let description = SiteDescription::load(&args.site)?;
-    let mut portal_config = PortalConfig::load(&args.portal_config)?;
+    let (description, site_name) = match &args.site {
+        Some(path) => (SiteDescription::load(path)?, path.display().to_string()),
+        None => (
+            SiteDescription::parse(BUILT_IN_SITE, BUILT_IN_SITE_NAME)?,
+            BUILT_IN_SITE_NAME.to_owned(),
+        ),
+    };
+    let (mut portal_config, portal_name) = match &args.portal_config {
+        Some(path) => (PortalConfig::load(path)?, path.display().to_string()),
+        None => (
+            PortalConfig::parse(BUILT_IN_PORTAL).map_err(|p| {
+                anyhow::anyhow!(
+                    "{BUILT_IN_PORTAL_NAME}, line {}, column {}: {}",
+                    p.line,
+                    p.column,
+                    p.message
+                )
+            })?,
+            BUILT_IN_PORTAL_NAME.to_owned(),
+        ),
+    };
     let Some(installation) = portal_config.installations.first().cloned() else {
-        bail!(
-            "{} lists no installation: the demo GX needs a portal id",
-            args.portal_config.display()
-        );
+        bail!("{portal_name} lists no installation: the demo GX needs a portal id");
     };
     let dir = DemoDir::open(args.dir.as_deref())?;
     let plugin_source = files::locate_plugins(args.plugins.as_deref())?;
@@ -158,7 +187,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             bail!(
                 "battery {} of {} has no serial: the portal needs one to name it",
                 battery.name,
-                args.site.display()
+                site_name
             );
         };
         let sample = (vendor.sample)(&battery)?;
@@ -173,18 +202,45 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         });
     }
     if targets.is_empty() {
-        bail!(
-            "{} has no battery of a vendor whose plugin ships with bmsfw",
-            args.site.display()
-        );
+        bail!("{site_name} has no battery of a vendor whose plugin ships with bmsfw");
     }
 
     // The broker, the site, the GX, the portal.
-    let broker = EmbeddedBroker::start(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let broker_url = broker.url();
+    // The VRM broker runs the secure path: a CA and the broker's certificate made for
+    // this run, the GX provisioned with credentials of its own, TLS and the topic rules.
+    let ca = bmsfw_portal::pki::Ca::new("bmsfw demo CA")?;
+    ca.write(&dir.path().join(files::MQTT_CA))?;
+    let (server_cert, server_key) = (
+        dir.path().join("mqtt-server.pem"),
+        dir.path().join("mqtt-server.key"),
+    );
+    ca.server(
+        &["localhost", "127.0.0.1"],
+        bmsfw_portal::pki::Validity::From(30),
+    )?
+    .write(&server_cert, &server_key)?;
+    let password_file = dir.path().join("mqtt-passwords");
+    bmsfw_portal::provision::provision(
+        &password_file,
+        installation.portal_id.as_str(),
+        &dir.path().join(files::GX_CREDENTIALS),
+    )?;
+    portal_config.embedded_broker_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    portal_config.mqtt.tls_cert = Some(server_cert);
+    portal_config.mqtt.tls_key = Some(server_key);
+    portal_config.mqtt.password_file = Some(password_file);
+    let (portal_broker, portal_security, broker) =
+        crate::cli::portal::mqtt_link(&portal_config, None)?;
+    let broker = broker.context("the demo's embedded broker")?;
+    let broker_url = bmsfw_vrm_wire::BrokerAddr::tls("127.0.0.1", broker.addr().port());
     let site = description
         .start_with(&vendor_models())
-        .with_context(|| format!("starting the simulated site of {}", args.site.display()))?;
+        .with_context(|| format!("starting the simulated site of {site_name}"))?;
+    let recorder = args
+        .record
+        .as_deref()
+        .map(|path| Recorder::start(path, site.buses()))
+        .transpose()?;
     // Venus OS's local broker, and the simulated Venus OS on it.
     let venus_broker = EmbeddedBroker::start(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let venus_url = venus_broker.url();
@@ -204,6 +260,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         &broker_url,
         &venus_url,
     )?;
+    // The portal's command-signing key, and the GX trusting it: the demo runs the
+    // secure path.
+    let key_file = dir.path().join("portal-signing.key");
+    let signer = bmsfw_portal::signer::PortalSigner::load_or_create(&key_file)?;
+    {
+        use std::io::Write;
+        let mut gx_toml = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&gx_config_path)
+            .with_context(|| format!("opening {}", gx_config_path.display()))?;
+        writeln!(
+            gx_toml,
+            "\n[command_signing]\nportal_keys = [\"{}\"]",
+            signer.public_key()
+        )
+        .with_context(|| format!("writing {}", gx_config_path.display()))?;
+    }
+    portal_config.signing_key = Some(key_file);
     let gx_config = GxConfig::load(&gx_config_path)?;
     let firmware: DottedVersion = GX_FIRMWARE.parse().context("the demo's GX firmware")?;
     let gx = RunningGx::start(
@@ -223,10 +297,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let venus = std::sync::Arc::clone(&venus);
         AbortOnDrop(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(after)).await;
-            println!("  venus     the grid is lost: the site runs on its batteries for 60 s");
+            outln!("  venus     the grid is lost: the site runs on its batteries for 60 s");
             venus.grid_loss();
             tokio::time::sleep(Duration::from_secs(60)).await;
-            println!("  venus     the grid is back");
+            outln!("  venus     the grid is back");
             venus.grid_restored();
         }))
     });
@@ -235,7 +309,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let app = portal_app(
         &portal_config,
         Users::new(portal_config.users.clone())?,
-        broker_url.clone(),
+        portal_broker,
+        portal_security,
     )
     .await?;
     let listen = args.listen.unwrap_or(portal_config.listen);
@@ -247,34 +322,37 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let url = format!("http://{}", listener.local_addr()?);
     let server = tokio::spawn(bmsfw_portal::web::serve(listener, app));
 
-    println!("bmsfw demo");
-    println!("  portal    {url}");
-    println!(
+    outln!("bmsfw demo");
+    outln!("  portal    {url}");
+    outln!(
         "            log in as {} / {} (Full control) or {} / {} (Monitor only)",
-        INSTALLER.0, INSTALLER.1, MONITOR.0, MONITOR.1
+        INSTALLER.0,
+        INSTALLER.1,
+        MONITOR.0,
+        MONITOR.1
     );
-    println!("  broker    {broker_url} (embedded)");
-    println!("  venus     {venus_url} (simulated Venus OS: VRM access Full, grid connected)");
-    println!("  database  {}", portal_config.database.display());
+    outln!("  broker    {broker_url} (embedded: TLS, per-GX credentials, topic rules)");
+    outln!("  venus     {venus_url} (simulated Venus OS: VRM access Full, grid connected)");
+    outln!("  database  {}", portal_config.database.display());
     for line in gx.banner.lines() {
-        println!("  {line}");
+        outln!("  {line}");
     }
-    println!(
+    outln!(
         "  plugins   approved in {}",
         dir.path().join("allowlist.toml").display()
     );
     for line in &plugin_lines {
-        println!("            {line}");
+        outln!("            {line}");
     }
-    println!(
+    outln!(
         "  site      {}: {} buses, {} batteries",
-        args.site.display(),
+        site_name,
         description.buses.len(),
         description.batteries().len()
     );
-    println!("  firmware  {}", dir.path().join("firmware").display());
+    outln!("  firmware  {}", dir.path().join("firmware").display());
     for t in &targets {
-        println!(
+        outln!(
             "            {:<10} {:<7} on {:<5} {} (installs {})",
             t.name,
             t.vendor,
@@ -306,16 +384,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             }
         }
     } else {
-        println!("Open the portal in a browser; press Ctrl-C to stop.");
+        outln!("Open the portal in a browser; press Ctrl-C to stop.");
         tokio::select! {
             served = server => {
                 served.context("the portal stopped")?.context("serving the portal")?;
             }
-            _ = tokio::signal::ctrl_c() => println!("stopping"),
+            _ = tokio::signal::ctrl_c() => outln!("stopping"),
         }
         ExitCode::SUCCESS
     };
     gx.shutdown().await?;
+    if let Some(recorder) = recorder {
+        let recorded = recorder.finish()?;
+        outln!(
+            "recorded {} lines of the site's buses to {}",
+            recorded.lines,
+            recorded.path.display()
+        );
+    }
     for (battery, exit) in site.shutdown().await {
         if let Err(e) = exit {
             tracing::warn!(%battery, error = %e, "simulated battery ended with an error");
@@ -324,7 +410,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if outcome != ExitCode::SUCCESS {
         // Nothing lost on failure: the GX's state (jobs, event log) stays for a look.
         let kept = dir.keep();
-        println!(
+        outln!(
             "the demo's folder is kept for inspection: {} (bmsfw history --state-dir {})",
             kept.display(),
             kept.join("state").display()
