@@ -14,8 +14,15 @@
 //! cable, a silence longer than 1.5 keep-alive intervals). The link answers each
 //! [`TransportEvent::Connected`] with the matching "online" message, which replaces the
 //! retained will of the connection before.
+//!
+//! The connection is secured as its [`MqttSecurity`] says: TLS with the broker's
+//! certificate checked against the configured CA, and the GX's credentials. A connection
+//! attempt that fails for a reason the operator must fix (a certificate refused, the
+//! credentials refused) is logged at error level with the host and the reason, once per
+//! distinct reason while it persists.
 
 use crate::vrm::access::VrmPortalMode;
+use crate::vrm::tls::{MqttSecurity, describe_connection_error};
 use bmsfw_vrm_wire::{BrokerAddr, PresenceMessage};
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +35,8 @@ use tokio::task::JoinHandle;
 pub struct TransportConfig {
     /// The broker.
     pub broker: BrokerAddr,
+    /// TLS and credentials.
+    pub security: MqttSecurity,
     /// The MQTT client id.
     pub client_id: String,
     /// MQTT keep-alive interval: the broker gives up on a silent connection (and publishes
@@ -66,6 +75,9 @@ pub enum TransportEvent {
         topic: String,
         /// Its payload.
         payload: Vec<u8>,
+        /// Whether the broker replayed it as a retained message (sent when the link
+        /// subscribed, not published now).
+        retained: bool,
     },
     /// The broker confirmed a subscription.
     Subscribed,
@@ -102,6 +114,10 @@ pub fn spawn(
         .set_inflight(INFLIGHT)
         .set_request_channel_capacity(REQUEST_CAPACITY)
         .set_max_packet_size(config.max_incoming_packet, config.max_outgoing_packet);
+    config
+        .security
+        .warn_if_insecure(&config.broker, "the VRM link");
+    let secured = config.security.apply(&config.broker, &mut options);
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
     let mut will = config.presence_topic.map(|topic| Will {
         topic,
@@ -112,7 +128,25 @@ pub fn spawn(
         w.arm(&mut eventloop);
     }
     let (tx, rx) = mpsc::channel(256);
-    let task = tokio::spawn(run(eventloop, tx, mode, config.reconnect_delay, will));
+    let task = match secured {
+        Ok(()) => tokio::spawn(run(
+            eventloop,
+            tx,
+            mode,
+            config.reconnect_delay,
+            will,
+            config.broker,
+        )),
+        Err(e) => {
+            // Never connect less securely than configured: stay disconnected, say why.
+            tracing::error!(error = %e, "the VRM link will not connect");
+            tokio::spawn(async move {
+                let _tx = tx;
+                let mut mode = mode;
+                while mode.changed().await.is_ok() {}
+            })
+        }
+    };
     (client, rx, task)
 }
 
@@ -163,8 +197,11 @@ async fn run(
     mut mode: watch::Receiver<VrmPortalMode>,
     reconnect_delay: Duration,
     mut will: Option<Will>,
+    broker: BrokerAddr,
 ) {
     let mut link = Link::Down;
+    // The last reason logged at error level, so that a persistent one is said once.
+    let mut said: Option<String> = None;
     loop {
         if *mode.borrow_and_update() == VrmPortalMode::Off {
             tracing::info!("VRM portal access is off; staying disconnected");
@@ -196,6 +233,7 @@ async fn run(
         let report = match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 link = Link::Up;
+                said = None;
                 tracing::info!("connected to the MQTT broker");
                 TransportEvent::Connected {
                     session: will.as_ref().and_then(|w| w.session.clone()),
@@ -204,12 +242,22 @@ async fn run(
             Ok(Event::Incoming(Packet::Publish(p))) => TransportEvent::Message {
                 topic: p.topic,
                 payload: p.payload.to_vec(),
+                retained: p.retain,
             },
             Ok(Event::Incoming(Packet::PubAck(ack))) => TransportEvent::Acked { pkid: ack.pkid },
             Ok(Event::Incoming(Packet::SubAck(_))) => TransportEvent::Subscribed,
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => TransportEvent::Sent { pkid },
             Ok(_) => continue,
             Err(e) => {
+                let why = describe_connection_error(&broker, &e);
+                if needs_operator(&e) {
+                    if said.as_deref() != Some(why.as_str()) {
+                        tracing::error!(%broker, "cannot connect to the VRM broker: {why}");
+                        said = Some(why.clone());
+                    }
+                } else {
+                    said = None;
+                }
                 if link == Link::Up {
                     tracing::warn!(error = %e, "MQTT connection lost");
                     link = Link::Down;
@@ -223,7 +271,7 @@ async fn run(
                         w.arm(&mut eventloop);
                     }
                 } else {
-                    tracing::debug!(error = %e, "MQTT connection attempt failed");
+                    tracing::debug!(error = %e, "MQTT connection attempt failed: {why}");
                 }
                 tokio::time::sleep(reconnect_delay).await;
                 continue;
@@ -233,6 +281,15 @@ async fn run(
             return;
         }
     }
+}
+
+/// Whether a failed attempt needs the operator (a certificate or the credentials), rather
+/// than patience (the network, the broker restarting).
+fn needs_operator(e: &rumqttc::ConnectionError) -> bool {
+    matches!(
+        e,
+        rumqttc::ConnectionError::Tls(_) | rumqttc::ConnectionError::ConnectionRefused(_)
+    )
 }
 
 /// Reports a lost connection and waits until the link took it into account. False when the
