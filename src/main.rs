@@ -53,6 +53,11 @@ fn main() -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: a pipe or a log file gets plain lines.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     match cli.command {
         Command::Devices(args) => runtime()?

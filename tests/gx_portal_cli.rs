@@ -1,6 +1,8 @@
 //! `bmsfw gx` and `bmsfw portal` as separate processes on one mosquitto: the GX daemon of a
 //! gx.toml (the Aurora plugin approved by its allowlist, a simulated site behind its "sim"
 //! interface) and the portal of a portal.toml, updated through the portal's HTTP API.
+//! The link is the secure one: mosquitto with TLS, a password file and bmsfw's ACL file,
+//! the GX and the portal provisioned with `bmsfw portal provision`.
 
 mod gx_site;
 mod support;
@@ -11,7 +13,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use support::{CSRF_HEADER, Mosquitto, PORTAL_ID, free_port, http};
+use support::{CSRF_HEADER, PORTAL_ID, free_port, http};
 
 const WAIT: Duration = Duration::from_secs(60);
 const SERIAL: &str = "AUR10-000777";
@@ -40,7 +42,11 @@ fn bmsfw(args: &[&str], log: &Path) -> Process {
     )
 }
 
-fn write_configs(dir: &Path, broker_port: u16, http_port: u16) {
+fn write_configs(dir: &Path, broker_port: u16, http_port: u16, site: &support::secure::SecureSite) {
+    let ca = site.ca_file().display().to_string();
+    let gx_credentials = dir.join("gx-mqtt.toml").display().to_string();
+    let portal_credentials = dir.join("portal-mqtt.toml").display().to_string();
+    let password_file = site.password_file.display().to_string();
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
     let library = gx_site::aurora_library();
@@ -96,7 +102,9 @@ dir = "staging"
 min_free_bytes = 1048576
 
 [mqtt]
-broker = "127.0.0.1:{broker_port}"
+broker = "mqtts://localhost:{broker_port}"
+ca = "{ca}"
+credentials = "{gx_credentials}"
 vrm_portal = "full"
 keepalive_seconds = 60
 "#
@@ -132,7 +140,12 @@ temperature_c = 21.0
         format!(
             r#"
 listen = "127.0.0.1:{http_port}"
-broker = "mqtt://127.0.0.1:{broker_port}"
+broker = "mqtts://localhost:{broker_port}"
+
+[mqtt]
+ca = "{ca}"
+credentials = "{portal_credentials}"
+password_file = "{password_file}"
 
 [[installations]]
 portal_id = "{PORTAL_ID}"
@@ -147,6 +160,22 @@ installations = ["*"]
         ),
     )
     .unwrap();
+    // The portal's command-signing key (where the portal looks for it: beside its
+    // database), and the GX trusting it.
+    support::write_portal_key(&dir.join("portal-signing.key"));
+    let mut gx_toml = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("gx.toml"))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut gx_toml,
+        format!(
+            "\n[command_signing]\nportal_keys = [\"{}\"]\n",
+            support::portal_signer().public_key()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
 }
 
 async fn state(c: &reqwest::Client, url: &str) -> Option<Value> {
@@ -156,11 +185,37 @@ async fn state(c: &reqwest::Client, url: &str) -> Option<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gx_daemon_and_the_portal_update_a_battery_as_separate_processes() {
-    let broker = Mosquitto::start();
+    let secure = support::secure::SecureSite::new();
     let dir = tempfile::tempdir().unwrap();
     let http_port = free_port();
-    write_configs(dir.path(), broker.addr().port, http_port);
+    let broker_port = free_port();
+    write_configs(dir.path(), broker_port, http_port, &secure);
     let p = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    // Provisioning, as an operator does it: the GX and the portal itself.
+    for (id, out) in [
+        (PORTAL_ID, "gx-mqtt.toml"),
+        ("vrm.portal", "portal-mqtt.toml"),
+    ] {
+        let done = Command::new(env!("CARGO_BIN_EXE_bmsfw"))
+            .args(["portal", "--config", &p("portal.toml"), "provision", id])
+            .args(["--out", &p(out)])
+            .output()
+            .unwrap();
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        // The password goes into the file, never onto the terminal.
+        let password = bmsfw_core::vrm::tls::MqttCredentials::load(Path::new(&p(out)))
+            .unwrap()
+            .password;
+        let shown = String::from_utf8_lossy(&done.stdout).into_owned()
+            + &String::from_utf8_lossy(&done.stderr);
+        assert!(!shown.contains(password.expose()), "{shown}");
+    }
+    // mosquitto reads the password file at start.
+    let _broker = secure.mosquitto_on(broker_port);
     let _gx = bmsfw(
         &[
             "gx",

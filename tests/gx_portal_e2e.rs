@@ -34,7 +34,10 @@ async fn state(c: &reqwest::Client, url: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_through_the_portal_the_broker_the_gx_and_an_aurora_battery() {
-    let broker = Mosquitto::start();
+    // The secure path: mosquitto with TLS, the password file and bmsfw's ACL file; the
+    // GX and the portal each with credentials of their own.
+    let secure = support::secure::SecureSite::new();
+    let broker = secure.mosquitto();
     // The PowerCore's restart is shortened: this test runs in real time.
     let mut bms = AuroraConfig::new(gx_site::PRODUCT, [4, 15]);
     bms.timing.restart = Duration::from_millis(400);
@@ -46,13 +49,13 @@ async fn an_update_through_the_portal_the_broker_the_gx_and_an_aurora_battery() 
     let engine: Arc<dyn GxEngine> = Arc::new(engine);
     let state_dir = site.dir.path().join("state");
     let link = spawn_link(
-        link_config(&broker.addr(), &state_dir),
+        secure.link_config(&broker.addr(), &state_dir),
         Arc::clone(&engine),
         access,
     )
     .unwrap();
 
-    let portal = PortalServer::start(&broker.addr(), 16 * 1024).await;
+    let portal = PortalServer::start_with(secure.portal_config(&broker.addr(), 16 * 1024, 8)).await;
     let url = &portal.url;
     let c = http();
     let r = c

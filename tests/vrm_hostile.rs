@@ -25,19 +25,37 @@ fn sha(bytes: &[u8]) -> Sha256Hex {
     Sha256Hex(sha2::Sha256::digest(bytes).into())
 }
 
+/// An update command, signed by the test portal's key as the portal signs it.
 fn update(id: &str, bytes: &[u8], chunk: u32, digest: Sha256Hex) -> Vec<u8> {
+    update_edited(id, bytes, chunk, digest, |_| {})
+}
+
+/// The same with `edit` applied before signing (a command the portal signed as it is).
+fn update_edited(
+    id: &str,
+    bytes: &[u8],
+    chunk: u32,
+    digest: Sha256Hex,
+    edit: impl FnOnce(&mut UpdateCommand),
+) -> Vec<u8> {
+    let id = CommandId::new(id).unwrap();
+    let mut command = UpdateCommand {
+        battery: Serial::new(SERIAL).unwrap(),
+        file_name: FileName::new("fw.bin").unwrap(),
+        size: bytes.len() as u64,
+        chunk_size: chunk,
+        sha256: digest,
+        acknowledgements: Acknowledgement::ALL.into_iter().collect(),
+        version_policy: VersionPolicy::NewerOnly,
+        targets: None,
+        signature: None,
+    };
+    edit(&mut command);
+    let portal = bmsfw_vrm_wire::PortalId::new(PORTAL_ID).unwrap();
+    let command = portal_signer().sign_update(&portal, &id, command);
     RpcCommand {
-        id: CommandId::new(id).unwrap(),
-        command: Command::Update(UpdateCommand {
-            battery: Serial::new(SERIAL).unwrap(),
-            file_name: FileName::new("fw.bin").unwrap(),
-            size: bytes.len() as u64,
-            chunk_size: chunk,
-            sha256: digest,
-            acknowledgements: Acknowledgement::ALL.into_iter().collect(),
-            version_policy: VersionPolicy::NewerOnly,
-            targets: None,
-        }),
+        id,
+        command: Command::Update(command),
     }
     .encode()
 }
@@ -165,19 +183,19 @@ async fn malformed_and_hostile_commands_get_error_replies_and_nothing_is_staged(
 
     // Warnings not confirmed.
     let bytes = package(5, 1, 5000, 4);
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&update("x-3", &bytes, 1024, sha(&bytes))).unwrap();
-    v["opCommand"][1]["acknowledgements"] = serde_json::json!(["site_reachable"]);
-    raw.publish(&p_in(), serde_json::to_vec(&v).unwrap()).await;
+    let unconfirmed = update_edited("x-3", &bytes, 1024, sha(&bytes), |u| {
+        u.acknowledgements = [Acknowledgement::SiteReachable].into_iter().collect();
+    });
+    raw.publish(&p_in(), unconfirmed).await;
     let (code, message) = error_of(&mut raw, Some("x-3")).await;
     assert_eq!(code, 715);
     assert!(message.contains("backup capacity"), "{message}");
 
     // A battery this GX does not have.
-    v["opCommand"][1]["acknowledgements"] =
-        serde_json::json!(["site_reachable", "backup_capacity", "maintenance_window"]);
-    v["opCommand"][1]["battery"] = serde_json::json!("NOPE-1");
-    raw.publish(&p_in(), serde_json::to_vec(&v).unwrap()).await;
+    let elsewhere = update_edited("x-3", &bytes, 1024, sha(&bytes), |u| {
+        u.battery = Serial::new("NOPE-1").unwrap();
+    });
+    raw.publish(&p_in(), elsewhere).await;
     assert_eq!(error_of(&mut raw, Some("x-3")).await.0, 713);
 
     // Chunks before any update, for a job of another command, out of range, of the wrong

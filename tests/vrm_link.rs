@@ -5,7 +5,7 @@ mod support;
 
 use bmsfw_core::job::JobState;
 use bmsfw_core::vrm::LinkConnection;
-use bmsfw_portal::{EmbeddedBroker, StoredFile, UpdateOrder, VrmSide};
+use bmsfw_portal::{StoredFile, UpdateOrder, VrmSide};
 use bmsfw_vrm_wire::command::{DiagnosticsQuery, EventLogQuery};
 use bmsfw_vrm_wire::{
     Acknowledgement, BrokerAddr, Command, FileName, JobState as WireState, PortalId, Serial,
@@ -46,16 +46,18 @@ async fn battery_listed(portal: &VrmSide) {
     .await;
 }
 
-async fn a_whole_update(broker: BrokerAddr) {
+/// A whole update over `broker`, secured as `site` says (TLS, the GX's and the portal's
+/// own credentials, the broker's topic rules).
+async fn a_whole_update(broker: BrokerAddr, site: &support::secure::SecureSite) {
     let dir = tempfile::tempdir().unwrap();
-    let mut gx = Gx::start(&broker, dir.path());
+    let mut gx = Gx::start_with(&broker, dir.path(), site.link_config(&broker, dir.path()));
     gx.connected().await;
     let done = drive_stage_two(
         gx.engine.clone(),
         gx.staged.take().unwrap(),
         Duration::from_millis(5),
     );
-    let portal = portal_side(&broker, 1024, 8);
+    let portal = portal_side_with(site.portal_config(&broker, 1024, 8));
     battery_listed(&portal).await;
     let snap = portal.snapshot();
     let b = &snap.installations[&PortalId::new(PORTAL_ID).unwrap()].batteries[&512];
@@ -159,14 +161,16 @@ async fn done_recv(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_update_over_mosquitto() {
-    let broker = Mosquitto::start();
-    a_whole_update(broker.addr()).await;
+    let site = support::secure::SecureSite::new();
+    let broker = site.mosquitto();
+    a_whole_update(broker.addr(), &site).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_update_over_the_embedded_broker() {
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
-    a_whole_update(broker.url()).await;
+    let site = support::secure::SecureSite::new();
+    let broker = site.embedded();
+    a_whole_update(support::secure::embedded_addr(&broker), &site).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

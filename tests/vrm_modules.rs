@@ -4,7 +4,7 @@
 mod support;
 
 use bmsfw_core::job::{JobEvent, JobFailure, ModuleProgress, ModuleState, Percent, VersionInfo};
-use bmsfw_portal::{EmbeddedBroker, StoredFile, UpdateOrder};
+use bmsfw_portal::{StoredFile, UpdateOrder};
 use bmsfw_vrm_wire::{
     Acknowledgement, FileName, JobState as WireState, ModuleState as WireModule, PortalId,
     VersionPolicy,
@@ -27,12 +27,15 @@ fn module(index: u16, state: ModuleState, minor: u8) -> ModuleProgress {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_module_of_a_pack_reaches_the_portal_with_its_state_and_version() {
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    // The secure path: TLS, the GX's and the portal's own credentials, topic rules.
+    let secure = support::secure::SecureSite::new();
+    let broker = secure.embedded();
+    let addr = support::secure::embedded_addr(&broker);
     let dir = tempfile::tempdir().unwrap();
-    let mut gx = Gx::start(&broker.url(), dir.path());
+    let mut gx = Gx::start_with(&addr, dir.path(), secure.link_config(&addr, dir.path()));
     gx.connected().await;
     let mut staged = gx.staged.take().unwrap();
-    let portal = portal_side(&broker.url(), 1024, 8);
+    let portal = portal_side_with(secure.portal_config(&addr, 1024, 8));
     let pid = PortalId::new(PORTAL_ID).unwrap();
     until_portal(&portal, "the battery listed", LONG, |s| {
         s.installations

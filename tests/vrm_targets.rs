@@ -4,7 +4,7 @@
 mod support;
 
 use bmsfw_core::vrm::{GxEngine, UpdateTargets};
-use bmsfw_portal::{EmbeddedBroker, StoredFile, UpdateOrder};
+use bmsfw_portal::{StoredFile, UpdateOrder};
 use bmsfw_vrm_wire::{Acknowledgement, FileName, PortalId, TargetList, VersionPolicy};
 use std::time::Duration;
 use support::*;
@@ -13,11 +13,14 @@ const LONG: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chosen_nodes_reach_the_gx_job_in_order() {
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    // The secure path: TLS, the GX's and the portal's own credentials, topic rules.
+    let secure = support::secure::SecureSite::new();
+    let broker = secure.embedded();
+    let addr = support::secure::embedded_addr(&broker);
     let dir = tempfile::tempdir().unwrap();
-    let gx = Gx::start(&broker.url(), dir.path());
+    let gx = Gx::start_with(&addr, dir.path(), secure.link_config(&addr, dir.path()));
     gx.connected().await;
-    let portal = portal_side(&broker.url(), 1024, 8);
+    let portal = portal_side_with(secure.portal_config(&addr, 1024, 8));
     let pid = PortalId::new(PORTAL_ID).unwrap();
     until_portal(&portal, "the battery listed", LONG, |s| {
         s.installations.get(&pid).is_some_and(|i| {

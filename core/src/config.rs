@@ -44,6 +44,9 @@ pub struct GxConfig {
     /// Where the site's state (VRM access, grid, GX firmware) comes from.
     #[serde(default)]
     pub site: SiteConfig,
+    /// The portal keys whose signature every update command must carry.
+    #[serde(default)]
+    pub command_signing: crate::vrm::authority::CommandSigningConfig,
 }
 
 mod defaults {
@@ -75,6 +78,14 @@ impl GxConfig {
             &mut self.plugins.allowlist,
             &mut self.staging.dir,
         ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        for p in [&mut self.mqtt.ca, &mut self.mqtt.credentials]
+            .into_iter()
+            .flatten()
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -557,12 +568,67 @@ impl<'de> Deserialize<'de> for BrokerKeepaliveSeconds {
     }
 }
 
+/// The bound of an upload to the GX, in seconds: 1 to 86400.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadTimeoutSeconds(u64);
+
+impl UploadTimeoutSeconds {
+    /// The duration.
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for UploadTimeoutSeconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<UploadTimeoutSeconds, D::Error> {
+        let v = i64::deserialize(d)?;
+        match u64::try_from(v) {
+            Ok(s) if (1..=86_400).contains(&s) => Ok(UploadTimeoutSeconds(s)),
+            _ => Err(serde::de::Error::custom(format!(
+                "upload_timeout_seconds must be between 1 and 86400, got {v}"
+            ))),
+        }
+    }
+}
+
+/// `[mqtt] broker`: a URL (`mqtts://`, `mqtt://`) or the older `host:port` (plain).
+fn vrm_broker<'de, D: Deserializer<'de>>(d: D) -> Result<bmsfw_vrm_wire::BrokerAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.contains("://") {
+        return s.parse().map_err(serde::de::Error::custom);
+    }
+    let plain = BrokerAddress::deserialize(serde::de::value::StrDeserializer::<D::Error>::new(&s))?;
+    Ok(bmsfw_vrm_wire::BrokerAddr::new(plain.host, plain.port))
+}
+
+impl MqttConfig {
+    /// The security settings of the VRM link.
+    pub fn security(&self) -> crate::vrm::tls::SecuritySettings {
+        crate::vrm::tls::SecuritySettings {
+            ca: self.ca.clone(),
+            credentials: self.credentials.clone(),
+            insecure: self.insecure,
+        }
+    }
+}
+
 /// The `[mqtt]` section: the VRM link.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
-    /// The broker the VRM link connects to.
-    pub broker: BrokerAddress,
+    /// The broker the VRM link connects to: `mqtts://host[:port]` (TLS),
+    /// `mqtt://host[:port]`, or `host:port` (plain).
+    #[serde(deserialize_with = "vrm_broker")]
+    pub broker: bmsfw_vrm_wire::BrokerAddr,
+    /// The CA certificate (PEM) the broker's certificate must chain to: required with
+    /// `mqtts://`.
+    pub ca: Option<PathBuf>,
+    /// The GX's credentials file (user name = portal id, password), written by
+    /// `bmsfw portal provision`; readable by its owner only.
+    pub credentials: Option<PathBuf>,
+    /// Allow plain `mqtt://` to a broker that is not on loopback. Logged at error level at
+    /// every start: anyone on the path can read the link and act as the portal.
+    pub insecure: bool,
     /// `/Settings/Network/VrmPortal` at start-up: `off`, `read-only` or `full`. Only
     /// `full` lets VRM start updates.
     pub vrm_portal: crate::vrm::VrmPortalMode,
@@ -571,18 +637,22 @@ pub struct MqttConfig {
     /// The MQTT keep-alive with the broker: when the broker hears nothing from the GX for
     /// 1.5 times this, it publishes the GX's last will and the portal shows it offline.
     pub broker_keepalive_seconds: BrokerKeepaliveSeconds,
+    /// How long an upload may take from the update request until the whole firmware file
+    /// is on the GX; beyond, the update fails with 718 and the bus is free again.
+    pub upload_timeout_seconds: UploadTimeoutSeconds,
 }
 
 impl Default for MqttConfig {
     fn default() -> MqttConfig {
         MqttConfig {
-            broker: BrokerAddress {
-                host: "127.0.0.1".into(),
-                port: 1883,
-            },
+            broker: bmsfw_vrm_wire::BrokerAddr::new("127.0.0.1", 1883),
+            ca: None,
+            credentials: None,
+            insecure: false,
             vrm_portal: crate::vrm::VrmPortalMode::ReadOnly,
             keepalive_seconds: KeepaliveSeconds(60),
             broker_keepalive_seconds: BrokerKeepaliveSeconds(10),
+            upload_timeout_seconds: UploadTimeoutSeconds(3600),
         }
     }
 }

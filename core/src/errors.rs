@@ -13,6 +13,7 @@
 //! | 720-739 | engine: safety gates, one code per gate |
 //! | 740-749 | engine: the update itself (GX restart, plugin contract, bus budget, watchdog) |
 //! | 750-799 | reported by vendor plugins, with fixed meanings |
+//! | 800-819 | engine: authenticity of remote commands (the portal's signature) |
 //! | 900-999 | vendor-specific; the plugin's message explains |
 //!
 //! Codes are plain `u32` numbers here. The plugin-reported codes (750 and up) are the same
@@ -142,6 +143,13 @@ catalogue! {
         "The VRM Portal has not heard from the GX device for longer than allowed, or the GX device's connection was lost. No update starts toward a GX device that is offline; nothing was sent to it."
         ["Check the GX device's internet connection: on the GX device, Settings > VRM Portal shows the Last contact",
          "Wait until the VRM Portal shows the GX device online again, then start the update"];
+    718 UPLOAD_TIMED_OUT "Upload not finished in time"
+        "The firmware file did not reach the GX device completely within the time allowed for an upload (the portal stopped sending, lost its connection or restarted). The update was stopped before anything was sent to the battery, and the CAN bus is free again. The parts already received stay on the GX device for a while."
+        ["Check the internet connection of the GX device",
+         "Start the update again; the upload continues from the parts already on the GX device"];
+    719 UPDATE_CANCELLED "Update cancelled"
+        "The update was cancelled from the VRM Portal before the transfer to the battery began; the battery was not touched and keeps its firmware. The CAN bus is free again."
+        ["Start the update again when it is needed"];
     720 GATE_VRM_ACCESS "Remote updates not allowed"
         "The GX device's VRM Portal access setting is not Full; remote firmware updates need Full access."
         ["On the GX device, open Settings > VRM Online Portal > VRM Portal and select Full",
@@ -298,6 +306,29 @@ catalogue! {
         ["Check which module failed in the update's module list (portal or event log)",
          "Retry the update; packs that update module by module usually skip the modules already updated",
          "Contact the battery manufacturer if the same module fails again"];
+    800 COMMAND_UNSIGNED "Update command not signed"
+        "The GX device received an update command without the portal's signature and refused it before doing anything. Only the VRM Portal's signed commands can start or cancel an update."
+        ["Start the update from the VRM Portal, not from another tool",
+         "If the portal sent it, check that the portal has its signing key (see the security guide)"];
+    801 COMMAND_SIGNATURE_INVALID "Update command signature invalid"
+        "The update command's signature does not verify: it was signed with a key this GX device does not trust, signed for another GX device, or altered on its way. Nothing was started."
+        ["Check that gx.toml lists the portal's current public key under [command_signing] portal_keys",
+         "If it does, the command was altered on its way: report it to the site's network administrator"];
+    802 COMMAND_KEY_REVOKED "Portal key revoked"
+        "The update command is signed with a portal key this GX device has revoked. Nothing was started."
+        ["Make the portal sign with its current key",
+         "Check gx.toml [command_signing] portal_keys and revoked_keys"];
+    803 COMMAND_STALE "Update command expired"
+        "The update command was signed too long ago, or in the future, by the GX device's clock. Nothing was started."
+        ["Check the clocks of the GX device and of the portal (both should use network time)",
+         "Start the update again"];
+    804 COMMAND_REPLAYED "Update command replayed"
+        "The update command repeats the one-time value (nonce) of a command the GX device already accepted: it is a copy. Nothing was started."
+        ["Start the update again from the VRM Portal",
+         "If this repeats without anyone starting updates, report it to the site's network administrator"];
+    805 COMMAND_KEYS_NOT_CONFIGURED "No portal key configured"
+        "The GX device trusts no portal key, so it refuses every remote update."
+        ["Add the portal's public key to gx.toml under [command_signing] portal_keys and restart the daemon"];
 }
 
 /// The catalogue entry of `code`: a fixed entry, or [`VENDOR_SPECIFIC_INFO`] for 900 to 999.
@@ -383,6 +414,7 @@ pub fn render_markdown() -> String {
     out.push_str("| 720-739 | the GX device: safety checks before and during the update |\n");
     out.push_str("| 740-749 | the GX device: the update itself |\n");
     out.push_str("| 750-799 | the battery's update plugin, with the meanings below |\n");
+    out.push_str("| 800-819 | the GX device: authenticity of the portal's commands |\n");
     out.push_str(
         "| 900-999 | the battery's update plugin, meaning defined by the manufacturer |\n\n",
     );
@@ -436,7 +468,9 @@ mod tests {
     fn every_code_sits_in_its_agreed_range() {
         for info in CATALOGUE {
             assert!(
-                (700..=749).contains(&info.code) || (750..=799).contains(&info.code),
+                (700..=749).contains(&info.code)
+                    || (750..=799).contains(&info.code)
+                    || (800..=819).contains(&info.code),
                 "{} {} is outside the engine and plugin ranges",
                 info.code,
                 info.name

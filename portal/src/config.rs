@@ -87,12 +87,77 @@ pub struct PortalConfig {
     /// this file.
     #[serde(default = "defaults::database")]
     pub database: PathBuf,
+    /// The portal's command-signing key (created on the first start, mode 0600); by
+    /// default `portal-signing.key` beside the database. A relative path is taken from the
+    /// folder of this file.
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+    /// The security of the MQTT link (`[mqtt]`): TLS, credentials, the embedded broker's
+    /// password file.
+    #[serde(default)]
+    pub mqtt: MqttSecurityConfig,
     /// The installations.
     #[serde(default)]
     pub installations: Vec<InstallationConfig>,
     /// The users.
     #[serde(default)]
     pub users: Vec<UserRecord>,
+}
+
+/// The `[mqtt]` table: the security of the MQTT link (docs/security.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSecurityConfig {
+    /// The CA certificate (PEM) that signed the broker's certificate: required with an
+    /// `mqtts://` broker, whose certificate is checked against it.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// The portal's credentials file on an external broker (user vrm.portal), as
+    /// `bmsfw portal provision vrm.portal` writes it.
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
+    /// Allow plain `mqtt://` to a broker that is not on loopback (logged at every start).
+    #[serde(default)]
+    pub insecure: bool,
+    /// The embedded broker's password file (mosquitto's format): one entry per GX,
+    /// written by `bmsfw portal provision`, re-read when it changes. Without it no GX can
+    /// log in to the embedded broker.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The embedded broker's certificate chain (PEM): with `tls_key`, it serves TLS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl MqttSecurityConfig {
+    fn resolve(&mut self, dir: &Path) {
+        for p in [
+            &mut self.ca,
+            &mut self.credentials,
+            &mut self.password_file,
+            &mut self.tls_cert,
+            &mut self.tls_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+    }
+
+    /// The settings of the portal's own MQTT client.
+    pub fn client(&self) -> bmsfw_core::vrm::tls::SecuritySettings {
+        bmsfw_core::vrm::tls::SecuritySettings {
+            ca: self.ca.clone(),
+            credentials: self.credentials.clone(),
+            insecure: self.insecure,
+        }
+    }
 }
 
 mod defaults {
@@ -231,6 +296,7 @@ struct Places {
     password_workers: At,
     session_hours: At,
     gx_offline_after_seconds: At,
+    mqtt: At,
     installations: Vec<InstallationPlaces>,
     users: Vec<UserPlaces>,
 }
@@ -321,6 +387,8 @@ impl Default for PortalConfig {
             session_hours: defaults::session_hours(),
             gx_offline_after_seconds: defaults::gx_offline_after_seconds(),
             database: defaults::database(),
+            signing_key: None,
+            mqtt: MqttSecurityConfig::default(),
             installations: Vec::new(),
             users: Vec::new(),
         }
@@ -328,6 +396,17 @@ impl Default for PortalConfig {
 }
 
 impl PortalConfig {
+    /// The command-signing key's file: `signing_key`, else `portal-signing.key` beside the
+    /// database.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key.clone().unwrap_or_else(|| {
+            self.database.parent().map_or_else(
+                || PathBuf::from("portal-signing.key"),
+                |d| d.join("portal-signing.key"),
+            )
+        })
+    }
+
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<PortalConfig, ConfigError> {
         use std::io::Read;
@@ -365,11 +444,20 @@ impl PortalConfig {
             })
         })?;
         let mut config = PortalConfig::parse(&text).map_err(invalid)?;
+        if let Some(dir) = path.parent() {
+            config.mqtt.resolve(dir);
+        }
         // A relative database path is taken from the configuration's folder.
         if config.database.is_relative()
             && let Some(dir) = path.parent()
         {
             config.database = dir.join(&config.database);
+        }
+        if let Some(key) = &config.signing_key
+            && key.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            config.signing_key = Some(dir.join(key));
         }
         Ok(config)
     }
@@ -444,6 +532,12 @@ impl PortalConfig {
             ),
         ] {
             l.range(key, value, range, place)?;
+        }
+        if c.mqtt.tls_cert.is_some() != c.mqtt.tls_key.is_some() {
+            return Err(l.at(
+                &places.mqtt,
+                "[mqtt] tls_cert and tls_key go together: give both or neither",
+            ));
         }
         if c.max_uploads_total < c.max_uploads_per_user {
             return Err(l.at(

@@ -10,15 +10,24 @@
 //! - [`store`]: the portal's SQLite database and uploaded files, so that a restart loses
 //!   nothing (sessions, last contact, updates, event logs, diagnostics of failures);
 //! - [`config`]: the `portal.toml` file;
-//! - [`broker`]: the embedded MQTT broker used when no external one is given.
+//! - [`signer`]: the portal's Ed25519 key that signs every update and cancel command;
+//! - [`broker`]: the embedded MQTT broker used when no external one is given, behind a gate
+//!   that enforces TLS, the GXs' credentials ([`passwd`]) and the topic rules ([`acl`]);
+//!   [`provision`] gives a GX its credentials, [`pki`] makes certificates for tests and the
+//!   demo.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod model;
+pub mod passwd;
+pub mod pki;
 pub mod preflight;
 pub mod presence;
+pub mod provision;
+pub mod signer;
 pub mod store;
 pub mod upload;
 pub mod vrm;

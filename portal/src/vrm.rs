@@ -41,6 +41,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub struct VrmConfig {
     /// The broker.
     pub broker: BrokerAddr,
+    /// TLS and the portal's credentials (none by default: loopback only).
+    pub security: bmsfw_core::vrm::tls::MqttSecurity,
     /// The MQTT client id.
     pub client_id: String,
     /// How often each GX gets a keepalive (below the GX's 60 s window).
@@ -59,6 +61,8 @@ pub struct VrmConfig {
     /// batteries' values are shown as stale and its running updates as of unknown status.
     /// Above `keepalive_interval`: a GX answers every keepalive.
     pub offline_after: Duration,
+    /// The key that signs every update command (without it, GXs refuse the updates: 800).
+    pub signer: Option<Arc<crate::signer::PortalSigner>>,
 }
 
 impl VrmConfig {
@@ -67,6 +71,7 @@ impl VrmConfig {
     pub fn new(broker: BrokerAddr) -> VrmConfig {
         VrmConfig {
             broker,
+            security: Default::default(),
             client_id: "bmsfw-portal".into(),
             keepalive_interval: Duration::from_secs(25),
             reconnect_delay: Duration::from_secs(1),
@@ -75,6 +80,7 @@ impl VrmConfig {
             upload_window: 8,
             stall_timeout: Duration::from_secs(5),
             offline_after: Duration::from_secs(60),
+            signer: None,
         }
     }
 }
@@ -631,9 +637,28 @@ impl VrmSide {
             .set_keep_alive(Duration::from_secs(10))
             .set_clean_session(false)
             .set_max_packet_size(MAX_PACKET, MAX_PACKET);
+        config
+            .security
+            .warn_if_insecure(&config.broker, "the portal");
+        let secured = config.security.apply(&config.broker, &mut options);
         let (client, eventloop) = AsyncClient::new(options, 256);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let eventloop = tokio::spawn(run_eventloop(eventloop, events_tx, config.reconnect_delay));
+        let eventloop = match secured {
+            Ok(()) => tokio::spawn(run_eventloop(
+                eventloop,
+                events_tx,
+                config.reconnect_delay,
+                config.broker.clone(),
+            )),
+            Err(e) => {
+                // Never connect less securely than configured.
+                tracing::error!(error = %e, "the portal will not connect to the MQTT broker");
+                tokio::spawn(async move {
+                    let _events = events_tx;
+                    std::future::pending::<()>().await;
+                })
+            }
+        };
         let preflights = crate::preflight::Preflights::default();
         let driver = Driver {
             preflights: preflights.clone(),
@@ -1071,11 +1096,14 @@ async fn run_eventloop(
     mut eventloop: rumqttc::EventLoop,
     tx: mpsc::UnboundedSender<TransportEvent>,
     reconnect_delay: Duration,
+    broker: BrokerAddr,
 ) {
     let mut up = false;
+    let mut said: Option<String> = None;
     loop {
         let event = match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                said = None;
                 up = true;
                 TransportEvent::Connected
             }
@@ -1084,6 +1112,17 @@ async fn run_eventloop(
             }
             Ok(_) => continue,
             Err(e) => {
+                if matches!(
+                    e,
+                    rumqttc::ConnectionError::Tls(_)
+                        | rumqttc::ConnectionError::ConnectionRefused(_)
+                ) {
+                    let why = bmsfw_core::vrm::tls::describe_connection_error(&broker, &e);
+                    if said.as_deref() != Some(why.as_str()) {
+                        tracing::error!("portal cannot connect to the MQTT broker: {why}");
+                        said = Some(why);
+                    }
+                }
                 if up {
                     tracing::warn!(error = %e, "portal lost the MQTT broker");
                     up = false;
@@ -1373,7 +1412,13 @@ impl Driver {
                             // again, which the GX answers with where it stands.
                             let command = match t.view.job {
                                 Some(job) => Command::UploadStatus(StatusQuery { job }),
-                                None => Command::Update(t.command.clone()),
+                                // Signed anew: a fresh timestamp and nonce.
+                                None => Command::Update(crate::signer::signed_update(
+                                    self.config.signer.as_deref(),
+                                    &t.view.portal_id,
+                                    &t.view.commandid,
+                                    t.command.clone(),
+                                )),
                             };
                             (
                                 t.view.portal_id.clone(),
@@ -1632,6 +1677,7 @@ impl Driver {
                 acknowledgements: order.acknowledgements.clone(),
                 version_policy: order.version_policy,
                 targets: order.targets.clone(),
+                signature: None,
             };
             let view = UpdateView {
                 commandid: id.clone(),
@@ -1689,6 +1735,12 @@ impl Driver {
             (command, id)
         };
         tracing::info!(commandid = %id, portal = %order.portal_id, instance = order.instance, user = %order.user, "update requested");
+        let command = crate::signer::signed_update(
+            self.config.signer.as_deref(),
+            &order.portal_id,
+            &id,
+            command,
+        );
         let rpc = RpcCommand {
             id: id.clone(),
             command: Command::Update(command),

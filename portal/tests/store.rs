@@ -74,6 +74,7 @@ fn record(id: &str, instance: u32, file: &StoredFile, at: u64, finished: bool) -
         acknowledgements: Acknowledgement::ALL.into_iter().collect(),
         version_policy: VersionPolicy::NewerOnly,
         targets: None,
+        signature: None,
     };
     UpdateRecord {
         view,

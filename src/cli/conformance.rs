@@ -109,7 +109,7 @@ fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
     let Some(file) = read_library(&loader, &args.library) else {
         return Ok(ExitCode::from(1));
     };
-    println!("opened without the allowlist (conformance runs before approval)");
+    outln!("opened without the allowlist (conformance runs before approval)");
     let mut report = Report::default();
     let plugin = match loader.open_unvetted(&file) {
         Ok(plugin) => plugin,
@@ -120,8 +120,8 @@ fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
                 "open the library",
                 Verdict::Failed(format!("refused by the {} check: {reason}", reason.check())),
             );
-            println!();
-            print!("{}", report.table());
+            outln!();
+            out!("{}", report.table());
             return Ok(ExitCode::from(1));
         }
     };
@@ -175,7 +175,7 @@ fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
     report
         .rows
         .extend(conformance::run(plugin.as_ref(), sample.as_deref(), &config).rows);
-    println!();
-    print!("{}", report.table());
+    outln!();
+    out!("{}", report.table());
     Ok(ExitCode::from(u8::from(!report.passed())))
 }

@@ -9,6 +9,7 @@
 //! of `[site] source`: `venus`, live from Venus OS's local MQTT broker (the default on a
 //! GX device), or `config`, from `gx.toml` and the flags (the default elsewhere).
 
+use crate::cli::record::Recorder;
 use crate::cli::source::vendor_models;
 use anyhow::{Context, bail};
 use bmsfw_can::{CanInterface, SocketCanInterface};
@@ -50,6 +51,10 @@ pub struct GxArgs {
     /// With the config source: /Settings/Network/VrmPortal (overrides [mqtt] vrm_portal).
     #[arg(long, value_name = "off|read-only|full", value_parser = parse_mode)]
     vrm_portal: Option<VrmPortalMode>,
+    /// Record every frame and error frame of the simulated site's buses into this
+    /// candump log, in time order (with --sim).
+    #[arg(long, value_name = "LOG", requires = "sim")]
+    record: Option<PathBuf>,
 }
 
 /// `--site-source`.
@@ -156,9 +161,10 @@ impl SiteSetup {
 pub async fn run(args: GxArgs) -> anyhow::Result<()> {
     let config = GxConfig::load(&args.config)?;
     let setup = SiteSetup::from_args(&config, &args)?;
-    let broker = args.broker.clone().unwrap_or_else(|| {
-        BrokerAddr::new(config.mqtt.broker.host.clone(), config.mqtt.broker.port)
-    });
+    let broker = args
+        .broker
+        .clone()
+        .unwrap_or_else(|| config.mqtt.broker.clone());
     let site = match &args.sim {
         Some(path) => Some(
             SiteDescription::load(path)?
@@ -167,11 +173,26 @@ pub async fn run(args: GxArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let recorder = match (&args.record, &site) {
+        (Some(path), Some(site)) => Some(Recorder::start(path, site.buses())?),
+        _ => None,
+    };
     let gx = RunningGx::start(&config, setup, site.as_ref(), broker)?;
-    println!("{}", gx.banner);
+    outln!("{}", gx.banner);
+    if let Some(path) = &args.record {
+        outln!("recording the site's buses to {}", path.display());
+    }
     tokio::signal::ctrl_c().await?;
-    println!("stopping");
+    outln!("stopping");
     gx.shutdown().await?;
+    if let Some(recorder) = recorder {
+        let recorded = recorder.finish()?;
+        outln!(
+            "recorded {} lines to {}",
+            recorded.lines,
+            recorded.path.display()
+        );
+    }
     if let Some(site) = site {
         drop(site.shutdown().await);
     }
@@ -199,6 +220,18 @@ impl RunningGx {
         broker: BrokerAddr,
     ) -> anyhow::Result<RunningGx> {
         let portal_id = PortalId::new(config.portal_id.as_str())?;
+        let mqtt_security =
+            bmsfw_core::vrm::tls::MqttSecurity::from_settings(&broker, &config.mqtt.security())
+                .context("[mqtt] of the GX configuration")?;
+        if let Some(c) = mqtt_security.credentials()
+            && c.username != portal_id.as_str()
+        {
+            bail!(
+                "[mqtt] credentials are those of {:?}, not of this GX ({portal_id}): provision \
+                 this GX with `bmsfw portal provision {portal_id}`",
+                c.username
+            );
+        }
         let (firmware, access, status, venus, source_line) = match setup {
             SiteSetup::Config {
                 firmware,
@@ -266,11 +299,17 @@ impl RunningGx {
                 .start()?,
         );
         let banner = format!(
-            "GX {portal_id}: buses {}, plugins {}\n{source_line}\nVRM link to {broker}",
+            "GX {portal_id}: buses {}, plugins {}\n{source_line}\nVRM link to {broker}{}",
             engine.bus_names().join(", "),
             match engine.plugins_unavailable() {
                 Some(why) => format!("none ({why})"),
                 None => engine.vendors().join(", "),
+            },
+            match (broker.tls, mqtt_security.credentials()) {
+                (true, Some(c)) => format!(" (TLS, user {})", c.username),
+                (true, None) => " (TLS, no credentials)".to_owned(),
+                (false, _) if mqtt_security.insecure() => " (PLAIN, insecure = true)".to_owned(),
+                (false, _) => " (plain, loopback)".to_owned(),
             },
         );
         let venus = venus.map(|venus| {
@@ -285,9 +324,12 @@ impl RunningGx {
         });
         let mut link_config =
             LinkConfig::new(portal_id, broker.clone(), vrm_dir(&config.state_dir));
+        link_config.mqtt_security = mqtt_security;
         link_config.gx_firmware_version = format!("v{firmware}");
         link_config.keepalive_window = config.mqtt.keepalive_seconds.duration();
         link_config.mqtt_keep_alive = config.mqtt.broker_keepalive_seconds.duration();
+        link_config.upload_timeout = config.mqtt.upload_timeout_seconds.duration();
+        link_config.command_signing = config.command_signing.clone();
         let link = spawn_link(
             link_config,
             Arc::clone(&engine) as Arc<dyn GxEngine>,

@@ -23,7 +23,7 @@ pub struct Args {
 
 /// Runs the subcommand; reads only, never changes the state directory.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    print!("{}", render(args)?);
+    out!("{}", render(args)?);
     Ok(())
 }
 

@@ -1,5 +1,9 @@
 //! The subcommands of the `bmsfw` binary, one module each.
 
+// First: the output macros the other modules use.
+#[macro_use]
+pub mod out;
+
 pub mod capture;
 pub mod conformance;
 pub mod demo;
@@ -9,4 +13,5 @@ pub mod history;
 mod listen;
 pub mod plugin;
 pub mod portal;
+pub mod record;
 mod source;

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+pub mod secure;
 pub mod stage_one;
 
 pub use stage_one::{StageOneEngine, StagedJob};
@@ -219,12 +220,39 @@ pub struct Gx {
     broker: BrokerAddr,
 }
 
+/// The secret of the test portal's command-signing key.
+pub const PORTAL_KEY_SECRET: [u8; 32] = [0x5a; 32];
+
+/// The test portal's command-signing key: every test GX trusts it.
+pub fn portal_signer() -> Arc<bmsfw_portal::signer::PortalSigner> {
+    Arc::new(bmsfw_portal::signer::PortalSigner::from_secret(
+        PORTAL_KEY_SECRET,
+    ))
+}
+
+/// Writes the test portal's key file at `path`, as the portal keeps it (hex, mode 0600).
+pub fn write_portal_key(path: &Path) {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).unwrap();
+    let hex: String = PORTAL_KEY_SECRET
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    writeln!(file, "{hex}").unwrap();
+}
+
 pub fn link_config(broker: &BrokerAddr, state: &Path) -> LinkConfig {
     let mut cfg = LinkConfig::new(
         PortalId::new(PORTAL_ID).unwrap(),
         broker.clone(),
         state.join("vrm"),
     );
+    cfg.command_signing =
+        bmsfw_core::vrm::authority::CommandSigningConfig::trusting([portal_signer().public_key()]);
     cfg.gx_firmware_version = "v3.60".into();
     cfg.keepalive_window = Duration::from_secs(60);
     cfg.mqtt_keep_alive = Duration::from_secs(2);
@@ -398,6 +426,7 @@ pub fn portal_config(broker: &BrokerAddr, chunk_size: u32, window: usize) -> Vrm
     cfg.chunk_size = chunk_size;
     cfg.upload_window = window;
     cfg.stall_timeout = Duration::from_millis(1500);
+    cfg.signer = Some(portal_signer());
     cfg
 }
 

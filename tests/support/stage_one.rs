@@ -23,6 +23,7 @@ use bmsfw_core::unix_time::UnixMillis;
 use bmsfw_core::vrm::engine::{
     BatteryView, ChunkReceipt, Eligibility, EngineRefusal, EngineUpdate, GxEngine,
     PreflightRequest, StagedReceipt, UPDATE_CHANNEL_CAPACITY, UpdateRequest, UploadStatus,
+    check_cancellable,
 };
 use bmsfw_vrm_wire::{Integrity, PreflightReport, PreflightVerdict, VersionOrder, WireVersion};
 use std::collections::{BTreeMap, HashMap};
@@ -288,21 +289,6 @@ impl GxEngine for StageOneEngine {
                         ),
                     ));
                 }
-                let sha256 = request.package.sha256();
-                if let Some(other) = inner
-                    .jobs
-                    .jobs()
-                    .find(|r| r.state() == JobState::Uploading && r.package().sha256() == sha256)
-                {
-                    return Err(EngineRefusal::new(
-                        codes::UPDATE_ALREADY_RUNNING,
-                        format!(
-                            "the same firmware file is being uploaded for update {}; start this \
-                             one when that upload has ended",
-                            other.id()
-                        ),
-                    ));
-                }
                 let upload = inner
                     .staging
                     .begin(&request.package)
@@ -325,6 +311,23 @@ impl GxEngine for StageOneEngine {
             .await?;
         self.publish_job(record);
         Ok(status)
+    }
+
+    async fn cancel_update(
+        &self,
+        job: JobId,
+        reason: EngineRefusal,
+    ) -> Result<JobRecord, EngineRefusal> {
+        let record = self
+            .blocking(move |inner| {
+                check_cancellable(inner.job(job)?)?;
+                inner
+                    .fail(job, reason.code, reason.message)
+                    .ok_or_else(|| EngineRefusal::new(codes::UPDATE_NOT_FOUND, "job lost"))
+            })
+            .await?;
+        self.publish_job(Some(record.clone()));
+        Ok(record)
     }
 
     async fn resume_upload(&self, job: JobId) -> Result<UploadStatus, EngineRefusal> {
@@ -456,6 +459,28 @@ impl GxEngine for StageOneEngine {
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    async fn record_refusal(&self, refused: bmsfw_core::vrm::authority::RefusedCommand) {
+        self.blocking(move |inner| {
+            let identity = inner
+                .batteries
+                .values()
+                .find(|b| b.identity.serial == refused.battery_serial)
+                .map(|b| b.identity.clone())
+                .unwrap_or_else(|| bmsfw_core::job::BatteryIdentity {
+                    manufacturer: "unknown".into(),
+                    model: "unknown".into(),
+                    serial: refused.battery_serial.clone(),
+                });
+            if let Err(e) = inner
+                .jobs
+                .log_refusal(identity, refused.event(), UnixMillis::now())
+            {
+                tracing::error!(error = %e, "could not log a refused command");
+            }
+        })
+        .await;
     }
 
     async fn begin_preflight(

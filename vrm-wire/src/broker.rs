@@ -1,4 +1,6 @@
-//! The address of an MQTT broker, as given on the command line: `mqtt://host:port`.
+//! The address of an MQTT broker, as given on the command line: `mqtts://host:port` (TLS)
+//! or `mqtt://host:port` (plain TCP, which the link allows only towards loopback or when
+//! the configuration says `insecure = true`).
 
 use crate::error::{WireError, clip};
 use std::fmt;
@@ -6,6 +8,8 @@ use std::str::FromStr;
 
 /// The default MQTT port.
 pub const DEFAULT_PORT: u16 = 1883;
+/// The default port of MQTT over TLS.
+pub const DEFAULT_TLS_PORT: u16 = 8883;
 
 /// An MQTT broker's host and port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -14,29 +18,56 @@ pub struct BrokerAddr {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// TLS (`mqtts://`).
+    pub tls: bool,
 }
 
 impl BrokerAddr {
-    /// `host:port`.
+    /// `mqtt://host:port`: plain TCP.
     pub fn new(host: impl Into<String>, port: u16) -> BrokerAddr {
         BrokerAddr {
             host: host.into(),
             port,
+            tls: false,
         }
+    }
+
+    /// `mqtts://host:port`: TLS.
+    pub fn tls(host: impl Into<String>, port: u16) -> BrokerAddr {
+        BrokerAddr {
+            host: host.into(),
+            port,
+            tls: true,
+        }
+    }
+
+    /// Whether the host is a loopback address (`localhost`, 127.0.0.0/8, `::1`): the only
+    /// place where plain MQTT is acceptable without saying so.
+    pub fn is_loopback(&self) -> bool {
+        if self.host.eq_ignore_ascii_case("localhost") {
+            return true;
+        }
+        self.host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
     }
 }
 
 impl FromStr for BrokerAddr {
     type Err = WireError;
 
-    /// Parses `mqtt://host[:port]` (port 1883 by default); `[::1]` style IPv6 hosts are
-    /// accepted. TLS (`mqtts://`) is not supported.
+    /// Parses `mqtts://host[:port]` (TLS, port 8883 by default) or `mqtt://host[:port]`
+    /// (plain, port 1883 by default); `[::1]` style IPv6 hosts are accepted.
     fn from_str(s: &str) -> Result<BrokerAddr, WireError> {
         let bad =
             |reason: String| WireError::field("broker", format!("{:?}: {reason}", clip(s, 64)));
-        let rest = s
-            .strip_prefix("mqtt://")
-            .ok_or_else(|| bad("must start with mqtt://".into()))?;
+        let (tls, rest) = if let Some(rest) = s.strip_prefix("mqtts://") {
+            (true, rest)
+        } else if let Some(rest) = s.strip_prefix("mqtt://") {
+            (false, rest)
+        } else {
+            return Err(bad("must start with mqtts:// or mqtt://".into()));
+        };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
             let (host, after) = v6
@@ -66,6 +97,7 @@ impl FromStr for BrokerAddr {
             return Err(bad(format!("the host contains {c:?}")));
         }
         let port = match port {
+            None if tls => DEFAULT_TLS_PORT,
             None => DEFAULT_PORT,
             Some(p) => p
                 .parse::<u16>()
@@ -73,16 +105,21 @@ impl FromStr for BrokerAddr {
                 .filter(|p| *p != 0)
                 .ok_or_else(|| bad(format!("port {:?} is not 1 to 65535", clip(p, 8))))?,
         };
-        Ok(BrokerAddr::new(host, port))
+        Ok(BrokerAddr {
+            host: host.to_owned(),
+            port,
+            tls,
+        })
     }
 }
 
 impl fmt::Display for BrokerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
         if self.host.contains(':') {
-            write!(f, "mqtt://[{}]:{}", self.host, self.port)
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
         } else {
-            write!(f, "mqtt://{}:{}", self.host, self.port)
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
         }
     }
 }
@@ -102,8 +139,19 @@ mod tests {
         let v6: BrokerAddr = "mqtt://[::1]:1884".parse().unwrap();
         assert_eq!(v6, BrokerAddr::new("::1", 1884));
         assert_eq!(v6.to_string(), "mqtt://[::1]:1884");
+        let t: BrokerAddr = "mqtts://vrm.example".parse().unwrap();
+        assert_eq!(t, BrokerAddr::tls("vrm.example", DEFAULT_TLS_PORT));
+        assert_eq!(t.to_string(), "mqtts://vrm.example:8883");
+        assert!(!t.is_loopback());
+        assert!(BrokerAddr::new("127.0.0.2", 1).is_loopback());
+        assert!(BrokerAddr::new("::1", 1).is_loopback());
+        assert!(BrokerAddr::new("LocalHost", 1).is_loopback());
+        assert!(!BrokerAddr::new("10.0.0.1", 1).is_loopback());
+        assert!(!BrokerAddr::new("localhost.evil.example", 1).is_loopback());
         for bad in [
             "tcp://x:1",
+            "mqtts:/x:1",
+            "MQTTS://x:1",
             "mqtt://",
             "mqtt://x:0",
             "mqtt://x:65536",

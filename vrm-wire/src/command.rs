@@ -8,9 +8,14 @@
 //! | `geteventlog` | the battery's event log | finished with `events` |
 //! | `getdiagnostics` | the diagnostics bundle of a job | finished with `diagnostics` |
 //! | `preflight` | check a file for a battery before any update: upload it into staging (chunks with `job` 0) and let the battery's plugin inspect it | waitingforchunks, chunk acknowledgements, finished with `preflight` (see [`crate::preflight`]) |
+//! | `cancel` | cancel update `job` while its file is uploading or before the transfer to the battery begins | the update's last reply: error (719, failed); refused (not finished) once the transfer to the battery has begun |
 //!
-//! Chunks and status queries carry the `commandid` of their `update`, so every reply of one
-//! update arrives under one id.
+//! Chunks, status queries and cancels carry the `commandid` of their `update`, so every
+//! reply of one update arrives under one id.
+//!
+//! Every command refuses a field it does not know, naming it (`opCommand[1].<name>`), as
+//! does the message itself (a key besides `opCommand`): a misspelt option is an error, never
+//! silently ignored.
 
 use crate::chunk::ChunkData;
 use crate::envelope::kind_of;
@@ -129,6 +134,7 @@ pub enum VersionPolicy {
 
 /// `update`: update battery `battery` with the announced package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateCommand {
     /// The battery's serial number.
     pub battery: Serial,
@@ -153,6 +159,10 @@ pub struct UpdateCommand {
     /// pack of modules); left out (or `null`): every one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<TargetList>,
+    /// The portal's signature over the fields above (see [`crate::signature`]); a GX
+    /// refuses an update without a valid one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signature::CommandSignature>,
 }
 
 pub(crate) fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -219,6 +229,7 @@ impl UpdateCommand {
 
 /// `uploadchunk`: chunk `index` of job `job`'s package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChunkCommand {
     /// The job the `update` created.
     pub job: u64,
@@ -230,6 +241,7 @@ pub struct ChunkCommand {
 
 /// `uploadstatus`: where the upload of `job` stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StatusQuery {
     /// The job.
     pub job: u64,
@@ -237,6 +249,7 @@ pub struct StatusQuery {
 
 /// `geteventlog`: the last `limit` events of a battery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventLogQuery {
     /// The battery's serial number.
     pub battery: Serial,
@@ -247,9 +260,27 @@ pub struct EventLogQuery {
 
 /// `getdiagnostics`: the diagnostics bundle of a job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DiagnosticsQuery {
     /// The job.
     pub job: u64,
+}
+
+/// `cancel`: cancel update `job` (sent under the `commandid` of its `update`).
+///
+/// Honoured while the package is uploading to the GX or staged and not yet transferring to
+/// the battery: the job fails with 719 and the bus is free. Refused once stage 2 (the
+/// transfer to the battery) has begun: the update then runs to its end under its own safety
+/// rules, so the battery never keeps a partial image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelCommand {
+    /// The job.
+    pub job: u64,
+    /// The portal's signature (see [`crate::signature::sign_cancel`]); a GX refuses a
+    /// cancel without a valid one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signature::CommandSignature>,
 }
 
 /// A command with its arguments.
@@ -267,6 +298,8 @@ pub enum Command {
     GetDiagnostics(DiagnosticsQuery),
     /// `preflight`.
     Preflight(PreflightCommand),
+    /// `cancel`.
+    Cancel(CancelCommand),
 }
 
 impl Command {
@@ -279,6 +312,7 @@ impl Command {
             Command::GetEventLog(_) => "geteventlog",
             Command::GetDiagnostics(_) => "getdiagnostics",
             Command::Preflight(_) => "preflight",
+            Command::Cancel(_) => "cancel",
         }
     }
 
@@ -291,6 +325,7 @@ impl Command {
                 | Command::UploadChunk(_)
                 | Command::UploadStatus(_)
                 | Command::Preflight(_)
+                | Command::Cancel(_)
         )
     }
 }
@@ -318,10 +353,11 @@ pub struct CommandParseError {
 fn args_of<T: DeserializeOwned>(args: Map<String, Value>) -> Result<T, WireError> {
     serde_path_to_error::deserialize::<_, T>(Value::Object(args)).map_err(|e| {
         let path = e.path().to_string();
+        // An unknown field's path ends with its name.
         let field = if path == "." || path.is_empty() {
             "opCommand[1]".to_owned()
         } else {
-            format!("opCommand[1].{path}")
+            format!("opCommand[1].{}", clip(&path, 96))
         };
         WireError::field(field, e.into_inner().to_string())
     })
@@ -355,6 +391,12 @@ impl RpcCommand {
         let op = message
             .remove("opCommand")
             .ok_or_else(|| fail(None, WireError::field("opCommand", "missing")))?;
+        if let Some(key) = message.keys().next() {
+            return Err(fail(
+                None,
+                WireError::field(clip(key, 64), "unknown field, expected only `opCommand`"),
+            ));
+        }
         let Value::Array(op) = op else {
             return Err(fail(
                 None,
@@ -411,6 +453,7 @@ impl RpcCommand {
             "geteventlog" => args_of(args).map(Command::GetEventLog),
             "getdiagnostics" => args_of(args).map(Command::GetDiagnostics),
             "preflight" => args_of(args).map(Command::Preflight),
+            "cancel" => args_of(args).map(Command::Cancel),
             _ => Err(WireError::UnknownCommand {
                 name: clip(&name, 64),
             }),
@@ -430,6 +473,7 @@ impl RpcCommand {
             Command::GetEventLog(c) => serde_json::to_value(c),
             Command::GetDiagnostics(c) => serde_json::to_value(c),
             Command::Preflight(c) => serde_json::to_value(c),
+            Command::Cancel(c) => serde_json::to_value(c),
         };
         // Plain structs of strings and numbers always serialize to an object.
         let mut args = match args {
@@ -464,6 +508,7 @@ mod tests {
                 acknowledgements: Acknowledgement::ALL.into_iter().collect(),
                 version_policy: VersionPolicy::AllowReinstallOrDowngrade,
                 targets: None,
+                signature: None,
             }),
         }
     }
@@ -495,6 +540,10 @@ mod tests {
                 limit: 20,
             }),
             Command::GetDiagnostics(DiagnosticsQuery { job: 7 }),
+            Command::Cancel(CancelCommand {
+                job: 7,
+                signature: None,
+            }),
             Command::Preflight(PreflightCommand {
                 battery: Serial::new("SN-0042").unwrap(),
                 file_name: FileName::new("ax5-2.1.bin").unwrap(),
@@ -696,6 +745,67 @@ mod tests {
                 other => panic!("{targets}: {other:?}"),
             }
             assert!(e.to_string().contains(reason), "{targets}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_command_refuses_an_unknown_field_by_name() {
+        let sample = [
+            update().encode(),
+            RpcCommand {
+                id: CommandId::new("c-1").unwrap(),
+                command: Command::UploadChunk(ChunkCommand {
+                    job: 7,
+                    index: 2,
+                    data: ChunkData::new(vec![1, 2, 3]).unwrap(),
+                }),
+            }
+            .encode(),
+            serde_json::to_vec(
+                &json!({"opCommand": ["uploadstatus", {"commandid": "c-1", "job": 7}]}),
+            )
+            .unwrap(),
+            serde_json::to_vec(
+                &json!({"opCommand": ["geteventlog", {"commandid": "c-1", "battery": "SN"}]}),
+            )
+            .unwrap(),
+            serde_json::to_vec(
+                &json!({"opCommand": ["getdiagnostics", {"commandid": "c-1", "job": 7}]}),
+            )
+            .unwrap(),
+            serde_json::to_vec(&json!({"opCommand": ["cancel", {"commandid": "c-1", "job": 7}]}))
+                .unwrap(),
+            serde_json::to_vec(
+                &json!({"opCommand": ["preflight", {"commandid": "c-1", "battery": "SN",
+                "file_name": "a.bin", "size": 10, "chunk_size": 4, "sha256": SHA}]}),
+            )
+            .unwrap(),
+        ];
+        for bytes in sample {
+            let good: Value = serde_json::from_slice(&bytes).unwrap();
+            let name = good["opCommand"][0].as_str().unwrap().to_owned();
+            assert!(RpcCommand::parse(&bytes).is_ok(), "{name}");
+            let mut bad = good.clone();
+            bad["opCommand"][1]["auto_restart"] = json!(true);
+            let e = error_of(bad);
+            assert_eq!(
+                e.commandid.as_ref().map(CommandId::as_str),
+                Some("c-1"),
+                "{name}"
+            );
+            match &e.error {
+                WireError::Field { field, reason } => {
+                    assert_eq!(field, "opCommand[1].auto_restart", "{name}");
+                    assert!(
+                        reason.contains("unknown field `auto_restart`"),
+                        "{name}: {reason}"
+                    );
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+            let mut outer = good.clone();
+            outer["priority"] = json!(1);
+            assert_eq!(field_of(outer), "priority", "{name}");
         }
     }
 

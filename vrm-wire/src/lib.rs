@@ -28,14 +28,15 @@ pub mod portal_id;
 pub mod preflight;
 pub mod presence;
 pub mod response;
+pub mod signature;
 pub mod targets;
 pub mod topic;
 
 pub use broker::BrokerAddr;
 pub use chunk::ChunkData;
 pub use command::{
-    Acknowledgement, ChunkCommand, Command, CommandId, CommandParseError, DiagnosticsQuery,
-    EventLogQuery, RpcCommand, StatusQuery, UpdateCommand, VersionPolicy,
+    Acknowledgement, CancelCommand, ChunkCommand, Command, CommandId, CommandParseError,
+    DiagnosticsQuery, EventLogQuery, RpcCommand, StatusQuery, UpdateCommand, VersionPolicy,
 };
 pub use envelope::WriteRequest;
 pub use envelope::{KeepaliveOptions, Notification};
@@ -47,6 +48,7 @@ pub use portal_id::PortalId;
 pub use preflight::{Integrity, PreflightCommand, PreflightReport, PreflightVerdict, VersionOrder};
 pub use presence::PresenceMessage;
 pub use response::{Feedback, RpcResponse, Status};
+pub use signature::{CommandSignature, Nonce, PortalKey, SignatureError};
 pub use targets::TargetList;
 pub use topic::DevicePath;
 pub use topic::Topic;

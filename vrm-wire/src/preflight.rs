@@ -22,6 +22,7 @@ pub const PREFLIGHT_JOB: u64 = 0;
 
 /// `preflight`: check this file for battery `battery` before any update.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PreflightCommand {
     /// The battery's serial number.
     pub battery: Serial,

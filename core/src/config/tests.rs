@@ -335,3 +335,29 @@ fn the_site_section_chooses_the_source_and_bounds_its_timing() {
         assert!(err.contains(words), "{text}: {err}");
     }
 }
+
+#[test]
+fn the_upload_bound_is_read_checked_and_defaults_to_an_hour() {
+    let d = parse("portal_id = \"x\"\n").unwrap();
+    assert_eq!(
+        d.mqtt.upload_timeout_seconds.duration(),
+        Duration::from_secs(3600)
+    );
+    let c = parse("portal_id = \"x\"\n[mqtt]\nupload_timeout_seconds = 90\n").unwrap();
+    assert_eq!(
+        c.mqtt.upload_timeout_seconds.duration(),
+        Duration::from_secs(90)
+    );
+    for bad in ["0", "86401", "-5", "\"1h\""] {
+        let err = parse(&format!(
+            "portal_id = \"x\"\n[mqtt]\nupload_timeout_seconds = {bad}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        // Named, or placed on its line.
+        assert!(
+            err.contains("upload_timeout_seconds") || err.contains("gx.toml:3:"),
+            "{bad}: {err}"
+        );
+    }
+}

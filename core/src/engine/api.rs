@@ -9,7 +9,7 @@ use crate::diagnostics::DiagnosticsBundle;
 use crate::errors::codes;
 use crate::events::{EventRecord, History};
 use crate::gates::{Moment, Silence};
-use crate::job::{JobEvent, JobId, JobRecord, JobState, Percent};
+use crate::job::{JobEvent, JobFailure, JobId, JobRecord, JobState, Percent};
 use crate::staging::Sha256Digest;
 use crate::staging::{StagingError, Upload};
 use crate::unix_time::UnixMillis;
@@ -329,6 +329,45 @@ fn finish_upload(shared: &Shared, job: JobId) -> Result<StagedReceipt, EngineRef
     })
 }
 
+/// Fails `job` with `reason` while it is uploading (stage 1); refuses once stage 2 has
+/// begun (716) and for an ended job (714). The partial upload stays on disk, so a retry of
+/// the same file continues it.
+fn cancel_update(
+    shared: &Shared,
+    job: JobId,
+    reason: EngineRefusal,
+) -> Result<JobRecord, EngineRefusal> {
+    if shared.jobs.get(job).is_none() {
+        return Err(unknown_job(job));
+    }
+    let battery_state = shared
+        .jobs
+        .request(job)
+        .and_then(|r| shared.bus_named(&r.bus))
+        .and_then(|b| b.lock().monitor.battery().map(battery::snapshot));
+    let failure = JobFailure {
+        code: reason.code,
+        message: reason.message,
+        at: UnixMillis::now(),
+        battery_state,
+    };
+    let record = shared.jobs.apply_if(
+        job,
+        JobEvent::Failed(failure),
+        crate::vrm::engine::check_cancellable,
+        |e| EngineRefusal::new(codes::STAGING_STORAGE_ERROR, e.to_string()),
+    )?;
+    // The link sends no more chunks; the next request of the same file reopens the
+    // partial upload.
+    shared
+        .uploads
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&job);
+    tracing::info!(%job, code = record.failure().map(|f| f.code), "update cancelled in stage 1");
+    Ok(record)
+}
+
 fn diagnostics(shared: &Shared, job: JobId) -> Result<DiagnosticsBundle, EngineRefusal> {
     let record: JobRecord = shared.jobs.get(job).ok_or_else(|| unknown_job(job))?;
     let current = shared.buses.iter().find_map(|bus| {
@@ -411,6 +450,14 @@ impl GxEngine for Engine {
         blocking(&self.shared, move |s| finish_upload(s, job)).await
     }
 
+    async fn cancel_update(
+        &self,
+        job: JobId,
+        reason: EngineRefusal,
+    ) -> Result<JobRecord, EngineRefusal> {
+        blocking(&self.shared, move |s| cancel_update(s, job, reason)).await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<EngineUpdate> {
         self.shared.updates.subscribe()
     }
@@ -427,6 +474,35 @@ impl GxEngine for Engine {
             Ok(history.for_battery(&serial).cloned().collect())
         })
         .await
+    }
+
+    async fn record_refusal(&self, refused: crate::vrm::authority::RefusedCommand) {
+        let shared = self.shared.clone();
+        let logged = tokio::task::spawn_blocking(move || {
+            let identity = shared
+                .buses
+                .iter()
+                .find_map(|bus| {
+                    let core = bus.lock();
+                    let identity = battery::job_identity(core.monitor.battery()?, &bus.name);
+                    (identity.serial == refused.battery_serial).then_some(identity)
+                })
+                .unwrap_or_else(|| crate::job::BatteryIdentity {
+                    manufacturer: "unknown".into(),
+                    model: "unknown".into(),
+                    serial: refused.battery_serial.clone(),
+                });
+            shared
+                .jobs
+                .lock()
+                .log_refusal(identity, refused.event(), UnixMillis::now())
+        })
+        .await;
+        match logged {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "could not log a refused command"),
+            Err(e) => tracing::error!(error = %e, "could not log a refused command"),
+        }
     }
 
     async fn diagnostics(&self, job: JobId) -> Result<DiagnosticsBundle, EngineRefusal> {

@@ -119,6 +119,35 @@ impl JobBook {
         Ok(record)
     }
 
+    /// Applies `event` to job `id` only if `allowed` accepts the job as it is, both under
+    /// one lock of the store (no other change slips in between), then publishes the job.
+    pub(crate) fn apply_if<E>(
+        &self,
+        id: JobId,
+        event: JobEvent,
+        allowed: impl FnOnce(&JobRecord) -> Result<(), E>,
+        store_error: impl FnOnce(JobStoreError) -> E,
+    ) -> Result<JobRecord, E> {
+        let ends = matches!(event, JobEvent::Completed { .. } | JobEvent::Failed(_));
+        let record = {
+            let mut store = self.lock();
+            if let Some(record) = store.get(id) {
+                allowed(record)?;
+            }
+            store
+                .apply(id, event, UnixMillis::now())
+                .map_err(store_error)?
+                .clone()
+        };
+        if ends {
+            self.forget_request(id);
+        }
+        let _ = self
+            .updates
+            .send(EngineUpdate::Job(Box::new(record.clone())));
+        Ok(record)
+    }
+
     /// Stores the request record of `id`.
     pub(crate) fn remember_request(&self, id: JobId, request: &JobRequest) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(request).map_err(std::io::Error::other)?;

@@ -1,7 +1,10 @@
 //! The append-only event log on disk: JSON lines, fsynced, rotated.
 
-use crate::events::record::EventRecord;
-use crate::journal::durable::{ensure_dir, sync_dir};
+use crate::events::read::History;
+use crate::events::record::{EventKind, EventRecord};
+use crate::job::JobId;
+use crate::journal::durable::{ensure_dir, sync_dir, write_atomic};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -12,6 +15,13 @@ pub const CURRENT_FILE: &str = "events.jsonl";
 /// Longest line written or read, in bytes (newline excluded).
 pub const MAX_LINE: usize = 16 * 1024;
 
+/// The file that keeps the events of firmware changes that rotation would delete.
+pub const KEPT_FILE: &str = "events.kept.jsonl";
+
+/// Updates per battery whose events [`KEPT_FILE`] keeps at most (completed ones, and any
+/// not yet ended), newest first.
+pub const KEPT_PER_BATTERY: usize = 8;
+
 /// The name of rotated file `n` (1 = most recent).
 pub fn rotated_file(n: u32) -> String {
     format!("events.{n}.jsonl")
@@ -20,8 +30,12 @@ pub fn rotated_file(n: u32) -> String {
 /// How large the log may grow.
 ///
 /// The current file is rotated once the next line would take it past `max_file_bytes`;
-/// `max_rotated_files` rotated files are kept and the oldest is deleted. The log therefore
-/// never exceeds `(max_rotated_files + 1) * max_file_bytes` bytes.
+/// `max_rotated_files` rotated files are kept and the oldest is deleted. Before a file is
+/// deleted, the events in it of updates that changed a battery's firmware (completed), or
+/// have not ended yet, move to [`KEPT_FILE`]: failed attempts never push a real firmware
+/// change out of the history. That file keeps the newest [`KEPT_PER_BATTERY`] such updates
+/// of each battery and at most `max_file_bytes` (the oldest updates go first). The log
+/// therefore never exceeds `(max_rotated_files + 2) * max_file_bytes` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventLogConfig {
     /// Largest size of one file, in bytes.
@@ -146,12 +160,16 @@ impl EventLog {
         let max = self.config.max_rotated_files;
         if max == 0 {
             let path = self.dir.join(CURRENT_FILE);
+            self.keep_firmware_changes(&path)?;
             self.file.set_len(0).map_err(io_err("truncate", &path))?;
             self.file.sync_all().map_err(io_err("sync", &path))?;
             self.size = 0;
             return Ok(());
         }
         let oldest = self.dir.join(rotated_file(max));
+        if oldest.exists() {
+            self.keep_firmware_changes(&oldest)?;
+        }
         match fs::remove_file(&oldest) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -176,6 +194,81 @@ impl EventLog {
         sync_dir(&self.dir).map_err(io_err("sync", &self.dir))?;
         self.size = 0;
         Ok(())
+    }
+}
+
+impl EventLog {
+    /// Moves the events in `doomed` (about to be deleted) of completed updates, and of
+    /// updates not ended yet, into [`KEPT_FILE`], within its bounds. Idempotent: a crash
+    /// before `doomed` is deleted only repeats this step, without duplicates.
+    fn keep_firmware_changes(&self, doomed: &Path) -> Result<(), EventLogError> {
+        let read = |path: &Path| History::read(path).map_err(io_err("read", path));
+        let all = read(&self.dir)?;
+        let mut completed = HashSet::new();
+        let mut failed = HashSet::new();
+        for e in &all.events {
+            match e.event {
+                EventKind::Completed { .. } => {
+                    completed.insert(e.job);
+                }
+                EventKind::Failed { .. } => {
+                    failed.insert(e.job);
+                }
+                _ => {}
+            }
+        }
+        let wanted =
+            |job: JobId| job.0 != 0 && (completed.contains(&job) || !failed.contains(&job));
+        let kept_path = self.dir.join(KEPT_FILE);
+        let mut kept: Vec<EventRecord> = History::read_one(&kept_path)
+            .map_err(io_err("read", &kept_path))?
+            .events;
+        let mut seen: HashSet<String> = kept
+            .iter()
+            .filter_map(|e| serde_json::to_string(e).ok())
+            .collect();
+        let from = History::read_one(doomed).map_err(io_err("read", doomed))?;
+        for e in from.events {
+            if wanted(e.job)
+                && let Ok(line) = serde_json::to_string(&e)
+                && seen.insert(line)
+            {
+                kept.push(e);
+            }
+        }
+        // An update kept while running that failed since goes; then the newest updates of
+        // each battery, then the byte bound, oldest updates first.
+        kept.retain(|e| wanted(e.job));
+        let mut by_battery: BTreeMap<&str, BTreeSet<JobId>> = BTreeMap::new();
+        for e in &kept {
+            by_battery
+                .entry(e.battery.serial.as_str())
+                .or_default()
+                .insert(e.job);
+        }
+        let mut jobs: BTreeSet<JobId> = by_battery
+            .values()
+            .flat_map(|jobs| jobs.iter().rev().take(KEPT_PER_BATTERY).copied())
+            .collect();
+        let encode = |kept: &[EventRecord], jobs: &BTreeSet<JobId>| {
+            let mut out = Vec::new();
+            for e in kept.iter().filter(|e| jobs.contains(&e.job)) {
+                if let Ok(line) = serde_json::to_vec(e) {
+                    out.extend_from_slice(&line);
+                    out.push(b'\n');
+                }
+            }
+            out
+        };
+        let mut bytes = encode(&kept, &jobs);
+        while bytes.len() as u64 > self.config.max_file_bytes {
+            let Some(oldest) = jobs.pop_first() else {
+                break;
+            };
+            tracing::warn!(job = %oldest, "event log: the oldest kept firmware change no longer fits");
+            bytes = encode(&kept, &jobs);
+        }
+        write_atomic(&self.dir, KEPT_FILE, &bytes).map_err(io_err("write", &kept_path))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Reading the event log back, tolerating what a crash or a bad disk leaves behind.
 
-use crate::events::log::{CURRENT_FILE, MAX_LINE};
+use crate::events::log::{CURRENT_FILE, KEPT_FILE, MAX_LINE};
 use crate::events::record::EventRecord;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader};
@@ -27,7 +27,8 @@ pub struct History {
 }
 
 impl History {
-    /// Reads the log in `dir`: rotated files from oldest to newest, then the current file.
+    /// Reads the log in `dir`: the firmware changes kept from deleted files (the oldest
+    /// events), rotated files from oldest to newest, then the current file.
     /// A torn last line (no newline at the end) and unreadable or overlong lines are skipped
     /// with a warning; nothing panics. A missing directory is an empty history.
     pub fn read(dir: &Path) -> io::Result<History> {
@@ -50,9 +51,8 @@ impl History {
             Err(e) => return Err(e),
         };
         rotated.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
-        let files = rotated
-            .into_iter()
-            .map(|(_, p)| p)
+        let files = std::iter::once(dir.join(KEPT_FILE))
+            .chain(rotated.into_iter().map(|(_, p)| p))
             .chain(std::iter::once(dir.join(CURRENT_FILE)));
         for path in files {
             match File::open(&path) {
@@ -60,6 +60,17 @@ impl History {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
+        }
+        Ok(history)
+    }
+
+    /// Reads one file of the log (a missing one is empty), with the same tolerance.
+    pub(crate) fn read_one(path: &Path) -> io::Result<History> {
+        let mut history = History::default();
+        match File::open(path) {
+            Ok(file) => history.read_file(path, BufReader::new(file))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
         Ok(history)
     }

@@ -68,6 +68,20 @@ pub enum EventKind {
         /// The firmware it runs, when known.
         version: Option<VersionInfo>,
     },
+    /// A command from VRM was refused before it started anything (job 0: no job was
+    /// created); for example an update without a valid signature of the portal.
+    CommandRefused {
+        /// The command's name (`update`, `cancel`).
+        command: String,
+        /// The command's id.
+        commandid: String,
+        /// Stable code.
+        code: u32,
+        /// The code's stable name.
+        name: String,
+        /// Complete message.
+        message: String,
+    },
     /// The GX restarted and the job carries on.
     Resumed {
         /// The state it resumes in.
@@ -100,6 +114,9 @@ impl EventKind {
             EventKind::Resumed { state, detail } => {
                 format!("resumed {} after GX restart: {detail}", state.label())
             }
+            EventKind::CommandRefused {
+                command, message, ..
+            } => format!("{command} command refused: {message}"),
         }
     }
 
@@ -123,7 +140,7 @@ impl EventKind {
     /// The error code this event carries.
     pub fn code(&self) -> Option<u32> {
         match self {
-            EventKind::Failed { code, .. } => Some(*code),
+            EventKind::Failed { code, .. } | EventKind::CommandRefused { code, .. } => Some(*code),
             _ => None,
         }
     }

@@ -85,7 +85,9 @@ pub struct JobStore {
 }
 
 impl JobStore {
-    /// Ended jobs kept in the journal by default (older ones live on in the event log).
+    /// Failed jobs, and apart from them completed jobs, kept in the journal by default;
+    /// each battery's latest completed job stays regardless (see [`Journal::prune_ended`];
+    /// older ones live on in the event log).
     pub const DEFAULT_KEEP_ENDED: usize = 32;
 
     /// Opens the journal and the event log of `state` and recovers interrupted jobs (see
@@ -216,6 +218,23 @@ impl JobStore {
         Ok(self
             .journal
             .update(id, |r| r.set_checkpoint(checkpoint, now))??)
+    }
+
+    /// Records in the event log a command that was refused before it created a job
+    /// (`job` 0 on the line).
+    pub fn log_refusal(
+        &mut self,
+        battery: BatteryIdentity,
+        event: EventKind,
+        now: UnixMillis,
+    ) -> Result<(), JobStoreError> {
+        self.events.append(&EventRecord {
+            at: now,
+            job: JobId(0),
+            battery,
+            event,
+        })?;
+        Ok(())
     }
 
     /// Job `id`.

@@ -11,13 +11,13 @@ pub mod recover;
 
 pub use recover::{RecoveredJob, RecoveryAction};
 
-use crate::job::{BatteryIdentity, JobId, JobRecord, VersionInfo};
+use crate::job::{BatteryIdentity, JobId, JobRecord, JobState, VersionInfo};
 use crate::staging::UploadAnnouncement;
 use crate::unix_time::UnixMillis;
 use crate::vrm::UpdateTargets;
 use durable::{TEMP_SUFFIX, read_bounded, sync_dir, write_atomic};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -344,19 +344,46 @@ impl Journal {
         Ok(())
     }
 
-    /// Deletes the oldest ended jobs (by last change) beyond `keep`; returns their ids.
-    /// Their history stays in the event log.
+    /// Deletes old ended jobs; returns their ids. Their history stays in the event log.
+    ///
+    /// Failed and completed jobs are counted apart, so a flood of failed attempts never
+    /// pushes out the record of a real firmware change: the newest `keep` failed jobs and
+    /// the newest `keep` completed jobs (by last change) stay, and so does the latest
+    /// completed job of every battery, however old. At most `2 * keep` ended jobs plus one
+    /// per battery remain.
     pub fn prune_ended(&mut self, keep: usize) -> Result<Vec<JobId>, JournalError> {
-        let mut ended: Vec<(UnixMillis, JobId)> = self
-            .records
-            .values()
-            .filter(|r| r.state().is_terminal())
-            .map(|r| (r.updated_at(), r.id()))
-            .collect();
-        ended.sort();
-        let excess = ended.len().saturating_sub(keep);
+        let mut failed: Vec<(UnixMillis, JobId)> = Vec::new();
+        let mut completed: Vec<(UnixMillis, JobId)> = Vec::new();
+        // The latest completed job of each battery: (last change, id) by serial number.
+        let mut latest: std::collections::HashMap<&str, (UnixMillis, JobId)> =
+            std::collections::HashMap::new();
+        for r in self.records.values() {
+            let key = (r.updated_at(), r.id());
+            match r.state() {
+                JobState::Failed => failed.push(key),
+                JobState::Completed => {
+                    completed.push(key);
+                    let best = latest.entry(r.battery().serial.as_str()).or_insert(key);
+                    *best = (*best).max(key);
+                }
+                _ => {}
+            }
+        }
+        let protected: HashSet<JobId> = latest.values().map(|(_, id)| *id).collect();
+        let mut doomed = Vec::new();
+        for mut list in [failed, completed] {
+            list.sort();
+            let excess = list.len().saturating_sub(keep);
+            doomed.extend(
+                list.into_iter()
+                    .take(excess)
+                    .map(|(_, id)| id)
+                    .filter(|id| !protected.contains(id)),
+            );
+        }
+        doomed.sort();
         let mut removed = Vec::new();
-        for (_, id) in ended.into_iter().take(excess) {
+        for id in doomed {
             self.remove(id)?;
             removed.push(id);
         }

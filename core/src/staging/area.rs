@@ -9,12 +9,14 @@ use crate::staging::inspect::PackageInspector;
 use crate::staging::space::available_bytes;
 use crate::staging::staged::StagedPackage;
 use crate::staging::upload::{
-    Upload, UploadData, package_file_name, received_bytes, verify_and_inspect,
+    Incoming, IncomingOutcome, SharedIncoming, Upload, UploadData, lock_incoming,
+    package_file_name, received_bytes, verify_and_inspect,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 /// Largest upload state file read back (the bitmap of 65 536 chunks is 16 KiB in hex).
 const MAX_STATE_FILE: u64 = 64 * 1024;
@@ -50,13 +52,18 @@ impl StagingConfig {
 ///
 /// Layout: `incoming/<sha256>.part` holds a partial upload's bytes at their final offsets,
 /// `incoming/<sha256>.upload` its announcement and received-chunk bitmap (replaced
-/// atomically after every stored chunk), `packages/<sha256>.pkg` the staged packages. One
-/// upload of a given package runs at a time.
+/// atomically after every stored chunk), `packages/<sha256>.pkg` the staged packages.
+///
+/// Uploads of the same package at once (two batteries updated with one file) share one
+/// partial upload: one `.part` file and one bitmap; the first to finish stages the package
+/// and the others verify the staged package again. Clones of the area share this.
 #[derive(Debug, Clone)]
 pub struct StagingArea {
     config: StagingConfig,
     incoming: PathBuf,
     packages: PathBuf,
+    /// The partial uploads in progress, by digest.
+    live: Arc<Mutex<HashMap<Sha256Digest, Weak<Mutex<Incoming>>>>>,
 }
 
 fn part_name(sha256: &Sha256Digest) -> String {
@@ -79,6 +86,7 @@ impl StagingArea {
             config,
             incoming,
             packages,
+            live: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -107,7 +115,9 @@ impl StagingArea {
     ///   left by an earlier run: [`Upload::first_missing`] tells the link where to continue;
     ///   a partial upload with other geometry or a damaged state file is discarded;
     /// - a package already staged comes back complete, to be verified again by
-    ///   [`Upload::finish`].
+    ///   [`Upload::finish`];
+    /// - a package another upload in this process is receiving joins that upload (the same
+    ///   file and bitmap); with another chunk size it is refused (700).
     pub fn begin(&self, announcement: &UploadAnnouncement) -> Result<Upload, StagingError> {
         let size = announcement.size();
         if size > self.config.max_package_size {
@@ -124,6 +134,43 @@ impl StagingArea {
                 bitmap.insert(i);
             }
             return Ok(self.upload(announcement, bitmap, UploadData::Staged { path: staged }));
+        }
+        // Held until the partial upload is registered: two begins never create it twice.
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        live.retain(|_, w| w.strong_count() > 0);
+        if let Some(shared) = live.get(&sha256).and_then(Weak::upgrade) {
+            let incoming = lock_incoming(&shared);
+            match &incoming.outcome {
+                IncomingOutcome::Open => {
+                    if incoming.announcement.size() != size
+                        || incoming.announcement.chunk_size() != announcement.chunk_size()
+                    {
+                        return Err(StagingError::InvalidAnnouncement {
+                            field: "chunk_size",
+                            reason: format!(
+                                "{} differs from the upload of the same file in progress for \
+                                 another update ({} bytes of {}); send the same chunk size",
+                                announcement.chunk_size(),
+                                incoming.announcement.chunk_size(),
+                                incoming.announcement.size()
+                            ),
+                        });
+                    }
+                    drop(incoming);
+                    return Ok(self.joined(announcement, shared));
+                }
+                IncomingOutcome::Staged(path) if path.is_file() => {
+                    let path = path.clone();
+                    drop(incoming);
+                    let mut bitmap = ChunkBitmap::new(announcement.chunk_count());
+                    for i in 0..bitmap.count() {
+                        bitmap.insert(i);
+                    }
+                    return Ok(self.upload(announcement, bitmap, UploadData::Staged { path }));
+                }
+                // Deleted (or its staged package is gone): start afresh.
+                _ => {}
+            }
         }
         let bitmap = self
             .resumable_bitmap(announcement)
@@ -175,12 +222,29 @@ impl StagingArea {
                 "resuming partial upload"
             );
         }
-        let data = UploadData::Incoming {
+        let shared: SharedIncoming = Arc::new(Mutex::new(Incoming {
+            announcement: announcement.clone(),
             file,
-            part,
-            state_name: state,
+            bitmap,
+            outcome: IncomingOutcome::Open,
+        }));
+        live.insert(sha256, Arc::downgrade(&shared));
+        Ok(self.joined(announcement, shared))
+    }
+
+    /// An upload of the partial upload `shared`.
+    fn joined(&self, announcement: &UploadAnnouncement, shared: SharedIncoming) -> Upload {
+        let sha256 = announcement.sha256();
+        let data = UploadData::Incoming {
+            shared,
+            part: self.incoming.join(part_name(&sha256)),
+            state_name: state_name(&sha256),
         };
-        Ok(self.upload(announcement, bitmap, data))
+        self.upload(
+            announcement,
+            ChunkBitmap::new(announcement.chunk_count()),
+            data,
+        )
     }
 
     fn upload(

@@ -64,6 +64,15 @@ pub enum StagingError {
         /// Digest of what arrived.
         actual: Sha256Digest,
     },
+    /// Another update of the same package finished the shared upload, found the wrong
+    /// digest (or its plugin refused it) and deleted it.
+    #[error(
+        "the partial upload of {sha256} was deleted: another update of the same file found it damaged or refused; upload it again"
+    )]
+    Discarded {
+        /// The package's digest.
+        sha256: Sha256Digest,
+    },
     /// Finishing was requested while chunks are missing.
     #[error("upload incomplete: chunk {first_missing} of {chunk_count} has not arrived")]
     Incomplete {
@@ -110,7 +119,9 @@ impl StagingError {
             StagingError::InsufficientSpace { .. } => codes::INSUFFICIENT_STORAGE,
             StagingError::ChunkOutOfRange { .. } => codes::CHUNK_OUT_OF_RANGE,
             StagingError::ChunkWrongLength { .. } => codes::CHUNK_WRONG_LENGTH,
-            StagingError::DigestMismatch { .. } => codes::UPLOAD_CORRUPTED,
+            StagingError::DigestMismatch { .. } | StagingError::Discarded { .. } => {
+                codes::UPLOAD_CORRUPTED
+            }
             StagingError::Incomplete { .. } => codes::UPLOAD_INCOMPLETE,
             StagingError::StagedPackageDamaged { .. } => codes::STAGED_PACKAGE_DAMAGED,
             StagingError::Rejected { code, .. } => *code,

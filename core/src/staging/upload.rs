@@ -11,6 +11,7 @@ use crate::staging::staged::StagedPackage;
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// What became of an accepted chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,12 +22,41 @@ pub enum ChunkOutcome {
     Duplicate,
 }
 
+/// What became of a partial upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum IncomingOutcome {
+    /// Chunks are still arriving.
+    Open,
+    /// One of its uploads staged it: the package is at this path.
+    Staged(PathBuf),
+    /// One of its uploads found the wrong digest (or a plugin refused it) and deleted it.
+    Discarded,
+}
+
+/// The partial upload of one package (`incoming/<sha256>.part`), shared by every
+/// [`Upload`] of that package in this process: two updates of the same file at once write
+/// one file, share one received-chunk bitmap, and the first to finish stages it for both.
+#[derive(Debug)]
+pub(super) struct Incoming {
+    pub(super) announcement: UploadAnnouncement,
+    pub(super) file: File,
+    pub(super) bitmap: ChunkBitmap,
+    pub(super) outcome: IncomingOutcome,
+}
+
+/// A partial upload shared between uploads of the same package.
+pub(super) type SharedIncoming = Arc<Mutex<Incoming>>;
+
+pub(super) fn lock_incoming(shared: &SharedIncoming) -> MutexGuard<'_, Incoming> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Where an upload's bytes are.
 #[derive(Debug)]
 pub(super) enum UploadData {
     /// Still arriving: `incoming/<sha256>.part`, with its state file.
     Incoming {
-        file: File,
+        shared: SharedIncoming,
         part: PathBuf,
         state_name: String,
     },
@@ -36,10 +66,13 @@ pub(super) enum UploadData {
 
 /// A package on its way into the staging area. Created by
 /// [`crate::staging::StagingArea::begin`], which resumes a partial upload of the same
-/// package after a restart.
+/// package after a restart, and joins one in progress for another update of the same
+/// package (see [`Incoming`]).
 #[derive(Debug)]
 pub struct Upload {
     pub(super) announcement: UploadAnnouncement,
+    /// Every chunk, for a package staged before; unused while chunks arrive (the shared
+    /// partial upload holds the bitmap then).
     pub(super) bitmap: ChunkBitmap,
     pub(super) data: UploadData,
     pub(super) incoming_dir: PathBuf,
@@ -52,20 +85,29 @@ impl Upload {
         &self.announcement
     }
 
+    /// Reads the received-chunk bitmap (a staged package has every chunk).
+    fn with_bitmap<R>(&self, f: impl FnOnce(&ChunkBitmap) -> R) -> R {
+        match &self.data {
+            // Complete once staged: staging requires every chunk.
+            UploadData::Incoming { shared, .. } => f(&lock_incoming(shared).bitmap),
+            UploadData::Staged { .. } => f(&self.bitmap),
+        }
+    }
+
     /// The first chunk not yet received, which the link asks for after a reconnect; `None`
     /// once every chunk is here.
     pub fn first_missing(&self) -> Option<u32> {
-        self.bitmap.first_missing()
+        self.with_bitmap(ChunkBitmap::first_missing)
     }
 
     /// Whether chunk `index` has arrived.
     pub fn has_chunk(&self, index: u32) -> bool {
-        self.bitmap.contains(index)
+        self.with_bitmap(|b| b.contains(index))
     }
 
     /// Bytes received so far.
     pub fn received_bytes(&self) -> u64 {
-        received_bytes(&self.announcement, &self.bitmap)
+        self.with_bitmap(|b| received_bytes(&self.announcement, b))
     }
 
     /// Upload progress, rounded down.
@@ -75,7 +117,7 @@ impl Upload {
 
     /// Whether every chunk has arrived.
     pub fn is_complete(&self) -> bool {
-        self.bitmap.is_complete()
+        self.with_bitmap(ChunkBitmap::is_complete)
     }
 
     /// Stores chunk `index`. Refuses an index beyond the announced size (703) and a length
@@ -97,26 +139,41 @@ impl Upload {
                 actual: bytes.len(),
             });
         }
-        if self.bitmap.contains(index) {
-            return Ok(ChunkOutcome::Duplicate);
-        }
         let UploadData::Incoming {
-            file,
+            shared,
             part,
             state_name,
         } = &self.data
         else {
-            // A staged upload has every chunk, so `contains` answered above.
+            // A staged upload has every chunk.
             return Ok(ChunkOutcome::Duplicate);
         };
+        // Held while writing: a chunk never lands in a package another upload is hashing
+        // or has staged.
+        let mut incoming = lock_incoming(shared);
+        match incoming.outcome {
+            IncomingOutcome::Open => {}
+            // Another update of the same file staged it: every chunk is there.
+            IncomingOutcome::Staged(_) => return Ok(ChunkOutcome::Duplicate),
+            IncomingOutcome::Discarded => {
+                return Err(StagingError::Discarded {
+                    sha256: self.announcement.sha256(),
+                });
+            }
+        }
+        if incoming.bitmap.contains(index) {
+            return Ok(ChunkOutcome::Duplicate);
+        }
         let offset = self.announcement.chunk_offset(index);
-        file.write_all_at(bytes, offset)
-            .and_then(|()| file.sync_data())
+        incoming
+            .file
+            .write_all_at(bytes, offset)
+            .and_then(|()| incoming.file.sync_data())
             .map_err(|e| StagingError::io("write chunk to", part, e))?;
-        self.bitmap.insert(index);
-        let state = UploadState::encode(&self.announcement, &self.bitmap);
+        incoming.bitmap.insert(index);
+        let state = UploadState::encode(&self.announcement, &incoming.bitmap);
         if let Err(e) = write_atomic(&self.incoming_dir, state_name, &state) {
-            self.bitmap.remove(index);
+            incoming.bitmap.remove(index);
             return Err(StagingError::io(
                 "record received chunk in",
                 self.incoming_dir.join(state_name),
@@ -130,8 +187,11 @@ impl Upload {
     /// the announced SHA-256 (on mismatch the file is deleted: 705, or 709 for a package
     /// that had been staged before), hands it to `inspector` (a refusal deletes it and
     /// carries the inspector's code), then moves it into the staging area.
+    ///
+    /// When another update of the same package staged it first, this one verifies that
+    /// staged package again (digest and plugin) instead.
     pub fn finish(self, inspector: &dyn PackageInspector) -> Result<StagedPackage, StagingError> {
-        if let Some(first_missing) = self.bitmap.first_missing() {
+        if let Some(first_missing) = self.first_missing() {
             return Err(StagingError::Incomplete {
                 first_missing,
                 chunk_count: self.announcement.chunk_count(),
@@ -148,11 +208,22 @@ impl Upload {
         match data {
             UploadData::Staged { path } => verify_and_inspect(&announcement, path, inspector, true),
             UploadData::Incoming {
-                file,
+                shared,
                 part,
                 state_name,
             } => {
-                drop(file);
+                // Held until the package is staged or discarded: no chunk of another update
+                // of the same file is written meanwhile.
+                let mut incoming = lock_incoming(&shared);
+                match &incoming.outcome {
+                    IncomingOutcome::Open => {}
+                    IncomingOutcome::Staged(path) => {
+                        let path = path.clone();
+                        drop(incoming);
+                        return verify_and_inspect(&announcement, path, inspector, true);
+                    }
+                    IncomingOutcome::Discarded => return Err(StagingError::Discarded { sha256 }),
+                }
                 let candidate = verify_and_inspect(&announcement, part.clone(), inspector, false);
                 let remove_state = || {
                     let _ = fs::remove_file(incoming_dir.join(&state_name));
@@ -164,6 +235,7 @@ impl Upload {
                         // state. A storage error keeps both for another attempt.
                         if !part.exists() {
                             remove_state();
+                            incoming.outcome = IncomingOutcome::Discarded;
                         }
                         return Err(e);
                     }
@@ -172,6 +244,8 @@ impl Upload {
                 fs::rename(&part, &target)
                     .and_then(|()| sync_dir(&packages_dir))
                     .map_err(|e| StagingError::io("move staged package to", &target, e))?;
+                incoming.outcome = IncomingOutcome::Staged(target.clone());
+                drop(incoming);
                 remove_state();
                 let _ = sync_dir(&incoming_dir);
                 tracing::info!(%sha256, size = announcement.size(), "package staged");

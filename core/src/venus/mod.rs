@@ -295,7 +295,12 @@ async fn run(config: VenusConfig, targets: VenusTargets, mut stopped: oneshot::R
     }
 }
 
-fn subscribe(client: &AsyncClient, config: &VenusConfig) {
+/// Every topic filter the source subscribes to on Venus OS's broker: the watched `N/`
+/// values and, when it publishes its status, the `R/` keepalive and reads of its own
+/// service. Never a `W/` or `P/` topic: nothing a client on the site's network publishes
+/// there reaches the engine's update path (the source only reads values, which feed the
+/// gates, and answers reads of its own status).
+pub fn subscriptions(config: &VenusConfig) -> Vec<String> {
     let mut filters: Vec<String> = paths::SUBSCRIPTIONS
         .iter()
         .map(|p| config.topic("N", p))
@@ -304,7 +309,11 @@ fn subscribe(client: &AsyncClient, config: &VenusConfig) {
         filters.push(config.topic("R", "keepalive"));
         filters.push(config.topic("R", &format!("{}/#", status::SERVICE_PREFIX)));
     }
-    for f in filters {
+    filters
+}
+
+fn subscribe(client: &AsyncClient, config: &VenusConfig) {
+    for f in subscriptions(config) {
         if let Err(e) = client.try_subscribe(f.clone(), QoS::AtMostOnce) {
             tracing::warn!(filter = %f, error = %e, "cannot subscribe on Venus OS's broker");
         }
@@ -336,5 +345,40 @@ fn read_all(client: &AsyncClient, config: &VenusConfig, state: &VenusState) {
     }
     for path in reads {
         let _ = client.try_publish(config.topic("R", &path), QoS::AtMostOnce, false, Vec::new());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The LAN-facing side is read-only: the source subscribes to no request topic that
+    /// could carry a command or a write, with or without its status service.
+    #[test]
+    fn nothing_on_the_venus_broker_can_command_the_gx() {
+        for publish_status in [false, true] {
+            let mut config = VenusConfig::new(BrokerAddr::new("127.0.0.1", 1883), "c0619ab1e2f3");
+            config.publish_status = publish_status;
+            let filters = subscriptions(&config);
+            assert!(!filters.is_empty());
+            for f in &filters {
+                let kind = f.split('/').next().unwrap_or_default();
+                assert!(
+                    kind == "N" || (publish_status && kind == "R"),
+                    "{f} is not a value or a read of the daemon's own status"
+                );
+                assert!(!f.starts_with('#') && !f.starts_with('+'), "{f}");
+                if kind == "R" {
+                    assert!(
+                        f == "R/c0619ab1e2f3/keepalive"
+                            || f.starts_with(&format!(
+                                "R/c0619ab1e2f3/{}/",
+                                status::SERVICE_PREFIX
+                            )),
+                        "{f}"
+                    );
+                }
+            }
+        }
     }
 }

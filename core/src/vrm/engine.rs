@@ -395,6 +395,24 @@ pub trait GxEngine: Send + Sync {
     /// with that code (the refusal says so); missing chunks (708) leave the job uploading.
     async fn finish_upload(&self, job: JobId) -> Result<StagedReceipt, EngineRefusal>;
 
+    /// Cancels `job` before stage 2: while its package is uploading (or complete and not
+    /// yet handed to stage 2) the job fails with `reason`'s code and message, its bus is
+    /// free again, and the partial upload stays for a retry of the same file. Once stage 2
+    /// (the transfer to the battery) has begun the cancel is refused (716) and the update
+    /// runs to its end under its own safety rules: the battery never keeps a partial
+    /// image. An ended or unknown job is refused (714). Returns the failed job.
+    async fn cancel_update(
+        &self,
+        job: JobId,
+        reason: EngineRefusal,
+    ) -> Result<JobRecord, EngineRefusal> {
+        let _ = (job, reason);
+        Err(EngineRefusal::new(
+            crate::errors::codes::COMMAND_INVALID,
+            "this GX device cannot cancel updates",
+        ))
+    }
+
     /// Battery and job changes, from now on (capacity [`UPDATE_CHANNEL_CAPACITY`] or more).
     fn subscribe(&self) -> broadcast::Receiver<EngineUpdate>;
 
@@ -446,8 +464,43 @@ pub trait GxEngine: Send + Sync {
     /// The event log of the battery with serial number `serial`, oldest first.
     async fn history(&self, serial: &str) -> Result<Vec<EventRecord>, EngineRefusal>;
 
+    /// Records in the event log of the battery `refused.battery_serial` a command from VRM
+    /// that was refused before it started anything (see [`crate::vrm::authority`]). The
+    /// default only logs it to the daemon's log.
+    async fn record_refusal(&self, refused: crate::vrm::authority::RefusedCommand) {
+        tracing::warn!(battery = %refused.battery_serial, commandid = %refused.commandid, code = refused.refusal.code, message = %refused.refusal.message, "command from VRM refused");
+    }
+
     /// The diagnostics bundle of `job` (the manual's section 10.2).
     async fn diagnostics(&self, job: JobId) -> Result<DiagnosticsBundle, EngineRefusal>;
+}
+
+/// Whether `record` may still be cancelled ([`GxEngine::cancel_update`]): only in stage 1,
+/// while it is uploading. Once stage 2 has begun, 716; an ended job, 714.
+pub fn check_cancellable(record: &JobRecord) -> Result<(), EngineRefusal> {
+    use crate::errors::codes;
+    use crate::job::JobState;
+    match record.state() {
+        JobState::Uploading => Ok(()),
+        state if state.is_terminal() => Err(EngineRefusal::new(
+            codes::UPDATE_NOT_FOUND,
+            format!(
+                "update {} has already ended: {}",
+                record.id(),
+                state.label()
+            ),
+        )),
+        state => Err(EngineRefusal::new(
+            codes::UPDATE_ALREADY_RUNNING,
+            format!(
+                "update {} is {}: the transfer to the battery has begun and is not cancelled; \
+                 it runs to its end under its safety rules, the battery keeping its old \
+                 firmware or the complete, verified new one",
+                record.id(),
+                state.label()
+            ),
+        )),
+    }
 }
 
 fn no_preflight() -> EngineRefusal {

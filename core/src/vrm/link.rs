@@ -11,13 +11,22 @@
 //! - after every reconnect the GX asks the portal for the first missing chunk of each upload
 //!   in progress, so an upload resumes instead of starting over;
 //! - every connection sets a last will on `N/<portalId>/system/0/Connected` and publishes
-//!   itself online there (retained), so the portal knows when the GX is gone.
+//!   itself online there (retained), so the portal knows when the GX is gone;
+//! - retained messages on the request topics (`R/`, `W/`, `P/<portalId>/in`) are ignored:
+//!   the broker replays them on every subscription, and a command replayed must never act
+//!   again (start a job, write a setting) — only a command published now does;
+//! - an upload not finished within [`LinkConfig::upload_timeout`] of its request fails
+//!   with 718 and frees its bus ([`crate::vrm::deadlines`]); `cancel` stops an update in
+//!   stage 1 (719) and is refused once stage 2 has begun.
 
 use crate::errors::codes;
 use crate::job::{JobId, JobRecord, JobState, Percent};
 use crate::staging::{ChunkOutcome, Sha256Digest, UploadAnnouncement};
+use crate::unix_time::UnixMillis;
 use crate::vrm::access::{VrmAccess, VrmPortalMode};
+use crate::vrm::authority::{CommandAuthority, Signed, admit};
 use crate::vrm::commands::CommandRegistry;
+use crate::vrm::deadlines::UploadDeadlines;
 use crate::vrm::engine::{
     Acknowledgement, Acknowledgements, BatteryView, EngineRefusal, EngineUpdate, GxEngine,
     PreflightRequest, UpdateOptions, UpdateRequest, UpdateTargets, UploadStatus, VersionPolicy,
@@ -26,7 +35,9 @@ use crate::vrm::outbox::{Durability, Outbox, OutboxError};
 use crate::vrm::replies::{job_feedback, waiting_for_chunks};
 use crate::vrm::transport::{self, TransportConfig, TransportEvent};
 use crate::vrm::values::{battery_values, system_values, wire_event, wire_version};
-use bmsfw_vrm_wire::command::{ChunkCommand, EventLogQuery, StatusQuery, UpdateCommand};
+use bmsfw_vrm_wire::command::{
+    CancelCommand, ChunkCommand, EventLogQuery, StatusQuery, UpdateCommand,
+};
 use bmsfw_vrm_wire::envelope::{KeepaliveOptions, WriteRequest};
 use bmsfw_vrm_wire::limits::{MAX_COMMAND_MESSAGE, MAX_PACKET, MAX_RESPONSE_MESSAGE};
 use bmsfw_vrm_wire::preflight::{PREFLIGHT_JOB, PreflightCommand};
@@ -51,6 +62,8 @@ pub struct LinkConfig {
     pub portal_id: PortalId,
     /// The MQTT broker.
     pub broker: BrokerAddr,
+    /// TLS and credentials of the connection to the broker (none by default: loopback only).
+    pub mqtt_security: crate::vrm::tls::MqttSecurity,
     /// The GX's firmware version, published for the portal.
     pub gx_firmware_version: String,
     /// Where the link keeps its outbox and command registry (`<state dir>/vrm`).
@@ -66,15 +79,25 @@ pub struct LinkConfig {
     pub outbox_window: usize,
     /// Messages the outbox holds at most.
     pub max_outbox_entries: usize,
+    /// How long an upload may take from its request until the whole package is on the GX;
+    /// beyond, the job fails with 718 and its bus is free again.
+    pub upload_timeout: Duration,
+    /// The portal keys whose signature an update or cancel must carry, and the window of
+    /// its timestamp (`[command_signing]`; none by default: every update is refused).
+    pub command_signing: crate::vrm::authority::CommandSigningConfig,
 }
 
 impl LinkConfig {
+    /// Default bound of an upload: 1 hour.
+    pub const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+
     /// The defaults of a GX: 60 s keepalive window, 10 s MQTT keep-alive, 1 s between
-    /// connection attempts.
+    /// connection attempts, 1 hour for an upload.
     pub fn new(portal_id: PortalId, broker: BrokerAddr, dir: impl Into<PathBuf>) -> LinkConfig {
         LinkConfig {
             portal_id,
             broker,
+            mqtt_security: Default::default(),
             gx_firmware_version: "unknown".into(),
             dir: dir.into(),
             keepalive_window: Duration::from_secs(60),
@@ -82,6 +105,8 @@ impl LinkConfig {
             reconnect_delay: Duration::from_secs(1),
             outbox_window: 16,
             max_outbox_entries: Outbox::DEFAULT_MAX_ENTRIES,
+            upload_timeout: Self::DEFAULT_UPLOAD_TIMEOUT,
+            command_signing: Default::default(),
         }
     }
 }
@@ -179,8 +204,15 @@ pub fn spawn_link(
 ) -> Result<LinkHandle, LinkError> {
     let outbox = Outbox::open(&config.dir.join("outbox"), config.max_outbox_entries)?;
     let commands = CommandRegistry::open(&config.dir).map_err(LinkError::Registry)?;
+    let authority = CommandAuthority::open(
+        &config.dir,
+        config.command_signing.clone(),
+        UnixMillis::now(),
+    )
+    .map_err(LinkError::Registry)?;
     let transport_config = TransportConfig {
         broker: config.broker.clone(),
+        security: config.mqtt_security.clone(),
         client_id: format!("bmsfw-gx-{}", config.portal_id),
         keep_alive: config.mqtt_keep_alive,
         presence_topic: Some(presence_topic(&config.portal_id)),
@@ -200,6 +232,7 @@ pub fn spawn_link(
     let updates = engine.subscribe();
     let access_rx = access.subscribe();
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
+    let config_upload_timeout = config.upload_timeout;
     let link = Link {
         cfg: config,
         engine,
@@ -223,6 +256,8 @@ pub fn spawn_link(
         by_pkid: HashMap::new(),
         reported: HashMap::new(),
         preflights: VecDeque::new(),
+        deadlines: UploadDeadlines::new(config_upload_timeout),
+        authority,
         status_tx,
     };
     let task = tokio::spawn(link.run(events, updates, access_rx, shutdown_rx));
@@ -298,6 +333,10 @@ struct Link {
     /// The pre-flight checks in progress: command id, battery serial, file digest (kept in
     /// memory only: after a GX restart the portal starts the check again).
     preflights: VecDeque<(CommandId, String, Sha256Digest)>,
+    /// The bound of every upload in progress.
+    deadlines: UploadDeadlines,
+    /// The portal's signature every update and cancel must carry.
+    authority: CommandAuthority,
     status_tx: watch::Sender<LinkStatus>,
 }
 
@@ -322,6 +361,10 @@ impl Link {
                 Keepalive::Active { until } => Some(until),
                 Keepalive::Idle => None,
             };
+            let upload_due = self
+                .deadlines
+                .next_deadline()
+                .map(|due| Instant::now() + UploadDeadlines::until(UnixMillis::now(), due));
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 event = events.recv() => match event {
@@ -346,6 +389,7 @@ impl Link {
                     self.keepalive = Keepalive::Idle;
                     self.changed.clear();
                 }
+                () = sleep_until_opt(upload_due) => self.expire_uploads().await?,
             }
         }
     }
@@ -670,7 +714,19 @@ impl Link {
                     self.outbox.delivered(seq)?;
                 }
             }
-            TransportEvent::Message { topic, payload } => self.on_message(&topic, &payload).await?,
+            TransportEvent::Message {
+                topic,
+                payload,
+                retained,
+            } => {
+                if retained {
+                    // Replayed by the broker, not sent now: a stale command or write must
+                    // never act again on a reconnect.
+                    tracing::warn!(%topic, bytes = payload.len(), "ignoring a retained message on a request topic");
+                } else {
+                    self.on_message(&topic, &payload).await?;
+                }
+            }
         }
         Ok(())
     }
@@ -808,6 +864,7 @@ impl Link {
             Command::GetEventLog(q) => self.on_event_log(id, q).await,
             Command::GetDiagnostics(q) => self.on_diagnostics(id, q.job).await,
             Command::Preflight(p) => self.on_preflight(id, p).await,
+            Command::Cancel(c) => self.on_cancel(id, c).await,
         }
     }
 
@@ -947,6 +1004,25 @@ impl Link {
 
     async fn on_update(&mut self, id: CommandId, u: UpdateCommand) -> Result<(), LinkError> {
         let sha256 = Sha256Digest(u.sha256.0);
+        // Before anything else: the portal's signature (a resend of a command that already
+        // started this package only asks where it stands).
+        let resend = self
+            .commands
+            .job_for(&id)
+            .is_some_and(|(_, known)| known == sha256);
+        let signed = Signed::Update(&u);
+        if let Err(refusal) = admit(
+            &mut self.authority,
+            &*self.engine,
+            &self.cfg.portal_id,
+            &id,
+            signed,
+            resend,
+        )
+        .await
+        {
+            return self.refuse(Some(&id), true, &refusal);
+        }
         if let Some((job, known)) = self.commands.job_for(&id) {
             if known == sha256 {
                 // The same command again (a resend after a reconnect): say where it stands.
@@ -1170,6 +1246,77 @@ impl Link {
         }
     }
 
+    /// `cancel`: honoured in stage 1 (the update's last reply says failed, 719); refused,
+    /// with the update going on, once stage 2 has begun.
+    async fn on_cancel(&mut self, id: CommandId, c: CancelCommand) -> Result<(), LinkError> {
+        let signed = Signed::Cancel {
+            job: c.job,
+            signature: c.signature.as_ref(),
+        };
+        if let Err(refusal) = admit(
+            &mut self.authority,
+            &*self.engine,
+            &self.cfg.portal_id,
+            &id,
+            signed,
+            false,
+        )
+        .await
+        {
+            return self.refuse(Some(&id), false, &refusal);
+        }
+        let Some(job) = self.own_job(&id, c.job)? else {
+            return Ok(());
+        };
+        let reason = EngineRefusal::new(
+            codes::UPDATE_CANCELLED,
+            format!(
+                "update {job} was cancelled from VRM before the transfer to the battery began; \
+                 the battery was not touched"
+            ),
+        );
+        match self.engine.cancel_update(job, reason).await {
+            Ok(record) => {
+                tracing::info!(%job, commandid = %id, "update cancelled from VRM");
+                self.on_job(record)
+            }
+            Err(refusal) => {
+                tracing::info!(%job, code = refusal.code, message = %refusal.message, "cancel refused");
+                let mut fb = Feedback::error(refusal.code, refusal.message);
+                fb.job = Some(job.0);
+                self.reply(Some(&id), false, fb, Durability::Volatile)
+            }
+        }
+    }
+
+    /// Fails every upload past its bound (718), which frees its bus.
+    async fn expire_uploads(&mut self) -> Result<(), LinkError> {
+        let bound = self.deadlines.bound();
+        for job in self.deadlines.overdue(UnixMillis::now()) {
+            // Whatever happens next, this deadline has been acted on.
+            self.deadlines.forget(job);
+            let reason = EngineRefusal::new(
+                codes::UPLOAD_TIMED_OUT,
+                format!(
+                    "the firmware file of update {job} did not reach the GX device within {} s \
+                     of the request; the update was stopped before the transfer to the battery",
+                    bound.as_secs()
+                ),
+            );
+            match self.engine.cancel_update(job, reason).await {
+                Ok(record) => {
+                    tracing::warn!(%job, "upload not finished in time; update failed with 718");
+                    self.on_job(record)?;
+                }
+                Err(refusal) => {
+                    // It left stage 1 meanwhile (or the engine forgot it): nothing to stop.
+                    tracing::debug!(%job, code = refusal.code, message = %refusal.message, "upload deadline passed without effect");
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn on_event_log(&mut self, id: CommandId, q: EventLogQuery) -> Result<(), LinkError> {
         match self.engine.history(q.battery.as_str()).await {
             Ok(events) => {
@@ -1234,6 +1381,7 @@ impl Link {
     /// Publishes a job's values and, for an update that came through the link, reports
     /// each new state and percent as a durable reply; the last one ends the command.
     fn on_job(&mut self, job: JobRecord) -> Result<(), LinkError> {
+        self.deadlines.note(&job);
         self.note_job(&job);
         let Some(id) = self.commands.command_for(job.id()).cloned() else {
             return Ok(());
