@@ -2,7 +2,7 @@
 //! rotation bounds, per-battery history.
 
 use bmsfw_core::UnixMillis;
-use bmsfw_core::events::log::{CURRENT_FILE, rotated_file};
+use bmsfw_core::events::log::{CURRENT_FILE, KEPT_FILE, KEPT_PER_BATTERY, rotated_file};
 use bmsfw_core::events::{EventKind, EventLog, EventLogConfig, EventRecord, History, MAX_LINE};
 use bmsfw_core::job::{BatteryIdentity, JobId, JobState};
 use proptest::prelude::*;
@@ -148,11 +148,29 @@ fn rotation_bounds_the_log_and_keeps_the_newest_events_in_order() {
     drop(log);
     let mut total = 0;
     for entry in fs::read_dir(dir.path()).unwrap() {
-        let len = entry.unwrap().metadata().unwrap().len();
+        let entry = entry.unwrap();
+        if entry.file_name() == KEPT_FILE {
+            continue;
+        }
+        let len = entry.metadata().unwrap().len();
         assert!(len <= config.max_file_bytes);
         total += len;
     }
     assert!(total <= 3 * config.max_file_bytes);
+    // Updates not ended yet moved aside before rotation deleted them: the newest few of the
+    // battery, no more.
+    let kept = History::read(dir.path()).unwrap();
+    let kept_jobs: std::collections::BTreeSet<u64> = kept
+        .events
+        .iter()
+        .map(|e| e.job.0)
+        .filter(|j| {
+            fs::read_to_string(dir.path().join(KEPT_FILE))
+                .unwrap_or_default()
+                .contains(&format!("\"job\":{j},"))
+        })
+        .collect();
+    assert!(kept_jobs.len() <= KEPT_PER_BATTERY, "{kept_jobs:?}");
     assert!(dir.path().join(rotated_file(2)).exists());
     assert!(!dir.path().join(rotated_file(3)).exists());
     let history = History::read(dir.path()).unwrap();
