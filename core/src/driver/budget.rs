@@ -10,13 +10,16 @@
 //!   what this node already handed its controller, each as the longest frame the plugin
 //!   may send, and checks the window ending at each planned frame's end. Frames that left
 //!   the window by then make room; the frames still to come are counted as they will be.
-//! - Frames shorter than planned end earlier, when a few more old frames are still in
-//!   the window: one longest frame of margin covers the frame that straddles the window's
-//!   start.
-//! - Other nodes' frames that arrive while planned frames wait for the wire win
-//!   arbitration and push them back: the budget keeps a reserve for them, the most
-//!   foreign bits seen within one planning horizon over the last second (a telemetry
-//!   frame or two on a BMS-Can bus).
+//! - Frames shorter than planned end sooner, when frames that ended just before the
+//!   window's start are still in it: the check counts what a sooner end would still hold,
+//!   less the bits the shorter frames saved.
+//! - Other nodes' frames take the wire ahead of queued frames (they win arbitration) and
+//!   push them back: a received frame moves this node's queued frames by its length, and
+//!   planning keeps room for the most foreign bits seen within each stretch over the last
+//!   second, less what leaves the window meanwhile.
+//! - Other nodes' frames after a batch land in windows that hold it: planning walks the
+//!   moments the oldest frames leave until what remains leaves room for the most foreign
+//!   bits seen within a whole window.
 //!
 //! The plugin is never handed a deadline it cannot keep: a frame, once polled, is sent at
 //! once. [`BusBudget::time_for`] tells the driver when a whole batch of frames will fit,
@@ -56,8 +59,7 @@ impl Default for BudgetConfig {
 /// stuffing (160 bits).
 pub const WORST_FRAME_BITS: u32 = bit_timing::worst_case_frame_bits(IdFormat::Extended, 8);
 
-/// The most frames a driver plans in one round; with the queue already handed to the
-/// controller, what sets the planning horizon the foreign reserve covers.
+/// The most frames a driver hands over in one round before it looks at the bus again.
 pub const MAX_ROUND_FRAMES: usize = 40;
 
 /// How many frames a driver waits room for once the budget holds it back: it then wakes
