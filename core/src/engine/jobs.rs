@@ -108,15 +108,7 @@ impl JobBook {
 
     /// Applies `event` now (blocking: journal write and fsync) and publishes the job.
     pub(crate) fn apply(&self, id: JobId, event: JobEvent) -> Result<JobRecord, JobStoreError> {
-        let ends = matches!(event, JobEvent::Completed { .. } | JobEvent::Failed(_));
-        let record = self.lock().apply(id, event, UnixMillis::now())?.clone();
-        if ends {
-            self.forget_request(id);
-        }
-        let _ = self
-            .updates
-            .send(EngineUpdate::Job(Box::new(record.clone())));
-        Ok(record)
+        self.apply_if(id, event, |_| Ok(()), |e| e)
     }
 
     /// Applies `event` to job `id` only if `allowed` accepts the job as it is, both under
