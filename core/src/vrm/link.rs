@@ -593,6 +593,30 @@ impl Link {
         Ok(())
     }
 
+    /// Checks a signed command ([`admit`]); a refused one is answered here (`finished`
+    /// as the refusal's reply says) and the caller does nothing else: `Ok(false)`.
+    async fn admit(
+        &mut self,
+        id: &CommandId,
+        command: Signed<'_>,
+        resend: bool,
+        finished: bool,
+    ) -> Result<bool, LinkError> {
+        match admit(
+            &mut self.authority,
+            &*self.engine,
+            &self.cfg.portal_id,
+            id,
+            command,
+            resend,
+        )
+        .await
+        {
+            Ok(()) => Ok(true),
+            Err(refusal) => self.refuse(Some(id), finished, &refusal).map(|()| false),
+        }
+    }
+
     fn refuse(
         &mut self,
         commandid: Option<&CommandId>,
@@ -1010,18 +1034,8 @@ impl Link {
             .commands
             .job_for(&id)
             .is_some_and(|(_, known)| known == sha256);
-        let signed = Signed::Update(&u);
-        if let Err(refusal) = admit(
-            &mut self.authority,
-            &*self.engine,
-            &self.cfg.portal_id,
-            &id,
-            signed,
-            resend,
-        )
-        .await
-        {
-            return self.refuse(Some(&id), true, &refusal);
+        if !self.admit(&id, Signed::Update(&u), resend, true).await? {
+            return Ok(());
         }
         if let Some((job, known)) = self.commands.job_for(&id) {
             if known == sha256 {
@@ -1253,17 +1267,8 @@ impl Link {
             job: c.job,
             signature: c.signature.as_ref(),
         };
-        if let Err(refusal) = admit(
-            &mut self.authority,
-            &*self.engine,
-            &self.cfg.portal_id,
-            &id,
-            signed,
-            false,
-        )
-        .await
-        {
-            return self.refuse(Some(&id), false, &refusal);
+        if !self.admit(&id, signed, false, false).await? {
+            return Ok(());
         }
         let Some(job) = self.own_job(&id, c.job)? else {
             return Ok(());
