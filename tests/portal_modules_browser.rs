@@ -205,6 +205,12 @@ async fn the_progress_card_lists_each_module_and_the_one_that_failed() {
     for ack in ["site_reachable", "backup_capacity", "maintenance_window"] {
         b.click_css(&format!("#ack-{ack}-512"), WAIT).await;
     }
+    // Each tick redraws the page; the Details the installer opened stay open.
+    let text = b.text("#result-details-512").await;
+    assert!(
+        text.contains("Error 784") && text.contains("module 2 of 3"),
+        "the opened Details closed on a redraw: {text}"
+    );
     assert!(b.enabled("#retry-512").await);
     b.click_css("#retry-512", WAIT).await;
     let retry = tokio::time::timeout(WAIT, staged.recv())

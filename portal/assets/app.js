@@ -32,6 +32,7 @@ const ui = {
   reinstall: new Map(), // battery key -> bool: the same or an older version, on purpose
   skipped: new Map(), // battery key -> Set of node or module numbers the installer unticked
   targetsOpen: new Map(), // battery key -> whether "Update only some ..." is open
+  detailsOpen: new Map(), // id of a "Details" or "Release notes" section -> opened or closed by the installer
   messages: new Map(), // battery key -> {text} or {error: ErrorJson}
   sending: new Map(), // battery key -> {name, percent}: the browser is sending a file
   pct: new Map(), // "job/state" -> highest percent shown
@@ -426,6 +427,12 @@ function renderMessage(b, k, msg) {
   return h("p", { class: "muted", id: `message-${b.instance}`, role: "status", text: msg.text });
 }
 
+// A section that stays as the installer left it, opened or closed, across redraws.
+function keptOpen(id, openAtFirst) {
+  const open = ui.detailsOpen.has(id) ? ui.detailsOpen.get(id) : openAtFirst;
+  return { id, open, ontoggle: (e) => { ui.detailsOpen.set(id, e.target.open); } };
+}
+
 // A failure in the installer's words: the catalogue's title and first action, the code
 // and the GX's own message under "Details".
 function renderError(info, detailsId) {
@@ -433,7 +440,7 @@ function renderError(info, detailsId) {
   return [
     h("strong", { class: "error-title", text: info.title || "Something went wrong" }),
     info.action ? h("p", { class: "error-action", text: info.action }) : null,
-    h("details", { class: "details", id: detailsId },
+    h("details", { class: "details", ...keptOpen(detailsId, false) },
       h("summary", { text: "Details" }),
       h("p", { text: info.code ? `Error ${info.code}${info.name ? ` (${info.name})` : ""}` : "No error code" }),
       info.meaning ? h("p", { text: info.meaning }) : null,
@@ -578,7 +585,7 @@ function renderFile(inst, b, k, f) {
       h("strong", { text: "The GX device could not check this file in advance" }),
       h("p", { text: check.note || "It is checked when you press Update." }));
   const notes = passed && r.release_notes
-    ? h("details", { class: "notes", id: `notes-${b.instance}`, open: true },
+    ? h("details", { class: "notes", ...keptOpen(`notes-${b.instance}`, true) },
       h("summary", { text: "Release notes" }), h("pre", { text: r.release_notes }))
     : null;
   const tick = needsTick ? h("label", { class: "option reinstall" },
