@@ -5,6 +5,7 @@
 pub mod battery;
 pub mod bus;
 pub mod flash;
+pub mod model_library;
 pub mod node;
 pub mod registry;
 pub mod site;

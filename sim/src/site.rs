@@ -19,6 +19,14 @@
 //! profile = { kind = "cycle", charge_amps = 60, discharge_amps = 45, low_soc = 40, high_soc = 90 }
 //! ```
 //!
+//! A battery may name a BMS model library (see [`crate::model_library`]) that runs its
+//! BMS instead of the model registered for its vendor:
+//!
+//! ```toml
+//! model = "libacme_model.so"           # relative to the site file's folder
+//! model_options = { secret = "demo" } # handed to the model as TOML text
+//! ```
+//!
 //! Unknown keys are refused. Every error names the file, the line and the column of
 //! the offending value.
 
@@ -29,10 +37,11 @@ mod tests;
 pub use running::{RunningBattery, RunningSite, StartError};
 
 use crate::battery::config::{BatteryConfig, CurrentProfile, ExtremeCellIds, IdentityConfig};
+use crate::model_library::ModelSource;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
@@ -51,6 +60,10 @@ pub struct SiteDescription {
     /// The CAN buses, `[[bus]]` tables.
     #[serde(rename = "bus", default)]
     pub buses: Vec<BusDescription>,
+    /// The folder relative model library paths are resolved against: the site file's,
+    /// or the working folder for a description parsed from text.
+    #[serde(skip)]
+    pub base: Option<PathBuf>,
 }
 
 /// One CAN bus and the batteries on it.
@@ -194,6 +207,13 @@ pub struct BatteryDescription {
     /// The current over time (default idle).
     #[serde(default = "default_profile")]
     pub profile: Spanned<ProfileDescription>,
+    /// A BMS model library (`bmsfw-sim-api`) that runs this battery's BMS instead of the
+    /// model registered for its vendor; relative to the site file's folder.
+    #[serde(default)]
+    pub model: Option<Spanned<String>>,
+    /// Options handed to the model library as TOML text.
+    #[serde(default)]
+    pub model_options: Option<Spanned<toml::Table>>,
 }
 
 /// A battery of the site, ready to be built.
@@ -207,6 +227,8 @@ pub struct SiteBattery {
     pub vendor: String,
     /// Its configuration.
     pub config: BatteryConfig,
+    /// The model library that runs its BMS, when the site names one.
+    pub model: Option<ModelSource>,
 }
 
 /// Why a site description was refused.
@@ -297,7 +319,9 @@ impl SiteDescription {
                 format!("the file is not UTF-8 text (byte 0x{byte:02X})"),
             )
         })?;
-        SiteDescription::parse(&text, &origin)
+        let mut site = SiteDescription::parse(&text, &origin)?;
+        site.base = path.parent().map(Path::to_path_buf);
+        Ok(site)
     }
 
     /// Parses and checks a site description; `origin` names it in errors.
@@ -356,6 +380,16 @@ impl SiteDescription {
                 if battery.vendor.get_ref().is_empty() {
                     return Err(origin.error(battery.vendor.span(), "vendor is empty"));
                 }
+                if let Some(model) = &battery.model {
+                    if model.get_ref().is_empty() {
+                        return Err(origin.error(model.span(), "model is empty"));
+                    }
+                } else if let Some(options) = &battery.model_options {
+                    return Err(origin.error(
+                        options.span(),
+                        format!("battery {bname:?}: model_options without a model"),
+                    ));
+                }
                 let config = battery.config(0);
                 if let Err(e) = config.validate() {
                     let span = battery.span_of(config_field(&e));
@@ -377,6 +411,17 @@ impl SiteDescription {
                     name: b.name.get_ref().clone(),
                     vendor: b.vendor.get_ref().clone(),
                     config: b.config(i),
+                    model: b.model.as_ref().map(|m| ModelSource {
+                        path: match &self.base {
+                            Some(base) => base.join(m.get_ref()),
+                            None => PathBuf::from(m.get_ref()),
+                        },
+                        options: b
+                            .model_options
+                            .as_ref()
+                            .map(|o| o.get_ref().to_string())
+                            .unwrap_or_default(),
+                    }),
                 })
             })
             .collect()

@@ -8,7 +8,7 @@
 use super::{SiteBattery, SiteDescription};
 use crate::battery::{BatteryControl, DriverExit, Epoch};
 use crate::bus::{NodeId, SimBus};
-use crate::registry::{BmsRegistry, VendorControls};
+use crate::registry::{BmsFactory, BmsRegistry, VendorControls};
 use std::any::Any;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -111,10 +111,13 @@ impl SiteDescription {
                 .unwrap_or_else(|| unreachable!("batteries() only names described buses"));
             let node = bus.attach(&description.name);
             let node_id = node.id();
-            let spawned =
+            let spawned = if description.model.is_some() {
+                crate::model_library::LibraryFactory.spawn(&description, Arc::new(node), epoch)?
+            } else {
                 registry
                     .factory(&description.vendor)
-                    .spawn(&description, Arc::new(node), epoch)?;
+                    .spawn(&description, Arc::new(node), epoch)?
+            };
             tracing::debug!(
                 bus = %description.bus,
                 battery = %description.name,
