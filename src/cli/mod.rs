@@ -4,6 +4,7 @@
 #[macro_use]
 pub mod out;
 
+pub mod campaign;
 pub mod capture;
 pub mod conformance;
 pub mod demo;
@@ -14,4 +15,4 @@ mod listen;
 pub mod plugin;
 pub mod portal;
 pub mod record;
-mod source;
+pub(crate) mod source;

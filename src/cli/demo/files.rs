@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The file name of a package's plugin library on this platform.
-fn library_name(package: &str) -> String {
+pub(crate) fn library_name(package: &str) -> String {
     format!(
         "{}{}{}",
         std::env::consts::DLL_PREFIX,

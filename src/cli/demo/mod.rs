@@ -9,8 +9,8 @@
 //! summary and exits non-zero when an update fails.
 
 mod drive;
-mod files;
-mod vendors;
+pub(crate) mod files;
+pub(crate) mod vendors;
 
 use crate::cli::gx::{RunningGx, SiteSetup};
 use crate::cli::portal::portal_app;
@@ -35,7 +35,7 @@ use std::time::Duration;
 const INSTALLER: (&str, &str) = ("installer", "installer-demo");
 const MONITOR: (&str, &str) = ("monitor", "monitor-demo");
 /// The demo's site, built in: `bmsfw demo` runs from any folder. `--site` overrides it.
-const BUILT_IN_SITE: &str = include_str!("../../../config/demo.toml");
+pub(crate) const BUILT_IN_SITE: &str = include_str!("../../../config/demo.toml");
 const BUILT_IN_SITE_NAME: &str = "the built-in demo site (config/demo.toml)";
 /// The demo portal's installations and users, built in. `--portal-config` overrides them.
 const BUILT_IN_PORTAL: &str = include_str!("../../../config/portal.toml");
@@ -190,7 +190,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 site_name
             );
         };
-        let sample = (vendor.sample)(&battery)?;
+        let sample = (vendor.sample)(&battery, vendors::IMAGE_BYTES)?;
         let file = files::write_sample(dir.path(), &sample)?;
         targets.push(Target {
             name: battery.name.clone(),

@@ -16,6 +16,10 @@ pub struct Sample {
     pub bytes: Vec<u8>,
     /// The version it installs, as the vendor's plugin shows it.
     pub version: String,
+    /// What the battery's flash holds once the file is installed, as
+    /// [`crate::campaign::truth`] reads it: the package (Aurora), the image (Boreal), the
+    /// master's version (Coral).
+    pub installed: Vec<u8>,
 }
 
 /// What the demo knows of one shipped vendor.
@@ -32,8 +36,9 @@ pub struct DemoVendor {
     pub product_codes: &'static [u16],
     /// The battery firmware range the approval covers, as the plugin decodes versions.
     pub firmware: (&'static str, &'static str),
-    /// A sample firmware file for `battery`, newer than what it runs.
-    pub sample: fn(&SiteBattery) -> anyhow::Result<Sample>,
+    /// A sample firmware file for `battery`, newer than what it runs, with an image of
+    /// the given size in bytes.
+    pub sample: fn(&SiteBattery, usize) -> anyhow::Result<Sample>,
 }
 
 /// The shipped vendors.
@@ -72,10 +77,8 @@ pub fn vendor(name: &str) -> Option<&'static DemoVendor> {
     VENDORS.iter().find(|v| v.name == name)
 }
 
-/// Bytes of the Aurora and Boreal sample images, and of each Coral image.
-const IMAGE_BYTES: usize = 48 * 1024;
-/// Bytes of each Coral module image.
-const MODULE_BYTES: usize = 16 * 1024;
+/// Bytes of the demo's Aurora and Boreal sample images, and of each Coral image.
+pub const IMAGE_BYTES: usize = 48 * 1024;
 
 fn seed(battery: &SiteBattery) -> u64 {
     battery
@@ -100,7 +103,7 @@ fn slug(battery: &SiteBattery) -> String {
 
 /// Aurora: 0x35F bytes 2-3 are major and minor in binary; the package is Aurora's
 /// binary format.
-fn aurora_sample(battery: &SiteBattery) -> anyhow::Result<Sample> {
+fn aurora_sample(battery: &SiteBattery, image_bytes: usize) -> anyhow::Result<Sample> {
     let [major, minor] = battery.config.identity.firmware;
     let Some(next) = minor.checked_add(1) else {
         bail!(
@@ -111,12 +114,14 @@ fn aurora_sample(battery: &SiteBattery) -> anyhow::Result<Sample> {
     let spec = aurora_sim::package::PackageSpec::new(
         battery.config.identity.product_code,
         [major, next],
-        IMAGE_BYTES,
+        image_bytes,
         seed(battery),
     );
+    let bytes = aurora_sim::package::build(&spec);
     Ok(Sample {
         file_name: format!("{}-aurora-{major}.{next}.bin", slug(battery)),
-        bytes: aurora_sim::package::build(&spec),
+        installed: bytes.clone(),
+        bytes,
         version: format!("v{major}.{next}"),
     })
 }
@@ -134,7 +139,7 @@ fn bcd_next(b: u8) -> Option<u8> {
 
 /// Boreal: 0x35F bytes 2-3 are BCD (`02 15` is 2.15); the package is an Intel HEX file
 /// every node of the bank takes.
-fn boreal_sample(battery: &SiteBattery) -> anyhow::Result<Sample> {
+fn boreal_sample(battery: &SiteBattery, image_bytes: usize) -> anyhow::Result<Sample> {
     let [major, minor] = battery.config.identity.firmware;
     let next = bcd_next(minor).with_context(|| {
         format!(
@@ -145,13 +150,15 @@ fn boreal_sample(battery: &SiteBattery) -> anyhow::Result<Sample> {
     let spec = boreal_sim::package::PackageSpec::new(
         battery.config.identity.product_code,
         [major, next],
-        IMAGE_BYTES,
+        image_bytes,
         seed(battery),
     );
+    let (bytes, image) = boreal_sim::package::build(&spec);
     Ok(Sample {
         file_name: format!("{}-boreal-{major:X}.{next:02X}.hex", slug(battery)),
-        bytes: boreal_sim::package::build(&spec).0,
+        bytes,
         version: format!("{major:X}.{next:02X}"),
+        installed: image,
     })
 }
 
@@ -159,7 +166,7 @@ fn boreal_sample(battery: &SiteBattery) -> anyhow::Result<Sample> {
 /// v1.0F); the package is a bundle
 /// signed with the Coral TEST key, with one image for the master and one for the modules
 /// (hardware revision 1, as the simulated modules are).
-fn coral_sample(battery: &SiteBattery) -> anyhow::Result<Sample> {
+fn coral_sample(battery: &SiteBattery, image_bytes: usize) -> anyhow::Result<Sample> {
     let [minor, major] = battery.config.identity.firmware;
     let Some(next) = minor.checked_add(1) else {
         bail!(
@@ -171,14 +178,15 @@ fn coral_sample(battery: &SiteBattery) -> anyhow::Result<Sample> {
         battery.config.identity.product_code,
         [major, next, 0],
         2,
-        IMAGE_BYTES,
+        image_bytes,
         seed(battery),
     )
-    .with_modules([2, 4, 1], &[1], MODULE_BYTES);
+    .with_modules([2, 4, 1], &[1], image_bytes / 3);
     Ok(Sample {
         file_name: format!("{}-coral-{major}.{next:02X}.crb", slug(battery)),
         bytes: coral_sim::bundle::build(&spec),
         version: format!("v{major}.{next:02X}"),
+        installed: vec![major, next, 0],
     })
 }
 
