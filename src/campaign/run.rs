@@ -118,6 +118,8 @@ struct Switches {
     loss: f64,
     rng: StdRng,
     silent_until: Option<Instant>,
+    /// A bus-off fault holds the GX's controller off until then.
+    held_off_until: Option<Instant>,
     bms_node: String,
     wire: Arc<Mutex<Wire>>,
 }
@@ -146,6 +148,7 @@ async fn run_in(bench: &Workbench, scenario: &Scenario, state: &Path) -> anyhow:
         loss: 0.0,
         rng: StdRng::seed_from_u64(scenario.seed ^ scenario.number.rotate_left(29)),
         silent_until: None,
+        held_off_until: None,
         bms_node: battery.name.clone(),
         wire: wire.clone(),
     }));
@@ -186,6 +189,11 @@ async fn run_in(bench: &Workbench, scenario: &Scenario, state: &Path) -> anyhow:
         .ok_or_else(|| anyhow::anyhow!("the {} model has no controls", scenario.vendor))?;
     let gx = bus.attach("gx");
     let gx_node = gx.id();
+    let _restart = tokio::spawn(restart_after_bus_off(
+        bus.clone(),
+        gx_node,
+        switches.clone(),
+    ));
 
     let library = bench.dir.join("plugins").join(format!(
         "{}{}{}",
@@ -385,6 +393,42 @@ fn reached(trigger: Trigger, record: &JobRecord) -> bool {
     }
 }
 
+/// The restart a GX's CAN interface is configured with (`restart-ms 100`, as the README
+/// sets it up): the driver brings a controller that went bus-off back 100 ms later.
+const RESTART_AFTER_BUS_OFF: Duration = Duration::from_millis(100);
+
+/// Plays the kernel driver's `restart-ms` for the GX's controller: bus-off for
+/// [`RESTART_AFTER_BUS_OFF`], then back, unless a bus-off fault holds it off longer.
+async fn restart_after_bus_off(
+    bus: SimBus,
+    gx: bmsfw_sim::bus::NodeId,
+    switches: Arc<Mutex<Switches>>,
+) {
+    use bmsfw_can::ControllerState;
+    let mut off_since: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let Some(info) = bus.node_info(gx) else {
+            return;
+        };
+        let now = Instant::now();
+        if info.state != ControllerState::BusOff {
+            off_since = None;
+            continue;
+        }
+        let since = *off_since.get_or_insert(now);
+        let held = switches
+            .lock()
+            .unwrap()
+            .held_off_until
+            .is_some_and(|until| now < until);
+        if !held && now - since >= RESTART_AFTER_BUS_OFF {
+            let _ = bus.recover(gx);
+            off_since = None;
+        }
+    }
+}
+
 /// Applies `fault` now; returns when it ends by itself, if it does.
 fn strike(
     fault: Fault,
@@ -405,6 +449,7 @@ fn strike(
             Some(ms(millis))
         }
         Fault::BusOff { millis, .. } => {
+            switches.lock().unwrap().held_off_until = Some(ms(millis));
             let _ = bus.force_bus_off(gx);
             Some(ms(millis))
         }
@@ -461,6 +506,7 @@ fn heal(
     match fault {
         Fault::Corruption { .. } => bus.set_corrupt_rule(CorruptRule::never()),
         Fault::BusOff { .. } => {
+            switches.lock().unwrap().held_off_until = None;
             let _ = bus.recover(gx);
         }
         Fault::PowerCut { .. } => control.power_restore(),
@@ -747,3 +793,6 @@ fn check_budget(wire: &Mutex<Wire>, started: Instant, ended: Instant, out: &mut 
         ));
     }
 }
+
+#[cfg(test)]
+mod tests;
