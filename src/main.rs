@@ -36,6 +36,9 @@ enum Command {
     /// Run a seeded fault campaign in virtual time: scenarios of every shipped vendor
     /// with faults at random moments, each checked against the battery's ground truth.
     Campaign(cli::campaign::CampaignArgs),
+    /// Update one battery from this machine (bench, integration, on-site service): the
+    /// engine with every gate, the plugin in its host, progress, an exit code per outcome.
+    Update(cli::update::UpdateArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -51,6 +54,8 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Demo(_) => "warn,rumqttd=off",
         // Its scenarios fail on purpose: only the campaign's own report is news.
         Command::Campaign(_) => "off",
+        // Its own lines tell the update; the engine's log only trouble.
+        Command::Update(_) => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -82,6 +87,7 @@ fn main() -> anyhow::Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => server_runtime()?.block_on(cli::demo::run(args)),
         Command::Campaign(args) => cli::campaign::run_campaign(args),
+        Command::Update(args) => Ok(cli::update::run(args)),
     }
 }
 

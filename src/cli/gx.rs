@@ -64,7 +64,7 @@ enum SourceArg {
     Config,
 }
 
-fn parse_mode(s: &str) -> Result<VrmPortalMode, String> {
+pub(crate) fn parse_mode(s: &str) -> Result<VrmPortalMode, String> {
     match s {
         "off" => Ok(VrmPortalMode::Off),
         "read-only" => Ok(VrmPortalMode::ReadOnly),
@@ -86,7 +86,7 @@ fn version_file() -> Option<anyhow::Result<DottedVersion>> {
     )
 }
 
-fn gx_firmware(arg: Option<DottedVersion>) -> anyhow::Result<DottedVersion> {
+pub(crate) fn gx_firmware(arg: Option<DottedVersion>) -> anyhow::Result<DottedVersion> {
     if let Some(v) = arg {
         return Ok(v);
     }

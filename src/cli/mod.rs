@@ -16,3 +16,4 @@ pub mod plugin;
 pub mod portal;
 pub mod record;
 pub(crate) mod source;
+pub mod update;

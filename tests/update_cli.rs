@@ -1,0 +1,273 @@
+//! `bmsfw update` as a user runs it: the built binary, started from a folder of its own
+//! with its output piped, against a simulated site (the shipped Aurora BMS) with the
+//! shipped Aurora plugin approved by an allowlist and run in its plugin host. Each
+//! outcome has its exit code and prints its catalogue code.
+
+use bmsfw_core::plugin::Sha256Digest;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const VENDOR_ID: &str = "com.aurora-energy.powercore";
+const PRODUCT: u16 = 0xA520;
+/// A small image: the update runs in real time.
+const IMAGE_BYTES: usize = 8 * 1024;
+
+/// A bench: the plugin folder with the Aurora library, its allowlist, a site file.
+struct Bench {
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let library = bmsfw_test_fixtures::vendor_library("aurora");
+        let file = library.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&library).unwrap();
+        std::fs::create_dir(dir.path().join("plugins")).unwrap();
+        std::fs::write(dir.path().join("plugins").join(&file), &bytes).unwrap();
+        let sha256 = Sha256Digest::of(&bytes).to_string();
+        let allowlist = bmsfw_test_fixtures::Approval {
+            vendor_id: VENDOR_ID,
+            file: &file,
+            sha256: &sha256,
+            versions: "^1.0",
+            firmware: ("4.0", "4.254"),
+            manufacturer: "AURORA",
+            product_codes: &[PRODUCT],
+        }
+        .to_toml();
+        std::fs::write(dir.path().join("allowlist.toml"), allowlist).unwrap();
+        std::fs::write(dir.path().join("site.toml"), SITE).unwrap();
+        Bench { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes an Aurora package installing `version`; returns its path.
+    fn package(&self, version: [u8; 2]) -> PathBuf {
+        let spec = aurora_sim::package::PackageSpec::new(PRODUCT, version, IMAGE_BYTES, 7);
+        let path = self.path(&format!("powercore-{}.{}.bin", version[0], version[1]));
+        std::fs::write(&path, aurora_sim::package::build(&spec)).unwrap();
+        path
+    }
+
+    /// Runs `bmsfw update` on the bench's site with `extra` arguments, from a folder of
+    /// its own, output piped.
+    fn update(&self, battery: &str, package: &Path, extra: &[&str]) -> Run {
+        let cwd = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = vec![
+            "update".into(),
+            "--package".into(),
+            package.display().to_string(),
+            "--sim".into(),
+            self.path("site.toml").display().to_string(),
+            "--battery".into(),
+            battery.into(),
+            "--plugins".into(),
+            self.path("plugins").display().to_string(),
+            "--allowlist".into(),
+            self.path("allowlist.toml").display().to_string(),
+            "--wait".into(),
+            "30".into(),
+            "--timeout".into(),
+            "120".into(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        run(cwd.path(), &args)
+    }
+}
+
+/// One battery well charged, one below the 50 % the SoC gate asks for, each on a bus of
+/// its own.
+const SITE: &str = r#"
+[[bus]]
+name = "bench0"
+bitrate = 500000
+
+[[bus.battery]]
+name = "shed"
+vendor = "aurora"
+manufacturer = "AURORA"
+bms_name = "PowerCore 10"
+product_code = 0xA520
+firmware = [0x04, 0x0F]
+capacity_ah = 200
+serial = "AUR10-000101"
+soc = 81
+temperature_c = 21.0
+
+[[bus]]
+name = "bench1"
+bitrate = 500000
+
+[[bus.battery]]
+name = "cellar"
+vendor = "aurora"
+manufacturer = "AURORA"
+bms_name = "PowerCore 10"
+product_code = 0xA520
+firmware = [0x04, 0x0F]
+capacity_ah = 200
+serial = "AUR10-000102"
+soc = 31
+temperature_c = 19.0
+"#;
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn run(cwd: &Path, args: &[String]) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(env!("CARGO_BIN_EXE_bmsfw"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+#[test]
+fn an_update_completes_with_exit_0_and_its_history_stays_in_the_state_directory() {
+    let bench = Bench::new();
+    let package = bench.package([4, 16]);
+    let state = bench.path("state");
+    let log = bench.path("update.log");
+    let r = bench.update(
+        "shed",
+        &package,
+        &[
+            "--state",
+            &state.display().to_string(),
+            "--record",
+            &log.display().to_string(),
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{r}");
+    assert!(r.stdout.contains("completed"), "{r}");
+    assert!(r.stdout.contains("runs v4.16 (was v4.15)"), "{r}");
+    // Plain progress lines through the six states: stdout is a pipe.
+    for (i, label) in [
+        "Uploading to GX device",
+        "Transferring to battery",
+        "Installing",
+        "Restarting",
+        "Verifying",
+        "Completed",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert!(
+            r.stdout.contains(&format!("[{}/6] {label}", i + 1)),
+            "{label}: {r}"
+        );
+    }
+    // The candump log holds the transfer.
+    let recorded = std::fs::read_to_string(&log).unwrap();
+    assert!(recorded.lines().count() > 100, "{recorded}");
+    assert!(recorded.contains(" bench0 "), "{recorded}");
+
+    // `bmsfw history` reads what the update left in --state.
+    let cwd = tempfile::tempdir().unwrap();
+    let h = run(
+        cwd.path(),
+        &[
+            "history".into(),
+            "--state-dir".into(),
+            state.display().to_string(),
+            "--json".into(),
+        ],
+    );
+    assert_eq!(h.code, Some(0), "{h}");
+    let doc: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let jobs = doc["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{doc:#}");
+    assert_eq!(jobs[0]["state"], "completed", "{doc:#}");
+    assert!(!doc["events"].as_array().unwrap().is_empty(), "{doc:#}");
+}
+
+#[test]
+fn a_battery_below_the_state_of_charge_gate_is_refused_with_exit_3_and_code_723() {
+    let bench = Bench::new();
+    let package = bench.package([4, 16]);
+    let r = bench.update("cellar", &package, &[]);
+    assert_eq!(r.code, Some(3), "{r}");
+    assert!(r.stdout.contains("error 723"), "{r}");
+    assert!(r.stdout.contains("GATE_STATE_OF_CHARGE"), "{r}");
+    assert!(!r.stdout.contains("[2/6]"), "nothing was transferred: {r}");
+}
+
+#[test]
+fn an_older_version_is_refused_with_731_unless_allow_downgrade() {
+    let bench = Bench::new();
+    let package = bench.package([4, 14]);
+    let state = bench.path("state");
+    let state_arg = state.display().to_string();
+    let refused = bench.update("shed", &package, &["--state", &state_arg]);
+    assert_eq!(refused.code, Some(3), "{refused}");
+    assert!(refused.stdout.contains("error 731"), "{refused}");
+    assert!(!refused.stdout.contains("[2/6]"), "{refused}");
+
+    let accepted = bench.update(
+        "shed",
+        &package,
+        &["--state", &state_arg, "--allow-downgrade"],
+    );
+    assert_eq!(accepted.code, Some(0), "{accepted}");
+    assert!(
+        accepted.stdout.contains("runs v4.14 (was v4.15)"),
+        "{accepted}"
+    );
+}
+
+#[test]
+fn bad_input_is_named_with_exit_2() {
+    let bench = Bench::new();
+    let package = bench.package([4, 16]);
+
+    let r = bench.update("garage", &package, &[]);
+    assert_eq!(r.code, Some(2), "{r}");
+    assert!(
+        r.stderr.contains("no battery named \"garage\"") && r.stderr.contains("shed, cellar"),
+        "{r}"
+    );
+
+    let missing = bench.path("nothing-here.bin");
+    let r = bench.update("shed", &missing, &[]);
+    assert_eq!(r.code, Some(2), "{r}");
+    assert!(r.stderr.contains("nothing-here.bin"), "{r}");
+}
+
+#[test]
+fn a_file_the_plugin_refuses_ends_with_exit_4_and_its_code() {
+    let bench = Bench::new();
+    let path = bench.path("not-a-package.bin");
+    std::fs::write(&path, vec![0x5A; 4096]).unwrap();
+    let r = bench.update("shed", &path, &[]);
+    assert_eq!(r.code, Some(4), "{r}");
+    assert!(r.stdout.contains("error 7"), "a catalogue code: {r}");
+    assert!(!r.stdout.contains("[2/6]"), "{r}");
+}
