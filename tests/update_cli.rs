@@ -271,3 +271,164 @@ fn a_file_the_plugin_refuses_ends_with_exit_4_and_its_code() {
     assert!(r.stdout.contains("error 7"), "a catalogue code: {r}");
     assert!(!r.stdout.contains("[2/6]"), "{r}");
 }
+
+/// The child's output lines as they come, and the whole of it.
+struct Live {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: String,
+}
+
+impl Live {
+    /// Starts `bmsfw` with `args` in a process group of its own, as a shell at a
+    /// terminal does, so that a Ctrl-C reaches it and its plugin hosts alike.
+    fn start(cwd: &Path, args: &[String]) -> Live {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bmsfw"))
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("RUST_LOG")
+            .process_group(0)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Live {
+            child,
+            lines,
+            seen: String::new(),
+        }
+    }
+
+    /// Waits (bounded) for a line containing `text`.
+    fn until(&mut self, text: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push_str(&line);
+                    self.seen.push('\n');
+                    if line.contains(text) {
+                        return;
+                    }
+                }
+                Err(_) => panic!("no line with {text:?}:\n{}", self.seen),
+            }
+        }
+    }
+
+    /// Ctrl-C at the terminal: SIGINT to the whole process group.
+    fn ctrl_c(&self) {
+        let group = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on the process group of a child this test started.
+        assert_eq!(unsafe { libc::kill(-group, libc::SIGINT) }, 0);
+    }
+
+    /// Waits (bounded) for the exit; its code and every line.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(5)) {
+                    self.seen.push_str(&line);
+                    self.seen.push('\n');
+                }
+                return (status.code(), self.seen);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("bmsfw update did not exit:\n{}", self.seen);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Bench {
+    /// The arguments of an update of `shed` with `package`, state in `state`.
+    fn args(&self, package: &Path, state: &Path) -> Vec<String> {
+        [
+            "update",
+            "--package",
+            &package.display().to_string(),
+            "--sim",
+            &self.path("site.toml").display().to_string(),
+            "--battery",
+            "shed",
+            "--plugins",
+            &self.path("plugins").display().to_string(),
+            "--allowlist",
+            &self.path("allowlist.toml").display().to_string(),
+            "--state",
+            &state.display().to_string(),
+            "--timeout",
+            "120",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+
+    /// A package whose transfer lasts a few seconds.
+    fn long_package(&self) -> PathBuf {
+        let spec = aurora_sim::package::PackageSpec::new(PRODUCT, [4, 16], 128 * 1024, 11);
+        let path = self.path("powercore-4.16-long.bin");
+        std::fs::write(&path, aurora_sim::package::build(&spec)).unwrap();
+        path
+    }
+}
+
+#[test]
+fn ctrl_c_during_the_transfer_lets_it_finish_and_a_second_one_stops_with_exit_6() {
+    let bench = Bench::new();
+    let package = bench.long_package();
+    let cwd = tempfile::tempdir().unwrap();
+
+    // One Ctrl-C: the engine refuses to cancel a running transfer (716) and its plugin
+    // host, spared the terminal's signal, carries it to its end.
+    let state = bench.path("state-once");
+    let mut once = Live::start(cwd.path(), &bench.args(&package, &state));
+    once.until("[2/6] Transferring");
+    once.ctrl_c();
+    once.until("error 716");
+    let (code, out) = once.finish();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("runs v4.16 (was v4.15)"), "{out}");
+
+    // Two: bmsfw stops there, the job journaled in the state directory.
+    let state = bench.path("state-twice");
+    let mut twice = Live::start(cwd.path(), &bench.args(&package, &state));
+    twice.until("[2/6] Transferring");
+    twice.ctrl_c();
+    twice.until("press Ctrl-C again");
+    twice.ctrl_c();
+    let (code, out) = twice.finish();
+    assert_eq!(code, Some(6), "{out}");
+    assert!(
+        out.contains("stopped during Transferring to battery"),
+        "{out}"
+    );
+    let h = run(
+        cwd.path(),
+        &[
+            "history".into(),
+            "--state-dir".into(),
+            state.display().to_string(),
+            "--json".into(),
+        ],
+    );
+    let doc: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    assert_eq!(doc["jobs"][0]["state"], "transferring", "{doc:#}");
+}

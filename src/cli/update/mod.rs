@@ -105,8 +105,9 @@ pub struct UpdateArgs {
     )]
     allowlist: Option<PathBuf>,
     /// A GX daemon's configuration: its plugins and allowlist, gates, staging limits,
-    /// state directory and site source. Stop the `bmsfw gx` daemon of that
-    /// configuration first: both would drive the same bus and state.
+    /// state directory and site source (its [[can]] interfaces are not used: the bus is
+    /// --bus or the site's). Stop the `bmsfw gx` daemon of that configuration first:
+    /// both would drive the same bus and state.
     #[arg(long, value_name = "GX_TOML")]
     config: Option<PathBuf>,
     /// Accept the same version again or an older one (without it: refused with 731).
@@ -272,6 +273,8 @@ enum SiteSetup {
 
 /// Runs `bmsfw update`; its exit code says how it ended.
 pub fn run(args: UpdateArgs) -> ExitCode {
+    // Before any thread or process starts: see `interrupts`.
+    let interrupts = interrupts();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -284,11 +287,10 @@ pub fn run(args: UpdateArgs) -> ExitCode {
         }
     };
     let exit = runtime.block_on(async {
-        let interrupts = interrupts();
         match update(args, interrupts).await {
             Ok(exit) => exit,
             Err(stop) => {
-                eprintln!("error: {:#}", stop.error);
+                eprintln!("error: {}", chain(&stop.error));
                 stop.exit
             }
         }
@@ -298,14 +300,40 @@ pub fn run(args: UpdateArgs) -> ExitCode {
     exit.into()
 }
 
-/// The number of Ctrl-Cs so far.
+/// The number of Ctrl-Cs (SIGINT) so far.
+///
+/// A Ctrl-C at a terminal goes to every process of the foreground group, the plugin
+/// hosts too: one killed mid-transfer would fail the update the engine is letting run to
+/// its end. So SIGINT is blocked in every thread of this process, a mask its plugin hosts
+/// inherit, and one thread takes it with `sigwait`: the signal reaches bmsfw alone.
+/// Must run before any other thread starts.
 fn interrupts() -> watch::Receiver<u32> {
     let (tx, rx) = watch::channel(0u32);
-    tokio::spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            tx.send_modify(|n| *n += 1);
+    // SAFETY: sigemptyset, sigaddset and pthread_sigmask on a local, initialised set.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            tracing::warn!("cannot block SIGINT: Ctrl-C ends bmsfw at once");
+            return rx;
         }
-    });
+        set
+    };
+    let spawned = std::thread::Builder::new()
+        .name("ctrl-c".into())
+        .spawn(move || {
+            loop {
+                let mut signal = 0;
+                // SAFETY: sigwait on the set blocked above, into a local.
+                if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+                    tx.send_modify(|n| *n += 1);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot wait for Ctrl-C");
+    }
     rx
 }
 
@@ -518,12 +546,13 @@ async fn update(args: UpdateArgs, mut interrupts: watch::Receiver<u32>) -> Resul
     let exit = match result {
         Ok(exit) => exit,
         Err(stop) => {
-            outln!("error: {:#}", stop.error);
+            eprintln!("error: {}", chain(&stop.error));
             stop.exit
         }
     };
     match (state, exit) {
-        (StateDirectory::Temporary(dir), Exit::Completed) => drop(dir),
+        // Nothing to look at: the update completed, or nothing started.
+        (StateDirectory::Temporary(dir), Exit::Completed | Exit::Usage) => drop(dir),
         (StateDirectory::Temporary(dir), _) => {
             let kept = dir.keep();
             outln!(
@@ -538,6 +567,22 @@ async fn update(args: UpdateArgs, mut interrupts: watch::Receiver<u32>) -> Resul
     }
     outln!("exit {}: {}", exit as u8, exit.meaning());
     Ok(exit)
+}
+
+/// `error`'s message and its causes, each cause once (many messages already end with
+/// their cause's).
+fn chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
 }
 
 fn site_setup(args: &UpdateArgs, gx: Option<&GxConfig>) -> anyhow::Result<SiteSetup> {
@@ -915,11 +960,11 @@ async fn request_and_stage(
         return Err(cancel_stage1(engine, job).await);
     }
     let staged = engine.finish_upload(job).await.map_err(refused)?;
-    feed.drain(engine, job, progress).await;
     progress.line(&format!(
-        "  the plugin read the file: it installs {}",
+        "      the plugin read the file: it installs {}",
         staged.target.display
     ));
+    feed.drain(engine, job, progress).await;
     Ok(job)
 }
 
