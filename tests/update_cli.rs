@@ -19,25 +19,42 @@ struct Bench {
 
 impl Bench {
     fn new() -> Bench {
+        Bench::with_plugin(
+            &bmsfw_test_fixtures::vendor_library("aurora"),
+            bmsfw_test_fixtures::Approval {
+                vendor_id: VENDOR_ID,
+                file: "",
+                sha256: "",
+                versions: "^1.0",
+                firmware: ("4.0", "4.254"),
+                manufacturer: "AURORA",
+                product_codes: &[PRODUCT],
+            },
+            SITE,
+        )
+    }
+
+    /// A bench with `library` approved as `approval` says (its file and digest filled
+    /// in) and the site `site`.
+    fn with_plugin(
+        library: &Path,
+        approval: bmsfw_test_fixtures::Approval<'_>,
+        site: &str,
+    ) -> Bench {
         let dir = tempfile::tempdir().unwrap();
-        let library = bmsfw_test_fixtures::vendor_library("aurora");
         let file = library.file_name().unwrap().to_string_lossy().into_owned();
-        let bytes = std::fs::read(&library).unwrap();
+        let bytes = std::fs::read(library).unwrap();
         std::fs::create_dir(dir.path().join("plugins")).unwrap();
         std::fs::write(dir.path().join("plugins").join(&file), &bytes).unwrap();
         let sha256 = Sha256Digest::of(&bytes).to_string();
         let allowlist = bmsfw_test_fixtures::Approval {
-            vendor_id: VENDOR_ID,
             file: &file,
             sha256: &sha256,
-            versions: "^1.0",
-            firmware: ("4.0", "4.254"),
-            manufacturer: "AURORA",
-            product_codes: &[PRODUCT],
+            ..approval
         }
         .to_toml();
         std::fs::write(dir.path().join("allowlist.toml"), allowlist).unwrap();
-        std::fs::write(dir.path().join("site.toml"), SITE).unwrap();
+        std::fs::write(dir.path().join("site.toml"), site).unwrap();
         Bench { dir }
     }
 
@@ -75,6 +92,11 @@ impl Bench {
             "120".into(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
+        if !extra.contains(&"--state") {
+            // Not a temporary folder of bmsfw's own: kept after a failure, it would
+            // outlive the test.
+            args.extend(["--state".into(), self.path("state").display().to_string()]);
+        }
         run(cwd.path(), &args)
     }
 }
@@ -268,7 +290,7 @@ fn a_file_the_plugin_refuses_ends_with_exit_4_and_its_code() {
     std::fs::write(&path, vec![0x5A; 4096]).unwrap();
     let r = bench.update("shed", &path, &[]);
     assert_eq!(r.code, Some(4), "{r}");
-    assert!(r.stdout.contains("error 7"), "a catalogue code: {r}");
+    assert!(r.stdout.contains("error 760 PACKAGE_INVALID"), "{r}");
     assert!(!r.stdout.contains("[2/6]"), "{r}");
 }
 
@@ -431,4 +453,99 @@ fn ctrl_c_during_the_transfer_lets_it_finish_and_a_second_one_stops_with_exit_6(
     );
     let doc: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
     assert_eq!(doc["jobs"][0]["state"], "transferring", "{doc:#}");
+}
+
+#[test]
+fn a_battery_that_installs_another_version_fails_verification_with_exit_5() {
+    // The fixture plugin "alpha" and the SPKG BMS of a model library, told to come back
+    // from its install with v1.05 whatever it was sent.
+    let site = format!(
+        r#"
+[[bus]]
+name = "bench0"
+bitrate = 500000
+
+[[bus.battery]]
+name = "odd"
+vendor = "alpha"
+model = "{model}"
+model_options = {{ request_id = 0x7E0, response_id = 0x7E8, installs = [1, 5] }}
+manufacturer = "ALPHA"
+bms_name = "Alpha test BMS"
+product_code = 0x0A01
+firmware = [1, 0]
+capacity_ah = 100
+serial = "ALPHA-0001"
+soc = 80
+temperature_c = 20.0
+"#,
+        model = bmsfw_test_fixtures::model_library("spkg").display()
+    );
+    let bench = Bench::with_plugin(
+        &bmsfw_test_fixtures::library("alpha"),
+        bmsfw_test_fixtures::Approval {
+            vendor_id: "com.example.alpha",
+            file: "",
+            sha256: "",
+            versions: "^1.0",
+            firmware: ("1.0", "1.99"),
+            manufacturer: "ALPHA",
+            product_codes: &[0x0A01],
+        },
+        &site,
+    );
+    // SPKG: magic, product code (LE), major, minor, image.
+    let mut package = b"SPKG".to_vec();
+    package.extend_from_slice(&0x0A01u16.to_le_bytes());
+    package.extend_from_slice(&[1, 1]);
+    package.extend((0..2048u32).map(|i| (i * 7) as u8));
+    let path = bench.path("alpha-1.1.spkg");
+    std::fs::write(&path, package).unwrap();
+
+    let r = bench.update("odd", &path, &[]);
+    assert_eq!(r.code, Some(5), "{r}");
+    assert!(r.stdout.contains("[2/6] Transferring"), "{r}");
+    assert!(r.stdout.contains("failed: update"), "{r}");
+    // The battery came back with v1.05: the engine does not confirm v1.01.
+    assert!(r.stdout.contains("error 745 VERSION_NOT_CONFIRMED"), "{r}");
+    assert!(r.stdout.contains("reports v1.05"), "{r}");
+}
+
+#[test]
+fn a_battery_no_approved_plugin_claims_is_refused_with_exit_4_and_its_code() {
+    let site = r#"
+[[bus]]
+name = "bench0"
+bitrate = 500000
+
+[[bus.battery]]
+name = "house"
+vendor = "voltara"
+manufacturer = "VOLTARA"
+bms_name = "VX-48 Pack BMS"
+product_code = 0x0B17
+firmware = [0x04, 0x0F]
+capacity_ah = 300
+serial = "VX4800012345"
+soc = 72
+"#;
+    let bench = Bench::with_plugin(
+        &bmsfw_test_fixtures::vendor_library("aurora"),
+        bmsfw_test_fixtures::Approval {
+            vendor_id: VENDOR_ID,
+            file: "",
+            sha256: "",
+            versions: "^1.0",
+            firmware: ("4.0", "4.254"),
+            manufacturer: "AURORA",
+            product_codes: &[PRODUCT],
+        },
+        site,
+    );
+    let package = bench.package([4, 16]);
+    let r = bench.update("house", &package, &[]);
+    assert_eq!(r.code, Some(4), "{r}");
+    assert!(r.stderr.contains("VOLTARA"), "{r}");
+    assert!(r.stderr.contains("error 7"), "its catalogue code: {r}");
+    assert!(!r.stdout.contains("[1/6]"), "{r}");
 }

@@ -61,7 +61,7 @@ const POLL: Duration = Duration::from_millis(100);
 const LOOK_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a battery that is heard may take to be claimed by a plugin (its identity
 /// frames come every few seconds).
-const CLAIM_GRACE: Duration = Duration::from_secs(8);
+const CLAIM_GRACE: Duration = Duration::from_secs(5);
 /// How long the engine, the site source and the simulated site may take to stop.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
 /// How long the live site values (venus source) may take to arrive.
@@ -351,6 +351,8 @@ struct Running {
     venus: Option<VenusHandle>,
     recorder: Option<Recording>,
     site: Option<RunningSite>,
+    /// Whether a job was made (the state directory then has something to look at).
+    job: bool,
 }
 
 /// A candump log in progress.
@@ -527,6 +529,7 @@ async fn update(args: UpdateArgs, mut interrupts: watch::Receiver<u32>) -> Resul
         venus: None,
         recorder: None,
         site: None,
+        job: false,
     };
     let result = start_and_update(
         &args,
@@ -542,6 +545,7 @@ async fn update(args: UpdateArgs, mut interrupts: watch::Receiver<u32>) -> Resul
     )
     .await;
     progress.finish();
+    let job_made = running.job;
     running.stop(&progress).await;
     let exit = match result {
         Ok(exit) => exit,
@@ -551,8 +555,9 @@ async fn update(args: UpdateArgs, mut interrupts: watch::Receiver<u32>) -> Resul
         }
     };
     match (state, exit) {
-        // Nothing to look at: the update completed, or nothing started.
-        (StateDirectory::Temporary(dir), Exit::Completed | Exit::Usage) => drop(dir),
+        // Nothing to look at: the update completed, or no job was made.
+        (StateDirectory::Temporary(dir), Exit::Completed) => drop(dir),
+        (StateDirectory::Temporary(dir), _) if !job_made => drop(dir),
         (StateDirectory::Temporary(dir), _) => {
             let kept = dir.keep();
             outln!(
@@ -782,6 +787,7 @@ async fn start_and_update(
                 record.package().file_name(),
                 record.state().label()
             );
+            running.job = true;
             (record.id(), record.version_target().is_some())
         }
         None => {
@@ -790,9 +796,13 @@ async fn start_and_update(
             )
             .await
             {
-                Ok(job) => (job, true),
+                Ok(job) => {
+                    running.job = true;
+                    (job, true)
+                }
                 Err(Staged::Refused(job, refusal)) => {
                     if let Some(job) = job {
+                        running.job = true;
                         feed.drain(engine, job, progress).await;
                     }
                     progress.finish();
@@ -802,6 +812,7 @@ async fn start_and_update(
                     return Ok(Exit::for_code(refusal.code, false));
                 }
                 Err(Staged::Cancelled(job)) => {
+                    running.job = true;
                     feed.drain(engine, job, progress).await;
                     progress.finish();
                     outln!("cancelled while the file was staged: nothing was sent to the battery");
