@@ -35,6 +35,7 @@ use bmsfw_core::gates::{GridStatus, SiteStatus};
 use bmsfw_core::job::{JobId, JobRecord, JobState};
 use bmsfw_core::plugin::{Allowlist, LoadReport, LoadedPlugin, PluginLoader, Sha256Digest};
 use bmsfw_core::staging::UploadAnnouncement;
+use bmsfw_core::staging::area::StagingConfig;
 use bmsfw_core::venus::{VenusConfig, VenusHandle, VenusTargets, spawn_venus};
 use bmsfw_core::vrm::{
     Acknowledgements, BatteryView, Eligibility, EngineRefusal, EngineUpdate, GxEngine, Presence,
@@ -197,11 +198,31 @@ struct Package {
 }
 
 impl Package {
-    fn read(path: &Path) -> anyhow::Result<Package> {
+    /// Reads the file at `path`; one above `limit` bytes is refused as the GX refuses it
+    /// (701), before it is read.
+    fn read(path: &Path, limit: u64) -> Result<Package, Stop> {
+        Package::read_bounded(path, limit).map_err(|error| {
+            let exit = match error.downcast_ref::<TooLarge>() {
+                Some(_) => Exit::Refused,
+                None => Exit::Usage,
+            };
+            Stop { exit, error }
+        })
+    }
+
+    fn read_bounded(path: &Path, limit: u64) -> anyhow::Result<Package> {
         let meta = std::fs::metadata(path)
             .with_context(|| format!("the firmware file {}", path.display()))?;
         if !meta.is_file() {
             bail!("the firmware file {} is not a file", path.display());
+        }
+        if meta.len() > limit {
+            return Err(TooLarge {
+                path: path.to_path_buf(),
+                size: meta.len(),
+                limit,
+            }
+            .into());
         }
         let bytes = std::fs::read(path)
             .with_context(|| format!("reading the firmware file {}", path.display()))?;
@@ -219,6 +240,32 @@ impl Package {
         })
     }
 }
+
+/// A firmware file above the staging area's limit.
+#[derive(Debug)]
+struct TooLarge {
+    path: PathBuf,
+    size: u64,
+    limit: u64,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let info = bmsfw_core::errors::lookup(codes::PACKAGE_TOO_LARGE);
+        write!(
+            f,
+            "{} {}: {}\n  {} is {} bytes, the GX takes at most {} ([staging] max_package_bytes)",
+            codes::PACKAGE_TOO_LARGE,
+            info.map_or("", |i| i.name),
+            info.map_or("", |i| i.title),
+            self.path.display(),
+            self.size,
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
 
 /// Which battery: by serial (a simulated site's battery), or the one on a bus.
 #[derive(Clone)]
@@ -407,7 +454,16 @@ impl Running {
 
 async fn update(args: UpdateArgs, mut interrupts: watch::Receiver<u32>) -> Result<Exit, Stop> {
     // Everything given is checked before anything starts.
-    let package = Package::read(&args.package).bad_input()?;
+    let gx = match &args.config {
+        Some(path) => Some(GxConfig::load(path).bad_input()?),
+        None => None,
+    };
+    let limit = gx
+        .as_ref()
+        .map_or(StagingConfig::DEFAULT_MAX_PACKAGE_SIZE, |gx| {
+            gx.staging.max_package_bytes
+        });
+    let package = Package::read(&args.package, limit)?;
     let site = match &args.sim {
         Some(path) => Some(SiteDescription::load(path).bad_input()?),
         None => None,
@@ -445,10 +501,6 @@ async fn update(args: UpdateArgs, mut interrupts: watch::Receiver<u32>) -> Resul
         _ => {
             return Err(anyhow!("give --bus IFACE, or --sim SITE --battery NAME")).bad_input();
         }
-    };
-    let gx = match &args.config {
-        Some(path) => Some(GxConfig::load(path).bad_input()?),
-        None => None,
     };
     let setup = site_setup(&args, gx.as_ref()).bad_input()?;
     if let (Some(bus), Some(_)) = (&args.bus, &args.record) {
