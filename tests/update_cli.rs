@@ -549,3 +549,19 @@ soc = 72
     assert!(r.stderr.contains("error 7"), "its catalogue code: {r}");
     assert!(!r.stdout.contains("[1/6]"), "{r}");
 }
+
+#[test]
+fn an_update_not_ended_within_the_timeout_exits_7_with_its_job_journaled() {
+    let bench = Bench::new();
+    let package = bench.long_package();
+    let state = bench.path("state");
+    let mut args = bench.args(&package, &state);
+    // Instead of the 120 s of `args`.
+    let at = args.iter().position(|a| a == "--timeout").unwrap();
+    args[at + 1] = "2".into();
+    let cwd = tempfile::tempdir().unwrap();
+    let r = run(cwd.path(), &args);
+    assert_eq!(r.code, Some(7), "{r}");
+    assert!(r.stdout.contains("did not end within --timeout"), "{r}");
+    assert!(r.stdout.contains("is journaled in"), "{r}");
+}
