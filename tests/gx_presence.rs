@@ -299,7 +299,9 @@ async fn a_silent_gx_is_offline_after_the_interval_and_refuses_updates_until_it_
     let url = &portal.url;
     let c = http();
     login(&c, url).await;
-    let raw = Arc::new(RawClient::connect(&broker.addr(), &[&format!("R/{PORTAL_ID}/#")]).await);
+    let raw = Arc::new(
+        RawClient::connect_as(&broker.addr(), PORTAL_ID, &[&format!("R/{PORTAL_ID}/#")]).await,
+    );
     let speaking = Arc::new(AtomicBool::new(true));
     chatty_gx(Arc::clone(&raw), Arc::clone(&speaking));
     state_until(&c, url, "the GX online and the battery updatable", |s| {

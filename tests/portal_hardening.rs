@@ -938,7 +938,7 @@ async fn file_names_with_hidden_characters_are_shown_marked() {
     }
 
     // A name as a GX publishes it is marked as well.
-    let raw = RawClient::connect(&site.broker.addr(), &["N/#"]).await;
+    let raw = RawClient::connect_as(&site.broker.addr(), PORTAL_ID, &["N/#"]).await;
     let prefix = format!("N/{PORTAL_ID}/battery/512/FirmwareUpdate");
     raw.publish(&format!("{prefix}/Job"), json!({"value": 41}).to_string())
         .await;

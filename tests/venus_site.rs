@@ -42,7 +42,8 @@ struct World {
 
 impl World {
     async fn start() -> World {
-        let broker = Mosquitto::start();
+        // Venus OS's own broker on the GX: plain MQTT on loopback.
+        let broker = Mosquitto::start_plain();
         let addr = broker.addr();
         let venus = SimVenus::start(&addr.host, addr.port, PORTAL);
         tokio::time::timeout(Duration::from_secs(10), venus.connected())

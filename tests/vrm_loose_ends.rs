@@ -158,7 +158,8 @@ async fn a_retained_update_command_replayed_on_connect_never_starts_a_job() {
         .await
         .unwrap();
     // Proof the broker keeps it: a new subscriber gets it replayed.
-    let mut probe = RawClient::connect(&broker.addr(), &[&p_in()]).await;
+    // (P/in is the GX's to read: the probe logs in as the GX.)
+    let mut probe = RawClient::connect_as(&broker.addr(), PORTAL_ID, &[&p_in()]).await;
     assert!(probe.next(&p_in(), WAIT).await.is_some(), "not retained");
 
     let mut raw = RawClient::connect(&broker.addr(), &[&p_out()]).await;

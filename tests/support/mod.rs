@@ -19,7 +19,7 @@ use bmsfw_portal::{VrmConfig, VrmSide};
 use bmsfw_vrm_wire::{BrokerAddr, PortalId, RpcResponse};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -57,30 +57,67 @@ fn wait_listening(port: u16, up: bool) {
     );
 }
 
-/// A private mosquitto on a free loopback port, killed when dropped.
+/// A private mosquitto on a free loopback port, killed when dropped: the secure link an
+/// integrator runs, with TLS (a certificate of a CA made for it), a password file with
+/// the portal and the test GX provisioned, and bmsfw's ACL file. The support functions
+/// that take its address ([`link_config`], [`portal_config`], [`RawClient::connect`])
+/// connect over TLS with the right identity.
 pub struct Mosquitto {
     port: u16,
-    dir: tempfile::TempDir,
+    site: Arc<secure::SecureSite>,
+    /// Plain MQTT (Venus OS's local broker), not the secure link.
+    plain: bool,
     child: Option<Child>,
+}
+
+/// The secure sites of the brokers running, by port.
+fn secure_sites()
+-> &'static std::sync::Mutex<std::collections::HashMap<u16, Arc<secure::SecureSite>>> {
+    static SITES: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<u16, Arc<secure::SecureSite>>>,
+    > = std::sync::OnceLock::new();
+    SITES.get_or_init(Default::default)
+}
+
+/// The secure site of the broker at `broker`, when it is one of [`Mosquitto`]'s.
+pub fn secure_site(broker: &BrokerAddr) -> Option<Arc<secure::SecureSite>> {
+    if !broker.tls {
+        return None;
+    }
+    secure_sites()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&broker.port)
+        .cloned()
 }
 
 impl Mosquitto {
     /// Starts one (mosquitto must be installed: scripts/test-all installs it).
     pub fn start() -> Mosquitto {
-        let dir = tempfile::tempdir().unwrap();
+        let site = Arc::new(secure::SecureSite::new());
         let port = free_port();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_inflight_messages 100\nmax_queued_messages 10000\n"
-            ),
-        )
-        .unwrap();
+        secure_sites()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(port, site.clone());
         let mut m = Mosquitto {
             port,
-            dir,
+            site,
+            plain: false,
+            child: None,
+        };
+        m.spawn();
+        m
+    }
+
+    /// A plain broker on loopback, as Venus OS runs its own on a GX (local clients only,
+    /// no TLS, no logins): for the tests of the site's state read from Venus OS, never for
+    /// the VRM link.
+    pub fn start_plain() -> Mosquitto {
+        let mut m = Mosquitto {
+            port: free_port(),
+            site: Arc::new(secure::SecureSite::new()),
+            plain: true,
             child: None,
         };
         m.spawn();
@@ -88,24 +125,22 @@ impl Mosquitto {
     }
 
     fn spawn(&mut self) {
-        let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("mosquitto");
-        let child = Command::new(exe)
-            .arg("-c")
-            .arg(self.dir.path().join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is not installed (run scripts/test-all as root to install it)");
-        self.child = Some(child);
+        self.child = Some(if self.plain {
+            self.site.spawn_plain_mosquitto(self.port)
+        } else {
+            self.site.spawn_mosquitto(self.port)
+        });
         wait_listening(self.port, true);
     }
 
-    /// The broker's address.
+    /// The broker's address (`mqtts://localhost:port`; `mqtt://127.0.0.1:port` for a
+    /// plain one).
     pub fn addr(&self) -> BrokerAddr {
-        BrokerAddr::new("127.0.0.1", self.port)
+        if self.plain {
+            BrokerAddr::new("127.0.0.1", self.port)
+        } else {
+            BrokerAddr::tls("localhost", self.port)
+        }
     }
 
     /// Kills the broker (every connection drops, nothing is kept).
@@ -254,6 +289,9 @@ pub fn link_config(broker: &BrokerAddr, state: &Path) -> LinkConfig {
     );
     cfg.command_signing =
         bmsfw_core::vrm::authority::CommandSigningConfig::trusting([portal_signer().public_key()]);
+    if let Some(site) = secure_site(broker) {
+        cfg.mqtt_security = site.security(broker, Some(site.credentials(PORTAL_ID)));
+    }
     cfg.gx_firmware_version = "v3.60".into();
     cfg.keepalive_window = Duration::from_secs(60);
     cfg.mqtt_keep_alive = Duration::from_secs(2);
@@ -428,6 +466,9 @@ pub fn portal_config(broker: &BrokerAddr, chunk_size: u32, window: usize) -> Vrm
     cfg.upload_window = window;
     cfg.stall_timeout = Duration::from_millis(1500);
     cfg.signer = Some(portal_signer());
+    if let Some(site) = secure_site(broker) {
+        cfg.security = site.portal_security(broker);
+    }
     cfg
 }
 
@@ -482,12 +523,26 @@ pub struct RawClient {
 
 impl RawClient {
     pub async fn connect(broker: &BrokerAddr, filters: &[&str]) -> RawClient {
+        RawClient::connect_as(broker, bmsfw_core::vrm::tls::PORTAL_USERNAME, filters).await
+    }
+
+    /// The same logging in as `user` on the secure link: the portal, or a GX by its
+    /// portal id (a client playing the GX's side).
+    pub async fn connect_as(broker: &BrokerAddr, user: &str, filters: &[&str]) -> RawClient {
         let mut opts = rumqttc::MqttOptions::new(
             format!("raw-{}", free_port()),
             broker.host.clone(),
             broker.port,
         );
         opts.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
+        // On the secure link it logs in as `user`: as the portal, the one identity the
+        // broker lets publish to a GX, what it sends reaches the GX and tests the GX's own
+        // checks.
+        if let Some(site) = secure_site(broker) {
+            site.security(broker, Some(site.credentials(user)))
+                .apply(broker, &mut opts)
+                .unwrap();
+        }
         let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 64);
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

@@ -46,7 +46,8 @@ impl SecureSite {
         site
     }
 
-    fn credentials(&self, user: &str) -> MqttCredentials {
+    /// The credentials provisioned for `user`.
+    pub fn credentials(&self, user: &str) -> MqttCredentials {
         MqttCredentials::load(&self.dir.path().join(format!("{user}.credentials"))).unwrap()
     }
 
@@ -120,6 +121,55 @@ impl SecureSite {
 
     /// The same on `port`.
     pub fn mosquitto_on(&self, port: u16) -> SecureMosquitto {
+        let mut m = SecureMosquitto {
+            port,
+            child: Some(self.spawn_mosquitto(port)),
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+            if Instant::now() > deadline
+                || m.child
+                    .as_mut()
+                    .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+            {
+                panic!(
+                    "mosquitto did not start: {}",
+                    std::fs::read_to_string(self.dir.path().join("mosquitto.log"))
+                        .unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m
+    }
+
+    /// Starts a plain mosquitto on `port` (loopback, anonymous), as Venus OS's own.
+    pub fn spawn_plain_mosquitto(&self, port: u16) -> Child {
+        let conf = self.dir.path().join("mosquitto-plain.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_inflight_messages 100\nmax_queued_messages 10000\n"
+            ),
+        )
+        .unwrap();
+        let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("mosquitto");
+        Command::new(exe)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is not installed (run scripts/test-all as root to install it)")
+    }
+
+    /// Starts mosquitto on `port` with TLS, this password file and bmsfw's ACL file.
+    pub fn spawn_mosquitto(&self, port: u16) -> Child {
         let acl = self.dir.path().join("bmsfw.acl");
         std::fs::write(&acl, bmsfw_portal::acl::MOSQUITTO_ACL).unwrap();
         let conf = self.dir.path().join("mosquitto.conf");
@@ -143,34 +193,13 @@ impl SecureSite {
             .find(|p| Path::new(p).exists())
             .unwrap_or("mosquitto");
         let log = std::fs::File::create(self.dir.path().join("mosquitto.log")).unwrap();
-        let child = Command::new(exe)
+        Command::new(exe)
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("mosquitto is not installed (run scripts/test-all as root to install it)");
-        let mut m = SecureMosquitto {
-            port,
-            child: Some(child),
-        };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-            if Instant::now() > deadline
-                || m.child
-                    .as_mut()
-                    .is_some_and(|c| c.try_wait().ok().flatten().is_some())
-            {
-                panic!(
-                    "mosquitto did not start: {}",
-                    std::fs::read_to_string(self.dir.path().join("mosquitto.log"))
-                        .unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        m
+            .expect("mosquitto is not installed (run scripts/test-all as root to install it)")
     }
 }
 
