@@ -551,7 +551,7 @@ soc = 72
 }
 
 #[test]
-fn an_update_not_ended_within_the_timeout_exits_7_with_its_job_journaled() {
+fn an_update_not_ended_within_the_timeout_exits_7_and_a_second_run_on_its_state_completes() {
     let bench = Bench::new();
     let package = bench.long_package();
     let state = bench.path("state");
@@ -564,4 +564,28 @@ fn an_update_not_ended_within_the_timeout_exits_7_with_its_job_journaled() {
     assert_eq!(r.code, Some(7), "{r}");
     assert!(r.stdout.contains("did not end within --timeout"), "{r}");
     assert!(r.stdout.contains("is journaled in"), "{r}");
+
+    // Run again on the same state: the engine takes up the journaled job at its start
+    // (resumed and followed here, or failed with 740 when it cannot resume) and the
+    // update completes.
+    args[at + 1] = "120".into();
+    let again = run(cwd.path(), &args);
+    assert_eq!(again.code, Some(0), "{again}");
+    assert!(again.stdout.contains("runs v4.16 (was v4.15)"), "{again}");
+    let h = run(
+        cwd.path(),
+        &[
+            "history".into(),
+            "--state-dir".into(),
+            state.display().to_string(),
+            "--json".into(),
+        ],
+    );
+    let doc: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let jobs = doc["jobs"].as_array().unwrap();
+    assert!(
+        jobs.iter()
+            .all(|j| j["state"] == "completed" || j["state"] == "failed"),
+        "no job left unfinished: {doc:#}\n{again}"
+    );
 }
