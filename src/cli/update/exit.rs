@@ -42,7 +42,11 @@ Exit codes:
   5  failed once the transfer had begun (transfer, install, restart, verification)
   6  cancelled or stopped with Ctrl-C (719)
   7  timed out: battery not heard within --wait, update not ended within --timeout
-A failure prints its catalogue code, title and message.";
+A failure prints its catalogue code, title and message.
+
+Ctrl-C while the file is staged cancels the update (719). Once the transfer has
+begun the engine runs it to its end under its safety rules (716); a second
+Ctrl-C stops bmsfw there, the job journaled in the state directory.";
 
 impl Exit {
     /// The exit of an update that ended with catalogue `code`; `transfer_began`: the
