@@ -686,7 +686,7 @@ async fn check_history(engine: &Engine, serial: &str, record: &JobRecord, out: &
             EventKind::StateChanged { to, .. } => Some(*to),
             _ => None,
         })
-        .last();
+        .next_back();
     if last != Some(record.state()) {
         out.violations.push(Violation::new(
             'd',
