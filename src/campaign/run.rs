@@ -81,7 +81,28 @@ pub struct Workbench {
     dir: std::path::PathBuf,
     allowlist: Allowlist,
     site: SiteDescription,
+    /// Batteries of vendors the demo's site has none of.
+    extra: SiteDescription,
 }
+
+/// The template's Acme BMS, which the demo's site does not have.
+const TEMPLATE_BATTERY: &str = r#"
+[[bus]]
+name = "sim4"
+bitrate = 500000
+
+[[bus.battery]]
+name = "acme"
+vendor = "template"
+manufacturer = "ACME"
+bms_name = "Acme 10"
+product_code = 0xAC10
+firmware = [1, 11]
+capacity_ah = 100
+serial = "ACME10-0042"
+soc = 75
+temperature_c = 22.0
+"#;
 
 impl Workbench {
     /// Installs the vendors' plugin libraries of `plugins` into `dir` with their
@@ -90,10 +111,12 @@ impl Workbench {
         crate::cli::demo::files::install_plugins(plugins, dir)?;
         let allowlist = Allowlist::load(&dir.join("allowlist.toml"))?;
         let site = SiteDescription::parse(crate::cli::demo::BUILT_IN_SITE, "demo.toml")?;
+        let extra = SiteDescription::parse(TEMPLATE_BATTERY, "the campaign's template battery")?;
         Ok(Workbench {
             dir: dir.to_path_buf(),
             allowlist,
             site,
+            extra,
         })
     }
 
@@ -101,8 +124,9 @@ impl Workbench {
         self.site
             .batteries()
             .into_iter()
+            .chain(self.extra.batteries())
             .find(|b| b.vendor == vendor)
-            .ok_or_else(|| anyhow::anyhow!("the demo site has no {vendor} battery"))
+            .ok_or_else(|| anyhow::anyhow!("the campaign has no {vendor} battery"))
     }
 }
 

@@ -6,7 +6,7 @@ use rand::{RngExt, SeedableRng};
 use std::fmt;
 
 /// The vendors whose plugin and simulated BMS ship with bmsfw, by their site name.
-pub const VENDORS: &[&str] = &["aurora", "boreal", "coral"];
+pub const VENDORS: &[&str] = &["aurora", "boreal", "coral", "template"];
 
 /// Image sizes a scenario draws from, in KiB.
 const IMAGE_KIB: &[usize] = &[4, 8, 16, 32, 48];

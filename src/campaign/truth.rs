@@ -2,7 +2,7 @@
 //! vendor's model, whatever the battery says on the bus.
 //!
 //! Each unit of the battery (a BMS, a node of a bank) is read as a fingerprint of what it
-//! would boot: the package in the active slot (Aurora), the image in the active slot of
+//! would boot: the package in the active slot (Aurora, the template), the image in the active slot of
 //! each node (Boreal), the version the master runs (Coral, whose model keeps no image
 //! bytes for the running firmware). The campaign compares it with the fingerprint before
 //! the update and with the one the package installs.
@@ -46,6 +46,16 @@ pub fn read(vendor: &str, controls: &VendorControls) -> Option<Truth> {
                     .iter()
                     .map(|n| (format!("node {}", n.id), h.slot_image(n.id, n.active_slot)))
                     .collect(),
+            })
+        }
+        "template" => {
+            let h = Arc::clone(controls)
+                .downcast::<template_sim::TemplateHandle>()
+                .ok()?;
+            let status = h.status();
+            Some(Truth {
+                units: vec![("bms".into(), h.slot_package(status.active_slot))],
+                running: matches!(status.stage, template_sim::Stage::Running),
             })
         }
         "coral" => {

@@ -68,6 +68,7 @@ pub fn vendor_models() -> BmsRegistry {
     aurora_sim::register(&mut registry);
     coral_sim::register(&mut registry);
     boreal_sim::register(&mut registry);
+    template_sim::register(&mut registry);
     registry
 }
 

@@ -70,6 +70,15 @@ pub const VENDORS: &[DemoVendor] = &[
         firmware: ("1.4", "9.254"),
         sample: coral_sample,
     },
+    DemoVendor {
+        name: "template",
+        package: "bmsfw-vendor-template",
+        vendor_id: "com.example.acme",
+        manufacturer: "ACME",
+        product_codes: &[0xAC05, 0xAC10],
+        firmware: ("1.0", "1.254"),
+        sample: template_sample,
+    },
 ];
 
 /// The shipped vendor named `name` in site files.
@@ -120,6 +129,31 @@ fn aurora_sample(battery: &SiteBattery, image_bytes: usize) -> anyhow::Result<Sa
     let bytes = aurora_sim::package::build(&spec);
     Ok(Sample {
         file_name: format!("{}-aurora-{major}.{next}.bin", slug(battery)),
+        installed: bytes.clone(),
+        bytes,
+        version: format!("v{major}.{next}"),
+    })
+}
+
+/// Template (the Acme BMS a vendor starts from): 0x35F bytes 2-3 are major and minor in
+/// binary, as Aurora's; the package is the template's signed-checksum format.
+fn template_sample(battery: &SiteBattery, image_bytes: usize) -> anyhow::Result<Sample> {
+    let [major, minor] = battery.config.identity.firmware;
+    let Some(next) = minor.checked_add(1) else {
+        bail!(
+            "{}: firmware {major}.{minor} has no next minor version",
+            battery.name
+        );
+    };
+    let spec = template_sim::package::PackageSpec::new(
+        battery.config.identity.product_code,
+        [major, next],
+        image_bytes,
+        seed(battery),
+    );
+    let bytes = template_sim::package::build(&spec);
+    Ok(Sample {
+        file_name: format!("{}-acme-{major}.{next}.bin", slug(battery)),
         installed: bytes.clone(),
         bytes,
         version: format!("v{major}.{next}"),

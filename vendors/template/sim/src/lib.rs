@@ -17,9 +17,11 @@
 pub mod bms;
 mod bootloader;
 pub mod driver;
+pub mod factory;
 pub mod package;
 pub mod protocol;
 
 pub use bms::{Stage, TemplateBms, TemplateConfig, TemplateStatus};
 pub use bootloader::Fault;
 pub use driver::TemplateHandle;
+pub use factory::{TemplateFactory, register};
