@@ -16,7 +16,9 @@
 //! - Other nodes' frames take the wire ahead of queued frames (they win arbitration) and
 //!   push them back: a received frame moves this node's queued frames by its length, and
 //!   planning keeps room for the most foreign bits seen within each stretch over the last
-//!   second, less what leaves the window meanwhile.
+//!   two seconds (twice the longest BMS-Can period), less what leaves the window
+//!   meanwhile. The GX's own keep-alive, which goes out whatever the budget says, is
+//!   remembered there too.
 //! - Other nodes' frames after a batch land in windows that hold it: planning walks the
 //!   moments the oldest frames leave until what remains leaves room for the most foreign
 //!   bits seen within a whole window.
@@ -70,9 +72,11 @@ pub const WAKE_BATCH: usize = 32;
 /// The most moments [`BusBudget::time_for`] tries before it settles for a later one.
 const MAX_WAKE_CANDIDATES: usize = 64;
 
-/// How long other nodes' traffic is remembered for the reserve: the longest period of a
-/// BMS-Can broadcast.
-const FOREIGN_MEMORY_US: u64 = 1_000_000;
+/// How long other nodes' traffic is remembered for the reserve: twice the longest period
+/// of a BMS-Can broadcast (1 s), so that a frame of that period is still remembered when
+/// it comes again, early or late. With one period, a campaign found windows over the cap
+/// whenever a once-a-second frame had just left the memory.
+const FOREIGN_MEMORY_US: u64 = 2_000_000;
 
 /// Most foreign frames remembered (a bound on memory and time whatever the other nodes
 /// send; a 500 kbit/s BMS-Can bus with telemetry carries a few dozen a second).
@@ -231,7 +235,7 @@ impl BusBudget {
 
     /// The bits kept free for other nodes' frames that may arrive within `span` (while
     /// planned frames wait for the wire): the most seen within any stretch that long over
-    /// the last second.
+    /// the last two seconds.
     pub fn foreign_reserve(&mut self, now: Timestamp, span: Duration) -> u64 {
         self.foreign.forget_before(now.as_micros());
         self.foreign
@@ -312,6 +316,16 @@ impl BusBudget {
         });
         self.own_free = self.own_free.max(end);
         Timestamp::from_micros(end)
+    }
+
+    /// Records a frame this node sends whatever the budget says (the GX's keep-alive,
+    /// which is never held back), as [`record_sent`](Self::record_sent). Planning keeps
+    /// room for such frames as it does for other nodes' periodic ones: they come again.
+    pub fn record_sent_unplanned(&mut self, now: Timestamp, frame: &CanFrame) -> Timestamp {
+        let end = self.record_sent(now, frame);
+        self.foreign
+            .record(end.as_micros(), bit_timing::frame_bits(frame));
+        end
     }
 
     /// Bits in the window ending at `now` (frames expected to end later included).
@@ -635,6 +649,41 @@ mod tests {
         assert!(peak <= 80.0 + 1e-9, "a window reached {peak:.2} %");
         // 2 s at 80 % with frames of about 120 bits, less the telemetry: well over 6000.
         assert!(sent > 6000, "only {sent} frames sent");
+    }
+
+    /// The GX's keep-alive pair goes out once a second whatever the budget says: planning
+    /// keeps room for it, so a greedy sender never pushes a window over the cap when it
+    /// comes again (a campaign found windows at 80.25 % when the keep-alive was not
+    /// planned for).
+    #[test]
+    fn periodic_frames_sent_unplanned_and_once_a_second_keep_their_room() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        let mut wire = Vec::new();
+        let mut now = 0u64;
+        let mut sent = 0u64;
+        // Bounded: 5 s of bus time in steps of 1 ms.
+        while now < 5_000_000 {
+            if now % 1_000_000 == 0 {
+                for id in [0x305, 0x307] {
+                    let f = frame(id, 0xAA);
+                    let end = b.record_sent_unplanned(t(now), &f);
+                    wire.push((end.as_micros(), bit_timing::frame_bits(&f)));
+                }
+            }
+            if let Ok(n) = b.frames_fitting(t(now), WORST_FRAME_BITS, 40) {
+                for i in 0..n {
+                    let f = CanFrame::new(CanId::standard(0x602).unwrap(), &[(i * 29) as u8; 8])
+                        .unwrap();
+                    let end = b.record_sent(t(now), &f);
+                    wire.push((end.as_micros(), bit_timing::frame_bits(&f)));
+                    sent += 1;
+                }
+            }
+            now += 1_000;
+        }
+        let peak = peak_load(&mut wire, 100_000, 500_000);
+        assert!(peak <= 80.0 + 1e-9, "a window reached {peak:.2} %");
+        assert!(sent > 14_000, "only {sent} frames sent");
     }
 
     /// The time the budget names for a frame is one at which it fits, never earlier than

@@ -422,7 +422,7 @@ mod tests {
 
         #[test]
         fn a_stall_after_a_budget_wait_is_a_stall() {
-            let (code, message) = stall_after(1_000);
+            let (code, message) = stall_after(200);
             assert_eq!(code, codes::WATCHDOG_EXPIRED, "{message}");
             assert!(message.contains("the plugin made no progress"), "{message}");
             assert!(message.contains(&format!("{:?}", Watched::Transferring)));

@@ -338,7 +338,7 @@ impl BusCore {
     fn poll_transmits(&mut self, now: Timestamp, out: &mut Vec<CanFrame>, max: usize) -> bool {
         let now = self.tick(now);
         while let Some(frame) = self.keepalive.poll_transmit(now) {
-            self.budget.record_sent(now, &frame);
+            self.budget.record_sent_unplanned(now, &frame);
             out.push(frame);
         }
         let Some(active) = &mut self.active else {
