@@ -60,15 +60,15 @@ impl Default for BudgetConfig {
 pub const WORST_FRAME_BITS: u32 = bit_timing::worst_case_frame_bits(IdFormat::Extended, 8);
 
 /// The most frames a driver hands over in one round before it looks at the bus again.
-pub const MAX_ROUND_FRAMES: usize = 40;
+pub const MAX_ROUND_FRAMES: usize = 80;
 
 /// How many frames a driver waits room for once the budget holds it back: it then wakes
 /// once per batch, a few milliseconds of bus time, instead of once per frame that leaves
 /// the window.
-pub const WAKE_BATCH: usize = 32;
+pub const WAKE_BATCH: usize = 64;
 
 /// The most moments [`BusBudget::time_for`] tries before it settles for a later one.
-const MAX_WAKE_CANDIDATES: usize = 64;
+const MAX_WAKE_CANDIDATES: usize = 256;
 
 /// How long other nodes' traffic is remembered for the reserve: the longest period of a
 /// BMS-Can broadcast.
