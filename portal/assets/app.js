@@ -75,11 +75,14 @@ function morph(from, to) {
     if (from.nodeValue !== to.nodeValue) from.nodeValue = to.nodeValue;
     return;
   }
+  // The same kept section (same id, same content key) keeps what the installer did.
+  const kept = from.tagName === "DETAILS" && !!from.dataset.kept
+    && from.dataset.kept === to.getAttribute("data-kept");
   for (const a of [...from.attributes]) {
-    if (a.name !== "style" && !to.hasAttribute(a.name)) from.removeAttribute(a.name);
+    if (a.name !== "style" && !(kept && a.name === "open") && !to.hasAttribute(a.name)) from.removeAttribute(a.name);
   }
   for (const a of [...to.attributes]) {
-    if (a.name !== "style" && from.getAttribute(a.name) !== a.value) from.setAttribute(a.name, a.value);
+    if (a.name !== "style" && !(kept && a.name === "open") && from.getAttribute(a.name) !== a.value) from.setAttribute(a.name, a.value);
   }
   if (from.style.cssText !== to.style.cssText) from.style.cssText = to.style.cssText; // CSSOM: allowed by the CSP
   for (const p of HANDLERS) if (from[p] !== to[p]) from[p] = to[p];
@@ -90,7 +93,9 @@ function morph(from, to) {
       from.value = to.value;
     }
   }
-  if (from.tagName === "DETAILS" && from.open !== to.open) from.open = to.open;
+  // A section the installer opens or closes (data-kept) is theirs: a redraw never
+  // changes it, even one that comes before its toggle event.
+  if (from.tagName === "DETAILS" && !kept && from.open !== to.open) from.open = to.open;
   morphChildren(from, to);
 }
 
@@ -427,10 +432,13 @@ function renderMessage(b, k, msg) {
   return h("p", { class: "muted", id: `message-${b.instance}`, role: "status", text: msg.text });
 }
 
-// A section that stays as the installer left it, opened or closed, across redraws.
-function keptOpen(id, openAtFirst) {
-  const open = ui.detailsOpen.has(id) ? ui.detailsOpen.get(id) : openAtFirst;
-  return { id, open, ontoggle: (e) => { ui.detailsOpen.set(id, e.target.open); } };
+// A section that stays as the installer left it, opened or closed, across redraws, for
+// as long as it shows the same thing (`content`): another error in the same place starts
+// as `openAtFirst` again.
+function keptOpen(id, openAtFirst, content) {
+  const key = `${id}\u0000${content}`;
+  const open = ui.detailsOpen.has(key) ? ui.detailsOpen.get(key) : openAtFirst;
+  return { id, open, "data-kept": key, ontoggle: (e) => { ui.detailsOpen.set(key, e.target.open); } };
 }
 
 // A failure in the installer's words: the catalogue's title and first action, the code
@@ -440,7 +448,7 @@ function renderError(info, detailsId) {
   return [
     h("strong", { class: "error-title", text: info.title || "Something went wrong" }),
     info.action ? h("p", { class: "error-action", text: info.action }) : null,
-    h("details", { class: "details", ...keptOpen(detailsId, false) },
+    h("details", { class: "details", ...keptOpen(detailsId, false, `${info.code}|${info.message}`) },
       h("summary", { text: "Details" }),
       h("p", { text: info.code ? `Error ${info.code}${info.name ? ` (${info.name})` : ""}` : "No error code" }),
       info.meaning ? h("p", { text: info.meaning }) : null,
@@ -585,7 +593,7 @@ function renderFile(inst, b, k, f) {
       h("strong", { text: "The GX device could not check this file in advance" }),
       h("p", { text: check.note || "It is checked when you press Update." }));
   const notes = passed && r.release_notes
-    ? h("details", { class: "notes", ...keptOpen(`notes-${b.instance}`, true) },
+    ? h("details", { class: "notes", ...keptOpen(`notes-${b.instance}`, true, r.release_notes) },
       h("summary", { text: "Release notes" }), h("pre", { text: r.release_notes }))
     : null;
   const tick = needsTick ? h("label", { class: "option reinstall" },

@@ -1656,10 +1656,13 @@ impl Driver {
             let serial = battery.serial.clone().unwrap_or_default();
             let serial = Serial::new(&serial)
                 .map_err(|e| VrmError::NotFound(format!("battery serial number: {e}")))?;
+            // A job the GX reported Completed or Failed is over, even before its last
+            // reply arrives: the installer sees it ended and may start the next one.
             let running = s.trackers.iter().any(|t| {
                 t.view.portal_id == order.portal_id
                     && t.view.instance == order.instance
                     && !t.view.finished
+                    && !matches!(t.view.state, Some(JobState::Completed | JobState::Failed))
                     && t.upload.phase() != UploadPhase::Failed
             });
             if running {
