@@ -305,7 +305,10 @@ async fn run_in(bench: &Workbench, scenario: &Scenario, state: &Path) -> anyhow:
     // GX (None: the GX knows at once).
     let mut red_since: Option<(Instant, Option<u32>)> = None;
     let record = loop {
-        let record = job_record(&engine, job).await;
+        // A job the engine no longer knows never ends: counted as one that did not.
+        let Some(record) = job_record(&engine, job).await else {
+            break None;
+        };
         let now = Instant::now();
         if record.state().is_terminal() {
             break Some(record);
@@ -622,13 +625,9 @@ async fn settled_truth(vendor: &str, controls: &VendorControls) -> Option<Truth>
     }
 }
 
-async fn job_record(engine: &Engine, job: JobId) -> JobRecord {
-    loop {
-        if let Some(r) = engine.jobs().await.into_iter().find(|r| r.id() == job) {
-            return r;
-        }
-        tokio::time::sleep(TICK).await;
-    }
+/// The job's record; `None` when the engine no longer knows the job.
+async fn job_record(engine: &Engine, job: JobId) -> Option<JobRecord> {
+    engine.jobs().await.into_iter().find(|r| r.id() == job)
 }
 
 async fn upload(
