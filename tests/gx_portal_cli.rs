@@ -7,7 +7,9 @@
 mod gx_site;
 mod support;
 
+use bmsfw_core::vrm::tls::MqttCredentials;
 use std::time::Duration;
+use support::PORTAL_ID;
 use support::daemon::{Approved, DaemonSetup, Daemons, battery};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -73,4 +75,28 @@ async fn the_gx_daemon_and_the_portal_update_a_battery_as_separate_processes() {
     assert_eq!(u["version_after"]["display"], "v4.16");
     // The daemon kept its journal and event log in the state directory of gx.toml.
     assert!(d.path("state/events/events.jsonl").is_file());
+    // Neither link password appears in either program's log or in the job's diagnostics.
+    let diagnostics = d
+        .client
+        .get(format!(
+            "{}/api/installations/{PORTAL_ID}/jobs/{}/diagnostics",
+            d.url, u["job"]
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(diagnostics.status(), 200);
+    let diagnostics = diagnostics.text().await.unwrap();
+    assert!(diagnostics.contains(SERIAL), "{diagnostics}");
+    let seen = [
+        std::fs::read_to_string(d.path("gx.log")).unwrap(),
+        std::fs::read_to_string(d.path("portal.log")).unwrap(),
+        diagnostics,
+    ];
+    for file in ["gx-mqtt.toml", "portal-mqtt.toml"] {
+        let password = MqttCredentials::load(&d.path(file)).unwrap().password;
+        for text in &seen {
+            assert!(!text.contains(password.expose()), "{file}'s password shown");
+        }
+    }
 }

@@ -7,8 +7,9 @@
 //!   the name is not enough);
 //! - plain `mqtt://` is accepted only towards loopback, or with `insecure = true`, which
 //!   the daemon logs at error level at every start;
-//! - the password is held in a [`Secret`], whose `Debug` prints nothing of it, and is read
-//!   from a credentials file that only its owner may read.
+//! - the password is held in a [`Secret`], whose `Debug` prints nothing of it and whose
+//!   memory is zeroed when dropped, and is read from a credentials file that only its
+//!   owner may read.
 
 use bmsfw_vrm_wire::BrokerAddr;
 use rumqttc::{ConnectReturnCode, ConnectionError, MqttOptions, TlsConfiguration, Transport};
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 /// The MQTT user name of the portal. It cannot be a GX's (a portal id has letters, digits,
 /// `_` and `-` only), so the broker's rules tell the two apart by name alone.
@@ -28,14 +30,15 @@ const MAX_CREDENTIALS_FILE: u64 = 16 * 1024;
 /// Longest password accepted (MQTT allows 65535 bytes; ours are 43).
 const MAX_PASSWORD: usize = 1024;
 
-/// A secret: its `Debug` says only that it is one.
+/// A secret: its `Debug` says only that it is one, and its memory is zeroed when it is
+/// dropped.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(Zeroizing<String>);
 
 impl Secret {
     /// Wraps a secret.
     pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
+        Secret(Zeroizing::new(s.into()))
     }
 
     /// The secret itself, for the one place that sends or checks it.
@@ -84,7 +87,8 @@ impl MqttCredentials {
             path: path.to_owned(),
             reason,
         };
-        let text = read_limited(path, MAX_CREDENTIALS_FILE, true).map_err(bad)?;
+        // The file's text holds the password too: zeroed once parsed.
+        let text = Zeroizing::new(read_limited(path, MAX_CREDENTIALS_FILE, true).map_err(bad)?);
         // The error of the TOML parser may quote the line: never the password's.
         let file: CredentialsFile = toml::from_str(&text).map_err(|e| {
             bad(match e.span() {
