@@ -39,6 +39,9 @@ enum Command {
     /// Update one battery from this machine (bench, integration, on-site service): the
     /// engine with every gate, the plugin in its host, progress, an exit code per outcome.
     Update(cli::update::UpdateArgs),
+    /// Put a site file's simulated batteries on real SocketCAN interfaces (a bench with
+    /// two looped CAN adapters, a test machine's virtual controllers).
+    Simulate(cli::simulate::SimulateArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -88,6 +91,9 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Demo(args) => server_runtime()?.block_on(cli::demo::run(args)),
         Command::Campaign(args) => cli::campaign::run_campaign(args),
         Command::Update(args) => Ok(cli::update::run(args)),
+        Command::Simulate(args) => runtime()?
+            .block_on(cli::simulate::run(args))
+            .map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The engine's BMS-Can monitor following a simulated battery over a real Linux CAN
-//! stack: the battery and the GX each own a SocketCAN socket on `vcan0`, in real time.
+//! stack: the battery and the GX each own a SocketCAN socket on `vcan0`, in real time;
+//! and a site file's batteries put on real interfaces, as `bmsfw simulate` does.
 //!
-//! Needs `vcan0` (up) and runs in the virtual machine of `scripts/socketcan-vm-test`
+//! Needs `vcan0` and `vcan1` (up) and runs in the virtual machine of `scripts/socketcan-vm-test`
 //! (with `--ignored --test-threads=1`); the development machines' kernel has no CAN.
 
 use bmsfw_can::{CanEvent, CanInterface, SocketCanInterface};
@@ -11,6 +12,8 @@ use bmsfw_sim::battery::{
     Alarm, BatteryConfig, BatteryHandle, BatteryModel, CurrentProfile, DriverExit, Epoch,
     GxPresence, IdentityConfig, Level,
 };
+use bmsfw_sim::registry::BmsRegistry;
+use bmsfw_sim::site::SiteDescription;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -146,4 +149,58 @@ async fn the_monitor_decodes_a_simulated_battery_over_socketcan() {
         task.await.expect("battery task").expect("battery driver"),
         DriverExit::Stopped
     );
+}
+
+/// A site file's batteries put on real interfaces (what `bmsfw simulate` does): one
+/// battery on vcan0 and one on vcan1, each on a socket of its own, heard by a GX socket on
+/// each interface with the identity the site gives it.
+#[tokio::test]
+#[ignore = "needs vcan0 and vcan1: run in the VM of scripts/socketcan-vm-test"]
+async fn a_site_files_batteries_run_on_real_interfaces() {
+    let battery = |name: &str, serial: &str, firmware: u8| {
+        format!(
+            "[[bus.battery]]\nname = \"{name}\"\nvendor = \"nordcell\"\nmanufacturer = \
+             \"NORDCELL\"\nbms_name = \"NC-LFP100\"\nproduct_code = 0x42\nfirmware = [1, \
+             {firmware}]\ncapacity_ah = 100\nserial = \"{serial}\"\nsoc = 60\n"
+        )
+    };
+    let text = format!(
+        "[[bus]]\nname = \"vcan0\"\nbitrate = 500000\n{}\n[[bus]]\nname = \"vcan1\"\nbitrate = \
+         500000\n{}",
+        battery("first", "NC-A-0001", 0x17),
+        battery("second", "NC-B-0002", 0x18)
+    );
+    let site = SiteDescription::parse(&text, "bench.toml").expect("site file");
+    let mut opened = Vec::new();
+    let running = site
+        .start_on(&BmsRegistry::new(), |b| {
+            opened.push(b.bus.clone());
+            SocketCanInterface::open(&b.bus)
+                .map(|i| Arc::new(i) as Arc<dyn CanInterface>)
+                .map_err(|e| e.to_string())
+        })
+        .expect("batteries on vcan0 and vcan1");
+    assert_eq!(opened, ["vcan0", "vcan1"]);
+    assert!(running.buses().is_empty(), "no simulated bus on real interfaces");
+    let epoch = running.epoch();
+    for (iface, serial, firmware) in [("vcan0", "NC-A-0001", 0x17), ("vcan1", "NC-B-0002", 0x18)] {
+        let gx = SocketCanInterface::open(iface).expect("GX socket");
+        let mut keep_alive = GxKeepAlive::new(epoch.now(), KEEP_ALIVE_PERIOD);
+        let mut monitor = BmsCanMonitor::new(gx.name());
+        gx_listen(
+            &gx,
+            epoch,
+            &mut keep_alive,
+            &mut monitor,
+            Duration::from_millis(2500),
+        )
+        .await;
+        let state = monitor.battery().expect("battery heard");
+        assert_eq!(state.identity().serial.as_deref(), Some(serial), "{iface}");
+        assert_eq!(state.identity().firmware_bytes(), Some([0x01, firmware]), "{iface}");
+        assert_eq!(monitor.rejections().total(), 0, "{iface}: one battery per bus");
+    }
+    for (name, exit) in running.shutdown().await {
+        assert_eq!(exit, Ok(DriverExit::Stopped), "{name}");
+    }
 }

@@ -15,5 +15,6 @@ mod listen;
 pub mod plugin;
 pub mod portal;
 pub mod record;
+pub mod simulate;
 pub(crate) mod source;
 pub mod update;

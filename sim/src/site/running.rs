@@ -9,6 +9,7 @@ use super::{SiteBattery, SiteDescription};
 use crate::battery::{BatteryControl, DriverExit, Epoch};
 use crate::bus::{NodeId, SimBus};
 use crate::registry::{BmsFactory, BmsRegistry, VendorControls};
+use bmsfw_can::CanInterface;
 use std::any::Any;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -40,8 +41,9 @@ impl StartError {
 pub struct RunningBattery {
     /// Its description.
     pub description: SiteBattery,
-    /// Its node on its bus (for the bus's fault controls).
-    pub node: NodeId,
+    /// Its node on its simulated bus (for the bus's fault controls); `None` on a real
+    /// interface.
+    pub node: Option<NodeId>,
     control: Arc<dyn BatteryControl>,
     vendor: Option<VendorControls>,
     task: JoinHandle<Result<DriverExit, bmsfw_can::CanError>>,
@@ -97,26 +99,59 @@ impl SiteDescription {
     ///
     /// Outside a Tokio runtime.
     pub fn start_with(&self, registry: &BmsRegistry) -> Result<RunningSite, StartError> {
-        let epoch = Epoch::starting_now();
         let buses: Vec<SimBus> = self
             .buses
             .iter()
             .map(|b| SimBus::new(b.name.get_ref().clone(), *b.bitrate.get_ref()))
             .collect();
-        let mut batteries = Vec::new();
-        for description in self.batteries() {
+        let mut site = self.start_batteries(registry, |description| {
             let bus = buses
                 .iter()
                 .find(|b| b.name() == description.bus)
                 .unwrap_or_else(|| unreachable!("batteries() only names described buses"));
             let node = bus.attach(&description.name);
-            let node_id = node.id();
+            let id = node.id();
+            Ok((Arc::new(node) as Arc<dyn CanInterface>, Some(id)))
+        })?;
+        site.buses = buses;
+        Ok(site)
+    }
+
+    /// Starts every battery with the model `registry` gives its vendor, each on the
+    /// interface `open` gives it (for example a SocketCAN socket of its own on the
+    /// interface its `[[bus]]` names), in real time on the current Tokio runtime. The site
+    /// has no simulated buses then. Stops at the first battery that cannot start.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn start_on(
+        &self,
+        registry: &BmsRegistry,
+        mut open: impl FnMut(&SiteBattery) -> Result<Arc<dyn CanInterface>, String>,
+    ) -> Result<RunningSite, StartError> {
+        self.start_batteries(registry, |description| {
+            open(description)
+                .map(|iface| (iface, None))
+                .map_err(|message| StartError::new(description, message))
+        })
+    }
+
+    fn start_batteries(
+        &self,
+        registry: &BmsRegistry,
+        mut open: impl FnMut(&SiteBattery) -> Result<(Arc<dyn CanInterface>, Option<NodeId>), StartError>,
+    ) -> Result<RunningSite, StartError> {
+        let epoch = Epoch::starting_now();
+        let mut batteries = Vec::new();
+        for description in self.batteries() {
+            let (iface, node_id) = open(&description)?;
             let spawned = if description.model.is_some() {
-                crate::model_library::LibraryFactory.spawn(&description, Arc::new(node), epoch)?
+                crate::model_library::LibraryFactory.spawn(&description, iface, epoch)?
             } else {
                 registry
                     .factory(&description.vendor)
-                    .spawn(&description, Arc::new(node), epoch)?
+                    .spawn(&description, iface, epoch)?
             };
             tracing::debug!(
                 bus = %description.bus,
@@ -134,7 +169,7 @@ impl SiteDescription {
         }
         Ok(RunningSite {
             epoch,
-            buses,
+            buses: Vec::new(),
             batteries,
         })
     }
