@@ -51,9 +51,9 @@ pub struct GxArgs {
     /// With the config source: /Settings/Network/VrmPortal (overrides [mqtt] vrm_portal).
     #[arg(long, value_name = "off|read-only|full", value_parser = parse_mode)]
     vrm_portal: Option<VrmPortalMode>,
-    /// Record every frame and error frame of the simulated site's buses into this
-    /// candump log, in time order (with --sim).
-    #[arg(long, value_name = "LOG", requires = "sim")]
+    /// Record every frame and error frame of the buses (the SocketCAN interfaces of the
+    /// configuration and the simulated site's buses) into this candump log, in time order.
+    #[arg(long, value_name = "LOG")]
     record: Option<PathBuf>,
 }
 
@@ -173,20 +173,30 @@ pub async fn run(args: GxArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let recorder = match (&args.record, &site) {
-        (Some(path), Some(site)) => Some(Recorder::start(path, site.buses())?),
-        _ => None,
+    let recorder = match &args.record {
+        Some(path) => {
+            let interfaces: Vec<String> = config
+                .can
+                .0
+                .iter()
+                .filter(|can| matches!(can.backend, CanBackend::Socketcan))
+                .map(|can| can.name.clone())
+                .collect();
+            let buses = site.as_ref().map_or(&[][..], |site| site.buses());
+            Some(Recorder::start(path, buses, &interfaces)?)
+        }
+        None => None,
     };
     let gx = RunningGx::start(&config, setup, site.as_ref(), broker)?;
     outln!("{}", gx.banner);
     if let Some(path) = &args.record {
-        outln!("recording the site's buses to {}", path.display());
+        outln!("recording the buses to {}", path.display());
     }
     tokio::signal::ctrl_c().await?;
     outln!("stopping");
     gx.shutdown().await?;
     if let Some(recorder) = recorder {
-        let recorded = recorder.finish()?;
+        let recorded = recorder.finish().await?;
         outln!(
             "recorded {} lines to {}",
             recorded.lines,

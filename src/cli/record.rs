@@ -1,12 +1,16 @@
-//! `--record LOG`: every frame and error frame of a simulated site's buses, as one
-//! candump log in time order (`candump -l` format, read by `canplayer`, python-can and
-//! `bmsfw`'s own reader).
+//! `--record LOG`: every frame and error frame of the buses, simulated or SocketCAN, as
+//! one candump log in time order (`candump -l` format, read by `canplayer`, python-can
+//! and `bmsfw`'s own reader).
 //!
-//! Each bus logs what it carries, under its own name; the lines of all buses meet in one
-//! [`OrderedWriter`], which puts them in time order before they reach the file.
+//! Each simulated bus logs what it carries, under its own name; each SocketCAN interface
+//! is read by a socket of the recording's own (the node's own frames reach it through the
+//! interface's loopback, error frames through its error filter). The lines of all buses
+//! meet in one [`OrderedWriter`], which puts them in time order before they reach the
+//! file.
 
 use anyhow::Context;
 use bmsfw_can::candump::{OrderedWriter, parse_line};
+use bmsfw_can::{CanEvent, CanInterface, LogEntry, SocketCanInterface};
 use bmsfw_sim::bus::SimBus;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -28,6 +32,14 @@ pub struct Recorder {
     path: PathBuf,
     shared: Shared,
     buses: Vec<SimBus>,
+    sockets: Vec<SocketReader>,
+}
+
+/// The reader of one SocketCAN interface.
+struct SocketReader {
+    name: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 /// What a finished recording holds.
@@ -39,8 +51,18 @@ pub struct Recorded {
 }
 
 impl Recorder {
-    /// Creates `path` and starts logging every bus of `buses` into it.
-    pub fn start(path: &Path, buses: &[SimBus]) -> anyhow::Result<Recorder> {
+    /// Creates `path` and starts logging every simulated bus of `buses` and every
+    /// SocketCAN interface of `interfaces` into it. With interfaces, it must run inside a
+    /// Tokio runtime.
+    pub fn start(path: &Path, buses: &[SimBus], interfaces: &[String]) -> anyhow::Result<Recorder> {
+        // Every interface opens before the file is created: a wrong name leaves nothing.
+        let opened = interfaces
+            .iter()
+            .map(|name| {
+                SocketCanInterface::open(name)
+                    .with_context(|| format!("opening SocketCAN interface {name} to record it"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
         let shared: Shared = Arc::new(Mutex::new(OrderedWriter::new(
             BufWriter::new(file),
@@ -60,19 +82,32 @@ impl Recorder {
             bus.start_log(sink, unix_now.saturating_sub(age))
                 .with_context(|| format!("recording bus {}", bus.name()))?;
         }
+        let sockets = opened
+            .into_iter()
+            .map(|iface| SocketReader::start(iface, Arc::clone(&shared), unix_now, now))
+            .collect();
         Ok(Recorder {
             path: path.to_path_buf(),
             shared,
             buses: buses.to_vec(),
+            sockets,
         })
     }
 
     /// Stops logging, writes the lines still held and closes the file.
-    pub fn finish(self) -> anyhow::Result<Recorded> {
+    pub async fn finish(self) -> anyhow::Result<Recorded> {
         let mut failures = Vec::new();
         for bus in &self.buses {
             if let Some(Err(e)) = bus.stop_log() {
                 failures.push(format!("bus {}: {e}", bus.name()));
+            }
+        }
+        for socket in self.sockets {
+            let _ = socket.stop.send(());
+            match socket.task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(format!("interface {}: {e:#}", socket.name)),
+                Err(e) => failures.push(format!("interface {}: {e}", socket.name)),
             }
         }
         let writer = match Arc::try_unwrap(self.shared) {
@@ -104,6 +139,37 @@ impl Recorder {
             lines: writer.written(),
             path: self.path,
         })
+    }
+}
+
+impl SocketReader {
+    /// Reads `iface` into `shared` until stopped; timestamps are `unix_now` plus the time
+    /// since `now`.
+    fn start(iface: SocketCanInterface, shared: Shared, unix_now: Duration, now: Instant) -> SocketReader {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let name = iface.name().to_owned();
+        let bus = name.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    _ = &mut stopped => return Ok(()),
+                    event = iface.recv() => event,
+                };
+                let (at, entry) = match event {
+                    Ok(CanEvent::Frame(rx)) => (rx.at, LogEntry::Frame(rx.frame)),
+                    Ok(CanEvent::Error(e)) => (e.at, LogEntry::Error(e.frame)),
+                    Ok(CanEvent::State(_)) => continue,
+                    Err(e) => anyhow::bail!("reading it: {e}"),
+                };
+                let timestamp = unix_now + at.saturating_duration_since(now);
+                shared
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(timestamp, &bus, entry)
+                    .context("writing the log")?;
+            }
+        });
+        SocketReader { name, stop, task }
     }
 }
 
@@ -173,7 +239,7 @@ mod tests {
         let path = dir.path().join("rec.log");
         let can0 = SimBus::new("can0", 500_000);
         let can1 = SimBus::new("can1", 500_000);
-        let recorder = Recorder::start(&path, &[can0.clone(), can1.clone()]).unwrap();
+        let recorder = Recorder::start(&path, &[can0.clone(), can1.clone()], &[]).unwrap();
         can1.set_corrupt_rule(CorruptRule::when(|t| {
             t.frame.id().raw() == 0x356 && t.retransmission == 0
         }));
@@ -187,7 +253,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let recorded = recorder.finish().unwrap();
+        let recorded = recorder.finish().await.unwrap();
         let records: Vec<_> = CandumpReader::new(io::BufReader::new(File::open(&path).unwrap()))
             .collect::<Result<_, _>>()
             .unwrap();

@@ -6,6 +6,7 @@
 //! interface of the same physical bus (two USB-CAN adapters looped on a bench, or two
 //! controllers of one virtual bus) then sees real batteries.
 
+use super::record::Recorder;
 use super::source::vendor_models;
 use anyhow::{Context, bail};
 use bmsfw_can::{CanInterface, SocketCanInterface};
@@ -22,6 +23,10 @@ pub struct SimulateArgs {
     /// The site file; the name of each [[bus]] is the interface its batteries go on
     #[arg(long, value_name = "SITE.toml")]
     site: PathBuf,
+    /// Record every frame and error frame of the site's interfaces into this candump log,
+    /// in time order
+    #[arg(long, value_name = "LOG")]
+    record: Option<PathBuf>,
     /// Stop after this many seconds (default: run until Ctrl-C)
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     secs: Option<u64>,
@@ -62,6 +67,16 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let recorder = match &args.record {
+        Some(path) => {
+            let interfaces: Vec<String> =
+                site.buses.iter().map(|b| b.name.get_ref().clone()).collect();
+            let recorder = Recorder::start(path, &[], &interfaces)?;
+            println!("recording {} to {}", interfaces.join(", "), path.display());
+            Some(recorder)
+        }
+        None => None,
+    };
     let running = site
         .start_on(&vendor_models(), |battery| {
             SocketCanInterface::open(&battery.bus)
@@ -134,6 +149,14 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         if let Err(e) = exit {
             failed.push(format!("{name}: {e}"));
         }
+    }
+    if let Some(recorder) = recorder {
+        let recorded = recorder.finish().await?;
+        println!(
+            "recorded {} lines to {}",
+            recorded.lines,
+            recorded.path.display()
+        );
     }
     if !failed.is_empty() {
         bail!("batteries that stopped on an error: {}", failed.join("; "));

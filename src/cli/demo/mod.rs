@@ -239,7 +239,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let recorder = args
         .record
         .as_deref()
-        .map(|path| Recorder::start(path, site.buses()))
+        .map(|path| Recorder::start(path, site.buses(), &[]))
         .transpose()?;
     // Venus OS's local broker, and the simulated Venus OS on it.
     let venus_broker = EmbeddedBroker::start(SocketAddr::from(([127, 0, 0, 1], 0)))?;
@@ -395,7 +395,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     gx.shutdown().await?;
     if let Some(recorder) = recorder {
-        let recorded = recorder.finish()?;
+        let recorded = recorder.finish().await?;
         outln!(
             "recorded {} lines of the site's buses to {}",
             recorded.lines,

@@ -19,7 +19,6 @@
 
 mod exit;
 mod progress;
-mod socket_record;
 
 pub use exit::{EXIT_CODES, Exit};
 
@@ -397,16 +396,10 @@ async fn next_interrupt(rx: &mut watch::Receiver<u32>) -> u32 {
 struct Running {
     engine: Option<Engine>,
     venus: Option<VenusHandle>,
-    recorder: Option<Recording>,
+    recorder: Option<Recorder>,
     site: Option<RunningSite>,
     /// Whether a job was made (the state directory then has something to look at).
     job: bool,
-}
-
-/// A candump log in progress.
-enum Recording {
-    Sim(Recorder),
-    Socket(socket_record::SocketRecorder),
 }
 
 impl Running {
@@ -426,14 +419,11 @@ impl Running {
             progress.line("the engine did not stop in time");
         }
         if let Some(recorder) = self.recorder.take() {
-            let finished = match recorder {
-                Recording::Sim(r) => r.finish().map(|r| (r.lines, r.path)),
-                Recording::Socket(r) => r.finish().await,
-            };
-            match finished {
-                Ok((lines, path)) => progress.line(&format!(
-                    "recorded {lines} lines of the bus(es) to {}",
-                    path.display()
+            match recorder.finish().await {
+                Ok(r) => progress.line(&format!(
+                    "recorded {} lines of the bus(es) to {}",
+                    r.lines,
+                    r.path.display()
                 )),
                 Err(e) => progress.line(&format!("recording: {e:#}")),
             }
@@ -721,9 +711,7 @@ async fn start_and_update(
             builder = builder.bus(Arc::new(bus.attach("gx")));
         }
         if let Some(log) = &args.record {
-            running.recorder = Some(Recording::Sim(
-                Recorder::start(log, site.buses()).bad_input()?,
-            ));
+            running.recorder = Some(Recorder::start(log, site.buses(), &[]).bad_input()?);
         }
         running.site = Some(site);
     }
@@ -737,9 +725,8 @@ async fn start_and_update(
             .bad_input()?;
         builder = builder.bus(Arc::new(iface) as Arc<dyn CanInterface>);
         if let Some(log) = &args.record {
-            running.recorder = Some(Recording::Socket(
-                socket_record::SocketRecorder::start(log, bus).bad_input()?,
-            ));
+            running.recorder =
+                Some(Recorder::start(log, &[], std::slice::from_ref(bus)).bad_input()?);
         }
     }
     let (access, status, venus, site_line) = match setup {
