@@ -16,6 +16,11 @@
 //! - [`vrm`]: the VRM link's side on the GX and its boundary with the engine;
 //! - [`venus`]: the `venus` site source, live values from Venus OS's local MQTT broker.
 
+// The unit tests that moved in from tests/ (so that mutation testing, which runs unit
+// tests only, runs them) name the crate as integration tests do.
+#[cfg(test)]
+extern crate self as bmsfw_core;
+
 pub mod config;
 pub mod conformance;
 pub mod diagnostics;

@@ -374,6 +374,13 @@ mod tests {
         /// Runs a stuck session on a bus that another node fills completely for the first
         /// `busy_ms`; returns the code and message it fails with.
         fn stall_after(busy_ms: u64) -> (u32, String) {
+            stall_with(|step| if step < busy_ms { 4 } else { 0 })
+        }
+
+        /// Runs a stuck session while another node sends `foreign(ms)` frames of about 125
+        /// bits in millisecond `ms` (four fill the bus); returns the code and message it
+        /// fails with.
+        fn stall_with(foreign: impl Fn(u64) -> u64) -> (u32, String) {
             let id = |raw| CanId::standard(raw).unwrap();
             let info = PluginInfo::from_abi(
                 PluginIdentity::new("com.example.stuck", "Stuck", "1.0.0")
@@ -403,11 +410,9 @@ mod tests {
             // Bounded: the watchdog's limit is under 5 s, the abort grace 0.5 s.
             for step in 0..10_000 {
                 let now = ms(step);
-                if step < busy_ms {
-                    // Four frames of about 125 bits per millisecond: the whole bus.
-                    for k in 0..4 {
-                        budget.record_received(now + Duration::from_micros(250 * k), &noise);
-                    }
+                let frames = foreign(step).min(4);
+                for k in 0..frames {
+                    budget.record_received(now + Duration::from_micros(250 * k), &noise);
                 }
                 driver.poll_transmits(now, &mut budget, 8, &mut out);
                 driver.handle_timeout(now);
@@ -433,6 +438,25 @@ mod tests {
             let (code, message) = stall_after(4_000);
             assert_eq!(code, codes::BUS_BUDGET_EXCEEDED, "{message}");
             assert!(message.contains("load budget"), "{message}");
+        }
+
+        /// Other traffic that still holds the bus when the watchdog bites: the wait under
+        /// way counts, and the stall is an overload.
+        #[test]
+        fn a_stall_while_other_traffic_still_holds_the_bus_is_an_overload() {
+            let (code, message) = stall_with(|_| 4);
+            assert_eq!(code, codes::BUS_BUDGET_EXCEEDED, "{message}");
+            assert!(message.contains("load budget"), "{message}");
+        }
+
+        /// A session sending at the cap while other nodes send now and then (telemetry):
+        /// the moments their frames held it back are short, and a session that makes no
+        /// progress is a stall, not an overload.
+        #[test]
+        fn a_stall_among_occasional_foreign_frames_is_a_stall() {
+            let (code, message) = stall_with(|step| u64::from(step % 7 == 0));
+            assert_eq!(code, codes::WATCHDOG_EXPIRED, "{message}");
+            assert!(message.contains("the plugin made no progress"), "{message}");
         }
     }
 }

@@ -378,6 +378,42 @@ fn pruning_keeps_the_newest_ended_jobs_and_all_running_ones() {
     assert_eq!(journal.records().count(), 3);
 }
 
+/// Completed jobs are pruned beyond the newest `keep` too, but the latest firmware change
+/// of every battery stays however old it is.
+#[test]
+fn pruning_keeps_the_newest_completed_jobs_and_each_batterys_latest_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path()).unwrap();
+    let complete = |journal: &mut Journal, serial: &str, at: u64| {
+        let id = new_job(journal, serial);
+        for e in [
+            start(),
+            JobEvent::VerifyStarted,
+            JobEvent::Completed {
+                version_after: v("2.0"),
+            },
+        ] {
+            journal
+                .update(id, |r| r.apply(e, UnixMillis(at)))
+                .unwrap()
+                .unwrap();
+        }
+        id
+    };
+    let old = complete(&mut journal, "OLD", 100);
+    let a: Vec<JobId> = [200, 210, 220, 230]
+        .into_iter()
+        .map(|at| complete(&mut journal, "A", at))
+        .collect();
+    let removed = journal.prune_ended(2).unwrap();
+    assert_eq!(removed, vec![a[0], a[1]]);
+    assert!(
+        journal.get(old).is_some(),
+        "battery OLD's only change stays"
+    );
+    assert!(journal.get(a[2]).is_some() && journal.get(a[3]).is_some());
+}
+
 /// A record may be as large as [`MAX_RECORD_FILE`]: a 2 KiB record and one of exactly the
 /// limit load; one byte more is set aside as corrupt.
 #[test]

@@ -127,6 +127,32 @@ impl StagingArea {
             });
         }
         let sha256 = announcement.sha256();
+        // Held until the partial upload is registered: two begins never create it twice.
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        live.retain(|_, w| w.strong_count() > 0);
+        if let Some(shared) = live.get(&sha256).and_then(Weak::upgrade) {
+            let incoming = lock_incoming(&shared);
+            if let IncomingOutcome::Open = incoming.outcome {
+                if incoming.announcement.size() != size
+                    || incoming.announcement.chunk_size() != announcement.chunk_size()
+                {
+                    return Err(StagingError::InvalidAnnouncement {
+                        field: "chunk_size",
+                        reason: format!(
+                            "{} differs from the upload of the same file in progress for \
+                             another update ({} bytes of {}); send the same chunk size",
+                            announcement.chunk_size(),
+                            incoming.announcement.chunk_size(),
+                            incoming.announcement.size()
+                        ),
+                    });
+                }
+                drop(incoming);
+                return Ok(self.joined(announcement, shared));
+            }
+            // Staged (the file is looked for below, after the upload that staged it moved
+            // it into place) or discarded: not joined.
+        }
         let staged = self.packages.join(package_file_name(&sha256));
         if staged.is_file() {
             let mut bitmap = ChunkBitmap::new(announcement.chunk_count());
@@ -134,43 +160,6 @@ impl StagingArea {
                 bitmap.insert(i);
             }
             return Ok(self.upload(announcement, bitmap, UploadData::Staged { path: staged }));
-        }
-        // Held until the partial upload is registered: two begins never create it twice.
-        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-        live.retain(|_, w| w.strong_count() > 0);
-        if let Some(shared) = live.get(&sha256).and_then(Weak::upgrade) {
-            let incoming = lock_incoming(&shared);
-            match &incoming.outcome {
-                IncomingOutcome::Open => {
-                    if incoming.announcement.size() != size
-                        || incoming.announcement.chunk_size() != announcement.chunk_size()
-                    {
-                        return Err(StagingError::InvalidAnnouncement {
-                            field: "chunk_size",
-                            reason: format!(
-                                "{} differs from the upload of the same file in progress for \
-                                 another update ({} bytes of {}); send the same chunk size",
-                                announcement.chunk_size(),
-                                incoming.announcement.chunk_size(),
-                                incoming.announcement.size()
-                            ),
-                        });
-                    }
-                    drop(incoming);
-                    return Ok(self.joined(announcement, shared));
-                }
-                IncomingOutcome::Staged(path) if path.is_file() => {
-                    let path = path.clone();
-                    drop(incoming);
-                    let mut bitmap = ChunkBitmap::new(announcement.chunk_count());
-                    for i in 0..bitmap.count() {
-                        bitmap.insert(i);
-                    }
-                    return Ok(self.upload(announcement, bitmap, UploadData::Staged { path }));
-                }
-                // Deleted (or its staged package is gone): start afresh.
-                _ => {}
-            }
         }
         let bitmap = self
             .resumable_bitmap(announcement)
@@ -230,6 +219,15 @@ impl StagingArea {
         }));
         live.insert(sha256, Arc::downgrade(&shared));
         Ok(self.joined(announcement, shared))
+    }
+
+    /// How many partial uploads this area tracks (those some [`Upload`] still holds).
+    #[cfg(test)]
+    pub(crate) fn uploads_tracked(&self) -> usize {
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// An upload of the partial upload `shared`.

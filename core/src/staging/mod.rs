@@ -30,3 +30,6 @@ pub use inspect::{
 };
 pub use staged::StagedPackage;
 pub use upload::{ChunkOutcome, Upload};
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,9 @@
 //! Stage 1 end to end on a real directory: chunks in any order, repeats, refusals, digest
-//! mismatch, plugin refusal, and a GX restart in the middle of an upload.
+//! mismatch, plugin refusal, a GX restart in the middle of an upload, and one file
+//! uploaded for two updates at once. Unit tests (through the public API only), so that
+//! mutation testing, which runs each package's unit tests, runs them.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use bmsfw_core::staging::{
@@ -423,5 +426,134 @@ proptest! {
         }
         let staged = upload.finish(&TestInspector::for_product(PRODUCT)).unwrap();
         prop_assert_eq!(fs::read(staged.path()).unwrap(), bytes);
+    }
+}
+
+/// One file uploaded for two updates at once (two batteries, one package): the second
+/// begin joins the first upload, so each sees the other's chunks and the file is written
+/// once; both finish to the same staged package.
+#[test]
+fn a_second_update_of_the_same_file_joins_the_upload_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = area(dir.path());
+    let bytes = build_package(PRODUCT, [2, 1], 3000, 5);
+    let ann = announce(&bytes, 256);
+    let n = ann.chunk_count();
+    let mut first = area.begin(&ann).unwrap();
+    for i in 0..2 {
+        first.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap();
+    }
+    let mut second = area.begin(&ann).unwrap();
+    assert!(second.has_chunk(0) && second.has_chunk(1));
+    assert!(!second.has_chunk(2));
+    assert_eq!(second.first_missing(), Some(2));
+    assert_eq!(second.received_bytes(), 512);
+    assert_eq!(
+        second.accept_chunk(1, &chunk(&bytes, &ann, 1)).unwrap(),
+        ChunkOutcome::Duplicate
+    );
+    for i in 2..n {
+        second.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap();
+    }
+    assert!(first.is_complete());
+    assert_eq!(first.first_missing(), None);
+    assert_eq!(first.received_bytes(), bytes.len() as u64);
+    let inspector = TestInspector::for_product(PRODUCT);
+    let a = first.finish(&inspector).unwrap();
+    let b = second.finish(&inspector).unwrap();
+    assert_eq!(a.path(), b.path());
+    assert_eq!(fs::read(b.path()).unwrap(), bytes);
+    assert!(files_in(&dir.path().join("incoming")).is_empty());
+}
+
+/// A second update of a file in progress must send it with the same size and chunk size:
+/// another chunk size, or another size for the same digest, is refused (700) and leaves
+/// the upload in progress as it was.
+#[test]
+fn joining_with_other_geometry_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = area(dir.path());
+    let bytes = build_package(PRODUCT, [2, 2], 3000, 6);
+    let ann = announce(&bytes, 256);
+    let mut first = area.begin(&ann).unwrap();
+    first.accept_chunk(0, &chunk(&bytes, &ann, 0)).unwrap();
+    let other_chunk = announce(&bytes, 512);
+    let other_size =
+        UploadAnnouncement::new("ax5.bin".into(), 2000, 256, Sha256Digest::of(&bytes)).unwrap();
+    for other in [other_chunk, other_size] {
+        let e = area.begin(&other).unwrap_err();
+        assert_eq!(e.code(), 700, "{e}");
+        assert!(e.to_string().contains("same chunk size"), "{e}");
+    }
+    assert_eq!(first.first_missing(), Some(1));
+}
+
+/// Once the upload that staged a file is finished, a new update of it comes back complete;
+/// after the staged package is removed, a new update starts afresh although an upload
+/// of it is still held, and nothing of the upload that ended is tracked any more.
+#[test]
+fn after_staging_a_new_update_reuses_the_package_or_starts_afresh_once_it_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = area(dir.path());
+    let bytes = build_package(PRODUCT, [2, 3], 2000, 7);
+    let ann = announce(&bytes, 256);
+    let mut first = area.begin(&ann).unwrap();
+    let held = area.begin(&ann).unwrap();
+    for i in 0..ann.chunk_count() {
+        first.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap();
+    }
+    first.finish(&TestInspector::for_product(PRODUCT)).unwrap();
+    let again = area.begin(&ann).unwrap();
+    assert!(again.is_complete());
+    assert_eq!(again.first_missing(), None);
+    drop(again);
+    area.remove(&ann.sha256()).unwrap();
+    let fresh = area.begin(&ann).unwrap();
+    assert_eq!(fresh.first_missing(), Some(0));
+    assert_eq!(fresh.received_bytes(), 0);
+    assert!(!fresh.is_complete());
+    drop((held, fresh));
+    // Uploads no one holds any more are forgotten at the next begin.
+    let other = build_package(PRODUCT, [2, 4], 1000, 8);
+    let _next = area.begin(&announce(&other, 256)).unwrap();
+    assert_eq!(area.uploads_tracked(), 1);
+}
+
+/// The catalogue code each staging error carries: the link reports these numbers to the
+/// portal, which explains each one to the installer.
+#[test]
+fn each_staging_error_carries_its_catalogue_code() {
+    use std::path::PathBuf;
+    let sha256 = Sha256Digest::of(b"x");
+    let io = || std::io::Error::other("disk");
+    let cases: Vec<(StagingError, u32)> = vec![
+        (
+            StagingError::InvalidAnnouncement {
+                field: "size",
+                reason: "zero".into(),
+            },
+            700,
+        ),
+        (StagingError::TooLarge { size: 2, max: 1 }, 701),
+        (
+            StagingError::InsufficientSpace {
+                path: PathBuf::from("/s"),
+                needed: 2,
+                available: 1,
+            },
+            702,
+        ),
+        (StagingError::Discarded { sha256 }, 705),
+        (
+            StagingError::Io {
+                op: "write",
+                path: PathBuf::from("/s"),
+                source: io(),
+            },
+            706,
+        ),
+    ];
+    for (error, code) in cases {
+        assert_eq!(error.code(), code, "{error}");
     }
 }
