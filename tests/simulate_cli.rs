@@ -57,14 +57,21 @@ fn an_interface_that_does_not_exist_is_named_and_nothing_starts() {
     assert!(all.contains("nocan7"), "{all}");
     assert!(all.contains("bench.toml"), "{all}");
     // No battery line: nothing started.
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("battery bench"), "{all}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("battery bench"),
+        "{all}"
+    );
 }
 
 #[test]
 fn a_wrong_site_file_is_refused_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bench.toml");
-    std::fs::write(&file, site("can0").replace("bitrate = 500000", "bitrate = 499999")).unwrap();
+    std::fs::write(
+        &file,
+        site("can0").replace("bitrate = 500000", "bitrate = 499999"),
+    )
+    .unwrap();
     let out = simulate(&file);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");

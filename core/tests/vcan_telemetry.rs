@@ -181,7 +181,10 @@ async fn a_site_files_batteries_run_on_real_interfaces() {
         })
         .expect("batteries on vcan0 and vcan1");
     assert_eq!(opened, ["vcan0", "vcan1"]);
-    assert!(running.buses().is_empty(), "no simulated bus on real interfaces");
+    assert!(
+        running.buses().is_empty(),
+        "no simulated bus on real interfaces"
+    );
     let epoch = running.epoch();
     for (iface, serial, firmware) in [("vcan0", "NC-A-0001", 0x17), ("vcan1", "NC-B-0002", 0x18)] {
         let gx = SocketCanInterface::open(iface).expect("GX socket");
@@ -197,8 +200,16 @@ async fn a_site_files_batteries_run_on_real_interfaces() {
         .await;
         let state = monitor.battery().expect("battery heard");
         assert_eq!(state.identity().serial.as_deref(), Some(serial), "{iface}");
-        assert_eq!(state.identity().firmware_bytes(), Some([0x01, firmware]), "{iface}");
-        assert_eq!(monitor.rejections().total(), 0, "{iface}: one battery per bus");
+        assert_eq!(
+            state.identity().firmware_bytes(),
+            Some([0x01, firmware]),
+            "{iface}"
+        );
+        assert_eq!(
+            monitor.rejections().total(),
+            0,
+            "{iface}: one battery per bus"
+        );
     }
     for (name, exit) in running.shutdown().await {
         assert_eq!(exit, Ok(DriverExit::Stopped), "{name}");

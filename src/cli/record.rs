@@ -145,7 +145,12 @@ impl Recorder {
 impl SocketReader {
     /// Reads `iface` into `shared` until stopped; timestamps are `unix_now` plus the time
     /// since `now`.
-    fn start(iface: SocketCanInterface, shared: Shared, unix_now: Duration, now: Instant) -> SocketReader {
+    fn start(
+        iface: SocketCanInterface,
+        shared: Shared,
+        unix_now: Duration,
+        now: Instant,
+    ) -> SocketReader {
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let name = iface.name().to_owned();
         let bus = name.clone();

@@ -69,8 +69,11 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     }
     let recorder = match &args.record {
         Some(path) => {
-            let interfaces: Vec<String> =
-                site.buses.iter().map(|b| b.name.get_ref().clone()).collect();
+            let interfaces: Vec<String> = site
+                .buses
+                .iter()
+                .map(|b| b.name.get_ref().clone())
+                .collect();
             let recorder = Recorder::start(path, &[], &interfaces)?;
             println!("recording {} to {}", interfaces.join(", "), path.display());
             Some(recorder)

@@ -140,7 +140,9 @@ impl SiteDescription {
     fn start_batteries(
         &self,
         registry: &BmsRegistry,
-        mut open: impl FnMut(&SiteBattery) -> Result<(Arc<dyn CanInterface>, Option<NodeId>), StartError>,
+        mut open: impl FnMut(
+            &SiteBattery,
+        ) -> Result<(Arc<dyn CanInterface>, Option<NodeId>), StartError>,
     ) -> Result<RunningSite, StartError> {
         let epoch = Epoch::starting_now();
         let mut batteries = Vec::new();
