@@ -1,5 +1,6 @@
 //! `bmsfw`: one binary that wires the crates together.
 
+#[cfg(all(feature = "sim", feature = "portal"))]
 mod campaign;
 mod cli;
 
@@ -29,18 +30,22 @@ enum Command {
     /// Run the GX daemon of a gx.toml: plugins, batteries, updates, the VRM link.
     Gx(cli::gx::GxArgs),
     /// Run the portal (the VRM stand-in): web UI, HTTP API, MQTT towards the GX devices.
+    #[cfg(feature = "portal")]
     Portal(cli::portal::PortalArgs),
     /// Run the demo: broker, portal, GX daemon and the simulated site in one process
     /// (--run: update every battery through the portal's HTTP API and print a summary).
+    #[cfg(all(feature = "sim", feature = "portal"))]
     Demo(cli::demo::DemoArgs),
     /// Run a seeded fault campaign in virtual time: scenarios of every shipped vendor
     /// with faults at random moments, each checked against the battery's ground truth.
+    #[cfg(all(feature = "sim", feature = "portal"))]
     Campaign(cli::campaign::CampaignArgs),
     /// Update one battery from this machine (bench, integration, on-site service): the
     /// engine with every gate, the plugin in its host, progress, an exit code per outcome.
     Update(cli::update::UpdateArgs),
     /// Put a site file's simulated batteries on real SocketCAN interfaces (a bench with
     /// two looped CAN adapters, a test machine's virtual controllers).
+    #[cfg(feature = "sim")]
     Simulate(cli::simulate::SimulateArgs),
 }
 
@@ -54,8 +59,10 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     // The demo prints its own account of what happens; its parts log only trouble.
     let default_filter = match cli.command {
+        #[cfg(all(feature = "sim", feature = "portal"))]
         Command::Demo(_) => "warn,rumqttd=off",
         // Its scenarios fail on purpose: only the campaign's own report is news.
+        #[cfg(all(feature = "sim", feature = "portal"))]
         Command::Campaign(_) => "off",
         // Its own lines tell the update; the engine's log only trouble.
         Command::Update(_) => "warn",
@@ -85,12 +92,16 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Gx(args) => server_runtime()?
             .block_on(cli::gx::run(args))
             .map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "portal")]
         Command::Portal(args) => server_runtime()?
             .block_on(cli::portal::run(args))
             .map(|()| ExitCode::SUCCESS),
+        #[cfg(all(feature = "sim", feature = "portal"))]
         Command::Demo(args) => server_runtime()?.block_on(cli::demo::run(args)),
+        #[cfg(all(feature = "sim", feature = "portal"))]
         Command::Campaign(args) => cli::campaign::run_campaign(args),
         Command::Update(args) => Ok(cli::update::run(args)),
+        #[cfg(feature = "sim")]
         Command::Simulate(args) => runtime()?
             .block_on(cli::simulate::run(args))
             .map(|()| ExitCode::SUCCESS),

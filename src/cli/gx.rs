@@ -10,6 +10,7 @@
 //! GX device), or `config`, from `gx.toml` and the flags (the default elsewhere).
 
 use crate::cli::record::Recorder;
+#[cfg(feature = "sim")]
 use crate::cli::source::vendor_models;
 use anyhow::{Context, bail};
 use bmsfw_can::{CanInterface, SocketCanInterface};
@@ -19,6 +20,7 @@ use bmsfw_core::engine::{Engine, EngineBuilder};
 use bmsfw_core::gates::{GridStatus, SiteStatus};
 use bmsfw_core::venus::{VenusConfig, VenusHandle, VenusTargets, spawn_venus};
 use bmsfw_core::vrm::{GxEngine, LinkConfig, LinkHandle, VrmAccess, VrmPortalMode, spawn_link};
+#[cfg(feature = "sim")]
 use bmsfw_sim::site::{RunningSite, SiteDescription};
 use bmsfw_vrm_wire::{BrokerAddr, PortalId};
 use clap::{Args, ValueEnum};
@@ -35,6 +37,7 @@ pub struct GxArgs {
     #[arg(long)]
     broker: Option<BrokerAddr>,
     /// The simulated site whose buses stand behind the interfaces with backend "sim".
+    #[cfg(feature = "sim")]
     #[arg(long, value_name = "SITE")]
     sim: Option<PathBuf>,
     /// Where the site's state comes from (overrides [site] source): live from Venus OS's
@@ -165,6 +168,7 @@ pub async fn run(args: GxArgs) -> anyhow::Result<()> {
         .broker
         .clone()
         .unwrap_or_else(|| config.mqtt.broker.clone());
+    #[cfg(feature = "sim")]
     let site = match &args.sim {
         Some(path) => Some(
             SiteDescription::load(path)?
@@ -173,6 +177,8 @@ pub async fn run(args: GxArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    #[cfg(not(feature = "sim"))]
+    let site: Option<SimSite> = None;
     let recorder = match &args.record {
         Some(path) => {
             let interfaces: Vec<String> = config
@@ -182,7 +188,10 @@ pub async fn run(args: GxArgs) -> anyhow::Result<()> {
                 .filter(|can| matches!(can.backend, CanBackend::Socketcan))
                 .map(|can| can.name.clone())
                 .collect();
+            #[cfg(feature = "sim")]
             let buses = site.as_ref().map_or(&[][..], |site| site.buses());
+            #[cfg(not(feature = "sim"))]
+            let buses = &[];
             Some(Recorder::start(path, buses, &interfaces)?)
         }
         None => None,
@@ -203,10 +212,32 @@ pub async fn run(args: GxArgs) -> anyhow::Result<()> {
             recorded.path.display()
         );
     }
+    #[cfg(feature = "sim")]
     if let Some(site) = site {
         drop(site.shutdown().await);
     }
     Ok(())
+}
+
+/// The simulated site whose buses stand behind a daemon's interfaces with backend "sim".
+#[cfg(feature = "sim")]
+pub type SimSite = RunningSite;
+/// A build without the simulator has no simulated site.
+#[cfg(not(feature = "sim"))]
+pub enum SimSite {}
+
+/// The GX's node on the bus `name` of `site`.
+#[cfg(feature = "sim")]
+fn sim_interface(site: &SimSite, name: &str) -> anyhow::Result<Arc<dyn CanInterface>> {
+    let Some(bus) = site.bus(name) else {
+        bail!("the simulated site has no bus named {name}");
+    };
+    Ok(Arc::new(bus.attach("gx")))
+}
+
+#[cfg(not(feature = "sim"))]
+fn sim_interface(site: &SimSite, _: &str) -> anyhow::Result<Arc<dyn CanInterface>> {
+    match *site {}
 }
 
 /// A GX daemon: the engine with the plugins its allowlist approves, its buses, and the
@@ -226,7 +257,7 @@ impl RunningGx {
     pub fn start(
         config: &GxConfig,
         setup: SiteSetup,
-        site: Option<&RunningSite>,
+        site: Option<&SimSite>,
         broker: BrokerAddr,
     ) -> anyhow::Result<RunningGx> {
         let portal_id = PortalId::new(config.portal_id.as_str())?;
@@ -290,14 +321,16 @@ impl RunningGx {
                 CanBackend::Sim => {
                     let Some(site) = site else {
                         bail!(
-                            "interface {} has backend \"sim\": give the simulated site with --sim",
-                            can.name
+                            "interface {} has backend \"sim\": give the simulated site with --sim{}",
+                            can.name,
+                            if cfg!(feature = "sim") {
+                                ""
+                            } else {
+                                " (this build has no simulator)"
+                            }
                         );
                     };
-                    let Some(bus) = site.buses().iter().find(|b| b.name() == can.name) else {
-                        bail!("the simulated site has no bus named {}", can.name);
-                    };
-                    Arc::new(bus.attach("gx"))
+                    sim_interface(site, &can.name)?
                 }
             };
             builder = builder.bus(iface);
@@ -355,6 +388,7 @@ impl RunningGx {
 
     /// Waits up to `limit` until the site's values are known (the `venus` source has
     /// heard them); returns whether they are.
+    #[cfg_attr(not(all(feature = "sim", feature = "portal")), allow(dead_code))]
     pub async fn site_known(&self, limit: std::time::Duration) -> bool {
         let until = tokio::time::Instant::now() + limit;
         loop {

@@ -9,11 +9,21 @@
 //! file.
 
 use anyhow::Context;
-use bmsfw_can::candump::{OrderedWriter, parse_line};
+use bmsfw_can::candump::OrderedWriter;
+#[cfg(feature = "sim")]
+use bmsfw_can::candump::parse_line;
 use bmsfw_can::{CanEvent, CanInterface, LogEntry, SocketCanInterface};
+#[cfg(feature = "sim")]
 use bmsfw_sim::bus::SimBus;
+
+/// A build without the simulator has no simulated bus to record.
+#[cfg(not(feature = "sim"))]
+#[derive(Clone)]
+pub enum SimBus {}
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::BufWriter;
+#[cfg(feature = "sim")]
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,6 +33,7 @@ use tokio::time::Instant;
 const REORDER_WINDOW: Duration = Duration::from_secs(1);
 
 /// Longest line a bus hands over (a log line is under 80 bytes).
+#[cfg(feature = "sim")]
 const MAX_PENDING_LINE: usize = 1024;
 
 type Shared = Arc<Mutex<OrderedWriter<BufWriter<File>>>>;
@@ -31,6 +42,7 @@ type Shared = Arc<Mutex<OrderedWriter<BufWriter<File>>>>;
 pub struct Recorder {
     path: PathBuf,
     shared: Shared,
+    #[cfg(feature = "sim")]
     buses: Vec<SimBus>,
     sockets: Vec<SocketReader>,
 }
@@ -54,6 +66,7 @@ impl Recorder {
     /// Creates `path` and starts logging every simulated bus of `buses` and every
     /// SocketCAN interface of `interfaces` into it. With interfaces, it must run inside a
     /// Tokio runtime.
+    #[cfg_attr(not(feature = "sim"), allow(unused_variables))]
     pub fn start(path: &Path, buses: &[SimBus], interfaces: &[String]) -> anyhow::Result<Recorder> {
         // Every interface opens before the file is created: a wrong name leaves nothing.
         let opened = interfaces
@@ -73,6 +86,7 @@ impl Recorder {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
         let now = Instant::now();
+        #[cfg(feature = "sim")]
         for bus in buses {
             let age = now.saturating_duration_since(bus.epoch());
             let sink = BusSink {
@@ -89,6 +103,7 @@ impl Recorder {
         Ok(Recorder {
             path: path.to_path_buf(),
             shared,
+            #[cfg(feature = "sim")]
             buses: buses.to_vec(),
             sockets,
         })
@@ -96,7 +111,8 @@ impl Recorder {
 
     /// Stops logging, writes the lines still held and closes the file.
     pub async fn finish(self) -> anyhow::Result<Recorded> {
-        let mut failures = Vec::new();
+        let mut failures: Vec<String> = Vec::new();
+        #[cfg(feature = "sim")]
         for bus in &self.buses {
             if let Some(Err(e)) = bus.stop_log() {
                 failures.push(format!("bus {}: {e}", bus.name()));
@@ -180,11 +196,13 @@ impl SocketReader {
 
 /// What one bus writes its log lines into: parses each line back and hands it to the
 /// shared writer.
+#[cfg(feature = "sim")]
 struct BusSink {
     shared: Shared,
     line: Vec<u8>,
 }
 
+#[cfg(feature = "sim")]
 impl BusSink {
     fn take_line(&mut self, line: &[u8]) -> io::Result<()> {
         let text =
@@ -201,6 +219,7 @@ impl BusSink {
     }
 }
 
+#[cfg(feature = "sim")]
 impl Write for BusSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut rest = buf;

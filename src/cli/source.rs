@@ -2,8 +2,11 @@
 
 use anyhow::Context;
 use bmsfw_can::{CanInterface, SocketCanInterface};
+#[cfg(feature = "sim")]
 use bmsfw_sim::registry::BmsRegistry;
+#[cfg(feature = "sim")]
 use bmsfw_sim::site::{RunningSite, SiteDescription};
+#[cfg(feature = "sim")]
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,6 +18,7 @@ pub struct Source {
     #[arg(long = "bus", value_name = "IFACE")]
     pub buses: Vec<String>,
     /// Simulated site to build and run in real time (for example config/demo.toml)
+    #[cfg(feature = "sim")]
     #[arg(long, value_name = "SITE")]
     pub sim: Option<PathBuf>,
 }
@@ -24,13 +28,16 @@ pub struct Opened {
     /// One interface per bus.
     pub interfaces: Vec<Arc<dyn CanInterface>>,
     /// The running site when `--sim` was given; shut it down when done.
+    #[cfg(feature = "sim")]
     pub site: Option<RunningSite>,
 }
 
 impl Source {
     /// Opens every bus; on a simulated site, attaches a node named `node` to each.
     /// Must run inside a Tokio runtime.
+    #[cfg_attr(not(feature = "sim"), allow(unused_variables))]
     pub fn open(&self, node: &str) -> anyhow::Result<Opened> {
+        #[cfg(feature = "sim")]
         if let Some(path) = &self.sim {
             let site = SiteDescription::load(path)?
                 .start_with(&vendor_models())
@@ -56,6 +63,7 @@ impl Source {
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Opened {
             interfaces,
+            #[cfg(feature = "sim")]
             site: None,
         })
     }
@@ -63,6 +71,7 @@ impl Source {
 
 /// The BMS models of the vendors whose simulation ships with bmsfw, by the `vendor` of
 /// site files; every other vendor's batteries run the generic BMS-Can model.
+#[cfg(feature = "sim")]
 pub fn vendor_models() -> BmsRegistry {
     let mut registry = BmsRegistry::new();
     aurora_sim::register(&mut registry);
@@ -76,6 +85,7 @@ impl Opened {
     /// Stops the simulated batteries, if any.
     pub async fn close(self) {
         drop(self.interfaces);
+        #[cfg(feature = "sim")]
         if let Some(site) = self.site {
             for (battery, exit) in site.shutdown().await {
                 if let Err(e) = exit {

@@ -19,12 +19,12 @@
 
 mod exit;
 mod progress;
+mod sim_site;
 
 pub use exit::{EXIT_CODES, Exit};
 
 use crate::cli::gx::{gx_firmware, parse_mode};
 use crate::cli::record::Recorder;
-use crate::cli::source::vendor_models;
 use anyhow::{Context, anyhow, bail};
 use bmsfw_can::{CanInterface, SocketCanInterface};
 use bmsfw_core::config::{GxConfig, SiteSource};
@@ -41,7 +41,6 @@ use bmsfw_core::vrm::{
     Acknowledgements, BatteryView, Eligibility, EngineRefusal, EngineUpdate, GxEngine, Presence,
     UpdateOptions, UpdateRequest, VersionPolicy, VrmAccess, VrmPortalMode,
 };
-use bmsfw_sim::site::{RunningSite, SiteDescription};
 use clap::{ArgGroup, Args, ValueEnum};
 use progress::Progress;
 use std::path::{Path, PathBuf};
@@ -70,8 +69,15 @@ const SITE_LIMIT: Duration = Duration::from_secs(15);
 
 /// Arguments of `bmsfw update`.
 #[derive(Args, Debug)]
+#[cfg_attr(
+    feature = "sim",
+    command(group(ArgGroup::new("battery_source").required(true).args(["bus", "sim"])))
+)]
+#[cfg_attr(
+    not(feature = "sim"),
+    command(group(ArgGroup::new("battery_source").required(true).args(["bus"])))
+)]
 #[command(
-    group(ArgGroup::new("battery_source").required(true).args(["bus", "sim"])),
     group(ArgGroup::new("plugin_source").required(true).args(["plugins", "config"])),
     after_help = EXIT_CODES,
 )]
@@ -84,9 +90,11 @@ pub struct UpdateArgs {
     bus: Option<String>,
     /// A simulated site to run in this process in real time (e.g. config/demo.toml);
     /// the battery is --battery.
+    #[cfg(feature = "sim")]
     #[arg(long, value_name = "SITE", requires = "battery")]
     sim: Option<PathBuf>,
     /// With --sim: the battery's name in the site file.
+    #[cfg(feature = "sim")]
     #[arg(long, value_name = "NAME", requires = "sim")]
     battery: Option<String>,
     /// The folder of the vendor plugin libraries (with --allowlist).
@@ -270,7 +278,11 @@ impl std::error::Error for TooLarge {}
 /// Which battery: by serial (a simulated site's battery), or the one on a bus.
 #[derive(Clone)]
 enum Wanted {
-    Serial { name: String, serial: String },
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+    Serial {
+        name: String,
+        serial: String,
+    },
     OnBus(String),
 }
 
@@ -397,7 +409,7 @@ struct Running {
     engine: Option<Engine>,
     venus: Option<VenusHandle>,
     recorder: Option<Recorder>,
-    site: Option<RunningSite>,
+    site: Option<sim_site::Running>,
     /// Whether a job was made (the state directory then has something to look at).
     job: bool,
 }
@@ -429,16 +441,7 @@ impl Running {
             }
         }
         if let Some(site) = self.site.take() {
-            match tokio::time::timeout(STOP_LIMIT, site.shutdown()).await {
-                Ok(exits) => {
-                    for (battery, exit) in exits {
-                        if let Err(e) = exit {
-                            tracing::warn!(%battery, error = %e, "simulated battery ended with an error");
-                        }
-                    }
-                }
-                Err(_) => progress.line("the simulated site did not stop in time"),
-            }
+            sim_site::stop(site, progress).await;
         }
     }
 }
@@ -455,41 +458,11 @@ async fn update(args: UpdateArgs, mut interrupts: watch::Receiver<u32>) -> Resul
             gx.staging.max_package_bytes
         });
     let package = Package::read(&args.package, limit)?;
-    let site = match &args.sim {
-        Some(path) => Some(SiteDescription::load(path).bad_input()?),
-        None => None,
-    };
-    let wanted = match (&site, &args.battery, &args.bus) {
-        (Some(site), Some(name), _) => {
-            let batteries = site.batteries();
-            let Some(battery) = batteries.iter().find(|b| b.name == *name) else {
-                let names: Vec<&str> = batteries.iter().map(|b| b.name.as_str()).collect();
-                return Err(anyhow!(
-                    "the site {} has no battery named {name:?}; it has {}",
-                    args.sim.as_deref().unwrap_or(Path::new("")).display(),
-                    if names.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        names.join(", ")
-                    }
-                ))
-                .bad_input();
-            };
-            let Some(serial) = battery.config.identity.serial.clone() else {
-                return Err(anyhow!(
-                    "battery {name} of {} has no serial: the GX names the battery it updates by \
-                     its serial number (0x380/0x381); add `serial = \"...\"` to it",
-                    args.sim.as_deref().unwrap_or(Path::new("")).display()
-                ))
-                .bad_input();
-            };
-            Wanted::Serial {
-                name: name.clone(),
-                serial,
-            }
-        }
-        (None, _, Some(bus)) => Wanted::OnBus(bus.clone()),
-        _ => {
+    let site = sim_site::load(&args)?;
+    let wanted = match (&site, &args.bus) {
+        (Some(site), _) => sim_site::wanted(&args, site)?,
+        (None, Some(bus)) => Wanted::OnBus(bus.clone()),
+        (None, None) => {
             return Err(anyhow!("give --bus IFACE, or --sim SITE --battery NAME")).bad_input();
         }
     };
@@ -636,12 +609,12 @@ fn chain(error: &anyhow::Error) -> String {
 fn site_setup(args: &UpdateArgs, gx: Option<&GxConfig>) -> anyhow::Result<SiteSetup> {
     let source = gx.map_or(SiteSource::Config, |gx| gx.site.source());
     let firmware = || -> anyhow::Result<DottedVersion> {
-        match (&args.gx_firmware, &args.sim) {
+        match (&args.gx_firmware, sim_site::given(args)) {
             (Some(v), _) => Ok(v.clone()),
-            (None, Some(_)) => SIM_GX_FIRMWARE
+            (None, true) => SIM_GX_FIRMWARE
                 .parse()
                 .map_err(|e| anyhow!("the simulated GX firmware: {e}")),
-            (None, None) => gx_firmware(None),
+            (None, false) => gx_firmware(None),
         }
     };
     Ok(match source {
@@ -693,7 +666,7 @@ async fn start_and_update(
     args: &UpdateArgs,
     package: &Package,
     wanted: &Wanted,
-    site: Option<SiteDescription>,
+    site: Option<sim_site::Description>,
     setup: SiteSetup,
     mut builder: EngineBuilder,
     state: &StateDirectory,
@@ -702,18 +675,7 @@ async fn start_and_update(
     interrupts: &mut watch::Receiver<u32>,
 ) -> Result<Exit, Stop> {
     if let Some(site) = site {
-        let path = args.sim.as_deref().unwrap_or(Path::new(""));
-        let site = site
-            .start_with(&vendor_models())
-            .with_context(|| format!("starting the simulated site of {}", path.display()))
-            .bad_input()?;
-        for bus in site.buses() {
-            builder = builder.bus(Arc::new(bus.attach("gx")));
-        }
-        if let Some(log) = &args.record {
-            running.recorder = Some(Recorder::start(log, site.buses(), &[]).bad_input()?);
-        }
-        running.site = Some(site);
+        builder = sim_site::start(args, site, builder, running)?;
     }
     if let Some(bus) = &args.bus {
         let iface = SocketCanInterface::open(bus)
