@@ -7,7 +7,7 @@ pub mod candump;
 pub mod interface;
 pub mod socketcan;
 
-pub use self::socketcan::SocketCanInterface;
+pub use self::socketcan::{ErrorCounters, SocketCanInterface};
 pub use bmsfw_plugin_api::{CanFrame, CanId};
 pub use candump::{CandumpError, CandumpReader, CandumpWriter, ErrorFrame, LogEntry, LogRecord};
 pub use interface::{

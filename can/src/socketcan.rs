@@ -30,7 +30,9 @@
 //!   short round trip, no caching). A virtual `vcan` interface has no bit timing, so its
 //!   bit rate is `None`; it has no controller either, so its state is `Stopped` while the
 //!   link is down and otherwise the state last announced by an error frame (error-active
-//!   until one says otherwise).
+//!   until one says otherwise). [`set_bitrate`] configures a controller's bit rate over
+//!   netlink, and [`SocketCanInterface::error_counters`] reads its transmit and receive
+//!   error counters, where the driver reports them.
 //!
 //! [`open`]: SocketCanInterface::open
 
@@ -50,6 +52,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::io::Interest;
@@ -68,6 +71,45 @@ pub const TX_RETRY_INTERVAL: Duration = Duration::from_millis(1);
 /// How long [`CanInterface::send`] keeps retrying a full transmit queue before it
 /// reports the frame as not sent.
 pub const TX_QUEUE_FULL_LIMIT: Duration = Duration::from_secs(1);
+
+/// The transmit and receive error counters of a CAN controller (`IFLA_CAN_BERR_COUNTER`),
+/// as its driver reports them: 0 to 127 error-active, 128 to 255 error-passive, and a
+/// transmit count past 255 is bus-off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorCounters {
+    /// The transmit error counter (TEC).
+    pub tx: u16,
+    /// The receive error counter (REC).
+    pub rx: u16,
+}
+
+/// Sets the nominal bit rate of the CAN controller behind interface `name` over netlink
+/// and brings the link up: the link is brought down first, as the kernel accepts bit
+/// timing only on a stopped controller, and the driver derives the timing (sample point
+/// included) from its own constants.
+///
+/// Needs `CAP_NET_ADMIN`. Fails, naming the interface, when it does not exist or its
+/// driver refuses the bit rate. Sockets open on the interface see the link go down and
+/// up: each reports the stop once (a receive gives [`CanEvent::State`] `Stopped`, or a
+/// send fails with "the interface is down"), then carries frames again.
+pub fn set_bitrate(name: &str, bitrate: u32) -> Result<(), CanError> {
+    let io_error = |source: io::Error| CanError::Io {
+        interface: name.to_owned(),
+        source,
+    };
+    let nl_error =
+        |what: &str, e: ::socketcan::Error| io_error(io::Error::other(format!("{what}: {e}")));
+    let addr = CanAddr::from_iface(name).map_err(|e| io_error(explain_lookup_error(e)))?;
+    let link = ::socketcan::CanInterface::open_iface(addr.ifindex());
+    link.bring_down()
+        .map_err(|e| nl_error("bringing the link down", e))?;
+    link.set_bitrate(bitrate, None)
+        .map_err(|e| nl_error(&format!("setting the bit rate to {bitrate} bit/s"), e))?;
+    link.bring_up()
+        .map_err(|e| nl_error("bringing the link up", e))?;
+    debug!(interface = name, bitrate, "CAN bit rate set");
+    Ok(())
+}
 
 /// Whether the socket is still bound to its interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +144,8 @@ pub struct SocketCanInterface {
     socket: AsyncFd<CanSocket>,
     link: ::socketcan::CanInterface,
     receive: Mutex<ReceiveState>,
+    /// How many times a send found the transmit queue full (`ENOBUFS`) and waited.
+    queue_full: AtomicU64,
 }
 
 impl fmt::Debug for SocketCanInterface {
@@ -151,7 +195,30 @@ impl SocketCanInterface {
                 announced: ControllerState::ErrorActive,
                 binding: Binding::Bound,
             }),
+            queue_full: AtomicU64::new(0),
         })
+    }
+
+    /// The controller's transmit and receive error counters, read from its driver over
+    /// netlink on every call; `None` for interfaces without a controller (`vcan`), drivers
+    /// that do not report them, and when netlink does not answer.
+    pub fn error_counters(&self) -> Option<ErrorCounters> {
+        match self.link.berr_counter() {
+            Ok(counters) => counters.map(|c| ErrorCounters {
+                tx: c.txerr,
+                rx: c.rxerr,
+            }),
+            Err(e) => {
+                debug!(interface = %self.name, error = %e, "netlink query for the error counters failed");
+                None
+            }
+        }
+    }
+
+    /// How many times, since the interface was opened, a send found the driver's transmit
+    /// queue full (`ENOBUFS`) and waited [`TX_RETRY_INTERVAL`] before trying again.
+    pub fn transmit_queue_full_count(&self) -> u64 {
+        self.queue_full.load(Ordering::Relaxed)
     }
 
     fn receive_state(&self) -> MutexGuard<'_, ReceiveState> {
@@ -277,6 +344,7 @@ impl CanInterface for SocketCanInterface {
                             )),
                         ));
                     }
+                    self.queue_full.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(TX_RETRY_INTERVAL).await;
                     waited += TX_RETRY_INTERVAL;
                 }
