@@ -439,13 +439,9 @@ impl Stage2 {
         let fit = if max == 0 {
             0
         } else {
-            match budget.frames_fitting(now, self.longest_frame, max) {
-                Ok(fit) => {
-                    if let Some((Some(since), _)) = self.blocked.take() {
-                        self.budget_wait += now.saturating_duration_since(since);
-                    }
-                    fit
-                }
+            let starved = self.blocked.and_then(|(since, _)| since);
+            let (fit, blocked) = match budget.frames_fitting(now, self.longest_frame, max) {
+                Ok(fit) => (fit, None),
                 Err(_) => {
                     // Wake when a whole batch fits, not for each frame that leaves the
                     // window: one round trip per batch.
@@ -453,19 +449,21 @@ impl Stage2 {
                     // Waiting counts against the watchdog's verdict only while other
                     // nodes' frames hold the plugin back; its own frames filling the
                     // window is the budget's pacing.
-                    let starved = self.blocked.and_then(|(since, _)| since);
-                    let since = if budget.others_hold_back(now, self.longest_frame) {
-                        Some(starved.unwrap_or(now))
-                    } else {
-                        if let Some(since) = starved {
-                            self.budget_wait += now.saturating_duration_since(since);
-                        }
-                        None
-                    };
-                    self.blocked = Some((since, until));
-                    0
+                    let held = budget
+                        .others_hold_back(now, self.longest_frame)
+                        .then(|| starved.unwrap_or(now));
+                    (0, Some((held, until)))
                 }
+            };
+            // A wait that other nodes' frames caused ends once they no longer hold the
+            // plugin back: the frames fit, or only its own frames fill the window.
+            if let Some(since) = starved
+                && blocked.is_none_or(|(held, _)| held.is_none())
+            {
+                self.budget_wait += now.saturating_duration_since(since);
             }
+            self.blocked = blocked;
+            fit
         };
         let mut batch = std::mem::take(&mut self.batch);
         batch.clear();
