@@ -111,6 +111,17 @@ pub fn set_bitrate(name: &str, bitrate: u32) -> Result<(), CanError> {
     Ok(())
 }
 
+/// Sets the bit rate of the CAN interface `name` to `bitrate` unless it already runs at
+/// it, as the daemon does at start for a `[[can]]` with a `bitrate`. Returns whether it
+/// changed the rate (the link went down and up, see [`set_bitrate`]).
+pub fn ensure_bitrate(name: &str, bitrate: u32) -> Result<bool, CanError> {
+    if SocketCanInterface::open(name)?.bitrate() == Some(bitrate) {
+        return Ok(false);
+    }
+    set_bitrate(name, bitrate)?;
+    Ok(true)
+}
+
 /// Whether the socket is still bound to its interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Binding {

@@ -7,7 +7,7 @@
 //! with `--ignored --test-threads=1`: they reconfigure the shared interfaces, so they must
 //! not run in parallel. Each test sets the bit rate it needs first.
 
-use bmsfw_can::socketcan::{TX_QUEUE_FULL_LIMIT, set_bitrate};
+use bmsfw_can::socketcan::{TX_QUEUE_FULL_LIMIT, ensure_bitrate, set_bitrate};
 use bmsfw_can::{
     CanEvent, CanFrame, CanId, CanInterface, ControllerState, ErrorCounters, SocketCanInterface,
 };
@@ -98,6 +98,17 @@ async fn the_bit_rate_is_set_and_read_back_through_netlink() {
     let can0 = open("can0");
     cross(&can0, &can1, 200).await;
     cross(&can1, &can0, 200).await;
+
+    // The daemon's start: the rate it already has leaves the link alone (an open socket
+    // sees no stop), another is set.
+    assert!(!ensure_bitrate("can0", BITRATE).unwrap_or_else(|e| panic!("{e}")));
+    cross(&can0, &can1, 20).await;
+    assert!(ensure_bitrate("can1", 250_000).unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(can1.bitrate(), Some(250_000));
+    assert!(ensure_bitrate("can1", BITRATE).unwrap_or_else(|e| panic!("{e}")));
+    drop(can1);
+    let can1 = open("can1");
+    cross(&can0, &can1, 20).await;
 
     let error = set_bitrate("can7", BITRATE).expect_err("no can7");
     assert!(

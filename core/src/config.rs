@@ -293,6 +293,11 @@ pub struct CanInterfaceConfig {
     pub name: String,
     /// The backend.
     pub backend: CanBackend,
+    /// A bit rate the daemon sets on a SocketCAN interface at start (through netlink),
+    /// when the interface runs at another. Unset: the interface is left as the system
+    /// configured it (on a GX device, Venus OS does).
+    #[serde(default)]
+    pub bitrate: Option<u32>,
 }
 
 /// The `[[can]]` interfaces: at least one, names unique.
@@ -304,6 +309,7 @@ impl Default for CanInterfaces {
         CanInterfaces(vec![CanInterfaceConfig {
             name: "can0".into(),
             backend: CanBackend::Socketcan,
+            bitrate: None,
         }])
     }
 }
@@ -324,6 +330,25 @@ impl<'de> Deserialize<'de> for CanInterfaces {
                     "CAN interface name {:?} must be 1 to 15 printable characters without '/'",
                     c.name
                 )));
+            }
+            match (c.bitrate, c.backend) {
+                (Some(rate), _)
+                    if !bmsfw_protocols::bit_timing::STANDARD_BITRATES.contains(&rate) =>
+                {
+                    return Err(D::Error::custom(format!(
+                        "CAN interface {:?}: bitrate {rate} is not a standard CAN bit rate ({:?})",
+                        c.name,
+                        bmsfw_protocols::bit_timing::STANDARD_BITRATES
+                    )));
+                }
+                (Some(_), CanBackend::Sim) => {
+                    return Err(D::Error::custom(format!(
+                        "CAN interface {:?}: bitrate applies to SocketCAN interfaces; a \
+                         simulated bus runs at its site file's bit rate",
+                        c.name
+                    )));
+                }
+                _ => {}
             }
             if list[..i].iter().any(|o| o.name == c.name) {
                 return Err(D::Error::custom(format!(

@@ -31,6 +31,11 @@ use bmsfw_plugin_api::{CanFrame, CanId};
 use std::fmt;
 use std::time::Duration;
 
+/// The standard classic CAN bit rates, bit/s. BMS-Can runs at 500 000.
+pub const STANDARD_BITRATES: [u32; 9] = [
+    10_000, 20_000, 50_000, 100_000, 125_000, 250_000, 500_000, 800_000, 1_000_000,
+];
+
 /// The CAN CRC-15 generator polynomial, `x^15 + x^14 + x^10 + x^8 + x^7 + x^4 + x^3 + 1`.
 pub const CRC15_POLY: u16 = 0x4599;
 

@@ -49,9 +49,7 @@ use toml::Spanned;
 pub const MAX_SITE_FILE: u64 = 1 << 20;
 
 /// Standard classic CAN bit rates a simulated bus may run at.
-pub const STANDARD_BITRATES: [u32; 9] = [
-    10_000, 20_000, 50_000, 100_000, 125_000, 250_000, 500_000, 800_000, 1_000_000,
-];
+pub use bmsfw_protocols::bit_timing::STANDARD_BITRATES;
 
 /// A whole site: its buses.
 #[derive(Clone, Debug, Deserialize)]

@@ -314,10 +314,21 @@ impl RunningGx {
         // says it too.
         for can in &config.can.0 {
             let iface: Arc<dyn CanInterface> = match can.backend {
-                CanBackend::Socketcan => Arc::new(
-                    SocketCanInterface::open(&can.name)
-                        .with_context(|| format!("opening SocketCAN interface {}", can.name))?,
-                ),
+                CanBackend::Socketcan => {
+                    if let Some(rate) = can.bitrate {
+                        let changed = bmsfw_can::socketcan::ensure_bitrate(&can.name, rate)
+                            .with_context(|| {
+                                format!("setting the bit rate of {} to {rate} bit/s", can.name)
+                            })?;
+                        if changed {
+                            tracing::info!(interface = %can.name, rate, "CAN bit rate set");
+                        }
+                    }
+                    Arc::new(
+                        SocketCanInterface::open(&can.name)
+                            .with_context(|| format!("opening SocketCAN interface {}", can.name))?,
+                    )
+                }
                 CanBackend::Sim => {
                     let Some(site) = site else {
                         bail!(

@@ -230,6 +230,18 @@ fn unsafe_thresholds_are_refused_where_they_are() {
             "listed twice",
         ),
         (
+            "backend = \"socketcan\"",
+            "backend = \"socketcan\"\nbitrate = 499999",
+            "[[can]]",
+            "not a standard CAN bit rate",
+        ),
+        (
+            "backend = \"sim\"",
+            "backend = \"sim\"\nbitrate = 500000",
+            "[[can]]",
+            "SocketCAN interfaces",
+        ),
+        (
             "load_method = \"private-copy\"",
             "load_method = \"mmap\"",
             "\"mmap\"",
@@ -360,4 +372,16 @@ fn the_upload_bound_is_read_checked_and_defaults_to_an_hour() {
             "{bad}: {err}"
         );
     }
+}
+
+#[test]
+fn a_socketcan_interface_may_name_the_bit_rate_the_daemon_sets() {
+    let c = parse(&FULL.replacen(
+        "backend = \"socketcan\"",
+        "backend = \"socketcan\"\nbitrate = 250000",
+        1,
+    ))
+    .unwrap();
+    assert_eq!(c.can.0[0].bitrate, Some(250_000));
+    assert_eq!(parse(FULL).unwrap().can.0[0].bitrate, None);
 }
