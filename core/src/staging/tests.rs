@@ -267,9 +267,19 @@ fn restart_mid_upload_resumes_from_the_first_missing_chunk() {
         upload.accept_chunk(5, &chunk(&bytes, &ann, 5)).unwrap(),
         ChunkOutcome::Duplicate
     );
+    // The link's resume: ask for the first missing chunk until none is (bounded: each
+    // round must store a chunk).
+    let mut rounds = 0;
     while let Some(i) = upload.first_missing() {
-        upload.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap();
+        assert_eq!(
+            upload.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap(),
+            ChunkOutcome::Stored,
+            "chunk {i} was asked for again"
+        );
+        rounds += 1;
+        assert!(rounds <= ann.chunk_count());
     }
+    assert_eq!(rounds, ann.chunk_count() - 5);
     let staged = upload.finish(&TestInspector::for_product(PRODUCT)).unwrap();
     assert_eq!(fs::read(staged.path()).unwrap(), bytes);
 }
