@@ -75,7 +75,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 .map(|b| b.name.get_ref().clone())
                 .collect();
             let recorder = Recorder::start(path, &[], &interfaces)?;
-            println!("recording {} to {}", interfaces.join(", "), path.display());
+            outln!("recording {} to {}", interfaces.join(", "), path.display());
             Some(recorder)
         }
         None => None,
@@ -90,7 +90,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let mut shown: BTreeMap<String, Shown> = BTreeMap::new();
     for battery in running.batteries() {
         let d = &battery.description;
-        println!(
+        outln!(
             "battery {} (vendor {}) on {}{}",
             d.name,
             d.vendor,
@@ -137,10 +137,10 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             let name = &battery.description.name;
             if let Some(before) = shown.get(name) {
                 if before.power != now.power {
-                    println!("{name}: power {:?}", now.power);
+                    outln!("{name}: power {:?}", now.power);
                 }
                 if before.product_info != now.product_info {
-                    println!("{name}: broadcasts 0x35F {}", hex(&now.product_info));
+                    outln!("{name}: broadcasts 0x35F {}", hex(&now.product_info));
                 }
             }
             shown.insert(name.clone(), now);
@@ -155,7 +155,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     }
     if let Some(recorder) = recorder {
         let recorded = recorder.finish().await?;
-        println!(
+        outln!(
             "recorded {} lines to {}",
             recorded.lines,
             recorded.path.display()
