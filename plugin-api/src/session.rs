@@ -214,7 +214,9 @@ pub trait TransferSession: Send {
     fn status(&mut self) -> SessionStatus;
 
     /// Stop: the session tells the BMS to abandon the update if its protocol can, and
-    /// ends `FAILED` with [`ErrorCode::ABORTED`].
+    /// ends `FAILED` with [`ErrorCode::ABORTED`]. The frames it queues to tell the BMS
+    /// are the only ones a final session still hands out: the engine polls for them
+    /// until `poll_transmit` returns `RNone` or its grace period (500 ms) ends.
     fn abort(&mut self, now: Timestamp, reason: AbortReason);
 
     /// Opaque bytes from which a new session can resume after a GX restart (the engine
