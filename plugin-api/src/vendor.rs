@@ -82,7 +82,8 @@ pub trait Session: Send + 'static {
     fn status(&self) -> SessionStatus;
 
     /// Abandon the update (tell the BMS if the protocol can) and end `FAILED` with
-    /// [`ErrorCode::ABORTED`](crate::ErrorCode::ABORTED).
+    /// [`ErrorCode::ABORTED`](crate::ErrorCode::ABORTED). The frames queued to tell the
+    /// BMS are the only ones a final session still hands out.
     fn abort(&mut self, now: Timestamp, reason: &AbortReason);
 
     /// Opaque bytes a later session can resume from; empty (the default) when the BMS
