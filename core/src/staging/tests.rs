@@ -431,9 +431,15 @@ proptest! {
             let i = pick.index(n) as u32;
             upload.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap();
         }
-        while let Some(i) = upload.first_missing() {
-            upload.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap();
+        // Bounded: each missing chunk is asked for once.
+        for _ in 0..n {
+            let Some(i) = upload.first_missing() else { break };
+            prop_assert_eq!(
+                upload.accept_chunk(i, &chunk(&bytes, &ann, i)).unwrap(),
+                ChunkOutcome::Stored
+            );
         }
+        prop_assert_eq!(upload.first_missing(), None);
         let staged = upload.finish(&TestInspector::for_product(PRODUCT)).unwrap();
         prop_assert_eq!(fs::read(staged.path()).unwrap(), bytes);
     }
