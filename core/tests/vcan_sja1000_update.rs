@@ -8,21 +8,23 @@
 //! (`BMSFW_PLUGIN_HOST`) and the vendor plugin libraries (in the folder named by
 //! `BMSFW_VM_PLUGINS`).
 
+#[path = "../../tests/engine_steps/mod.rs"]
+mod steps;
+
 use aurora_sim::bms::{AuroraBms, AuroraConfig};
 use aurora_sim::package::{PackageSpec, build as aurora_package};
 use bmsfw_can::socketcan::set_bitrate;
 use bmsfw_can::{CanInterface, SocketCanInterface};
 use bmsfw_core::dotted_version::DottedVersion;
 use bmsfw_core::engine::{Engine, EngineConfig};
-use bmsfw_core::events::EventKind;
-use bmsfw_core::job::{JobId, JobRecord, JobState};
+use bmsfw_core::job::JobState;
 use bmsfw_core::plugin::{
     Allowlist, HostSettings, Isolation, LoadedPlugin, PluginLoader, Sha256Digest,
 };
 use bmsfw_core::staging::UploadAnnouncement;
 use bmsfw_core::vrm::{
-    Acknowledgements, BatteryView, EngineRefusal, GxEngine, Presence, UpdateOptions, UpdateRequest,
-    VrmAccess, VrmPortalMode,
+    Acknowledgements, BatteryView, GxEngine, Presence, UpdateOptions, UpdateRequest, VrmAccess,
+    VrmPortalMode,
 };
 use bmsfw_sim::battery::{BatteryConfig, Epoch, IdentityConfig};
 use coral_sim::bundle::{BundleSpec, build as coral_bundle};
@@ -181,56 +183,6 @@ fn request(serial: &str, file: &str, package: &[u8]) -> UpdateRequest {
     }
 }
 
-/// Requests the update and uploads `package`; returns the job once stage 2 started.
-async fn upload(
-    engine: &Engine,
-    request: UpdateRequest,
-    package: &[u8],
-) -> Result<JobId, EngineRefusal> {
-    let chunk = request.package.chunk_size() as usize;
-    let job = engine.request_update(request).await?.job;
-    for (i, bytes) in package.chunks(chunk).enumerate() {
-        engine.accept_chunk(job, i as u32, bytes.to_vec()).await?;
-    }
-    engine.finish_upload(job).await.map(|_| job)
-}
-
-/// The job's record once it has ended.
-async fn wait_end(engine: &Engine, id: JobId, limit: Duration) -> JobRecord {
-    let until = Instant::now() + limit;
-    loop {
-        let r = engine
-            .jobs()
-            .await
-            .into_iter()
-            .find(|r| r.id() == id)
-            .unwrap_or_else(|| panic!("no job {id}"));
-        if r.state().is_terminal() {
-            return r;
-        }
-        assert!(
-            Instant::now() < until,
-            "job {id} did not end in time: {r:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The states job `id` went through, from the event log.
-async fn states(engine: &Engine, serial: &str, id: JobId) -> Vec<JobState> {
-    engine
-        .history(serial)
-        .await
-        .unwrap()
-        .iter()
-        .filter(|e| e.job == id)
-        .filter_map(|e| match e.event {
-            EventKind::StateChanged { to, .. } => Some(to),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Waits until the engine's view of battery `serial` shows firmware `display` (read from
 /// its 0x35F over `can0`).
 async fn wait_for_firmware(engine: &Engine, serial: &str, display: &str) {
@@ -328,17 +280,18 @@ async fn an_aurora_update_completes_through_the_sja1000_driver() {
     assert_eq!(before.firmware.unwrap().display, "v4.15");
 
     let package = aurora_package(&PackageSpec::new(0xA520, [4, 16], 24 * 1024, 11));
-    let id = upload(
+    let id = steps::upload(
         &engine,
         request(AURORA_SERIAL, "powercore10.bin", &package),
         &package,
     )
     .await
     .unwrap_or_else(|r| panic!("{r}"));
-    let record = wait_end(&engine, id, Duration::from_secs(180)).await;
+    let record = steps::wait_end(&engine, id, Duration::from_secs(180)).await;
     assert_eq!(record.state(), JobState::Completed, "{record:#?}");
     assert_eq!(record.version_after().unwrap().display, "v4.16");
-    assert_eq!(states(&engine, AURORA_SERIAL, id).await, UPDATE_STATES);
+    let history = engine.history(AURORA_SERIAL).await.unwrap();
+    assert_eq!(steps::states(&history, id), UPDATE_STATES);
 
     // The battery runs the new image, and its 0x35F says so on the GX's bus.
     let status = bms.status();
@@ -385,17 +338,18 @@ async fn a_coral_update_on_29_bit_identifiers_completes_through_the_sja1000_driv
         &[1, 3],
         4096,
     ));
-    let id = upload(
+    let id = steps::upload(
         &engine,
         request(CORAL_SERIAL, "reefstack48-1.10.crb", &bundle),
         &bundle,
     )
     .await
     .unwrap_or_else(|r| panic!("{r}"));
-    let record = wait_end(&engine, id, Duration::from_secs(240)).await;
+    let record = steps::wait_end(&engine, id, Duration::from_secs(240)).await;
     assert_eq!(record.state(), JobState::Completed, "{record:#?}");
     assert_eq!(record.version_after().unwrap().raw, NEW);
-    assert_eq!(states(&engine, CORAL_SERIAL, id).await, UPDATE_STATES);
+    let history = engine.history(CORAL_SERIAL).await.unwrap();
+    assert_eq!(steps::states(&history, id), UPDATE_STATES);
 
     let status = bms.status();
     assert_eq!(status.running_version, NEW);
