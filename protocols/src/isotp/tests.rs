@@ -96,7 +96,9 @@ fn segmented_message_with_block_size_zero_goes_back_to_back() {
     assert_eq!(fc.to_string(), "7E8#300000CCCCCCCCCC");
     a.handle_frame(ms(1), &fc);
     // All 14 consecutive frames are available at the same instant: the caller paces.
-    let cfs: Vec<CanFrame> = std::iter::from_fn(|| a.poll_transmit(ms(1))).collect();
+    let cfs: Vec<CanFrame> = std::iter::from_fn(|| a.poll_transmit(ms(1)))
+        .take(MAX_STEPS)
+        .collect();
     assert_eq!(cfs.len(), 14);
     for (i, cf) in cfs.iter().enumerate() {
         assert_eq!(cf.data()[0], 0x20 | ((i as u8 + 1) & 0x0F));
@@ -187,7 +189,9 @@ fn sender_stops_after_a_block_until_flow_control() {
     assert!(s.poll_transmit(ms(1)).is_none(), "block of 2 is complete");
     assert_eq!(s.poll_timeout(), Some(ms(1001)), "N_Bs runs again");
     s.handle_frame(ms(2), &frame(std_id(0x7E8), &[0x30, 0, 0]));
-    let rest: Vec<_> = std::iter::from_fn(|| s.poll_transmit(ms(2))).collect();
+    let rest: Vec<_> = std::iter::from_fn(|| s.poll_transmit(ms(2)))
+        .take(MAX_STEPS)
+        .collect();
     // 50 bytes: 6 in the first frame, 14 in the first block, 30 in five more frames.
     assert_eq!(rest.len(), 5);
     assert_eq!(s.poll_event(), Some(Event::Sent));

@@ -181,14 +181,19 @@ mod tests {
         let mut now = at(0);
         while now <= at(until) {
             p.handle_timeout(now);
-            while p.poll_event().is_some() {}
+            let events = std::iter::from_fn(|| p.poll_event()).take(100).count();
+            assert!(events < 100, "the poll never runs out of events");
             if let Err(f) = p.send_due(now, || vec![0x3E, 0x00]) {
                 return (sent, Some(f));
             }
-            while let Some(frame) = p.poll_transmit(now) {
+            for frame in std::iter::from_fn(|| p.poll_transmit(now)).take(2) {
                 assert_eq!(&frame.data()[..3], &[0x02, 0x3E, 0x00]);
                 sent.push((now.saturating_duration_since(at(0))).as_millis() as u64);
             }
+            assert!(
+                sent.windows(2).all(|w| w[0] != w[1]),
+                "one single-frame poll at a time"
+            );
             match p.poll_timeout() {
                 Some(next) if next > now => now = next,
                 _ => now = now + Duration::from_millis(1),

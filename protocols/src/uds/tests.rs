@@ -8,6 +8,11 @@ use bmsfw_plugin_api::{CanFrame, CanId, Timestamp};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// Most frames or events one drain of a poll function gives: far more than any test's
+/// exchange has at one instant, so a machine that never runs dry fails the test instead
+/// of hanging it.
+const MAX_DRAIN: usize = 100_000;
+
 /// Bus time of one 8-byte standard frame at 500 kbit/s, roughly.
 const FRAME_TIME: Duration = Duration::from_micros(230);
 
@@ -169,7 +174,8 @@ fn run(
     let mut events = Vec::new();
     let mut frames = Vec::new();
     client.start(now);
-    for _ in 0..2_000_000 {
+    // The longest run of these tests takes about 5 000 rounds.
+    for _ in 0..100_000 {
         let mut progressed = false;
         if client.poll_timeout().is_some_and(|t| t <= now) {
             client.handle_timeout(now);
@@ -193,7 +199,10 @@ fn run(
             }
             progressed = true;
         }
+        let mut drained = 0;
         while let Some(e) = client.poll_event() {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             progressed = true;
             if let FlashEvent::NeedData { offset, len } = e {
                 let o = offset as usize;
@@ -203,7 +212,10 @@ fn run(
             events.push(e);
             if finished {
                 // Let the server see anything still in flight, then stop.
+                let mut drained = 0;
                 while let Some(f) = client.poll_transmit(now) {
+                    drained += 1;
+                    assert!(drained <= MAX_DRAIN, "a poll never runs dry");
                     server.handle_frame(now, &f);
                 }
                 return Run {
@@ -581,13 +593,22 @@ fn refusals_become_typed_errors() {
     client.start(t);
     let mut outcome = None;
     for _ in 0..100 {
+        let mut drained = 0;
         while let Some(f) = client.poll_transmit(t) {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             server.handle_frame(t, &f);
         }
+        let mut drained = 0;
         while let Some(f) = server.poll_transmit(t) {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             client.handle_frame(t, &f);
         }
+        let mut drained = 0;
         while let Some(e) = client.poll_event() {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             if let FlashEvent::Failed(err) = e {
                 outcome = Some(err);
             }
@@ -643,7 +664,10 @@ fn a_failed_check_stops_before_the_reset() {
         if server.poll_timeout().is_some_and(|t| t <= now) {
             server.handle_timeout(now);
         }
+        let mut drained = 0;
         while let Some(f) = client.poll_transmit(now) {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             let mut data = f.data().to_vec();
             if !corrupted && data[0] == 0x21 && server.backend().writes.len() == 1 {
                 data[5] ^= 0x01;
@@ -651,10 +675,16 @@ fn a_failed_check_stops_before_the_reset() {
             }
             server.handle_frame(now, &CanFrame::new(f.id(), &data).unwrap());
         }
+        let mut drained = 0;
         while let Some(f) = server.poll_transmit(now) {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             client.handle_frame(now, &f);
         }
+        let mut drained = 0;
         while let Some(e) = client.poll_event() {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             match e {
                 FlashEvent::NeedData { offset, len } => {
                     let o = offset as usize;
@@ -996,14 +1026,18 @@ mod hostile {
             ];
             for (i, r) in responses.iter().enumerate() {
                 now = now + Duration::from_millis(7);
-                while client.poll_transmit(now).is_some() {}
+                let sent = std::iter::from_fn(|| client.poll_transmit(now)).take(MAX_DRAIN + 1).count();
+                prop_assert!(sent <= MAX_DRAIN, "the client never stops sending");
                 let payload = if useful[i] { plausible[i % plausible.len()] } else { &r[..] };
                 let mut data = vec![payload.len() as u8];
                 data.extend_from_slice(payload);
                 let f = CanFrame::new(CanId::standard(0x7E8).unwrap(), &data).unwrap();
                 client.handle_frame(now, &f);
                 client.handle_timeout(now);
+                let mut drained = 0;
                 while let Some(e) = client.poll_event() {
+                    drained += 1;
+                    assert!(drained <= MAX_DRAIN, "a poll never runs dry");
                     if let FlashEvent::NeedData { len, .. } = e {
                         prop_assert!(len <= 0x10);
                         client.provide_data(now, &vec![0xAB; len]).unwrap();
@@ -1268,10 +1302,16 @@ fn an_acknowledged_count_outside_the_block_fails_the_download() {
         if server.poll_timeout().is_some_and(|t| t <= now) {
             server.handle_timeout(now);
         }
+        let mut drained = 0;
         while let Some(f) = client.poll_transmit(now) {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             server.handle_frame(now, &f);
         }
+        let mut drained = 0;
         while let Some(f) = server.poll_transmit(now) {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             let mut data = f.data().to_vec();
             if data[..3] == [0x06, 0x76, 0x01] {
                 // Block 1 carried 1024 bytes; claim 1025.
@@ -1279,7 +1319,10 @@ fn an_acknowledged_count_outside_the_block_fails_the_download() {
             }
             client.handle_frame(now, &CanFrame::new(f.id(), &data).unwrap());
         }
+        let mut drained = 0;
         while let Some(e) = client.poll_event() {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             match e {
                 FlashEvent::NeedData { offset, len } => {
                     let o = offset as usize;
