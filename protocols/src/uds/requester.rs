@@ -700,6 +700,28 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_answer_is_repeated_only_once_p2_has_passed() {
+        let ms = |n: u64| Timestamp::from_micros(n * 1000);
+        let mut client = Requester::new(ids(), RequesterConfig::default());
+        let mut server = IsoTpChannel::new(ids().peer());
+        client.request(ms(0), vec![0x22, 0xF1, 0x95]).unwrap();
+        let f = client.poll_transmit(ms(0)).unwrap();
+        server.handle_frame(ms(0), &f);
+        server
+            .send(ms(10), negative(0x22, Nrc::BusyRepeatRequest))
+            .unwrap();
+        let answer = server.poll_transmit(ms(10)).unwrap();
+        client.handle_frame(ms(10), &answer);
+        assert_eq!(client.poll_event(), None);
+        assert_eq!(client.poll_timeout(), Some(ms(60)), "the repeat waits P2");
+        client.handle_timeout(ms(59));
+        assert_eq!(client.poll_transmit(ms(59)), None, "not before P2");
+        client.handle_timeout(ms(60));
+        let repeat = client.poll_transmit(ms(60)).unwrap();
+        assert_eq!(repeat.data(), f.data());
+    }
+
+    #[test]
     fn a_request_whose_flow_control_never_comes_is_repeated_then_given_up() {
         let mut client = Requester::new(
             ids(),
