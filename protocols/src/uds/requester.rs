@@ -699,14 +699,21 @@ mod tests {
         );
     }
 
+    /// A requester with default settings that sent `request` at time zero, the server's
+    /// channel that received it, and the request's frame.
+    fn requested_at_zero(request: Vec<u8>) -> (Requester, IsoTpChannel, CanFrame) {
+        let mut client = Requester::new(ids(), RequesterConfig::default());
+        let mut server = IsoTpChannel::new(ids().peer());
+        client.request(Timestamp::ZERO, request).unwrap();
+        let f = client.poll_transmit(Timestamp::ZERO).unwrap();
+        server.handle_frame(Timestamp::ZERO, &f);
+        (client, server, f)
+    }
+
     #[test]
     fn a_busy_answer_is_repeated_only_once_p2_has_passed() {
         let ms = |n: u64| Timestamp::from_micros(n * 1000);
-        let mut client = Requester::new(ids(), RequesterConfig::default());
-        let mut server = IsoTpChannel::new(ids().peer());
-        client.request(ms(0), vec![0x22, 0xF1, 0x95]).unwrap();
-        let f = client.poll_transmit(ms(0)).unwrap();
-        server.handle_frame(ms(0), &f);
+        let (mut client, mut server, f) = requested_at_zero(vec![0x22, 0xF1, 0x95]);
         server
             .send(ms(10), negative(0x22, Nrc::BusyRepeatRequest))
             .unwrap();
@@ -762,11 +769,7 @@ mod tests {
     #[test]
     fn a_long_response_under_way_at_p2_is_waited_for() {
         let ms = |n: u64| Timestamp::from_micros(n * 1000);
-        let mut client = Requester::new(ids(), RequesterConfig::default());
-        let mut server = IsoTpChannel::new(ids().peer());
-        client.request(ms(0), vec![0x22, 0xF1, 0x90]).unwrap();
-        let f = client.poll_transmit(ms(0)).unwrap();
-        server.handle_frame(ms(0), &f);
+        let (mut client, mut server, _) = requested_at_zero(vec![0x22, 0xF1, 0x90]);
         assert_eq!(client.poll_timeout(), Some(ms(50)), "P2");
         let vin: Vec<u8> = (b'A'..=b'Q').collect();
         let answer = positive(0x22, &[&[0xF1, 0x90][..], &vin].concat());
