@@ -516,6 +516,49 @@ async fn uploads_are_refused_before_their_body_is_read() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sent_its_whole_body_still_reads_the_refusal() {
+    // A script sends its whole upload before it reads the answer, as HTTP clients do
+    // with a small body. The portal refuses before reading the body; the answer must
+    // still reach the client, not be lost to a reset of the connection.
+    let site = Site::start(settings(), true).await;
+    let monitor = session(&site.url, WATCHER).await;
+    let path = Site::upload_path(512, "small.bin");
+    let body = vec![0x5Au8; 900 * 1024];
+    let with_csrf = upload_head(site.addr, &path, Some(&monitor), Some(body.len() as u64));
+    let without_csrf = with_csrf.replace("X-Requested-With: bmsfw\r\n", "");
+    for (head, status, says) in [
+        (with_csrf, 403, "Monitor only"),
+        (without_csrf, 403, "X-Requested-With"),
+    ] {
+        let mut s = TcpStream::connect(site.addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&body).await.unwrap();
+        // Give the portal time to answer and close before the client reads.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = read_response(&mut s, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("the answer ({says}) was lost"));
+        assert_eq!(r.status, status, "{r:?}");
+        assert!(r.text.contains(says), "{r:?}");
+    }
+    // The same as an HTTP library sends it, which writes the whole body before it reads
+    // the answer and stops at the first failed write.
+    let c = reqwest::Client::new();
+    let url = format!("{}{path}", site.url);
+    for i in 0..40 {
+        let r = c
+            .post(&url)
+            .header("Cookie", &monitor)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("upload {i}: the answer was lost: {e:?}"));
+        assert_eq!(r.status(), 403);
+    }
+    assert_eq!(site.app.uploads_in_use(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_upload_limit_is_the_gx_staging_limit_and_is_advertised() {
     // The portal's default is the GX daemon's default staging limit.
     let gx_limit = bmsfw_core::config::StagingConfig::default().max_package_bytes;

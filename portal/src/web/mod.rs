@@ -24,7 +24,11 @@
 //! everything that starts something.
 //!
 //! The session and the access level are checked before any request body is read: a
-//! refused upload costs the server its headers only. A request's head must arrive within
+//! refused upload costs the server its headers only. Such a refusal (any 4xx or 5xx
+//! to a request with a body) says `Connection: close`, so that no client reuses a
+//! connection whose body was left unread, and the portal then reads and drops up to
+//! 1 MiB of what the client still sends, for at most 2 s, before it closes: closing
+//! with unread data would reset the connection and could destroy the answer. A request's head must arrive within
 //! `header_timeout`, and its body without a pause longer than `body_idle_timeout` and
 //! whole within `body_timeout` ([`WebSettings`]); slower clients get 408 or a closed
 //! connection.
@@ -287,17 +291,72 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<PortalApp>) -> st
             let service = hyper::service::service_fn(
                 move |mut request: axum::http::Request<hyper::body::Incoming>| {
                     request.extensions_mut().insert(ConnectInfo(peer));
+                    let sends_body = sends_body(request.headers());
                     let mut router = router.clone();
-                    tower_service::Service::call(&mut router, request.map(axum::body::Body::new))
+                    let call = tower_service::Service::call(
+                        &mut router,
+                        request.map(axum::body::Body::new),
+                    );
+                    async move {
+                        let mut response = call.await?;
+                        let status = response.status();
+                        if sends_body && (status.is_client_error() || status.is_server_error()) {
+                            // A refusal may come before the body was read; the connection
+                            // then ends after this answer, and the client must not reuse it.
+                            response
+                                .headers_mut()
+                                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
                 },
             );
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = connection.await {
-                tracing::debug!(peer = %peer, "connection ended: {e}");
+                .serve_connection(TokioIo::new(stream), service)
+                .without_shutdown();
+            match connection.await {
+                Ok(parts) => close_lingering(parts.io.into_inner()).await,
+                Err(e) => tracing::debug!(peer = %peer, "connection ended: {e}"),
             }
         });
     }
+}
+
+/// Whether a request's head announces a body.
+fn sends_body(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|n| n.as_bytes() != b"0")
+}
+
+/// How much of a refused request's unread body [`close_lingering`] reads and drops.
+const LINGER_BYTES: usize = 1024 * 1024;
+/// How long [`close_lingering`] waits for the client to stop sending.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// Closes a connection so that the client can read the last answer. A refusal is sent
+/// before the request's body is read (a 401, 403 or 413 on an upload); closing a socket
+/// with unread data makes the kernel reset the connection, and the reset can destroy the
+/// answer before the client reads it, leaving a browser with a network error instead of
+/// "log in first". So: end the sending side, then read and drop what the client still
+/// sends, at most [`LINGER_BYTES`] for at most [`LINGER_TIME`], before closing.
+async fn close_lingering(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut left = LINGER_BYTES;
+    let drain = async {
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
