@@ -8,6 +8,9 @@
 //! | `Restart` | Restarting | `22 F1 A0` every 500 ms until the battery answers (`11 01` again if it did not restart) |
 //! | `Verify` | Verifying | `22 F1 95`: the running version |
 //!
+//! An erase refused with `7F 31 22` means an earlier attempt's download is still open (its
+//! `10 81` was lost): the session sends `10 81` and starts `Flash` again, once.
+//!
 //! Aurora's bootloader cannot resume an interrupted download: a session always starts
 //! from the probe, and [`checkpoint`](bmsfw_plugin_api::Session::checkpoint) is empty.
 
@@ -57,6 +60,15 @@ enum State {
     Failed(Failure),
 }
 
+/// Whether the erase found a download left open by an earlier attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LeftOverDownload {
+    /// Not seen in this session.
+    NotSeen,
+    /// Seen once and dropped with `10 81`; a second refusal fails the session.
+    Dropped,
+}
+
 /// Whether the boot state said the new firmware was rolled back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RolledBack {
@@ -103,6 +115,8 @@ pub struct AuroraSession {
     outbox: VecDeque<CanFrame>,
     /// Block buffer: at most one block of the package is in memory.
     block: Vec<u8>,
+    /// Whether a download left open by an earlier attempt was dropped.
+    left_over: LeftOverDownload,
 }
 
 fn isotp() -> IsoTpConfig {
@@ -186,6 +200,7 @@ impl AuroraSession {
             state: State::NotStarted,
             outbox: VecDeque::new(),
             block: Vec::new(),
+            left_over: LeftOverDownload::NotSeen,
         })
     }
 
@@ -304,6 +319,11 @@ impl AuroraSession {
                 ));
             }
         };
+        self.begin_flash(now, len);
+    }
+
+    /// Starts the flash sequence for an image of `len` bytes, from `10 02`.
+    fn begin_flash(&mut self, now: Timestamp, len: u32) {
         match flash_client(self.header.product_code, len) {
             Ok(mut client) => {
                 client.start(now);
@@ -341,6 +361,20 @@ impl AuroraSession {
                 // The battery lost its programming session while checking or resetting:
                 // it restarted. It may have activated the image first; find out.
                 self.restart(now, RestartCause::Unexpected, now);
+            }
+            FlashEvent::Failed(FlashError::Rejected {
+                phase: FlashPhase::Erase,
+                nrc: Nrc::ConditionsNotCorrect,
+                ..
+            }) if self.left_over == LeftOverDownload::NotSeen => {
+                // A download is still open: an earlier attempt's `10 81` never arrived and
+                // the BMS stayed in its programming session (for up to S3). Leaving the
+                // session drops that download; start again, once.
+                self.left_over = LeftOverDownload::Dropped;
+                self.outbox
+                    .extend(leave_programming(REQUEST_ID, Padding::Fill(PADDING)));
+                let len = u32::try_from(self.total).unwrap_or(u32::MAX);
+                self.begin_flash(now, len);
             }
             FlashEvent::Failed(error) => {
                 let failure = failure::flash(&error);

@@ -36,6 +36,8 @@ struct Bms {
     received: Vec<u8>,
     download_len: Option<u64>,
     refuse_check: Option<Nrc>,
+    /// The erase's answer instead of starting it.
+    erase_refused: Option<Nrc>,
     after_reset: AfterReset,
     pending: Option<[u8; 2]>,
     resets: u32,
@@ -53,6 +55,7 @@ impl Bms {
             received: Vec::new(),
             download_len: None,
             refuse_check: None,
+            erase_refused: None,
             after_reset: AfterReset::Boots,
             pending: None,
             resets: 0,
@@ -69,6 +72,9 @@ impl FlashBackend for Bms {
         key == crate::key::key(self.product, seed)
     }
     fn erase(&mut self, option: &[u8]) -> Result<Duration, Nrc> {
+        if let Some(nrc) = self.erase_refused {
+            return Err(nrc);
+        }
         let len = u32::from_be_bytes(option.try_into().map_err(|_| Nrc::RequestOutOfRange)?);
         self.download_len = Some(len.into());
         self.received.clear();
@@ -496,6 +502,75 @@ fn an_abort_stops_the_download_and_tells_the_bms() {
     b.session.abort(now, &AbortReason::new(1, "again"));
     assert_eq!(b.session.status().failure_code(), Some(ErrorCode::ABORTED));
     assert_eq!(b.session.poll_transmit(now), None);
+}
+
+#[test]
+fn a_download_left_open_by_a_lost_abort_is_dropped_and_the_update_runs() {
+    // An update is aborted, and its `10 81` is lost: the BMS stays in its programming
+    // session with the download open.
+    let mut first = Bench::new(Bms::new(), request(new_package()));
+    first.run_until(|b| b.session.status().bytes_done >= 8192);
+    let now = first.now;
+    first
+        .session
+        .abort(now, &AbortReason::new(728, "grid lost"));
+    let mut lost = Vec::new();
+    while let Some(f) = first.session.poll_transmit(now) {
+        lost.push(f);
+    }
+    assert!(lost.iter().any(|f| f.data()[..3] == [0x02, 0x10, 0x81]));
+    assert!(matches!(
+        first.peer.server.transfer(),
+        TransferState::Downloading { .. }
+    ));
+
+    // The next update, a second later, finds the download still open at the erase.
+    let mut next = Bench {
+        session: AuroraSession::start(request(new_package())).unwrap(),
+        peer: first.peer,
+        now: now + Duration::from_secs(1),
+        phases: Vec::new(),
+        sent: Vec::new(),
+    };
+    let status = next.run();
+    assert_eq!(status.phase, Phase::DONE, "{status:?}");
+    assert_eq!(next.peer.bms().running, [4, 16]);
+    // It left the programming session once, then entered it again.
+    let starts: Vec<usize> = next
+        .sent
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.data()[..3] == [0x02, 0x10, 0x02])
+        .map(|(i, _)| i)
+        .collect();
+    let leaves: Vec<usize> = next
+        .sent
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.data()[..3] == [0x02, 0x10, 0x81])
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert_eq!(leaves.len(), 1, "{leaves:?}");
+    assert!(starts[0] < leaves[0] && leaves[0] < starts[1]);
+}
+
+#[test]
+fn a_download_that_stays_open_after_leaving_programming_fails_the_update() {
+    // A BMS that refuses the erase again after `10 81` is not asked a third time.
+    let mut bms = Bms::new();
+    bms.erase_refused = Some(Nrc::ConditionsNotCorrect);
+    let mut b = Bench::new(bms, request(new_package()));
+    let failure = b.run().outcome.unwrap();
+    assert_eq!(failure.code, ErrorCode::REJECTED_BY_BMS, "{failure}");
+    assert!(failure.message.contains("0x22"), "{failure}");
+    let erases = b
+        .sent
+        .iter()
+        .filter(|f| f.data()[..6] == [0x10, 0x08, 0x31, 0x01, 0xFF, 0x00])
+        .count();
+    assert_eq!(erases, 2);
+    assert_eq!(b.peer.bms().running, [4, 15]);
 }
 
 #[test]
