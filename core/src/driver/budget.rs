@@ -62,15 +62,15 @@ impl Default for BudgetConfig {
 pub const WORST_FRAME_BITS: u32 = bit_timing::worst_case_frame_bits(IdFormat::Extended, 8);
 
 /// The most frames a driver hands over in one round before it looks at the bus again.
-pub const MAX_ROUND_FRAMES: usize = 40;
+pub const MAX_ROUND_FRAMES: usize = 80;
 
 /// How many frames a driver waits room for once the budget holds it back: it then wakes
 /// once per batch, a few milliseconds of bus time, instead of once per frame that leaves
 /// the window.
-pub const WAKE_BATCH: usize = 32;
+pub const WAKE_BATCH: usize = 64;
 
 /// The most moments [`BusBudget::time_for`] tries before it settles for a later one.
-const MAX_WAKE_CANDIDATES: usize = 64;
+const MAX_WAKE_CANDIDATES: usize = 256;
 
 /// How long other nodes' traffic is remembered for the reserve: twice the longest period
 /// of a BMS-Can broadcast (1 s), so that a frame of that period is still remembered when
@@ -358,13 +358,21 @@ impl BusBudget {
         bits: u32,
         max: usize,
     ) -> Result<usize, Timestamp> {
+        match self.frames_fit(now, bits, max) {
+            0 => Err(self.time_for(now, bits, 1)),
+            n => Ok(n),
+        }
+    }
+
+    /// [`BusBudget::frames_fitting`]'s count alone (0 when not one fits), for a caller
+    /// that works out its own wake-up ([`BusBudget::time_for`] a whole batch) and would
+    /// drop the time for one frame.
+    pub fn frames_fit(&mut self, now: Timestamp, bits: u32, max: usize) -> usize {
         self.prune(now);
         self.foreign.forget_before(now.as_micros());
         let mut foreign = ForeignMemo::new(&self.foreign);
-        match self.fit_count(now.as_micros(), bits, max, &mut foreign) {
-            0 => Err(self.time_for(now, bits, 1)),
-            n => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
-        }
+        let fit = self.fit_count(now.as_micros(), bits, max, &mut foreign);
+        usize::try_from(fit).unwrap_or(usize::MAX)
     }
 
     /// [`BusBudget::frames_fitting`]'s count at `now` (`now` or later than the last
@@ -412,6 +420,17 @@ impl BusBudget {
             }
             n += 1;
         }
+        // The frames gone from the window ending at the batch's last frame: the first
+        // `kept` ones, `gone` bits; fewer as the batch shrinks.
+        let (mut kept, mut gone) = (0usize, 0u64);
+        if n > 0 {
+            let from = (start + n * d).saturating_sub(self.window_us);
+            while self.frames.get(kept).is_some_and(|c| c.end <= from) {
+                gone += u64::from(self.frames[kept].bits);
+                kept += 1;
+            }
+        }
+        let most = foreign.most_within(self.window_us);
         // Windows ending later, at other nodes' frames that come after the batch: they hold
         // the whole batch and what has not left yet, and the others' frames that arrived
         // meanwhile. Walk the moments the oldest frames leave until what remains leaves
@@ -419,17 +438,14 @@ impl BusBudget {
         while n > 0 {
             let planned_end = start + n * d;
             let from = planned_end.saturating_sub(self.window_us);
-            let gone: u64 = self
-                .frames
-                .iter()
-                .take_while(|c| c.end <= from)
-                .map(|c| u64::from(c.bits))
-                .sum();
+            while kept > 0 && self.frames[kept - 1].end > from {
+                kept -= 1;
+                gone -= u64::from(self.frames[kept].bits);
+            }
             let mut content = self.bits_in_window - gone + n * bits;
-            let most = foreign.most_within(self.window_us);
             let mut fits = true;
             if content + most > self.limit_bits {
-                for c in self.frames.iter().skip_while(|c| c.end <= from) {
+                for c in self.frames.range(kept..) {
                     // Just before `c` leaves, the window still holds it.
                     let at = (c.end + self.window_us).saturating_sub(1);
                     let others = foreign.most_within(at.saturating_sub(now_us));
@@ -486,10 +502,26 @@ impl BusBudget {
         let start = self.wire_free.max(now_us);
         let mut one_fits = None;
         let mut foreign = ForeignMemo::new(&self.foreign);
+        // The frames gone by the batch's planned end from a candidate moment, and their
+        // bits: those moments only grow, and so does the planned end.
+        let (mut left, mut left_bits) = (0usize, 0u64);
         for c in self.frames.iter().take(MAX_WAKE_CANDIDATES) {
             let leaves = c.end + self.window_us;
             let at = leaves.saturating_sub(count * d).max(now_us + 1);
             if at < start.saturating_sub(count * d) {
+                continue;
+            }
+            // The batch's plain count at `at`, as `fit_count` checks it first: when even
+            // that leaves no room for the whole batch, only whether one frame fits is
+            // still to learn, and only while no earlier moment told.
+            let from = (self.wire_free.max(at) + count * d).saturating_sub(self.window_us);
+            while self.frames.get(left).is_some_and(|c| c.end <= from) {
+                left_bits += u64::from(self.frames[left].bits);
+                left += 1;
+            }
+            if self.bits_in_window - left_bits + count * u64::from(bits) > self.limit_bits
+                && one_fits.is_some()
+            {
                 continue;
             }
             let fit = self.fit_count(at, bits, count as usize, &mut foreign);
@@ -838,6 +870,118 @@ mod tests {
         assert_eq!(clamped.window(), Duration::from_millis(100));
         assert_eq!(clamped.limit_bits(), 50_000, "percent is clamped to 100");
         assert_eq!(BusBudget::new(0, BudgetConfig::default()).bitrate(), 1);
+    }
+
+    /// A budget with `ms` of random earlier traffic, own frames and others' mixed.
+    fn random_history(next: &mut impl FnMut(u64) -> u64, ms: u64) -> (BusBudget, u64) {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        let mut at = 0u64;
+        while at < ms * 1_000 {
+            let len = next(9) as usize;
+            let f = CanFrame::new(CanId::standard(0x7E0).unwrap(), &vec![next(256) as u8; len])
+                .unwrap();
+            let bits = bit_timing::frame_bits(&f);
+            at += duration_us(bits, 500_000) + next(4) * next(300);
+            if next(3) == 0 {
+                b.record_received(t(at), &f);
+            } else if b.frames_fit(t(at), bits, 1) > 0 || next(4) == 0 {
+                at = b
+                    .record_sent(t(at.saturating_sub(duration_us(bits, 500_000))), &f)
+                    .as_micros();
+            }
+        }
+        (b, at)
+    }
+
+    /// The wake-up time skips moments at which even the plain count leaves no room for
+    /// the whole batch: it is the moment trying each one in full names, and the batch
+    /// fits then.
+    #[test]
+    fn the_wake_up_time_is_the_first_moment_the_whole_batch_fits() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut fits_later = 0;
+        for _ in 0..200 {
+            let (mut b, end) = random_history(&mut next, 150);
+            let now = end + next(3_000);
+            // Queued frames of this node's, up to more than the window holds.
+            for _ in 0..next(400) {
+                b.record_sent(t(now), &frame(0x7E0, next(256) as u8));
+            }
+            let count = 1 + next(64);
+            let bits = [WORST_FRAME_BITS, 135, 111][next(3) as usize];
+            let at = b.time_for(t(now), bits, count as usize).as_micros();
+            // Every candidate in full, as the budget tried them before.
+            let d = duration_us(bits, 500_000);
+            let count = count.min(b.limit_bits / u64::from(bits));
+            let start = b.wire_free.max(now);
+            let mut foreign = ForeignMemo::new(&b.foreign);
+            let (mut first, mut one) = (None, None);
+            for c in b.frames.iter().take(MAX_WAKE_CANDIDATES) {
+                let moment = (c.end + b.window_us).saturating_sub(count * d).max(now + 1);
+                if moment < start.saturating_sub(count * d) {
+                    continue;
+                }
+                let fit = b.fit_count(moment, bits, count as usize, &mut foreign);
+                if fit >= count {
+                    first = Some(moment);
+                    break;
+                }
+                if fit > 0 && one.is_none() {
+                    one = Some(moment);
+                }
+            }
+            let expected = first
+                .or(one)
+                .unwrap_or_else(|| now.max(b.wire_free) + b.window_us);
+            assert_eq!(at, expected, "count {count} of {bits} bits from {now}");
+            assert!(at > now);
+            if first.is_some() {
+                fits_later += 1;
+                assert!(b.frames_fit(t(at), bits, count as usize) as u64 >= count);
+            }
+        }
+        assert!(fits_later > 20, "only {fits_later} batches fit later");
+    }
+
+    /// The count alone is the count `frames_fitting` gives, and 0 where it names a time.
+    #[test]
+    fn the_count_alone_is_the_count_with_the_time() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64 ^ 0xFF;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut none, mut some) = (0, 0);
+        for _ in 0..200 {
+            let (mut b, end) = random_history(&mut next, 120);
+            let now = t(end + next(2_000));
+            // Queued frames of this node's, up to more than the window holds.
+            for _ in 0..next(400) {
+                b.record_sent(now, &frame(0x7E0, next(256) as u8));
+            }
+            let max = 1 + next(80) as usize;
+            let count = b.clone().frames_fit(now, WORST_FRAME_BITS, max);
+            match b.clone().frames_fitting(now, WORST_FRAME_BITS, max) {
+                Ok(n) => {
+                    some += 1;
+                    assert_eq!(n, count);
+                }
+                Err(at) => {
+                    none += 1;
+                    assert_eq!(count, 0);
+                    assert!(at > now);
+                }
+            }
+        }
+        assert!(none > 0 && some > 0, "{none} without room, {some} with");
     }
 
     #[test]

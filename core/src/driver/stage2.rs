@@ -439,14 +439,14 @@ impl Stage2 {
         let fit = if max == 0 {
             0
         } else {
-            match budget.frames_fitting(now, self.longest_frame, max) {
-                Ok(fit) => {
+            match budget.frames_fit(now, self.longest_frame, max) {
+                fit @ 1.. => {
                     if let Some((Some(since), _)) = self.blocked.take() {
                         self.budget_wait += now.saturating_duration_since(since);
                     }
                     fit
                 }
-                Err(_) => {
+                0 => {
                     // Wake when a whole batch fits, not for each frame that leaves the
                     // window: one round trip per batch.
                     let until = budget.time_for(now, self.longest_frame, WAKE_BATCH);
