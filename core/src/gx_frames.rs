@@ -17,13 +17,12 @@
 //! ours stays silent; once it has been silent that long, ours resumes. Monitoring the
 //! batteries sends nothing else: outside an update the daemon only listens.
 
-use bmsfw_plugin_api::{CanFrame, CanId, Timestamp};
+use bmsfw_plugin_api::{CanFrame, Timestamp};
+use bmsfw_protocols::bms_can::{GxIdentification, KeepAlive, is_gx_frame};
 use std::time::Duration;
 
-/// 11-bit identifier of the keep-alive frame.
-pub const KEEP_ALIVE_ID: u16 = 0x305;
-/// 11-bit identifier of the identification frame.
-pub const IDENTIFICATION_ID: u16 = 0x307;
+pub use bmsfw_protocols::bms_can::{IDENTIFICATION_ID, KEEP_ALIVE_ID};
+
 /// Default period of the keep-alive pair.
 pub const KEEP_ALIVE_PERIOD: Duration = Duration::from_secs(1);
 /// How many of our periods another node's keep-alive silences ours: three, so that a
@@ -31,20 +30,14 @@ pub const KEEP_ALIVE_PERIOD: Duration = Duration::from_secs(1);
 /// within three periods of its last frame.
 pub const FOREIGN_HOLD_PERIODS: u32 = 3;
 
-fn standard(id: u16, data: &[u8; 8]) -> CanFrame {
-    // Both identifiers are below 0x800 and the data is 8 bytes: neither can fail.
-    let id = CanId::standard(id).unwrap_or_else(|| unreachable!());
-    CanFrame::new(id, data).unwrap_or_else(|| unreachable!())
-}
-
 /// 0x305 with eight zero bytes.
 pub fn keep_alive_frame() -> CanFrame {
-    standard(KEEP_ALIVE_ID, &[0; 8])
+    KeepAlive.encode()
 }
 
 /// 0x307 with `'VIC'` in bytes 4-6.
 pub fn identification_frame() -> CanFrame {
-    standard(IDENTIFICATION_ID, &[0, 0, 0, 0, b'V', b'I', b'C', 0])
+    GxIdentification.encode()
 }
 
 /// Where the emitter is in its cycle.
@@ -84,10 +77,8 @@ impl GxKeepAlive {
     /// [`FOREIGN_HOLD_PERIODS`] periods. Returns `true` when ours was sending until now
     /// (the pause begins).
     pub fn observe(&mut self, now: Timestamp, frame: &CanFrame) -> bool {
-        let id = frame.id();
-        let keep_alive = !id.is_extended()
-            && (id.raw() == u32::from(KEEP_ALIVE_ID) || id.raw() == u32::from(IDENTIFICATION_ID));
-        if !keep_alive {
+        // By identifier alone: whatever another node puts in its pair, it is a GX's.
+        if !is_gx_frame(frame) {
             return false;
         }
         let began = !self.following(now);
@@ -146,6 +137,7 @@ impl GxKeepAlive {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bmsfw_plugin_api::CanId;
 
     fn at(ms: u64) -> Timestamp {
         Timestamp::from_micros(ms * 1000)

@@ -1,5 +1,7 @@
-//! The simulated battery's frames, decoded by the engine's monitor: two independent
-//! implementations of the BMS-Can layout checked against each other, in virtual time.
+//! The simulated battery's frames, decoded by the engine's monitor in virtual time: the
+//! simulator's physical values reach the battery state with their scales and signs. (Both
+//! sides share the codec of `bmsfw_protocols::bms_can`; its layout is checked against
+//! the BMS-Can table byte by byte in its own tests.)
 
 use bmsfw_core::telemetry::{
     AlarmField, BmsCanMonitor, Broadcasters, Communication, DEFAULT_MAX_AGE, FrameKind,

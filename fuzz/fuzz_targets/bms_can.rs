@@ -1,11 +1,12 @@
-//! The BMS-Can decoder: any frame on any identifier, decoded on its own and fed to a
-//! bus monitor in sequence. A frame kind found by identifier has that identifier.
+//! The BMS-Can codec: any frame on any identifier, decoded on its own and fed to a bus
+//! monitor in sequence. A frame kind found by identifier has that identifier; a decoded
+//! frame re-encodes to a frame that decodes to the same value.
 #![no_main]
 
 use bmsfw_core::telemetry::{BmsCanMonitor, Telemetry};
 use bmsfw_fuzz::Bytes;
 use bmsfw_plugin_api::{CanFrame, CanId, Timestamp};
-use bmsfw_protocols::bms_can::FrameKind;
+use bmsfw_protocols::bms_can::{FrameKind, GxIdentification};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -30,9 +31,16 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(kind.id(), frame.id());
             let _ = kind.requirement();
         }
-        if let Some(Err(e)) = Telemetry::decode_frame(&frame) {
-            let _ = e.to_string();
+        match Telemetry::decode_frame(&frame) {
+            Some(Ok(value)) => {
+                assert_eq!(Telemetry::decode_frame(&value.encode()), Some(Ok(value)));
+            }
+            Some(Err(e)) => {
+                let _ = e.to_string();
+            }
+            None => {}
         }
+        let _ = GxIdentification::decode(&frame).map_err(|e| e.to_string());
         now += u64::from(head & 0x0F) * 10_000;
         let _ = monitor.handle_frame(Timestamp::from_micros(now), &frame);
     }

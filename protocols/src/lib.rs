@@ -3,6 +3,8 @@
 //! Nothing here owns a socket, a thread, a timer or a file: state machines take frames
 //! and the time, and hand back frames to send and their next deadline.
 //!
+//! - [`bms_can`]: the BMS-Can codec: every broadcast frame a battery sends and the GX's
+//!   keep-alive, as typed values with their decoders and encoders.
 //! - [`bit_timing`]: exact bit timing of classic CAN frames (stuff bits included).
 //! - [`version`]: decoders for the ways firmware versions are packed into bytes.
 //! - [`checksum`]: CRC-32, CRC-16 and SHA-256, one-shot and streamed.

@@ -29,8 +29,7 @@ pub fn plugin_battery(heard: &Heard) -> BatteryIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::decode::{ModuleCounts, ProductInfo};
-    use crate::telemetry::units::AmpHours;
+    use crate::telemetry::{AmpHours, ModuleCounts, ProductInfo};
     use bmsfw_plugin_api::abi_stable::std_types::{ROption, RString};
 
     #[test]

@@ -1,7 +1,6 @@
 //! What a battery says about itself: the identity vendor plugins match on.
 
-use super::decode::{ModuleCounts, ProductInfo};
-use super::units::AmpHours;
+use bmsfw_protocols::bms_can::{AmpHours, ModuleCounts, ProductInfo};
 use std::fmt;
 
 /// A battery's identity as broadcast on BMS-Can. Every field is `None` until the frame

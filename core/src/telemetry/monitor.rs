@@ -14,10 +14,9 @@
 //! [`Broadcasters::Conflicting`] so that the engine can refuse to treat the mixed state
 //! as one battery's.
 
-use super::decode::{DecodeError, RejectReason, Telemetry};
 use super::state::BatteryState;
 use bmsfw_plugin_api::{CanFrame, Timestamp};
-use bmsfw_protocols::bms_can::FrameKind;
+use bmsfw_protocols::bms_can::{DecodeError, FrameKind, RejectReason, Telemetry};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -53,11 +52,8 @@ pub struct RejectCounts {
 }
 
 impl RejectCounts {
-    fn record(&mut self, error: &DecodeError) {
-        let n = self
-            .counts
-            .entry((error.kind(), error.reason()))
-            .or_default();
+    fn record(&mut self, kind: FrameKind, error: &DecodeError) {
+        let n = self.counts.entry((kind, error.reason())).or_default();
         *n = n.saturating_add(1);
     }
 
@@ -146,13 +142,12 @@ impl BmsCanMonitor {
 
     /// Handles one frame received at `now`.
     pub fn handle_frame(&mut self, now: Timestamp, frame: &CanFrame) -> FrameOutcome {
-        let Some(decoded) = Telemetry::decode_frame(frame) else {
+        let Some(kind) = FrameKind::from_id(frame.id()) else {
             self.other_frames = self.other_frames.saturating_add(1);
             return FrameOutcome::NotBmsCan;
         };
-        match decoded {
+        match Telemetry::decode(kind, frame.data()) {
             Ok(telemetry) => {
-                let kind = telemetry.kind();
                 if IDENTITY_KINDS.contains(&kind) {
                     self.watch_identity(now, kind, frame.data());
                 }
@@ -163,7 +158,7 @@ impl BmsCanMonitor {
             }
             Err(error) => {
                 tracing::debug!(bus = %self.bus, %frame, %error, "BMS-Can frame rejected");
-                self.rejects.record(&error);
+                self.rejects.record(kind, &error);
                 FrameOutcome::Rejected(error)
             }
         }

@@ -1,15 +1,12 @@
 //! One battery's last known state, with the time each frame kind was last received.
 
-use super::alarms::{AlarmField, AlarmStatus, Severity};
-use super::decode::{
-    CellExtremes, ChargeLimits, EnergyCounters, Measurements, ModuleCounts, ProductInfo,
-    ProtectionStatus, Requests, StateOfCharge, Telemetry,
-};
 use super::identity::BatteryIdentity;
-use super::text::join_halves;
-use super::units::AmpHours;
 use bmsfw_plugin_api::Timestamp;
-use bmsfw_protocols::bms_can::FrameKind;
+use bmsfw_protocols::bms_can::{
+    AlarmField, AlarmStatus, AmpHours, CellExtremes, ChargeLimits, EnergyCounters, FrameKind,
+    Measurements, ModuleCounts, ProductInfo, ProtectionStatus, Requests, Severity, StateOfCharge,
+    Telemetry, join_halves,
+};
 use std::time::Duration;
 
 /// How long a required frame may go unseen before the battery no longer counts as
@@ -68,8 +65,8 @@ impl BatteryState {
             Telemetry::ModuleCounts(v) => self.modules = Some(v),
             Telemetry::CellExtremes(v) => self.cell_extremes = Some(v),
             Telemetry::Energy(v) => self.energy = Some(v),
-            Telemetry::InstalledCapacity(v) => self.installed_capacity = Some(v),
-            Telemetry::Text(_, text) => self.texts[kind.index()] = Some(text),
+            Telemetry::InstalledCapacity(v) => self.installed_capacity = Some(v.capacity),
+            Telemetry::Text(text) => self.texts[kind.index()] = Some(text.into_text()),
         }
         self.seen[kind.index()] = Some(now);
         self.received[kind.index()] = self.received[kind.index()].saturating_add(1);

@@ -1,6 +1,6 @@
 //! The BMS-Can frame identifiers a battery broadcasts, and what each must carry.
 
-use bmsfw_plugin_api::CanId;
+use bmsfw_plugin_api::{CanFrame, CanId};
 use std::fmt;
 
 /// One kind of BMS-Can broadcast frame, named for what it carries.
@@ -179,6 +179,11 @@ impl FrameKind {
     /// Position of this kind in [`FrameKind::ALL`], for per-kind tables.
     pub const fn index(self) -> usize {
         self as usize
+    }
+
+    /// A frame of this kind carrying `data` (callers pass at most eight bytes).
+    pub(crate) fn frame(self, data: &[u8]) -> CanFrame {
+        CanFrame::new(self.id(), &data[..data.len().min(8)]).unwrap_or_else(|| unreachable!())
     }
 }
 

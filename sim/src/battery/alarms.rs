@@ -1,21 +1,22 @@
 //! Alarms and warnings a test can raise on a simulated battery, and how they are
 //! encoded in 0x35A and 0x359.
 
+use bmsfw_protocols::bms_can::{AlarmStatus, FlagState, Protection, Severity};
 use std::collections::BTreeSet;
 
 /// A condition the battery can report: the 0x35A fields of the BMS-Can definitions.
 pub use bmsfw_protocols::bms_can::AlarmField as Alarm;
 
-/// The 0x359 bit of this condition, when it has one.
-const fn pylon_bit(alarm: Alarm) -> Option<u16> {
+/// The 0x359 condition this one is reported as, when it has one.
+const fn pylon_flag(alarm: Alarm) -> Option<Protection> {
     match alarm {
-        Alarm::HighVoltage => Some(1 << 1),
-        Alarm::LowVoltage => Some(1 << 2),
-        Alarm::HighTemperature | Alarm::HighChargeTemperature => Some(1 << 3),
-        Alarm::LowTemperature | Alarm::LowChargeTemperature => Some(1 << 4),
-        Alarm::HighDischargeCurrent | Alarm::ShortCircuit => Some(1 << 7),
-        Alarm::HighChargeCurrent => Some(1 << 8),
-        Alarm::BmsInternal | Alarm::Contactor => Some(1 << 11),
+        Alarm::HighVoltage => Some(Protection::HighVoltage),
+        Alarm::LowVoltage => Some(Protection::LowVoltage),
+        Alarm::HighTemperature | Alarm::HighChargeTemperature => Some(Protection::HighTemperature),
+        Alarm::LowTemperature | Alarm::LowChargeTemperature => Some(Protection::LowTemperature),
+        Alarm::HighDischargeCurrent | Alarm::ShortCircuit => Some(Protection::DischargeOvercurrent),
+        Alarm::HighChargeCurrent => Some(Protection::ChargeOvercurrent),
+        Alarm::BmsInternal | Alarm::Contactor => Some(Protection::SystemError),
         Alarm::General | Alarm::CellImbalance => None,
     }
 }
@@ -102,21 +103,29 @@ impl AlarmSet {
             .any(|&a| stops_discharging(a))
     }
 
-    /// The eight bytes of 0x35A: every field `01` when raised, `10` when not; the six
+    /// 0x35A: every field `01` (active) when raised, `10` (OK) when not; the six
     /// undefined bits of bytes 3 and 7 stay zero.
-    pub fn encode_0x35a(&self) -> [u8; 8] {
-        let mut out = [0u8; 8];
-        for (i, alarm) in Alarm::ALL.into_iter().enumerate() {
-            for (base, level) in [(0, Level::Alarm), (4, Level::Warning)] {
-                let bits = if self.raised.contains(&(level, alarm)) {
-                    0b01
+    pub fn status_0x35a(&self) -> AlarmStatus {
+        let mut status = AlarmStatus::default();
+        for alarm in Alarm::ALL {
+            for (severity, level) in [
+                (Severity::Alarm, Level::Alarm),
+                (Severity::Warning, Level::Warning),
+            ] {
+                let state = if self.raised.contains(&(level, alarm)) {
+                    FlagState::Active
                 } else {
-                    0b10
+                    FlagState::Ok
                 };
-                out[base + i / 4] |= bits << (2 * (i % 4));
+                status.set(severity, alarm, state);
             }
         }
-        out
+        status
+    }
+
+    /// The eight bytes of [`AlarmSet::status_0x35a`].
+    pub fn encode_0x35a(&self) -> [u8; 8] {
+        self.status_0x35a().raw()
     }
 
     /// The protection and warning words of 0x359.
@@ -124,8 +133,8 @@ impl AlarmSet {
         let word = |level| {
             self.active(level)
                 .into_iter()
-                .filter_map(pylon_bit)
-                .fold(0u16, |w, b| w | b)
+                .filter_map(pylon_flag)
+                .fold(0u16, |w, p| w | p.mask())
         };
         (word(Level::Alarm), word(Level::Warning))
     }

@@ -247,7 +247,7 @@ impl BatteryModel {
                 let (protection, warning) = self.alarms.encode_0x359();
                 frames::protection(protection, warning, online)
             }
-            FrameKind::Alarms => frames::alarms(self.alarms.encode_0x35a()),
+            FrameKind::Alarms => frames::alarms(self.alarms.status_0x35a()),
             FrameKind::Requests => frames::requests(RequestBits {
                 charge: if ccl > 0.0 {
                     Allowance::Allowed
@@ -265,10 +265,12 @@ impl BatteryModel {
                     ForceCharge::NotRequested
                 },
             }),
-            FrameKind::Manufacturer => frames::text(0x35E, id.manufacturer.as_bytes()),
+            FrameKind::Manufacturer => {
+                frames::text(FrameKind::Manufacturer, id.manufacturer.as_bytes())
+            }
             FrameKind::ProductInfo => frames::product_info(&self.product_info),
-            FrameKind::BmsName1 => frames::text(0x370, half(&id.bms_name, 0)),
-            FrameKind::BmsName2 => frames::text(0x371, half(&id.bms_name, 1)),
+            FrameKind::BmsName1 => frames::text(FrameKind::BmsName1, half(&id.bms_name, 0)),
+            FrameKind::BmsName2 => frames::text(FrameKind::BmsName2, half(&id.bms_name, 1)),
             FrameKind::ModuleCounts => frames::module_counts(
                 online,
                 if ccl > 0.0 { 0 } else { online },
@@ -281,17 +283,28 @@ impl BatteryModel {
                 p.temperature() - 1.0,
                 p.temperature() + 1.0,
             ),
-            FrameKind::MinCellVoltageId => frames::text(0x374, b"M01C03"),
-            FrameKind::MaxCellVoltageId => frames::text(0x375, b"M01C11"),
-            FrameKind::MinCellTemperatureId => frames::text(0x376, b"M01T01"),
-            FrameKind::MaxCellTemperatureId => frames::text(0x377, b"M01T02"),
+            FrameKind::MinCellVoltageId => frames::text(FrameKind::MinCellVoltageId, b"M01C03"),
+            FrameKind::MaxCellVoltageId => frames::text(FrameKind::MaxCellVoltageId, b"M01C11"),
+            FrameKind::MinCellTemperatureId => {
+                frames::text(FrameKind::MinCellTemperatureId, b"M01T01")
+            }
+            FrameKind::MaxCellTemperatureId => {
+                frames::text(FrameKind::MaxCellTemperatureId, b"M01T02")
+            }
             FrameKind::Energy => frames::energy(p.charged_wh(), p.discharged_wh()),
             FrameKind::InstalledCapacity => frames::installed_capacity(id.capacity_ah),
-            FrameKind::Serial1 => frames::text(0x380, half(id.serial.as_deref().unwrap_or(""), 0)),
-            FrameKind::Serial2 => frames::text(0x381, half(id.serial.as_deref().unwrap_or(""), 1)),
-            FrameKind::ProductName => {
-                frames::text(0x382, id.product_name.as_deref().unwrap_or("").as_bytes())
-            }
+            FrameKind::Serial1 => frames::text(
+                FrameKind::Serial1,
+                half(id.serial.as_deref().unwrap_or(""), 0),
+            ),
+            FrameKind::Serial2 => frames::text(
+                FrameKind::Serial2,
+                half(id.serial.as_deref().unwrap_or(""), 1),
+            ),
+            FrameKind::ProductName => frames::text(
+                FrameKind::ProductName,
+                id.product_name.as_deref().unwrap_or("").as_bytes(),
+            ),
         }
     }
 

@@ -7,9 +7,11 @@
 //! [`FlagState::Invalid`]. Gates treat only `Active` as an active alarm and may treat
 //! `Invalid` as untrustworthy; nothing is guessed.
 
+use super::AlarmField;
+use super::error::{DecodeError, check_id, check_len};
+use super::frame_kind::FrameKind;
+use bmsfw_plugin_api::CanFrame;
 use std::fmt;
-
-pub use bmsfw_protocols::bms_can::AlarmField;
 
 /// Whether 0x35A reports a condition as alarm or as warning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -18,6 +20,16 @@ pub enum Severity {
     Alarm,
     /// Bytes 4-7.
     Warning,
+}
+
+impl Severity {
+    /// First byte of this half of 0x35A.
+    const fn base(self) -> usize {
+        match self {
+            Severity::Alarm => 0,
+            Severity::Warning => 4,
+        }
+    }
 }
 
 /// The value of one two-bit field.
@@ -43,18 +55,65 @@ impl FlagState {
             _ => FlagState::Invalid,
         }
     }
+
+    /// The two bits that encode this state.
+    pub const fn bits(self) -> u8 {
+        match self {
+            FlagState::NotSupported => 0b00,
+            FlagState::Active => 0b01,
+            FlagState::Ok => 0b10,
+            FlagState::Invalid => 0b11,
+        }
+    }
 }
 
-/// The eight bytes of 0x35A, read field by field.
+/// 0x35A: the eight bytes of alarms and warnings, read field by field.
+///
+/// Every byte is kept as received, the six bits past the last field included, so a
+/// decoded frame re-encodes to the same bytes. A field reading `11` decodes (the frame
+/// is not refused) and reads [`FlagState::Invalid`]: the engine's gates refuse an update
+/// on it as an unknown alarm state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AlarmStatus {
     raw: [u8; 8],
+}
+
+impl Default for AlarmStatus {
+    /// Every field `00` (not supported).
+    fn default() -> AlarmStatus {
+        AlarmStatus { raw: [0; 8] }
+    }
 }
 
 impl AlarmStatus {
     /// Wraps the frame's eight data bytes.
     pub const fn from_bytes(raw: [u8; 8]) -> AlarmStatus {
         AlarmStatus { raw }
+    }
+
+    /// Decodes a 0x35A frame: eight data bytes, every value accepted.
+    pub fn decode(frame: &CanFrame) -> Result<AlarmStatus, DecodeError> {
+        check_id(FrameKind::Alarms, frame)?;
+        AlarmStatus::decode_data(frame.data())
+    }
+
+    pub(crate) fn decode_data(d: &[u8]) -> Result<AlarmStatus, DecodeError> {
+        check_len(FrameKind::Alarms, d)?;
+        let mut raw = [0; 8];
+        raw.copy_from_slice(&d[..8]);
+        Ok(AlarmStatus { raw })
+    }
+
+    /// Encodes the eight bytes as 0x35A.
+    pub fn encode(&self) -> CanFrame {
+        FrameKind::Alarms.frame(&self.raw)
+    }
+
+    /// Sets `field` at `severity` to `state`, leaving every other bit as it is.
+    pub const fn set(&mut self, severity: Severity, field: AlarmField, state: FlagState) {
+        let (byte, shift) = field.position();
+        let i = severity.base() + byte;
+        self.raw[i] = (self.raw[i] & !(0b11 << shift)) | (state.bits() << shift);
     }
 
     /// The bytes as received.
@@ -65,11 +124,7 @@ impl AlarmStatus {
     /// The state of `field` at `severity`.
     pub const fn state(&self, severity: Severity, field: AlarmField) -> FlagState {
         let (byte, shift) = field.position();
-        let base = match severity {
-            Severity::Alarm => 0,
-            Severity::Warning => 4,
-        };
-        FlagState::from_bits(self.raw[base + byte] >> shift)
+        FlagState::from_bits(self.raw[severity.base() + byte] >> shift)
     }
 
     /// Conditions reported active at `severity`, in wire order.

@@ -1,4 +1,5 @@
-//! Table tests of every decoder: valid, boundary and malformed frames.
+//! Table tests of every decoder: valid, boundary and malformed frames, and the
+//! encoders' exact bytes.
 
 use super::*;
 use bmsfw_plugin_api::{CanFrame, CanId};
@@ -187,12 +188,12 @@ fn requests_0x35c() {
 fn texts() {
     assert_eq!(
         decode(0x35E, b"PYLON\0\0\0").unwrap(),
-        Telemetry::Text(FrameKind::Manufacturer, "PYLON".into())
+        Telemetry::Text(TextFrame::new(FrameKind::Manufacturer, "PYLON").unwrap())
     );
     // Some senders use DLC 6.
     assert_eq!(
         decode(0x35E, b"BYD   ").unwrap(),
-        Telemetry::Text(FrameKind::Manufacturer, "BYD".into())
+        Telemetry::Text(TextFrame::new(FrameKind::Manufacturer, "BYD").unwrap())
     );
     assert_eq!(
         decode(0x35E, b"X").unwrap_err(),
@@ -204,7 +205,7 @@ fn texts() {
     );
     assert_eq!(
         decode(0x370, b"Battery ").unwrap(),
-        Telemetry::Text(FrameKind::BmsName1, "Battery ".into())
+        Telemetry::Text(TextFrame::new(FrameKind::BmsName1, "Battery ").unwrap())
     );
     assert_eq!(
         decode(0x382, b"LFP\xB0").unwrap_err(),
@@ -216,7 +217,10 @@ fn texts() {
     );
     for id in [0x374, 0x375, 0x376, 0x377] {
         let t = decode(id, b"M02C11\0\0").unwrap();
-        assert_eq!(t, Telemetry::Text(t.kind(), "M02C11".into()));
+        assert_eq!(
+            t,
+            Telemetry::Text(TextFrame::new(t.kind(), "M02C11").unwrap())
+        );
     }
 }
 
@@ -275,7 +279,9 @@ fn module_counts_cells_energy_capacity() {
     );
     assert_eq!(
         decode(0x379, &[0xC8, 0x00]).unwrap(),
-        Telemetry::InstalledCapacity(AmpHours(200))
+        Telemetry::InstalledCapacity(InstalledCapacity {
+            capacity: AmpHours(200)
+        })
     );
 }
 
@@ -323,4 +329,203 @@ fn other_frames_are_not_bms_can() {
     assert!(Telemetry::decode_frame(&ext).is_none());
     assert!(Telemetry::decode_frame(&frame(0x305, &[0; 8])).is_none());
     assert!(Telemetry::decode_frame(&frame(0x383, &[0; 8])).is_none());
+}
+
+#[test]
+fn encoders_write_the_documented_bytes() {
+    let limits = ChargeLimits {
+        charge_voltage: DeciVolts(552),
+        charge_current: DeciAmps(1000),
+        discharge_current: DeciAmps(-1000),
+        discharge_voltage: DeciVolts(464),
+    };
+    assert_eq!(limits.encode().to_string(), "351#2802E80318FCD001");
+    let soc = StateOfCharge {
+        soc: Percent(87),
+        soh: Percent(99),
+        soc_high_res: Some(CentiPercent(8703)),
+    };
+    assert_eq!(soc.encode().to_string(), "355#57006300FF210000");
+    let soc = StateOfCharge {
+        soc_high_res: None,
+        ..soc
+    };
+    assert_eq!(soc.encode().to_string(), "355#57006300");
+    let m = Measurements {
+        voltage: CentiVolts(5140),
+        current: DeciAmps(-125),
+        temperature: DeciCelsius(-100),
+    };
+    assert_eq!(m.encode().to_string(), "356#141483FF9CFF0000");
+    let p = ProtectionStatus {
+        protection: ProtectionFlags(0x0802),
+        warning: ProtectionFlags(0x0010),
+        module_count: Some(3),
+        marker: Some(*b"PN"),
+    };
+    assert_eq!(p.encode().to_string(), "359#0208100003504E00");
+    let p = ProtectionStatus { marker: None, ..p };
+    assert_eq!(p.encode().to_string(), "359#0208100003");
+    let p = ProtectionStatus {
+        module_count: None,
+        ..p
+    };
+    assert_eq!(p.encode().to_string(), "359#02081000");
+    let r = Requests::new(
+        Permission::Enabled,
+        Permission::Disabled,
+        ForceCharge::Requested,
+        ForceCharge::NotRequested,
+    );
+    assert_eq!(r.encode().to_string(), "35C#A000");
+    assert_eq!(
+        Requests {
+            other_bits: 0xF5,
+            ..r
+        }
+        .raw(),
+        0xA5,
+        "bits above 3 of other_bits are not sent"
+    );
+    let info = ProductInfo::from_data(&[0x34, 0x12, 0x04, 0x0F, 0x64, 0x00]).unwrap();
+    assert_eq!(info.encode().to_string(), "35F#3412040F6400");
+    assert_eq!(ProductInfo::from_data(&[0; 5]), None);
+    assert_eq!(
+        EnergyCounters {
+            charged: DeciKilowattHours(10_000),
+            discharged: DeciKilowattHours(1),
+        }
+        .encode()
+        .to_string(),
+        "378#1027000001000000"
+    );
+    assert_eq!(
+        InstalledCapacity {
+            capacity: AmpHours(300)
+        }
+        .encode()
+        .to_string(),
+        "379#2C01"
+    );
+    let text = TextFrame::new(FrameKind::Manufacturer, "VOLTARA").unwrap();
+    assert_eq!(text.encode().to_string(), "35E#564F4C5441524100");
+    assert_eq!(
+        AlarmStatus::from_bytes([0xAA; 8]).encode().to_string(),
+        "35A#AAAAAAAAAAAAAAAA"
+    );
+}
+
+#[test]
+fn a_0x35a_field_reading_11_decodes_as_invalid_and_re_encodes_as_sent() {
+    let data = [0xAA, 0xAB, 0xAA, 0x02, 0xAA, 0xAA, 0xAA, 0x02];
+    let status = AlarmStatus::decode(&frame(0x35A, &data)).unwrap();
+    assert_eq!(
+        status.state(Severity::Alarm, AlarmField::LowTemperature),
+        FlagState::Invalid
+    );
+    assert_eq!(
+        status.invalid(Severity::Alarm),
+        vec![AlarmField::LowTemperature]
+    );
+    assert!(status.active(Severity::Alarm).is_empty());
+    assert_eq!(status.encode().data(), &data);
+    // Built field by field, as a simulated battery does.
+    let mut built = AlarmStatus::default();
+    for field in AlarmField::ALL {
+        for severity in [Severity::Alarm, Severity::Warning] {
+            built.set(severity, field, FlagState::Ok);
+        }
+    }
+    built.set(
+        Severity::Alarm,
+        AlarmField::LowTemperature,
+        FlagState::Invalid,
+    );
+    assert_eq!(built, status);
+}
+
+#[test]
+fn typed_decoders_refuse_other_identifiers() {
+    let e = ChargeLimits::decode(&frame(0x356, &[0; 8])).unwrap_err();
+    assert_eq!(
+        e,
+        DecodeError::WrongId {
+            kind: FrameKind::Limits,
+            id: CanId::standard(0x356).unwrap()
+        }
+    );
+    assert_eq!(e.to_string(), "0x351 limits: frame 356 is another frame");
+    assert_eq!(e.reason(), RejectReason::WrongId);
+    let ext = CanFrame::new(CanId::extended(0x35A).unwrap(), &[0xAA; 8]).unwrap();
+    assert!(matches!(
+        AlarmStatus::decode(&ext),
+        Err(DecodeError::WrongId { .. })
+    ));
+    let e = TextFrame::decode(&frame(0x351, b"PYLON\0\0\0")).unwrap_err();
+    assert_eq!(e.to_string(), "frame 351 is no BMS-Can text frame");
+    assert_eq!(e.kind(), None);
+    // Any text kind decodes through TextFrame, keeping its kind.
+    let t = TextFrame::decode(&frame(0x381, b"34\0\0\0\0\0\0")).unwrap();
+    assert_eq!((t.kind(), t.text()), (FrameKind::Serial2, "34"));
+}
+
+#[test]
+fn text_frames_are_built_only_from_what_the_frame_carries() {
+    assert_eq!(
+        TextFrame::new(FrameKind::Limits, "X"),
+        Err(TextError::NotText(FrameKind::Limits))
+    );
+    assert_eq!(
+        TextFrame::new(FrameKind::Serial1, "123456789"),
+        Err(TextError::TooLong {
+            kind: FrameKind::Serial1,
+            len: 9
+        })
+    );
+    assert_eq!(
+        TextFrame::new(FrameKind::ProductName, "LFP\u{b0}"),
+        Err(TextError::NotAscii {
+            kind: FrameKind::ProductName,
+            found: '\u{b0}'
+        })
+    );
+    // A space at the seam of a half survives; a whole text's spaces are trimmed.
+    let half = TextFrame::new(FrameKind::BmsName1, "Battery ").unwrap();
+    assert_eq!(TextFrame::decode(&half.encode()), Ok(half));
+    let whole = TextFrame::new(FrameKind::Manufacturer, " BYD ").unwrap();
+    assert_eq!(TextFrame::decode(&whole.encode()).unwrap().text(), "BYD");
+}
+
+#[test]
+fn gx_frames() {
+    assert_eq!(KeepAlive.encode().to_string(), "305#0000000000000000");
+    assert_eq!(
+        GxIdentification.encode().to_string(),
+        "307#0000000056494300"
+    );
+    assert_eq!(KeepAlive::decode(&frame(0x305, &[])), Ok(KeepAlive));
+    assert_eq!(
+        GxIdentification::decode(&frame(0x307, &[1, 2, 3, 4, b'V', b'I', b'C'])),
+        Ok(GxIdentification)
+    );
+    let e =
+        GxIdentification::decode(&frame(0x307, &[0, 0, 0, 0, b'S', b'M', b'A', 0])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "0x307 GX identification: bytes 4-6 are [53, 4D, 41], not 'VIC'"
+    );
+    assert_eq!(
+        GxIdentification::decode(&frame(0x307, &[0; 6])),
+        Err(GxFrameError::TooShort { len: 6 })
+    );
+    assert_eq!(
+        KeepAlive::decode(&frame(0x307, &[0; 8])),
+        Err(GxFrameError::WrongId {
+            expected: 0x305,
+            id: CanId::standard(0x307).unwrap()
+        })
+    );
+    let ext = CanFrame::new(CanId::extended(0x305).unwrap(), &[0; 8]).unwrap();
+    assert!(KeepAlive::decode(&ext).is_err());
+    assert!(!is_gx_frame(&ext));
 }
