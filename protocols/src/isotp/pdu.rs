@@ -386,6 +386,137 @@ mod tests {
         assert_eq!(Pdu::parse(&[]), Err(PduError::Empty));
     }
 
+    #[test]
+    fn pdus_that_do_not_fit_a_classic_frame_build_none() {
+        let cases = [
+            Pdu::First {
+                total_len: 0xABC,
+                data: &[1, 2, 3, 4, 5],
+            },
+            Pdu::First {
+                total_len: 0xABC,
+                data: &[1, 2, 3, 4, 5, 6, 7],
+            },
+            Pdu::First {
+                total_len: 7,
+                data: &[1, 2, 3, 4, 5, 6],
+            },
+            Pdu::First {
+                total_len: 0x1000,
+                data: &[1, 2, 3],
+            },
+            Pdu::First {
+                total_len: 0x1000,
+                data: &[1],
+            },
+            Pdu::Consecutive {
+                sequence: 1,
+                data: &[0; 8],
+            },
+        ];
+        for pdu in cases {
+            for padding in [Padding::None, Padding::Fill(0xCC)] {
+                assert_eq!(pdu.to_frame(id(), padding), None, "{pdu:?}");
+            }
+        }
+        // The largest of each still fits.
+        let f = Pdu::Consecutive {
+            sequence: 3,
+            data: &[1, 2, 3, 4, 5, 6, 7],
+        }
+        .to_frame(id(), Padding::None)
+        .unwrap();
+        assert_eq!(f.data(), &[0x23, 1, 2, 3, 4, 5, 6, 7]);
+        let f = Pdu::First {
+            total_len: 8,
+            data: &[1, 2, 3, 4, 5, 6],
+        }
+        .to_frame(id(), Padding::None)
+        .unwrap();
+        assert_eq!(f.data(), &[0x10, 0x08, 1, 2, 3, 4, 5, 6]);
+        let f = Pdu::First {
+            total_len: 0xFFF,
+            data: &[1, 2, 3, 4, 5, 6],
+        }
+        .to_frame(id(), Padding::None)
+        .unwrap();
+        assert_eq!(f.data(), &[0x1F, 0xFF, 1, 2, 3, 4, 5, 6]);
+        let f = Pdu::First {
+            total_len: 0x1000,
+            data: &[1, 2],
+        }
+        .to_frame(id(), Padding::None)
+        .unwrap();
+        assert_eq!(f.data(), &[0x10, 0x00, 0x00, 0x00, 0x10, 0x00, 1, 2]);
+    }
+
+    #[test]
+    fn every_flow_status_round_trips_through_its_nibble() {
+        for nibble in 0u8..16 {
+            let status = FlowStatus::from_nibble(nibble);
+            let want = match nibble {
+                0 => FlowStatus::ContinueToSend,
+                1 => FlowStatus::Wait,
+                2 => FlowStatus::Overflow,
+                n => FlowStatus::Reserved(n),
+            };
+            assert_eq!(status, want);
+            let f = Pdu::FlowControl {
+                status,
+                block_size: 0x20,
+                st_min: StMin::from_byte(0x05),
+            }
+            .to_frame(id(), Padding::Fill(0xAA))
+            .unwrap();
+            assert_eq!(
+                f.data(),
+                &[0x30 | nibble, 0x20, 0x05, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA]
+            );
+            assert_eq!(
+                Pdu::parse(f.data()),
+                Ok(Pdu::FlowControl {
+                    status,
+                    block_size: 0x20,
+                    st_min: StMin::from_byte(0x05)
+                })
+            );
+        }
+        // Only the low nibble of a reserved status fits the frame.
+        let f = Pdu::FlowControl {
+            status: FlowStatus::Reserved(0x17),
+            block_size: 0,
+            st_min: StMin::ZERO,
+        }
+        .to_frame(id(), Padding::None)
+        .unwrap();
+        assert_eq!(f.data(), &[0x37, 0, 0]);
+    }
+
+    #[test]
+    fn a_single_frame_length_over_7_is_refused_even_in_a_longer_slice() {
+        for len in 8u8..=15 {
+            let mut data = vec![len];
+            data.extend(1..=16u8);
+            assert_eq!(
+                Pdu::parse(&data),
+                Err(PduError::BadSingleLength { len, dlc: 17 })
+            );
+        }
+        assert_eq!(
+            Pdu::parse(&[0x01, 0xAB]),
+            Ok(Pdu::Single { data: &[0xAB] }),
+            "the shortest single frame"
+        );
+        assert_eq!(
+            Pdu::parse(&[0x21]),
+            Ok(Pdu::Consecutive {
+                sequence: 1,
+                data: &[]
+            }),
+            "a consecutive frame without data is the receiver's to judge"
+        );
+    }
+
     proptest! {
         #[test]
         fn parsing_never_panics_and_never_reads_past_the_frame(data in prop::collection::vec(any::<u8>(), 0..=8)) {

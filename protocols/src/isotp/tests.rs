@@ -96,7 +96,9 @@ fn segmented_message_with_block_size_zero_goes_back_to_back() {
     assert_eq!(fc.to_string(), "7E8#300000CCCCCCCCCC");
     a.handle_frame(ms(1), &fc);
     // All 14 consecutive frames are available at the same instant: the caller paces.
-    let cfs: Vec<CanFrame> = std::iter::from_fn(|| a.poll_transmit(ms(1))).collect();
+    let cfs: Vec<CanFrame> = std::iter::from_fn(|| a.poll_transmit(ms(1)))
+        .take(MAX_STEPS)
+        .collect();
     assert_eq!(cfs.len(), 14);
     for (i, cf) in cfs.iter().enumerate() {
         assert_eq!(cf.data()[0], 0x20 | ((i as u8 + 1) & 0x0F));
@@ -187,7 +189,9 @@ fn sender_stops_after_a_block_until_flow_control() {
     assert!(s.poll_transmit(ms(1)).is_none(), "block of 2 is complete");
     assert_eq!(s.poll_timeout(), Some(ms(1001)), "N_Bs runs again");
     s.handle_frame(ms(2), &frame(std_id(0x7E8), &[0x30, 0, 0]));
-    let rest: Vec<_> = std::iter::from_fn(|| s.poll_transmit(ms(2))).collect();
+    let rest: Vec<_> = std::iter::from_fn(|| s.poll_transmit(ms(2)))
+        .take(MAX_STEPS)
+        .collect();
     // 50 bytes: 6 in the first frame, 14 in the first block, 30 in five more frames.
     assert_eq!(rest.len(), 5);
     assert_eq!(s.poll_event(), Some(Event::Sent));
@@ -522,4 +526,57 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_channel_reports_its_halves_and_aborts_its_send() {
+    let cfg = config();
+    let mut a = IsoTpChannel::new(cfg.clone());
+    let mut b = IsoTpChannel::new(cfg.peer());
+    assert_eq!(a.config(), &cfg);
+    assert!(a.can_send() && !a.is_receiving());
+    assert_eq!(a.poll_timeout(), None);
+    a.send(ms(0), message(20)).unwrap();
+    assert!(!a.can_send(), "a message is under way");
+    assert_eq!(a.send(ms(0), vec![1]), Err(SendError::Busy));
+    // Only the first frame crosses: the receiver is now mid-message.
+    let first = a.poll_transmit(ms(0)).unwrap();
+    b.handle_frame(ms(0), &first);
+    assert!(b.is_receiving() && !a.is_receiving());
+    // a waits for the flow control until N_Bs; b's flow control is due within N_Ar.
+    assert_eq!(a.poll_timeout(), Some(ms(1000)));
+    assert_eq!(b.poll_timeout(), Some(ms(1000)));
+    // Both halves of one channel: the earlier deadline counts.
+    b.send(ms(400), vec![9; 3]).unwrap();
+    assert_eq!(b.poll_timeout(), Some(ms(1000)), "N_Ar runs out first");
+    let fc = b.poll_transmit(ms(500)).unwrap();
+    assert_eq!(fc.data()[0], 0x30, "flow control goes before data");
+    assert_eq!(
+        b.poll_timeout(),
+        Some(ms(1400)),
+        "N_As of the queued single frame, before N_Cr at 1500 ms"
+    );
+    a.handle_frame(ms(500), &fc);
+    a.abort_send();
+    assert!(a.can_send(), "an aborted send frees the sender");
+    assert_eq!(a.poll_transmit(ms(500)), None);
+    assert_eq!(a.poll_event(), None, "aborting reports nothing");
+    a.send(ms(500), vec![7]).unwrap();
+    assert_eq!(a.poll_transmit(ms(500)).unwrap().data()[..2], [0x01, 7]);
+    assert_eq!(a.poll_event(), Some(Event::Sent));
+    // b's reception runs into N_Cr; its own single frame is still due.
+    b.handle_timeout(ms(1399));
+    assert!(b.is_receiving());
+    assert_eq!(b.poll_event(), None);
+    b.handle_timeout(ms(1400));
+    assert_eq!(
+        b.poll_event(),
+        Some(Event::SendFailed(IsoTpError::Timeout(Timer::NAs)))
+    );
+    b.handle_timeout(ms(1500));
+    assert!(!b.is_receiving());
+    assert_eq!(
+        b.poll_event(),
+        Some(Event::ReceiveFailed(IsoTpError::Timeout(Timer::NCr)))
+    );
 }

@@ -638,6 +638,281 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_request_round_trips_with_and_without_its_answer() {
+        use PositiveResponse::{Required, Suppressed};
+        let cases: Vec<(&[u8], UdsRequest<'_>)> = vec![
+            (
+                &[0x10, 0x03],
+                UdsRequest::DiagnosticSessionControl {
+                    session: 3,
+                    response: Required,
+                },
+            ),
+            (
+                &[0x10, 0x81],
+                UdsRequest::DiagnosticSessionControl {
+                    session: 1,
+                    response: Suppressed,
+                },
+            ),
+            (
+                &[0x11, 0x01],
+                UdsRequest::EcuReset {
+                    reset_type: 1,
+                    response: Required,
+                },
+            ),
+            (
+                &[0x11, 0x83],
+                UdsRequest::EcuReset {
+                    reset_type: 3,
+                    response: Suppressed,
+                },
+            ),
+            (
+                &[0x27, 0x03, 0xAA],
+                UdsRequest::RequestSeed {
+                    level: 3,
+                    record: &[0xAA],
+                    response: Required,
+                },
+            ),
+            (
+                &[0x27, 0x81],
+                UdsRequest::RequestSeed {
+                    level: 1,
+                    record: &[],
+                    response: Suppressed,
+                },
+            ),
+            (
+                &[0x27, 0x84, 0x01, 0x02],
+                UdsRequest::SendKey {
+                    level: 3,
+                    key: &[0x01, 0x02],
+                    response: Suppressed,
+                },
+            ),
+            (
+                &[0x27, 0x7E, 0x01],
+                UdsRequest::SendKey {
+                    level: 0x7D,
+                    key: &[0x01],
+                    response: Required,
+                },
+            ),
+            (
+                &[0x31, 0x02, 0xFF, 0x00],
+                UdsRequest::RoutineControl {
+                    control: RoutineControlType::Stop,
+                    routine: 0xFF00,
+                    option: &[],
+                    response: Required,
+                },
+            ),
+            (
+                &[0x31, 0x83, 0x12, 0x34, 0x01],
+                UdsRequest::RoutineControl {
+                    control: RoutineControlType::RequestResults,
+                    routine: 0x1234,
+                    option: &[0x01],
+                    response: Suppressed,
+                },
+            ),
+            (
+                &[0x34, 0x11, 0x18, 1, 2, 3, 4, 5, 6, 7, 8, 0x20],
+                UdsRequest::RequestDownload {
+                    data_format: 0x11,
+                    address_len: 8,
+                    size_len: 1,
+                    address: 0x0102_0304_0506_0708,
+                    size: 0x20,
+                },
+            ),
+            (
+                &[0x34, 0x00, 0x81, 0x42, 1, 2, 3, 4, 5, 6, 7, 8],
+                UdsRequest::RequestDownload {
+                    data_format: 0,
+                    address_len: 1,
+                    size_len: 8,
+                    address: 0x42,
+                    size: 0x0102_0304_0506_0708,
+                },
+            ),
+            (
+                &[0x36, 0x00],
+                UdsRequest::TransferData {
+                    counter: 0,
+                    data: &[],
+                },
+            ),
+            (&[0x37], UdsRequest::RequestTransferExit { parameters: &[] }),
+            (
+                &[0x37, 0xAB, 0xCD],
+                UdsRequest::RequestTransferExit {
+                    parameters: &[0xAB, 0xCD],
+                },
+            ),
+            (
+                &[0x3E, 0x00],
+                UdsRequest::TesterPresent { response: Required },
+            ),
+            (
+                &[0x22, 0xF1, 0x95],
+                UdsRequest::ReadDataByIdentifier {
+                    identifiers: vec![0xF195],
+                },
+            ),
+        ];
+        for (bytes, request) in cases {
+            assert_eq!(
+                UdsRequest::parse(bytes),
+                Ok(request.clone()),
+                "{bytes:02X?}"
+            );
+            assert_eq!(request.to_bytes(), bytes, "{request:?}");
+            assert_eq!(request.service(), bytes[0]);
+        }
+        // Encoding keeps the low bytes of a value too large for its declared width.
+        let wide = UdsRequest::RequestDownload {
+            data_format: 0,
+            address_len: 2,
+            size_len: 4,
+            address: 0x0001_2345,
+            size: 0x0000_0001_0000_0010,
+        };
+        assert_eq!(
+            wide.to_bytes(),
+            vec![0x34, 0x00, 0x42, 0x23, 0x45, 0x00, 0x00, 0x00, 0x10]
+        );
+    }
+
+    #[test]
+    fn sub_functions_and_field_widths_outside_the_standard_are_refused() {
+        let sub = |sid, value| RequestError::SubFunction {
+            sid,
+            offset: 1,
+            value,
+        };
+        for (bytes, err) in [
+            (&[0x27, 0x00][..], sub(0x27, 0)),
+            (&[0x27, 0x80], sub(0x27, 0)),
+            (&[0x27, 0x7F], sub(0x27, 0x7F)),
+            (&[0x27, 0xFF], sub(0x27, 0x7F)),
+            (&[0x11, 0x00], sub(0x11, 0)),
+            (&[0x11, 0x80], sub(0x11, 0)),
+            (&[0x10, 0x80], sub(0x10, 0)),
+            (&[0x3E, 0x01], sub(0x3E, 1)),
+            (&[0x31, 0x00, 0xFF, 0x00], sub(0x31, 0)),
+            (&[0x31, 0x04, 0xFF, 0x00], sub(0x31, 4)),
+        ] {
+            assert_eq!(UdsRequest::parse(bytes), Err(err), "{bytes:02X?}");
+        }
+        // Either width alone out of 1..=8 refuses the download.
+        for alfid in [0x01u8, 0x10, 0x19, 0x91, 0x00, 0x99] {
+            let mut bytes = vec![0x34, 0x00, alfid];
+            bytes.extend([0; 18]);
+            assert_eq!(
+                UdsRequest::parse(&bytes),
+                Err(RequestError::FieldWidth {
+                    sid: 0x34,
+                    offset: 2,
+                    value: alfid
+                }),
+                "{alfid:02X}"
+            );
+        }
+        assert_eq!(
+            UdsRequest::parse(&[0x34, 0x00]),
+            Err(RequestError::Truncated {
+                sid: 0x34,
+                needed: 3,
+                len: 2
+            })
+        );
+        assert_eq!(
+            UdsRequest::parse(&[0x34, 0x00, 0x11, 0x00, 0x10, 0x00]),
+            Err(RequestError::TrailingBytes {
+                sid: 0x34,
+                offset: 5
+            })
+        );
+        assert_eq!(
+            UdsRequest::parse(&[0x31, 0x01, 0xFF]),
+            Err(RequestError::Truncated {
+                sid: 0x31,
+                needed: 4,
+                len: 3
+            })
+        );
+        assert_eq!(
+            UdsRequest::parse(&[0x36]),
+            Err(RequestError::Truncated {
+                sid: 0x36,
+                needed: 2,
+                len: 1
+            })
+        );
+    }
+
+    #[test]
+    fn a_read_names_at_most_32_identifiers() {
+        let list = |n: u16| -> Vec<u8> {
+            let ids: Vec<u16> = (0..n).map(|i| 0xF100 + i).collect();
+            let mut bytes = vec![0x22];
+            for id in &ids {
+                bytes.extend(id.to_be_bytes());
+            }
+            bytes
+        };
+        let most = list(32);
+        assert_eq!(
+            UdsRequest::parse(&most),
+            Ok(UdsRequest::ReadDataByIdentifier {
+                identifiers: (0..32).map(|i| 0xF100 + i).collect()
+            })
+        );
+        for bytes in [
+            list(33),
+            list(64),
+            list(1)[..2].to_vec(),
+            most[..most.len() - 1].to_vec(),
+        ] {
+            assert_eq!(
+                UdsRequest::parse(&bytes).map(|r| r.service()),
+                Err(if bytes.len() < 3 {
+                    RequestError::Truncated {
+                        sid: 0x22,
+                        needed: 3,
+                        len: 2,
+                    }
+                } else {
+                    RequestError::Identifiers {
+                        sid: 0x22,
+                        offset: 1,
+                    }
+                }),
+                "{} bytes",
+                bytes.len()
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_request_names_its_service_when_it_has_one() {
+        assert_eq!(RequestError::Empty.service(), None);
+        for bytes in [&[0x99][..], &[0x10], &[0x10, 0x02, 0], &[0x31, 0x05, 0, 0]] {
+            let err = UdsRequest::parse(bytes).unwrap_err();
+            assert_eq!(err.service(), Some(bytes[0]), "{err}");
+        }
+        let err = UdsRequest::parse(&[0x34, 0x00, 0x00]).unwrap_err();
+        assert_eq!(err.service(), Some(0x34));
+        assert_eq!(err.nrc(), Nrc::RequestOutOfRange);
+        let err = UdsRequest::parse(&[0x22, 0xF1, 0x95, 0x00]).unwrap_err();
+        assert_eq!(err.service(), Some(0x22));
+    }
+
     fn any_request() -> impl Strategy<Value = Vec<u8>> {
         let sids = prop::sample::select(vec![
             0x10u8, 0x11, 0x22, 0x27, 0x31, 0x34, 0x36, 0x37, 0x3E, 0x99,

@@ -448,17 +448,23 @@ mod tests {
             }
         }
 
-        /// Moves frames both ways until both sides are quiet.
+        /// Moves frames both ways until both sides are quiet; at most 10 000 frames, so a
+        /// side that never stops sending fails the test instead of hanging it.
         fn pump(&mut self) {
+            let mut frames = 0;
             loop {
                 let mut moved = false;
                 while let Some(f) = self.client.poll_transmit(self.now) {
                     self.server.handle_frame(self.now, &f);
                     moved = true;
+                    frames += 1;
+                    assert!(frames <= 10_000, "the requester never stops sending");
                 }
                 while let Some(f) = self.server.poll_transmit(self.now) {
                     self.client.handle_frame(self.now, &f);
                     moved = true;
+                    frames += 1;
+                    assert!(frames <= 10_000, "the server never stops sending");
                 }
                 if !moved {
                     return;
@@ -633,6 +639,162 @@ mod tests {
             parse_read_data(&[0xF1, 0x80, 1, 2, 9], &[(0xF180, 2)]),
             Err(ReadDataError::TrailingBytes { extra: 1 })
         );
+    }
+
+    #[test]
+    fn read_data_counts_every_record_and_every_extra_byte() {
+        assert_eq!(
+            parse_read_data(&[0xF1, 0x80], &[(0xF180, 1)]),
+            Err(ReadDataError::Truncated { needed: 4, len: 3 })
+        );
+        assert_eq!(
+            parse_read_data(&[0xF1, 0x80, 1, 2, 3, 4, 5], &[(0xF180, 1)]),
+            Err(ReadDataError::TrailingBytes { extra: 4 })
+        );
+        assert_eq!(
+            parse_read_data(
+                &[0xF1, 0x80, 7, 0xF1, 0x95, 1, 2, 3],
+                &[(0xF180, 1), (0xF195, 3)]
+            ),
+            Ok(vec![&[7][..], &[1, 2, 3][..]])
+        );
+        assert_eq!(parse_read_data(&[], &[]), Ok(vec![]));
+    }
+
+    #[test]
+    fn as_many_pending_answers_as_allowed_still_end_in_the_answer() {
+        let mut p = Pair::new(RequesterConfig {
+            max_pending: 2,
+            ..RequesterConfig::default()
+        });
+        p.client
+            .request(p.now, vec![0x31, 0x01, 0xFF, 0x01])
+            .unwrap();
+        let e = p.run(|_, _| {
+            vec![
+                negative(0x31, Nrc::ResponsePending),
+                negative(0x31, Nrc::ResponsePending),
+                positive(0x31, &[0x01, 0xFF, 0x01, 0x00]),
+            ]
+        });
+        assert_eq!(e, RequesterEvent::Positive(vec![0x01, 0xFF, 0x01, 0x00]));
+        assert_eq!(p.requests.len(), 1);
+    }
+
+    #[test]
+    fn a_server_that_stays_busy_is_asked_max_retries_more_times() {
+        let mut p = Pair::new(RequesterConfig {
+            max_retries: 2,
+            ..RequesterConfig::default()
+        });
+        p.client.request(p.now, vec![0x22, 0xF1, 0x95]).unwrap();
+        let start = p.now;
+        let e = p.run(|_, _| vec![negative(0x22, Nrc::BusyRepeatRequest)]);
+        assert_eq!(e, RequesterEvent::Negative(Nrc::BusyRepeatRequest));
+        assert_eq!(p.requests.len(), 3);
+        assert_eq!(
+            p.now.saturating_duration_since(start),
+            Duration::from_millis(100),
+            "each repeat waits P2"
+        );
+    }
+
+    #[test]
+    fn a_busy_answer_is_repeated_only_once_p2_has_passed() {
+        let ms = |n: u64| Timestamp::from_micros(n * 1000);
+        let mut client = Requester::new(ids(), RequesterConfig::default());
+        let mut server = IsoTpChannel::new(ids().peer());
+        client.request(ms(0), vec![0x22, 0xF1, 0x95]).unwrap();
+        let f = client.poll_transmit(ms(0)).unwrap();
+        server.handle_frame(ms(0), &f);
+        server
+            .send(ms(10), negative(0x22, Nrc::BusyRepeatRequest))
+            .unwrap();
+        let answer = server.poll_transmit(ms(10)).unwrap();
+        client.handle_frame(ms(10), &answer);
+        assert_eq!(client.poll_event(), None);
+        assert_eq!(client.poll_timeout(), Some(ms(60)), "the repeat waits P2");
+        client.handle_timeout(ms(59));
+        assert_eq!(client.poll_transmit(ms(59)), None, "not before P2");
+        client.handle_timeout(ms(60));
+        let repeat = client.poll_transmit(ms(60)).unwrap();
+        assert_eq!(repeat.data(), f.data());
+    }
+
+    #[test]
+    fn a_request_whose_flow_control_never_comes_is_repeated_then_given_up() {
+        let mut client = Requester::new(
+            ids(),
+            RequesterConfig {
+                max_retries: 1,
+                ..RequesterConfig::default()
+            },
+        );
+        let mut now = Timestamp::ZERO;
+        let request = read_data_request(&[0xF180, 0xF181, 0xF182, 0xF183]);
+        client.request(now, request).unwrap();
+        let mut first_frames = Vec::new();
+        for _ in 0..100 {
+            while let Some(f) = client.poll_transmit(now) {
+                assert_eq!(f.data()[0], 0x10, "a first frame, nothing after it");
+                first_frames.push(now);
+                assert!(
+                    first_frames.len() <= 10,
+                    "the requester never stops sending"
+                );
+            }
+            if let Some(e) = client.poll_event() {
+                assert_eq!(e, RequesterEvent::NoResponse { attempts: 2 });
+                let ms = |n: u64| Timestamp::from_micros(n * 1000);
+                assert_eq!(first_frames, vec![ms(0), ms(1000)], "N_Bs apart");
+                assert_eq!(now, ms(2000));
+                assert!(client.is_idle());
+                return;
+            }
+            now = client
+                .poll_timeout()
+                .expect("a running request has a timer");
+            client.handle_timeout(now);
+        }
+        panic!("the request never ended");
+    }
+
+    #[test]
+    fn a_long_response_under_way_at_p2_is_waited_for() {
+        let ms = |n: u64| Timestamp::from_micros(n * 1000);
+        let mut client = Requester::new(ids(), RequesterConfig::default());
+        let mut server = IsoTpChannel::new(ids().peer());
+        client.request(ms(0), vec![0x22, 0xF1, 0x90]).unwrap();
+        let f = client.poll_transmit(ms(0)).unwrap();
+        server.handle_frame(ms(0), &f);
+        assert_eq!(client.poll_timeout(), Some(ms(50)), "P2");
+        let vin: Vec<u8> = (b'A'..=b'Q').collect();
+        let answer = positive(0x22, &[&[0xF1, 0x90][..], &vin].concat());
+        server.send(ms(40), answer.clone()).unwrap();
+        let ff = server.poll_transmit(ms(40)).unwrap();
+        client.handle_frame(ms(40), &ff);
+        let fc = client.poll_transmit(ms(40)).unwrap();
+        server.handle_frame(ms(40), &fc);
+        // Past P2 the response is still arriving: only ISO-TP's N_Cr runs.
+        assert_eq!(client.poll_timeout(), Some(ms(1040)));
+        client.handle_timeout(ms(60));
+        assert_eq!(
+            client.poll_transmit(ms(60)),
+            None,
+            "no repeat while receiving"
+        );
+        assert_eq!(client.poll_event(), None);
+        for _ in 0..10 {
+            let Some(cf) = server.poll_transmit(ms(70)) else {
+                break;
+            };
+            client.handle_frame(ms(70), &cf);
+        }
+        assert_eq!(
+            client.poll_event(),
+            Some(RequesterEvent::Positive(answer[1..].to_vec()))
+        );
+        assert!(client.is_idle());
     }
 
     proptest! {

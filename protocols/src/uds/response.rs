@@ -186,6 +186,23 @@ mod tests {
             Err(ResponseError::NotAResponse(0x36))
         );
         assert_eq!(UdsResponse::parse(&[]), Err(ResponseError::Empty));
+        // 0x40 is the lowest response identifier, 0x3F the highest request one.
+        assert_eq!(
+            UdsResponse::parse(&[0x40]),
+            Ok(UdsResponse::Positive {
+                service: 0x00,
+                data: &[]
+            })
+        );
+        assert_eq!(
+            UdsResponse::parse(&[0x3F, 0x00]),
+            Err(ResponseError::NotAResponse(0x3F))
+        );
+        assert_eq!(UdsResponse::parse(&[0x71, 0x01]).unwrap().service(), 0x31);
+        assert_eq!(
+            UdsResponse::parse(&[0x7F, 0x34, 0x70]).unwrap().service(),
+            0x34
+        );
         assert_eq!(negative(0x31, Nrc::ResponsePending), vec![0x7F, 0x31, 0x78]);
         assert_eq!(positive(0x10, &[0x02]), vec![0x50, 0x02]);
     }
@@ -221,6 +238,18 @@ mod tests {
             })
         );
         assert!(parse_max_block_length(&[]).is_err());
+        // Each width up to the largest value it holds; one more takes the next width.
+        for (len, width) in [
+            (0xFFFF, 2),
+            (0x1_0000, 4),
+            (0xFFFF_FFFF, 4),
+            (0x1_0000_0000, 8),
+        ] {
+            let bytes = request_download_positive(len);
+            assert_eq!(bytes.len(), 2 + width, "{len:#X}");
+            assert_eq!(bytes[1], (width as u8) << 4);
+            assert_eq!(parse_max_block_length(&bytes[1..]), Ok(len));
+        }
     }
 
     proptest! {

@@ -181,14 +181,19 @@ mod tests {
         let mut now = at(0);
         while now <= at(until) {
             p.handle_timeout(now);
-            while p.poll_event().is_some() {}
+            let events = std::iter::from_fn(|| p.poll_event()).take(100).count();
+            assert!(events < 100, "the poll never runs out of events");
             if let Err(f) = p.send_due(now, || vec![0x3E, 0x00]) {
                 return (sent, Some(f));
             }
-            while let Some(frame) = p.poll_transmit(now) {
+            for frame in std::iter::from_fn(|| p.poll_transmit(now)).take(2) {
                 assert_eq!(&frame.data()[..3], &[0x02, 0x3E, 0x00]);
                 sent.push((now.saturating_duration_since(at(0))).as_millis() as u64);
             }
+            assert!(
+                sent.windows(2).all(|w| w[0] != w[1]),
+                "one single-frame poll at a time"
+            );
             match p.poll_timeout() {
                 Some(next) if next > now => now = next,
                 _ => now = now + Duration::from_millis(1),
@@ -229,6 +234,54 @@ mod tests {
         let frame = p.poll_transmit(at(600)).unwrap();
         assert_eq!(&frame.data()[..3], &[0x02, 0x11, 0x01]);
         p.cancel();
-        assert!(p.poll_event().is_none());
+        assert_eq!(p.poll_timeout(), None, "nothing is awaited after a cancel");
+        let late = CanFrame::new(CanId::standard(RESPONSE).unwrap(), &[0x02, 0x51, 0x01]).unwrap();
+        p.handle_frame(at(610), &late);
+        assert!(
+            p.poll_event().is_none(),
+            "a cancelled request's answer is dropped"
+        );
+        assert_eq!(p.poll_transmit(at(610)), None);
+    }
+
+    #[test]
+    fn a_request_the_requester_refuses_waits_for_the_next_poll() {
+        let mut p = poll(at(0));
+        p.send_now(at(600), Vec::new());
+        assert_eq!(p.poll_transmit(at(600)), None);
+        assert_eq!(p.poll_timeout(), Some(at(1_100)), "one interval later");
+        p.send_due(at(1_099), || vec![0x3E, 0x00]).unwrap();
+        assert_eq!(p.poll_transmit(at(1_099)), None, "not due yet");
+        p.send_due(at(1_100), || vec![0x3E, 0x00]).unwrap();
+        let frame = p.poll_transmit(at(1_100)).unwrap();
+        assert_eq!(&frame.data()[..3], &[0x02, 0x3E, 0x00]);
+        // A request while that poll is under way is refused as busy: the poll goes on.
+        p.send_now(at(1_120), vec![0x11, 0x01]);
+        assert_eq!(p.poll_transmit(at(1_120)), None);
+        assert_eq!(
+            p.poll_timeout(),
+            Some(at(1_150)),
+            "the poll's P2 comes before the next poll at 1.62 s"
+        );
+    }
+
+    #[test]
+    fn the_deadline_counts_from_the_start_even_while_a_poll_is_under_way() {
+        let mut p = poll(at(0));
+        p.send_due(at(9_990), || vec![0x3E, 0x00]).unwrap();
+        assert!(p.poll_transmit(at(9_990)).is_some());
+        assert_eq!(
+            p.send_due(at(10_000), || vec![0x3E, 0x00]),
+            Ok(()),
+            "a poll under way is awaited"
+        );
+        p.handle_timeout(at(10_040));
+        assert_eq!(
+            p.poll_event(),
+            Some(RequesterEvent::NoResponse { attempts: 1 })
+        );
+        let f = p.send_due(at(10_040), || vec![0x3E, 0x00]).unwrap_err();
+        assert_eq!(f.code, ErrorCode::RESTART_FAILED);
+        assert_eq!(p.poll_transmit(at(10_040)), None);
     }
 }

@@ -8,6 +8,11 @@ use bmsfw_plugin_api::{CanFrame, CanId, Timestamp};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// Most frames or events one drain of a poll function gives: far more than any test's
+/// exchange has at one instant, so a machine that never runs dry fails the test instead
+/// of hanging it.
+const MAX_DRAIN: usize = 100_000;
+
 /// Bus time of one 8-byte standard frame at 500 kbit/s, roughly.
 const FRAME_TIME: Duration = Duration::from_micros(230);
 
@@ -169,7 +174,8 @@ fn run(
     let mut events = Vec::new();
     let mut frames = Vec::new();
     client.start(now);
-    for _ in 0..2_000_000 {
+    // The longest run of these tests takes about 5 000 rounds.
+    for _ in 0..100_000 {
         let mut progressed = false;
         if client.poll_timeout().is_some_and(|t| t <= now) {
             client.handle_timeout(now);
@@ -193,7 +199,10 @@ fn run(
             }
             progressed = true;
         }
+        let mut drained = 0;
         while let Some(e) = client.poll_event() {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             progressed = true;
             if let FlashEvent::NeedData { offset, len } = e {
                 let o = offset as usize;
@@ -203,7 +212,10 @@ fn run(
             events.push(e);
             if finished {
                 // Let the server see anything still in flight, then stop.
+                let mut drained = 0;
                 while let Some(f) = client.poll_transmit(now) {
+                    drained += 1;
+                    assert!(drained <= MAX_DRAIN, "a poll never runs dry");
                     server.handle_frame(now, &f);
                 }
                 return Run {
@@ -581,13 +593,22 @@ fn refusals_become_typed_errors() {
     client.start(t);
     let mut outcome = None;
     for _ in 0..100 {
+        let mut drained = 0;
         while let Some(f) = client.poll_transmit(t) {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             server.handle_frame(t, &f);
         }
+        let mut drained = 0;
         while let Some(f) = server.poll_transmit(t) {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             client.handle_frame(t, &f);
         }
+        let mut drained = 0;
         while let Some(e) = client.poll_event() {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             if let FlashEvent::Failed(err) = e {
                 outcome = Some(err);
             }
@@ -643,7 +664,10 @@ fn a_failed_check_stops_before_the_reset() {
         if server.poll_timeout().is_some_and(|t| t <= now) {
             server.handle_timeout(now);
         }
+        let mut drained = 0;
         while let Some(f) = client.poll_transmit(now) {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             let mut data = f.data().to_vec();
             if !corrupted && data[0] == 0x21 && server.backend().writes.len() == 1 {
                 data[5] ^= 0x01;
@@ -651,10 +675,16 @@ fn a_failed_check_stops_before_the_reset() {
             }
             server.handle_frame(now, &CanFrame::new(f.id(), &data).unwrap());
         }
+        let mut drained = 0;
         while let Some(f) = server.poll_transmit(now) {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             client.handle_frame(now, &f);
         }
+        let mut drained = 0;
         while let Some(e) = client.poll_event() {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             match e {
                 FlashEvent::NeedData { offset, len } => {
                     let o = offset as usize;
@@ -996,14 +1026,18 @@ mod hostile {
             ];
             for (i, r) in responses.iter().enumerate() {
                 now = now + Duration::from_millis(7);
-                while client.poll_transmit(now).is_some() {}
+                let sent = std::iter::from_fn(|| client.poll_transmit(now)).take(MAX_DRAIN + 1).count();
+                prop_assert!(sent <= MAX_DRAIN, "the client never stops sending");
                 let payload = if useful[i] { plausible[i % plausible.len()] } else { &r[..] };
                 let mut data = vec![payload.len() as u8];
                 data.extend_from_slice(payload);
                 let f = CanFrame::new(CanId::standard(0x7E8).unwrap(), &data).unwrap();
                 client.handle_frame(now, &f);
                 client.handle_timeout(now);
+                let mut drained = 0;
                 while let Some(e) = client.poll_event() {
+                    drained += 1;
+                    assert!(drained <= MAX_DRAIN, "a poll never runs dry");
                     if let FlashEvent::NeedData { len, .. } = e {
                         prop_assert!(len <= 0x10);
                         client.provide_data(now, &vec![0xAB; len]).unwrap();
@@ -1268,10 +1302,16 @@ fn an_acknowledged_count_outside_the_block_fails_the_download() {
         if server.poll_timeout().is_some_and(|t| t <= now) {
             server.handle_timeout(now);
         }
+        let mut drained = 0;
         while let Some(f) = client.poll_transmit(now) {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             server.handle_frame(now, &f);
         }
+        let mut drained = 0;
         while let Some(f) = server.poll_transmit(now) {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             let mut data = f.data().to_vec();
             if data[..3] == [0x06, 0x76, 0x01] {
                 // Block 1 carried 1024 bytes; claim 1025.
@@ -1279,7 +1319,10 @@ fn an_acknowledged_count_outside_the_block_fails_the_download() {
             }
             client.handle_frame(now, &CanFrame::new(f.id(), &data).unwrap());
         }
+        let mut drained = 0;
         while let Some(e) = client.poll_event() {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
             match e {
                 FlashEvent::NeedData { offset, len } => {
                     let o = offset as usize;
@@ -1333,4 +1376,183 @@ mod adaptive_props {
             }
         }
     }
+}
+
+/// A backend that knows some data identifiers; everything else as [`Memory`].
+struct Identified(Memory, BTreeMap<u16, Vec<u8>>);
+
+impl FlashBackend for Identified {
+    fn seed(&mut self, level: u8) -> Vec<u8> {
+        self.0.seed(level)
+    }
+    fn key_is_valid(&mut self, level: u8, seed: &[u8], key: &[u8]) -> bool {
+        self.0.key_is_valid(level, seed, key)
+    }
+    fn erase(&mut self, option: &[u8]) -> Result<Duration, Nrc> {
+        self.0.erase(option)
+    }
+    fn request_download(&mut self, address: u64, size: u64, format: u8) -> Result<u64, Nrc> {
+        self.0.request_download(address, size, format)
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<Duration, Nrc> {
+        self.0.write(offset, data)
+    }
+    fn transfer_exit(&mut self) -> Result<(), Nrc> {
+        self.0.transfer_exit()
+    }
+    fn check(&mut self, option: &[u8]) -> Result<(Duration, CheckOutcome), Nrc> {
+        self.0.check(option)
+    }
+    fn reset(&mut self, reset_type: u8) {
+        self.0.reset(reset_type)
+    }
+    fn read_data(&mut self, identifier: u16) -> Option<Vec<u8>> {
+        self.1.get(&identifier).cloned()
+    }
+}
+
+#[test]
+fn server_reads_the_identifiers_its_backend_knows_and_refuses_the_rest() {
+    // A backend without identification data refuses every read.
+    let mut b = Bench::new();
+    assert_eq!(b.ask(&[0x22, 0xF1, 0x95]), vec![0x7F, 0x22, 0x31]);
+    // One that has some answers them all in request order, or refuses the whole request.
+    let data = BTreeMap::from([(0xF195, vec![1, 12]), (0xF18C, vec![b'S', b'N'])]);
+    let mut server = FlashServer::new(
+        isotp().peer(),
+        ServerConfig::default(),
+        Identified(Memory::new(0x0A), data),
+    );
+    server.handle_request(Timestamp::ZERO, &[0x22, 0xF1, 0x8C, 0xF1, 0x95]);
+    assert_eq!(
+        server.poll_response(),
+        Some(vec![0x62, 0xF1, 0x8C, b'S', b'N', 0xF1, 0x95, 1, 12])
+    );
+    server.handle_request(Timestamp::ZERO, &[0x22, 0xF1, 0x95, 0xF1, 0x80]);
+    assert_eq!(server.poll_response(), Some(vec![0x7F, 0x22, 0x31]));
+    assert_eq!(server.poll_response(), None);
+}
+
+#[test]
+fn server_sessions_announce_their_timing_and_a_new_session_locks() {
+    let mut b = Bench::new();
+    // P2 server 50 ms, P2* server 5000 ms in units of 10 ms.
+    assert_eq!(
+        b.ask(&[0x10, 0x03]),
+        vec![0x50, 0x03, 0x00, 0x32, 0x01, 0xF4]
+    );
+    assert_eq!(b.server.session(), Session::Extended);
+    assert_eq!(
+        b.ask(&[0x10, 0x01]),
+        vec![0x50, 0x01, 0x00, 0x32, 0x01, 0xF4]
+    );
+    assert_eq!(b.server.session(), Session::Default);
+    assert_eq!(b.ask(&[0x10, 0x04]), vec![0x7F, 0x10, 0x12]);
+    assert_eq!(b.server.session(), Session::Default);
+    // Re-entering the active session keeps what was unlocked and erased.
+    b.unlock_and_erase();
+    assert_eq!(b.ask(&[0x10, 0x02])[..2], [0x50, 0x02]);
+    assert_eq!(*b.server.security(), Security::Unlocked { level: 1 });
+    assert_eq!(b.server.transfer(), TransferState::Erased);
+    // Another session drops both.
+    assert_eq!(b.ask(&[0x10, 0x03])[..2], [0x50, 0x03]);
+    assert_eq!(*b.server.security(), Security::Locked);
+    assert_eq!(b.server.transfer(), TransferState::Idle);
+    // A suppressed answer still switches.
+    assert_eq!(b.ask(&[0x10, 0x82]), Vec::<u8>::new());
+    assert_eq!(b.server.session(), Session::Programming);
+}
+
+#[test]
+fn server_refuses_requests_out_of_order_or_out_of_range() {
+    let mut b = Bench::new();
+    b.ask(&[0x10, 0x02]);
+    let download = [0x34, 0x00, 0x11, 0x00, 0x10];
+    assert_eq!(b.ask(&download), vec![0x7F, 0x34, 0x33], "locked");
+    b.ask(&[0x27, 0x01]);
+    assert_eq!(
+        b.ask(&[0x27, 0x04, 0x00]),
+        vec![0x7F, 0x27, 0x24],
+        "a key for another level than the seed's"
+    );
+    assert_eq!(b.server.backend().keys_checked, 0);
+    b.unlock_and_erase();
+    for control in [0x02, 0x03] {
+        assert_eq!(
+            b.ask(&[0x31, control, 0xFF, 0x00]),
+            vec![0x7F, 0x31, 0x12],
+            "only starting a routine is supported"
+        );
+    }
+    assert_eq!(b.ask(&[0x11, 0x04]), vec![0x7F, 0x11, 0x12]);
+    assert!(b.server.backend().resets.is_empty());
+    assert_eq!(b.ask(&download), vec![0x74, 0x20, 0x00, 0x0A]);
+    assert_eq!(
+        b.ask(&[0x34, 0x00, 0x11, 0x00, 0x11]),
+        vec![0x7F, 0x34, 0x24],
+        "a repeat must ask for the same download"
+    );
+    assert_eq!(
+        b.ask(&[0x31, 0x01, 0xFF, 0x00]),
+        vec![0x7F, 0x31, 0x22],
+        "no erase in the middle of a download"
+    );
+    assert_eq!(
+        b.ask(&[0x36, 0x01]),
+        vec![0x7F, 0x36, 0x13],
+        "an empty block"
+    );
+    assert_eq!(
+        b.ask(&[0x36, 0x01, 1, 2, 3, 4, 5, 6, 7, 8]),
+        vec![0x76, 0x01]
+    );
+    assert_eq!(
+        b.ask(&[0x37]),
+        vec![0x7F, 0x37, 0x24],
+        "8 of the 16 bytes announced"
+    );
+    assert!(matches!(
+        b.server.transfer(),
+        TransferState::Downloading { received: 8, .. }
+    ));
+}
+
+#[test]
+fn server_answers_at_once_or_after_p2_with_response_pending() {
+    let mut b = Bench::new();
+    b.ask(&[0x10, 0x02]);
+    let seed = b.ask(&[0x27, 0x01]);
+    let mut key = vec![0x27, 0x02];
+    key.extend(key_of(&seed[2..]));
+    b.ask(&key);
+    let erase = [0x31, 0x01, 0xFF, 0x00];
+    // An operation that takes no time is answered at once, without a timer.
+    b.server.handle_request(b.now, &erase);
+    assert_eq!(b.server.poll_response(), Some(vec![0x71, 0x01, 0xFF, 0x00]));
+    assert_eq!(b.server.poll_timeout(), None);
+    // One that takes exactly P2 is answered when it is done, without response-pending.
+    b.server.backend_mut().erase_time = Duration::from_millis(50);
+    let t0 = b.now;
+    b.server.handle_request(t0, &erase);
+    assert_eq!(b.server.poll_response(), None);
+    assert_eq!(
+        b.server.poll_timeout(),
+        Some(t0 + Duration::from_millis(50))
+    );
+    b.server.handle_timeout(t0 + Duration::from_millis(49));
+    assert_eq!(b.server.poll_response(), None);
+    b.server.handle_timeout(t0 + Duration::from_millis(50));
+    assert_eq!(b.server.poll_response(), Some(vec![0x71, 0x01, 0xFF, 0x00]));
+    // One a millisecond longer gets response-pending first.
+    b.server.backend_mut().erase_time = Duration::from_millis(51);
+    let t1 = t0 + Duration::from_millis(100);
+    b.server.handle_request(t1, &erase);
+    assert_eq!(b.server.poll_response(), Some(vec![0x7F, 0x31, 0x78]));
+    assert_eq!(
+        b.server.poll_timeout(),
+        Some(t1 + Duration::from_millis(51))
+    );
+    b.server.handle_timeout(t1 + Duration::from_millis(51));
+    assert_eq!(b.server.poll_response(), Some(vec![0x71, 0x01, 0xFF, 0x00]));
+    assert_eq!(b.server.poll_timeout(), None);
 }

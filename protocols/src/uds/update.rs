@@ -64,6 +64,51 @@ pub fn read_two_bytes(data: &[u8], identifier: u16, what: &str) -> Result<[u8; 2
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::isotp::IsoTpConfig;
+    use crate::uds::FlashConfig;
+    use bmsfw_plugin_api::abi_stable::sabi_trait::TD_Opaque;
+    use bmsfw_plugin_api::abi_stable::std_types::{RResult, RSliceMut};
+    use bmsfw_plugin_api::{PackageSource, PackageSource_TO, SourceError};
+
+    struct Package(Vec<u8>);
+
+    impl PackageSource for Package {
+        fn len(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn read_at(&self, offset: u64, mut buf: RSliceMut<'_, u8>) -> RResult<usize, SourceError> {
+            let start = usize::try_from(offset).map_or(self.0.len(), |o| o.min(self.0.len()));
+            let n = buf.len().min(self.0.len() - start);
+            buf[..n].copy_from_slice(&self.0[start..start + n]);
+            RResult::ROk(n)
+        }
+    }
+
+    #[test]
+    fn a_block_is_read_from_the_package_and_refusals_are_transfer_failures() {
+        let package = PackageReader::new(PackageSource_TO::from_value(
+            Package((0..100).collect()),
+            TD_Opaque,
+        ));
+        let ids = IsoTpConfig::new(
+            CanId::standard(0x7E0).unwrap(),
+            CanId::standard(0x7E8).unwrap(),
+        );
+        let key = Box::new(|_: u8, seed: &[u8]| Ok(seed.to_vec()));
+        let mut client = FlashClient::new(ids, FlashConfig::default(), 100, key).unwrap();
+        let mut block = Vec::new();
+        // The package is read, but the client asked for nothing yet.
+        let f =
+            provide_block(&mut client, Timestamp::ZERO, &package, 90, 4, &mut block).unwrap_err();
+        assert_eq!(block, vec![90, 91, 92, 93]);
+        assert_eq!(f.code, ErrorCode::TRANSFER_FAILED);
+        assert!(f.message.contains("refused block data"), "{f}");
+        // The package ends before the block does.
+        let f =
+            provide_block(&mut client, Timestamp::ZERO, &package, 98, 4, &mut block).unwrap_err();
+        assert_eq!(f.code, ErrorCode::TRANSFER_FAILED);
+        assert!(f.message.contains("at byte 98"), "{f}");
+    }
 
     #[test]
     fn leaving_programming_is_one_padded_frame_without_answer() {
