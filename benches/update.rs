@@ -302,6 +302,25 @@ fn in_virtual_time(isolation: Isolation) -> Figures {
             isolation::THROUGHPUT_GOAL
         );
         println!("peak bus load during the transfer (100 ms window): {peak_load:.1} %");
+        let share = |pick: &dyn Fn(&CanFrame) -> bool| {
+            let bits: u64 = seen
+                .iter()
+                .filter(|(f, at)| in_window(at) && pick(f))
+                .map(|(f, _)| u64::from(frame_bits(f)))
+                .sum();
+            bits as f64 * 100.0 / (window.as_secs_f64() * f64::from(BITRATE))
+        };
+        println!(
+            "mean bus load during the transfer: {:.2} % (image frames {:.2} %, the GX's other \
+             frames {:.2} %, the BMS's frames {:.2} %)",
+            share(&|_| true),
+            share(&|f| f.id().raw() == REQUEST_ID && f.data()[0] >> 4 == 2),
+            share(&|f| f.id().raw() != RESPONSE_ID
+                && !(f.id().raw() == REQUEST_ID && f.data()[0] >> 4 == 2)
+                && (f.id().raw() == REQUEST_ID || f.id().raw() == 0x305 || f.id().raw() == 0x307)),
+            share(&|f| f.id().raw() == RESPONSE_ID
+                || !(f.id().raw() == REQUEST_ID || f.id().raw() == 0x305 || f.id().raw() == 0x307)),
+        );
         println!(
             "worst delay of a telemetry frame caused by the transfer: {:.0} us over {} frames \
              = {frame_times:.2} frame times of the longest transfer frame ({:.0} us) (goal: at \
