@@ -135,6 +135,9 @@ impl Workbench {
 #[derive(Default)]
 struct Wire {
     frames: Vec<(CanFrame, Instant, bool)>,
+    /// The battery's frames the GX received: a lost frame is on the wire but never
+    /// reached the GX, so it cannot have told the GX anything.
+    to_gx: Vec<(CanFrame, Instant)>,
 }
 
 /// The faults' switches, read by the bus's drop rule.
@@ -212,7 +215,11 @@ async fn run_in(bench: &Workbench, scenario: &Scenario, state: &Path) -> anyhow:
             return silent;
         }
         let loss = s.loss;
-        silent || (loss > 0.0 && s.rng.random_bool(loss))
+        let dropped = silent || (loss > 0.0 && s.rng.random_bool(loss));
+        if d.receiver == "gx" && !dropped {
+            s.wire.lock().unwrap().to_gx.push((*d.frame, d.at));
+        }
+        dropped
     }));
     let tap = bus.attach("tap");
     let _tap_task = tokio::spawn(async move { while tap.recv().await.is_ok() {} });
@@ -380,7 +387,8 @@ async fn run_in(bench: &Workbench, scenario: &Scenario, state: &Path) -> anyhow:
     check_images(&before, &after, &sample.installed, &mut out);
     check_outcome(&record, &after, &sample.installed, &mut out);
     check_history(&engine, &serial, &record, &mut out).await;
-    check_gates(&wire, red_since, ended, &engine, &mut out);
+    let allowed = engine.config().gate_interval + engine.config().stage2.abort_grace;
+    check_gates(&wire, red_since, ended, allowed, &mut out);
     check_budget(&wire, started, ended, &mut out);
 
     // c: the GX takes the next request, once the battery's telemetry shows it healthy
@@ -753,35 +761,34 @@ async fn check_history(engine: &Engine, serial: &str, record: &JobRecord, out: &
     }
 }
 
-/// e: no transfer frame once a gate checked all along has been red for longer than one
-/// check interval (and the abort's grace, in which the plugin tells the BMS to drop the
-/// update).
+/// e: no transfer frame once a gate checked all along has been red for longer than
+/// `allowed`: one check interval and the abort's grace, in which the plugin tells the BMS
+/// to drop the update.
 fn check_gates(
     wire: &Mutex<Wire>,
     red_since: Option<(Instant, Option<u32>)>,
     ended: Instant,
-    engine: &Engine,
+    allowed: Duration,
     out: &mut Outcome,
 ) {
     let Some((struck, evidence)) = red_since else {
         return;
     };
     let wire = wire.lock().unwrap();
-    // The gate is red for the GX from the first frame that carries the red value.
+    // The gate is red for the GX from the first frame it received that carries the red
+    // value.
     let red = match evidence {
         None => struck,
         Some(id) => match wire
-            .frames
+            .to_gx
             .iter()
-            .find(|(f, at, from_gx)| !*from_gx && *at >= struck && f.id().raw() == id)
+            .find(|(f, at)| *at >= struck && f.id().raw() == id)
         {
-            Some((_, at, _)) => *at,
+            Some((_, at)) => *at,
             None => return,
         },
     };
-    let interval = engine.config().gate_interval;
-    let grace = engine.config().stage2.abort_grace;
-    let cutoff = red + interval + grace + Duration::from_millis(10);
+    let cutoff = red + allowed + Duration::from_millis(10);
     let late = wire
         .frames
         .iter()

@@ -62,6 +62,48 @@ fn back_to_back(wire: &mut Wire, from: Instant, n: usize, from_gx: bool) -> Inst
 }
 
 #[tokio::test(start_paused = true)]
+async fn promise_e_counts_from_the_first_red_value_the_gx_received() {
+    let struck = Instant::now();
+    let allowed = Duration::from_millis(750);
+    let ms = |n: u64| struck + Duration::from_millis(n);
+    let red = frame(0x355, 8);
+    let mut wire = Wire::default();
+    // The first frame with the red value is lost on the way to the GX; the next one,
+    // a second later, arrives.
+    wire.frames.push((red, ms(1), false));
+    wire.frames.push((red, ms(1001), false));
+    wire.to_gx.push((red, ms(1001)));
+    // The GX still transfers 900 ms after the lost frame, stops in time after the one
+    // it received; its keep-alive never counts.
+    wire.frames.push((frame(0x602, 8), ms(900), true));
+    wire.frames.push((frame(0x305, 8), ms(1900), true));
+    let wire = Mutex::new(wire);
+    let mut out = outcome();
+    check_gates(
+        &wire,
+        Some((struck, Some(0x355))),
+        ms(2000),
+        allowed,
+        &mut out,
+    );
+    assert!(out.violations.is_empty(), "{:?}", out.violations);
+    // A transfer frame past the allowed time after the received red value breaks it.
+    wire.lock()
+        .unwrap()
+        .frames
+        .push((frame(0x602, 8), ms(1001 + 750 + 20), true));
+    check_gates(
+        &wire,
+        Some((struck, Some(0x355))),
+        ms(2000),
+        allowed,
+        &mut out,
+    );
+    assert_eq!(out.violations.len(), 1, "{:?}", out.violations);
+    assert_eq!(out.violations[0].invariant, 'e');
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_window_over_the_cap_breaks_promise_f_and_one_under_does_not() {
     let start = Instant::now();
     let f = frame(0x602, 8);
