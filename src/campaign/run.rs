@@ -394,7 +394,9 @@ async fn run_in(bench: &Workbench, scenario: &Scenario, state: &Path) -> anyhow:
     // c: the GX takes the next request, once the battery's telemetry shows it healthy
     // again and a crashed plugin's restart pause is over.
     tokio::time::sleep(SETTLE).await;
-    let mut attempts = 0;
+    // Each cause of waiting has its own bound: a bus recovering from a burst may use up
+    // its seconds before the plugin host's restart pause shows.
+    let (mut host_waits, mut bus_waits) = (0, 0);
     loop {
         match upload(&engine, &serial, &sample.file_name, &sample.bytes, true).await {
             Ok(next) => {
@@ -409,15 +411,15 @@ async fn run_in(bench: &Workbench, scenario: &Scenario, state: &Path) -> anyhow:
             // The plugin host's restart pause runs on the wall clock.
             Err(refusal)
                 if (refusal.code == 747 || refusal.message.contains("started again"))
-                    && attempts < 20 =>
+                    && host_waits < 20 =>
             {
-                attempts += 1;
+                host_waits += 1;
                 std::thread::sleep(Duration::from_millis(100));
             }
             // A controller still error passive after a burst of errors counts its way
             // back to error active with every good frame.
-            Err(refusal) if refusal.code == 725 && attempts < 60 => {
-                attempts += 1;
+            Err(refusal) if refusal.code == 725 && bus_waits < 60 => {
+                bus_waits += 1;
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(refusal) => {
