@@ -961,6 +961,88 @@ fn aborting_a_finished_download_changes_nothing() {
     assert_eq!(s.client.phase(), FlashPhase::Done);
 }
 
+#[test]
+fn an_unanswered_request_is_repeated_at_p2_not_before() {
+    let mut s = Scripted::new(FlashConfig::default(), 10);
+    assert_eq!(s.request(), [0x10, 0x02]);
+    let sent = s.now;
+    assert_eq!(
+        s.client.poll_timeout(),
+        Some(sent + Duration::from_millis(50))
+    );
+    // Called early, the timer does nothing.
+    s.now = sent + Duration::from_micros(49_999);
+    s.client.handle_timeout(s.now);
+    assert_eq!(s.requests(), Vec::<Vec<u8>>::new());
+    assert_eq!(s.wait(), Duration::from_micros(1));
+    assert_eq!(s.request(), [0x10, 0x02]);
+}
+
+#[test]
+fn a_busy_server_is_asked_again_p2_later_until_the_retries_run_out() {
+    let mut s = Scripted::new(FlashConfig::default(), 10);
+    assert_eq!(s.request(), [0x10, 0x02]);
+    // max_retries 3: the first busy answer and three more repeats are asked again.
+    for retry in 1..=3 {
+        s.answer(&negative(0x10, Nrc::BusyRepeatRequest));
+        let busy = s.now;
+        assert_eq!(
+            s.client.poll_timeout(),
+            Some(busy + Duration::from_millis(50))
+        );
+        s.now = busy + Duration::from_micros(49_999);
+        s.client.handle_timeout(s.now);
+        assert_eq!(
+            s.requests(),
+            Vec::<Vec<u8>>::new(),
+            "retry {retry} too early"
+        );
+        assert_eq!(s.wait(), Duration::from_micros(1));
+        assert_eq!(s.request(), [0x10, 0x02], "retry {retry}");
+        assert_eq!(s.outcome(), None);
+    }
+    s.answer(&negative(0x10, Nrc::BusyRepeatRequest));
+    assert_eq!(
+        s.outcome(),
+        Some(&FlashEvent::Failed(FlashError::Rejected {
+            phase: FlashPhase::Session,
+            service: 0x10,
+            nrc: Nrc::BusyRepeatRequest
+        }))
+    );
+    assert_eq!(s.requests(), Vec::<Vec<u8>>::new());
+}
+
+#[test]
+fn a_long_response_still_arriving_at_p2_is_waited_for() {
+    let mut s = Scripted::new(FlashConfig::default(), 10);
+    assert_eq!(s.request(), [0x10, 0x02]);
+    s.answer(&[0x50, 0x02, 0x00, 0x32, 0x01, 0xF4]);
+    assert_eq!(s.request(), [0x27, 0x01]);
+    let sent = s.now;
+    let deadline = sent + Duration::from_millis(50);
+    // A 20-byte seed takes four frames; the first arrives 1 ms before P2 runs out.
+    let seed: Vec<u8> = (1..=20).collect();
+    s.now = sent + Duration::from_millis(49);
+    s.server
+        .send(s.now, [&[0x67, 0x01][..], &seed].concat())
+        .unwrap();
+    let first = s.server.poll_transmit(s.now).unwrap();
+    s.client.handle_frame(s.now, &first);
+    let flow_control = s.client.poll_transmit(s.now).unwrap();
+    s.server.handle_frame(s.now, &flow_control);
+    // Past P2 the client waits for the rest of the response, not for the P2 deadline.
+    s.now = sent + Duration::from_millis(60);
+    assert!(s.client.poll_timeout().is_some_and(|t| t > deadline));
+    s.client.handle_timeout(s.now);
+    s.pump();
+    assert_eq!(
+        s.request(),
+        [&[0x27, 0x02][..], &key_of(&seed)].concat(),
+        "the seed was taken, not asked for again"
+    );
+}
+
 /// Drives a bare server message by message.
 struct Bench {
     server: FlashServer<Memory>,
