@@ -881,6 +881,19 @@ impl Scripted {
         self.pump();
     }
 
+    /// Sends `response` and checks the client neither answers it nor ends: it does not
+    /// answer the request under way.
+    fn ignores(&mut self, response: &[u8]) {
+        let seen = self.events.len();
+        self.answer(response);
+        assert_eq!(
+            self.requests(),
+            Vec::<Vec<u8>>::new(),
+            "{response:02X?} was taken"
+        );
+        assert_eq!(self.events[seen..], [], "{response:02X?} was taken");
+    }
+
     /// The last event, if it ends the download.
     fn outcome(&self) -> Option<&FlashEvent> {
         self.events
@@ -1041,6 +1054,152 @@ fn a_long_response_still_arriving_at_p2_is_waited_for() {
         [&[0x27, 0x02][..], &key_of(&seed)].concat(),
         "the seed was taken, not asked for again"
     );
+}
+
+#[test]
+fn answers_that_do_not_echo_the_request_are_ignored() {
+    let img = image(4);
+    let mut s = Scripted::new(FlashConfig::default(), 4);
+    assert_eq!(s.request(), [0x10, 0x02]);
+    // Answers to another request, and another session.
+    s.ignores(&negative(0x22, Nrc::RequestOutOfRange));
+    s.ignores(&[0x62, 0xF1, 0x95, 0x01]);
+    s.ignores(&[0x50, 0x03, 0x00, 0x32, 0x01, 0xF4]);
+    s.answer(&[0x50, 0x02, 0x00, 0x32, 0x01, 0xF4]);
+    assert_eq!(s.request(), [0x27, 0x01]);
+    // A seed, then a key acknowledgement, of another level.
+    s.ignores(&[0x67, 0x03, 0x12, 0x34]);
+    s.answer(&[&[0x67, 0x01][..], &SCRIPTED_SEED].concat());
+    assert_eq!(s.request()[..2], [0x27, 0x02]);
+    s.ignores(&[0x67, 0x04]);
+    s.answer(&[0x67, 0x02]);
+    assert_eq!(s.request(), [0x31, 0x01, 0xFF, 0x00]);
+    // An echo cut short, a stopped routine, another routine.
+    s.ignores(&[0x71, 0x01, 0xFF]);
+    s.ignores(&[0x71, 0x02, 0xFF, 0x00]);
+    s.ignores(&[0x71, 0x01, 0xFF, 0x01]);
+    s.answer(&[0x71, 0x01, 0xFF, 0x00]);
+    assert_eq!(s.request()[0], 0x34);
+    s.answer(&request_download_positive(6));
+    s.give(&img);
+    assert_eq!(s.request()[..2], [0x36, 0x01]);
+    s.answer(&[0x76, 0x01]);
+    assert_eq!(s.request(), [0x37]);
+    s.answer(&[0x77]);
+    assert_eq!(s.request(), [0x31, 0x01, 0xFF, 0x01]);
+    // The erase routine's echo does not answer the check.
+    s.ignores(&[0x71, 0x01, 0xFF, 0x00, 0x00]);
+    s.answer(&[0x71, 0x01, 0xFF, 0x01, 0x00]);
+    assert_eq!(s.request(), [0x11, 0x01]);
+    // Another reset type.
+    s.ignores(&[0x51, 0x03]);
+    s.answer(&[0x51, 0x01]);
+    assert_eq!(
+        s.outcome(),
+        Some(&FlashEvent::Done {
+            reset: ResetOutcome::Acknowledged
+        })
+    );
+}
+
+#[test]
+fn exactly_max_pending_answers_are_waited_for() {
+    let config = FlashConfig {
+        max_pending: 2,
+        ..FlashConfig::default()
+    };
+    let mut s = Scripted::new(config, 10);
+    assert_eq!(s.request(), [0x10, 0x02]);
+    for _ in 0..2 {
+        s.answer(&negative(0x10, Nrc::ResponsePending));
+        assert_eq!(
+            s.client.poll_timeout(),
+            Some(s.now + Duration::from_millis(5000)),
+            "P2* from the pending answer"
+        );
+    }
+    s.answer(&[0x50, 0x02, 0x00, 0x32, 0x01, 0xF4]);
+    assert_eq!(s.request(), [0x27, 0x01]);
+    // The count starts again with each request; one more than max_pending fails.
+    for _ in 0..2 {
+        s.answer(&negative(0x27, Nrc::ResponsePending));
+    }
+    assert_eq!(s.outcome(), None);
+    s.answer(&negative(0x27, Nrc::ResponsePending));
+    assert_eq!(
+        s.outcome(),
+        Some(&FlashEvent::Failed(FlashError::TooManyPending {
+            phase: FlashPhase::Security,
+            max: 2
+        }))
+    );
+}
+
+#[test]
+fn a_block_length_of_two_leaves_no_room_and_three_carries_one_byte() {
+    let mut s = Scripted::new(FlashConfig::default(), 10);
+    s.to_transfer(2);
+    assert_eq!(
+        s.outcome(),
+        Some(&FlashEvent::Failed(FlashError::BlockLengthTooSmall(2)))
+    );
+    let img = image(2);
+    let mut s = Scripted::new(FlashConfig::default(), 2);
+    s.to_transfer(3);
+    assert_eq!(s.client.block_data_len(), Some(1));
+    s.give(&img);
+    assert_eq!(s.request(), [0x36, 0x01, img[0]]);
+    s.answer(&[0x76, 0x01]);
+    s.give(&img);
+    assert_eq!(s.request(), [0x36, 0x02, img[1]]);
+}
+
+#[test]
+fn an_acknowledgement_of_a_later_block_fails_the_download_and_a_late_one_is_ignored() {
+    let img = image(12);
+    let mut s = Scripted::new(FlashConfig::default(), 12);
+    s.to_transfer(6);
+    s.give(&img);
+    assert_eq!(s.request()[..2], [0x36, 0x01]);
+    s.answer(&[0x76, 0x01]);
+    s.give(&img);
+    assert_eq!(s.request()[..2], [0x36, 0x02]);
+    // Block 1's acknowledgement once more: late, and ignored.
+    s.ignores(&[0x76, 0x01]);
+    assert_eq!(s.client.progress(), (4, 12));
+    // One for a block not sent yet.
+    s.answer(&[0x76, 0x03]);
+    assert_eq!(
+        s.outcome(),
+        Some(&FlashEvent::Failed(FlashError::UnexpectedResponse {
+            phase: FlashPhase::Transfer,
+            response: vec![0x76, 0x03]
+        }))
+    );
+}
+
+#[test]
+fn an_acknowledged_count_at_the_blocks_start_fails_the_download() {
+    // The server's count says it holds nothing of block 2: the client stops rather than
+    // ask for the same bytes under the next counter.
+    let img = image(12);
+    let (config, _) = adaptive(2, 4);
+    let mut s = Scripted::new(config, 12);
+    s.to_transfer(6);
+    s.give(&img);
+    assert_eq!(s.request()[..2], [0x36, 0x01]);
+    s.answer(&[0x76, 0x01, 0, 0, 0, 4]);
+    s.give(&img);
+    assert_eq!(s.request()[..2], [0x36, 0x02]);
+    s.answer(&[0x76, 0x02, 0, 0, 0, 4]);
+    assert_eq!(
+        s.outcome(),
+        Some(&FlashEvent::Failed(FlashError::UnexpectedResponse {
+            phase: FlashPhase::Transfer,
+            response: vec![0x76, 0x02, 0, 0, 0, 4]
+        }))
+    );
+    assert_eq!(s.client.progress(), (4, 12));
 }
 
 /// Drives a bare server message by message.
