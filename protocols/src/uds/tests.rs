@@ -848,7 +848,7 @@ impl Scripted {
 
     /// Answers the session, security, erase and download requests of the default
     /// configuration; the download with maxNumberOfBlockLength `max_block_len`.
-    fn to_transfer(&mut self, max_block_len: u64) {
+    fn open_transfer(&mut self, max_block_len: u64) {
         assert_eq!(self.request(), [0x10, 0x02]);
         self.answer(&[0x50, 0x02, 0x00, 0x32, 0x01, 0xF4]);
         assert_eq!(self.request(), [0x27, 0x01]);
@@ -913,7 +913,7 @@ fn the_client_tells_its_block_length_and_progress() {
     );
     assert_eq!(s.client.progress(), (0, 10));
     // maxNumberOfBlockLength 6: 4 data bytes per block.
-    s.to_transfer(6);
+    s.open_transfer(6);
     assert_eq!(s.client.block_data_len(), Some(4));
     assert_eq!(s.client.phase(), FlashPhase::Transfer);
     s.give(&img);
@@ -931,7 +931,7 @@ fn the_client_tells_its_block_length_and_progress() {
 fn an_aborted_download_fails_once_and_sends_nothing_more() {
     let img = image(10);
     let mut s = Scripted::new(FlashConfig::default(), 10);
-    s.to_transfer(6);
+    s.open_transfer(6);
     s.give(&img);
     assert_eq!(s.request()[..2], [0x36, 0x01]);
     s.client.abort();
@@ -953,7 +953,7 @@ fn an_aborted_download_fails_once_and_sends_nothing_more() {
 fn aborting_a_finished_download_changes_nothing() {
     let img = image(4);
     let mut s = Scripted::new(FlashConfig::default(), 4);
-    s.to_transfer(6);
+    s.open_transfer(6);
     s.give(&img);
     assert_eq!(s.request()[..2], [0x36, 0x01]);
     s.answer(&[0x76, 0x01]);
@@ -1138,14 +1138,14 @@ fn exactly_max_pending_answers_are_waited_for() {
 #[test]
 fn a_block_length_of_two_leaves_no_room_and_three_carries_one_byte() {
     let mut s = Scripted::new(FlashConfig::default(), 10);
-    s.to_transfer(2);
+    s.open_transfer(2);
     assert_eq!(
         s.outcome(),
         Some(&FlashEvent::Failed(FlashError::BlockLengthTooSmall(2)))
     );
     let img = image(2);
     let mut s = Scripted::new(FlashConfig::default(), 2);
-    s.to_transfer(3);
+    s.open_transfer(3);
     assert_eq!(s.client.block_data_len(), Some(1));
     s.give(&img);
     assert_eq!(s.request(), [0x36, 0x01, img[0]]);
@@ -1158,7 +1158,7 @@ fn a_block_length_of_two_leaves_no_room_and_three_carries_one_byte() {
 fn an_acknowledgement_of_a_later_block_fails_the_download_and_a_late_one_is_ignored() {
     let img = image(12);
     let mut s = Scripted::new(FlashConfig::default(), 12);
-    s.to_transfer(6);
+    s.open_transfer(6);
     s.give(&img);
     assert_eq!(s.request()[..2], [0x36, 0x01]);
     s.answer(&[0x76, 0x01]);
@@ -1185,7 +1185,7 @@ fn an_acknowledged_count_at_the_blocks_start_fails_the_download() {
     let img = image(12);
     let (config, _) = adaptive(2, 4);
     let mut s = Scripted::new(config, 12);
-    s.to_transfer(6);
+    s.open_transfer(6);
     s.give(&img);
     assert_eq!(s.request()[..2], [0x36, 0x01]);
     s.answer(&[0x76, 0x01, 0, 0, 0, 4]);
