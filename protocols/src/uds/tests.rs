@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::checksum::crc32;
-use crate::isotp::IsoTpConfig;
+use crate::isotp::{Event as IsoTpEvent, IsoTpChannel, IsoTpConfig};
 use bmsfw_plugin_api::{CanFrame, CanId, Timestamp};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -742,6 +742,464 @@ fn provide_data_checks_what_was_asked() {
         ..FlashConfig::default()
     };
     assert_eq!(bad(c, 10), Some(FlashConfigError::SecurityLevel(2)));
+}
+
+/// A client and a bare ISO-TP endpoint in the server's place: the test reads each request
+/// the client sends and answers it itself, when it chooses.
+struct Scripted {
+    client: FlashClient,
+    server: IsoTpChannel,
+    now: Timestamp,
+    /// The client's events so far.
+    events: Vec<FlashEvent>,
+}
+
+/// The seed the scripted server hands out.
+const SCRIPTED_SEED: [u8; 2] = [0x12, 0x34];
+
+impl Scripted {
+    /// A started client of an `image_len`-byte image, unlocking with [`key_of`].
+    fn new(config: FlashConfig, image_len: u32) -> Scripted {
+        let key = Box::new(|_level: u8, seed: &[u8]| Ok(key_of(seed)));
+        let mut client = FlashClient::new(isotp(), config, image_len, key).unwrap();
+        let now = Timestamp::from_micros(1_000_000);
+        client.start(now);
+        let mut s = Scripted {
+            client,
+            server: IsoTpChannel::new(isotp().peer()),
+            now,
+            events: Vec::new(),
+        };
+        s.pump();
+        s
+    }
+
+    /// Moves frames both ways until both sides are quiet, then collects the client's
+    /// events; at most 10 000 frames, so a side that never stops sending fails the test
+    /// instead of hanging it.
+    fn pump(&mut self) {
+        let mut frames = 0;
+        loop {
+            let mut moved = false;
+            while let Some(f) = self.client.poll_transmit(self.now) {
+                self.server.handle_frame(self.now, &f);
+                moved = true;
+                frames += 1;
+                assert!(frames <= 10_000, "the client never stops sending");
+            }
+            while let Some(f) = self.server.poll_transmit(self.now) {
+                self.client.handle_frame(self.now, &f);
+                moved = true;
+                frames += 1;
+                assert!(frames <= 10_000, "the server never stops sending");
+            }
+            if !moved {
+                break;
+            }
+        }
+        let mut drained = 0;
+        while let Some(e) = self.client.poll_event() {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
+            self.events.push(e);
+        }
+    }
+
+    /// The requests that reached the server since the last call, in order.
+    fn requests(&mut self) -> Vec<Vec<u8>> {
+        self.pump();
+        let mut requests = Vec::new();
+        let mut drained = 0;
+        while let Some(e) = self.server.poll_event() {
+            drained += 1;
+            assert!(drained <= MAX_DRAIN, "a poll never runs dry");
+            if let IsoTpEvent::Received(r) = e {
+                requests.push(r);
+            }
+        }
+        requests
+    }
+
+    /// The one request that reached the server since the last call.
+    fn request(&mut self) -> Vec<u8> {
+        let mut requests = self.requests();
+        assert_eq!(requests.len(), 1, "{requests:02X?}");
+        requests.remove(0)
+    }
+
+    /// Sends `response` to the client now.
+    fn answer(&mut self, response: &[u8]) {
+        self.server.send(self.now, response.to_vec()).unwrap();
+        self.pump();
+    }
+
+    /// Moves to the client's next timer and fires it; returns the time waited.
+    fn wait(&mut self) -> Duration {
+        let next = self
+            .client
+            .poll_timeout()
+            .expect("the client waits for nothing");
+        let waited = next.saturating_duration_since(self.now);
+        self.now = self.now.max(next);
+        self.client.handle_timeout(self.now);
+        self.pump();
+        waited
+    }
+
+    /// Answers the session, security, erase and download requests of the default
+    /// configuration; the download with maxNumberOfBlockLength `max_block_len`.
+    fn open_transfer(&mut self, max_block_len: u64) {
+        assert_eq!(self.request(), [0x10, 0x02]);
+        self.answer(&[0x50, 0x02, 0x00, 0x32, 0x01, 0xF4]);
+        assert_eq!(self.request(), [0x27, 0x01]);
+        self.answer(&[&[0x67, 0x01][..], &SCRIPTED_SEED].concat());
+        assert_eq!(
+            self.request(),
+            [&[0x27, 0x02][..], &key_of(&SCRIPTED_SEED)].concat()
+        );
+        self.answer(&[0x67, 0x02]);
+        assert_eq!(self.request(), [0x31, 0x01, 0xFF, 0x00]);
+        self.answer(&[0x71, 0x01, 0xFF, 0x00]);
+        assert_eq!(self.request()[0], 0x34);
+        self.answer(&request_download_positive(max_block_len));
+    }
+
+    /// Answers the client's latest [`FlashEvent::NeedData`] from `img`.
+    fn give(&mut self, img: &[u8]) {
+        let Some(&FlashEvent::NeedData { offset, len }) = self
+            .events
+            .iter()
+            .rev()
+            .find(|e| matches!(e, FlashEvent::NeedData { .. }))
+        else {
+            panic!("no data was asked for: {:?}", self.events);
+        };
+        let o = offset as usize;
+        self.client
+            .provide_data(self.now, &img[o..o + len])
+            .unwrap();
+        self.pump();
+    }
+
+    /// Sends `response` and checks the client neither answers it nor ends: it does not
+    /// answer the request under way.
+    fn ignores(&mut self, response: &[u8]) {
+        let seen = self.events.len();
+        self.answer(response);
+        assert_eq!(
+            self.requests(),
+            Vec::<Vec<u8>>::new(),
+            "{response:02X?} was taken"
+        );
+        assert_eq!(self.events[seen..], [], "{response:02X?} was taken");
+    }
+
+    /// The last event, if it ends the download.
+    fn outcome(&self) -> Option<&FlashEvent> {
+        self.events
+            .last()
+            .filter(|e| matches!(e, FlashEvent::Done { .. } | FlashEvent::Failed(_)))
+    }
+}
+
+#[test]
+fn the_client_tells_its_block_length_and_progress() {
+    let img = image(10);
+    let mut s = Scripted::new(FlashConfig::default(), 10);
+    assert_eq!(
+        s.client.block_data_len(),
+        None,
+        "not known before the download"
+    );
+    assert_eq!(s.client.progress(), (0, 10));
+    // maxNumberOfBlockLength 6: 4 data bytes per block.
+    s.open_transfer(6);
+    assert_eq!(s.client.block_data_len(), Some(4));
+    assert_eq!(s.client.phase(), FlashPhase::Transfer);
+    s.give(&img);
+    assert_eq!(s.request(), [0x36, 0x01, img[0], img[1], img[2], img[3]]);
+    s.answer(&[0x76, 0x01]);
+    assert_eq!(s.client.progress(), (4, 10));
+    let debug = format!("{:?}", s.client);
+    assert!(
+        debug.contains("phase: Transfer") && debug.contains("acknowledged: 4"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn an_aborted_download_fails_once_and_sends_nothing_more() {
+    let img = image(10);
+    let mut s = Scripted::new(FlashConfig::default(), 10);
+    s.open_transfer(6);
+    s.give(&img);
+    assert_eq!(s.request()[..2], [0x36, 0x01]);
+    s.client.abort();
+    s.pump();
+    assert_eq!(s.client.phase(), FlashPhase::Failed);
+    assert_eq!(s.outcome(), Some(&FlashEvent::Failed(FlashError::Aborted)));
+    assert_eq!(s.client.poll_timeout(), None, "nothing left to wait for");
+    // A late acknowledgement changes nothing, nor does a second abort.
+    let seen = s.events.len();
+    s.answer(&[0x76, 0x01]);
+    s.client.abort();
+    s.pump();
+    assert_eq!(s.events.len(), seen, "{:?}", &s.events[seen..]);
+    assert_eq!(s.requests(), Vec::<Vec<u8>>::new());
+    assert_eq!(s.client.progress(), (0, 10));
+}
+
+#[test]
+fn aborting_a_finished_download_changes_nothing() {
+    let img = image(4);
+    let mut s = Scripted::new(FlashConfig::default(), 4);
+    s.open_transfer(6);
+    s.give(&img);
+    assert_eq!(s.request()[..2], [0x36, 0x01]);
+    s.answer(&[0x76, 0x01]);
+    assert_eq!(s.request(), [0x37]);
+    s.answer(&[0x77]);
+    assert_eq!(s.request(), [0x31, 0x01, 0xFF, 0x01]);
+    s.answer(&[0x71, 0x01, 0xFF, 0x01, 0x00]);
+    assert_eq!(s.request(), [0x11, 0x01]);
+    s.answer(&[0x51, 0x01]);
+    let done = FlashEvent::Done {
+        reset: ResetOutcome::Acknowledged,
+    };
+    assert_eq!(s.outcome(), Some(&done));
+    let seen = s.events.len();
+    s.client.abort();
+    s.pump();
+    assert_eq!(s.events.len(), seen);
+    assert_eq!(s.client.phase(), FlashPhase::Done);
+}
+
+#[test]
+fn an_unanswered_request_is_repeated_at_p2_not_before() {
+    let mut s = Scripted::new(FlashConfig::default(), 10);
+    assert_eq!(s.request(), [0x10, 0x02]);
+    let sent = s.now;
+    assert_eq!(
+        s.client.poll_timeout(),
+        Some(sent + Duration::from_millis(50))
+    );
+    // Called early, the timer does nothing.
+    s.now = sent + Duration::from_micros(49_999);
+    s.client.handle_timeout(s.now);
+    assert_eq!(s.requests(), Vec::<Vec<u8>>::new());
+    assert_eq!(s.wait(), Duration::from_micros(1));
+    assert_eq!(s.request(), [0x10, 0x02]);
+}
+
+#[test]
+fn a_busy_server_is_asked_again_p2_later_until_the_retries_run_out() {
+    let mut s = Scripted::new(FlashConfig::default(), 10);
+    assert_eq!(s.request(), [0x10, 0x02]);
+    // max_retries 3: the first busy answer and three more repeats are asked again.
+    for retry in 1..=3 {
+        s.answer(&negative(0x10, Nrc::BusyRepeatRequest));
+        let busy = s.now;
+        assert_eq!(
+            s.client.poll_timeout(),
+            Some(busy + Duration::from_millis(50))
+        );
+        s.now = busy + Duration::from_micros(49_999);
+        s.client.handle_timeout(s.now);
+        assert_eq!(
+            s.requests(),
+            Vec::<Vec<u8>>::new(),
+            "retry {retry} too early"
+        );
+        assert_eq!(s.wait(), Duration::from_micros(1));
+        assert_eq!(s.request(), [0x10, 0x02], "retry {retry}");
+        assert_eq!(s.outcome(), None);
+    }
+    s.answer(&negative(0x10, Nrc::BusyRepeatRequest));
+    assert_eq!(
+        s.outcome(),
+        Some(&FlashEvent::Failed(FlashError::Rejected {
+            phase: FlashPhase::Session,
+            service: 0x10,
+            nrc: Nrc::BusyRepeatRequest
+        }))
+    );
+    assert_eq!(s.requests(), Vec::<Vec<u8>>::new());
+}
+
+#[test]
+fn a_long_response_still_arriving_at_p2_is_waited_for() {
+    let mut s = Scripted::new(FlashConfig::default(), 10);
+    assert_eq!(s.request(), [0x10, 0x02]);
+    s.answer(&[0x50, 0x02, 0x00, 0x32, 0x01, 0xF4]);
+    assert_eq!(s.request(), [0x27, 0x01]);
+    let sent = s.now;
+    let deadline = sent + Duration::from_millis(50);
+    // A 20-byte seed takes four frames; the first arrives 1 ms before P2 runs out.
+    let seed: Vec<u8> = (1..=20).collect();
+    s.now = sent + Duration::from_millis(49);
+    s.server
+        .send(s.now, [&[0x67, 0x01][..], &seed].concat())
+        .unwrap();
+    let first = s.server.poll_transmit(s.now).unwrap();
+    s.client.handle_frame(s.now, &first);
+    let flow_control = s.client.poll_transmit(s.now).unwrap();
+    s.server.handle_frame(s.now, &flow_control);
+    // Past P2 the client waits for the rest of the response, not for the P2 deadline.
+    s.now = sent + Duration::from_millis(60);
+    assert!(s.client.poll_timeout().is_some_and(|t| t > deadline));
+    s.client.handle_timeout(s.now);
+    s.pump();
+    assert_eq!(
+        s.request(),
+        [&[0x27, 0x02][..], &key_of(&seed)].concat(),
+        "the seed was taken, not asked for again"
+    );
+}
+
+#[test]
+fn answers_that_do_not_echo_the_request_are_ignored() {
+    let img = image(4);
+    let mut s = Scripted::new(FlashConfig::default(), 4);
+    assert_eq!(s.request(), [0x10, 0x02]);
+    // Answers to another request, and another session.
+    s.ignores(&negative(0x22, Nrc::RequestOutOfRange));
+    s.ignores(&[0x62, 0xF1, 0x95, 0x01]);
+    s.ignores(&[0x50, 0x03, 0x00, 0x32, 0x01, 0xF4]);
+    s.answer(&[0x50, 0x02, 0x00, 0x32, 0x01, 0xF4]);
+    assert_eq!(s.request(), [0x27, 0x01]);
+    // A seed, then a key acknowledgement, of another level.
+    s.ignores(&[0x67, 0x03, 0x12, 0x34]);
+    s.answer(&[&[0x67, 0x01][..], &SCRIPTED_SEED].concat());
+    assert_eq!(s.request()[..2], [0x27, 0x02]);
+    s.ignores(&[0x67, 0x04]);
+    s.answer(&[0x67, 0x02]);
+    assert_eq!(s.request(), [0x31, 0x01, 0xFF, 0x00]);
+    // An echo cut short, a stopped routine, another routine.
+    s.ignores(&[0x71, 0x01, 0xFF]);
+    s.ignores(&[0x71, 0x02, 0xFF, 0x00]);
+    s.ignores(&[0x71, 0x01, 0xFF, 0x01]);
+    s.answer(&[0x71, 0x01, 0xFF, 0x00]);
+    assert_eq!(s.request()[0], 0x34);
+    s.answer(&request_download_positive(6));
+    s.give(&img);
+    assert_eq!(s.request()[..2], [0x36, 0x01]);
+    s.answer(&[0x76, 0x01]);
+    assert_eq!(s.request(), [0x37]);
+    s.answer(&[0x77]);
+    assert_eq!(s.request(), [0x31, 0x01, 0xFF, 0x01]);
+    // The erase routine's echo does not answer the check.
+    s.ignores(&[0x71, 0x01, 0xFF, 0x00, 0x00]);
+    s.answer(&[0x71, 0x01, 0xFF, 0x01, 0x00]);
+    assert_eq!(s.request(), [0x11, 0x01]);
+    // Another reset type.
+    s.ignores(&[0x51, 0x03]);
+    s.answer(&[0x51, 0x01]);
+    assert_eq!(
+        s.outcome(),
+        Some(&FlashEvent::Done {
+            reset: ResetOutcome::Acknowledged
+        })
+    );
+}
+
+#[test]
+fn exactly_max_pending_answers_are_waited_for() {
+    let config = FlashConfig {
+        max_pending: 2,
+        ..FlashConfig::default()
+    };
+    let mut s = Scripted::new(config, 10);
+    assert_eq!(s.request(), [0x10, 0x02]);
+    for _ in 0..2 {
+        s.answer(&negative(0x10, Nrc::ResponsePending));
+        assert_eq!(
+            s.client.poll_timeout(),
+            Some(s.now + Duration::from_millis(5000)),
+            "P2* from the pending answer"
+        );
+    }
+    s.answer(&[0x50, 0x02, 0x00, 0x32, 0x01, 0xF4]);
+    assert_eq!(s.request(), [0x27, 0x01]);
+    // The count starts again with each request; one more than max_pending fails.
+    for _ in 0..2 {
+        s.answer(&negative(0x27, Nrc::ResponsePending));
+    }
+    assert_eq!(s.outcome(), None);
+    s.answer(&negative(0x27, Nrc::ResponsePending));
+    assert_eq!(
+        s.outcome(),
+        Some(&FlashEvent::Failed(FlashError::TooManyPending {
+            phase: FlashPhase::Security,
+            max: 2
+        }))
+    );
+}
+
+#[test]
+fn a_block_length_of_two_leaves_no_room_and_three_carries_one_byte() {
+    let mut s = Scripted::new(FlashConfig::default(), 10);
+    s.open_transfer(2);
+    assert_eq!(
+        s.outcome(),
+        Some(&FlashEvent::Failed(FlashError::BlockLengthTooSmall(2)))
+    );
+    let img = image(2);
+    let mut s = Scripted::new(FlashConfig::default(), 2);
+    s.open_transfer(3);
+    assert_eq!(s.client.block_data_len(), Some(1));
+    s.give(&img);
+    assert_eq!(s.request(), [0x36, 0x01, img[0]]);
+    s.answer(&[0x76, 0x01]);
+    s.give(&img);
+    assert_eq!(s.request(), [0x36, 0x02, img[1]]);
+}
+
+#[test]
+fn an_acknowledgement_of_a_later_block_fails_the_download_and_a_late_one_is_ignored() {
+    let img = image(12);
+    let mut s = Scripted::new(FlashConfig::default(), 12);
+    s.open_transfer(6);
+    s.give(&img);
+    assert_eq!(s.request()[..2], [0x36, 0x01]);
+    s.answer(&[0x76, 0x01]);
+    s.give(&img);
+    assert_eq!(s.request()[..2], [0x36, 0x02]);
+    // Block 1's acknowledgement once more: late, and ignored.
+    s.ignores(&[0x76, 0x01]);
+    assert_eq!(s.client.progress(), (4, 12));
+    // One for a block not sent yet.
+    s.answer(&[0x76, 0x03]);
+    assert_eq!(
+        s.outcome(),
+        Some(&FlashEvent::Failed(FlashError::UnexpectedResponse {
+            phase: FlashPhase::Transfer,
+            response: vec![0x76, 0x03]
+        }))
+    );
+}
+
+#[test]
+fn an_acknowledged_count_at_the_blocks_start_fails_the_download() {
+    // The server's count says it holds nothing of block 2: the client stops rather than
+    // ask for the same bytes under the next counter.
+    let img = image(12);
+    let (config, _) = adaptive(2, 4);
+    let mut s = Scripted::new(config, 12);
+    s.open_transfer(6);
+    s.give(&img);
+    assert_eq!(s.request()[..2], [0x36, 0x01]);
+    s.answer(&[0x76, 0x01, 0, 0, 0, 4]);
+    s.give(&img);
+    assert_eq!(s.request()[..2], [0x36, 0x02]);
+    s.answer(&[0x76, 0x02, 0, 0, 0, 4]);
+    assert_eq!(
+        s.outcome(),
+        Some(&FlashEvent::Failed(FlashError::UnexpectedResponse {
+            phase: FlashPhase::Transfer,
+            response: vec![0x76, 0x02, 0, 0, 0, 4]
+        }))
+    );
+    assert_eq!(s.client.progress(), (4, 12));
 }
 
 /// Drives a bare server message by message.
