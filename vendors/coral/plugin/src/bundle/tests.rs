@@ -55,6 +55,15 @@ fn a_signed_bundle_is_read_as_documented() {
     assert!(b.key_name.contains("TEST"));
 }
 
+/// Each read crosses the plugin boundary: a large image is read 64 KiB at a time, not in
+/// smaller pieces (nor larger ones).
+#[test]
+fn images_are_read_in_whole_64_kib_chunks() {
+    let (mut r, largest) = reader_with(sample_bundle(100_000, 10), usize::MAX);
+    inspect(&mut r).unwrap();
+    assert_eq!(*largest.lock().unwrap(), 64 * 1024);
+}
+
 #[test]
 fn a_bad_signature_or_unknown_key_is_refused_at_its_offset() {
     let mut file = sample_bundle(100, 100);
