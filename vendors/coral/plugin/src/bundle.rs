@@ -354,7 +354,9 @@ fn stream(
     mut take: impl FnMut(&[u8]),
 ) -> Result<(), PackageError> {
     for at in (start..end).step_by(buf.len()) {
-        let n = usize::try_from(end - at).unwrap_or(buf.len()).min(buf.len());
+        let n = usize::try_from(end - at)
+            .unwrap_or(buf.len())
+            .min(buf.len());
         package.read_exact_at(at, &mut buf[..n])?;
         take(&buf[..n]);
     }

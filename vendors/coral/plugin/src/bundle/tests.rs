@@ -361,13 +361,29 @@ fn signed_reserved_bytes_that_are_not_zero_are_refused() {
 #[test]
 fn each_image_is_bounded_to_the_byte() {
     let file = sample_bundle(10, 10);
-    for (entry, limit) in [(0, MAX_MASTER_IMAGE), (1, MAX_MODULE_IMAGE), (2, MAX_MODULE_IMAGE)] {
+    for (entry, limit) in [
+        (0, MAX_MASTER_IMAGE),
+        (1, MAX_MODULE_IMAGE),
+        (2, MAX_MODULE_IMAGE),
+    ] {
         let len_at = entry_field(entry, 8);
-        let e = err(resigned(file.clone(), len_at, &(limit as u32).to_le_bytes()));
+        let e = err(resigned(
+            file.clone(),
+            len_at,
+            &(limit as u32).to_le_bytes(),
+        ));
         assert_eq!(at(&e), file.len() as u64, "{e}");
         assert!(e.message.contains("truncated"), "{e}");
-        let e = err(resigned(file.clone(), len_at, &(limit as u32 + 1).to_le_bytes()));
-        assert_eq!((e.code, at(&e)), (ErrorCode::PACKAGE_INVALID, len_at as u64), "{e}");
+        let e = err(resigned(
+            file.clone(),
+            len_at,
+            &(limit as u32 + 1).to_le_bytes(),
+        ));
+        assert_eq!(
+            (e.code, at(&e)),
+            (ErrorCode::PACKAGE_INVALID, len_at as u64),
+            "{e}"
+        );
         assert!(
             e.message.contains(&format!(
                 "image {entry} is {} bytes; images of its kind are 1 to {limit} bytes",
@@ -402,7 +418,11 @@ fn a_bundle_is_bounded_to_the_byte() {
     assert_eq!(at(&e), file.len() as u64, "{e}");
     assert!(e.message.contains("truncated"), "{e}");
     let e = err(resigned(file.clone(), end, &(last + 1).to_le_bytes()));
-    assert_eq!((e.code, at(&e)), (ErrorCode::PACKAGE_INVALID, file.len() as u64), "{e}");
+    assert_eq!(
+        (e.code, at(&e)),
+        (ErrorCode::PACKAGE_INVALID, file.len() as u64),
+        "{e}"
+    );
     assert!(
         e.message
             .contains("the images end at byte 8388609: a bundle is at most 8388608 bytes"),
