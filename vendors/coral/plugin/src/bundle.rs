@@ -343,31 +343,42 @@ pub fn read_bundle(package: &PackageReader) -> Result<Bundle, PackageError> {
     })
 }
 
+/// Reads bytes `start..end` of the package a chunk of at most `buf.len()` bytes at a time,
+/// handing each to `take`. The chunks are counted before the first read, so the loop ends
+/// whatever happens inside it.
+fn stream(
+    package: &PackageReader,
+    start: u64,
+    end: u64,
+    buf: &mut [u8],
+    mut take: impl FnMut(&[u8]),
+) -> Result<(), PackageError> {
+    for at in (start..end).step_by(buf.len()) {
+        let n = usize::try_from(end - at)
+            .unwrap_or(buf.len())
+            .min(buf.len());
+        package.read_exact_at(at, &mut buf[..n])?;
+        take(&buf[..n]);
+    }
+    Ok(())
+}
+
 /// Checks the whole bundle and says what it contains: the signed manifest, then every
 /// image against its SHA-256, streamed.
 pub fn inspect(package: &mut PackageReader) -> Result<PackageInfo, PackageError> {
     let bundle = read_bundle(package)?;
     let mut whole = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
-    let head = bundle.master().offset;
-    let mut at = 0;
-    while at < head {
-        let n = usize::try_from(head - at).unwrap_or(CHUNK).min(CHUNK);
-        package.read_exact_at(at, &mut buf[..n])?;
-        whole.update(&buf[..n]);
-        at += n as u64;
-    }
+    stream(package, 0, bundle.master().offset, &mut buf, |chunk| {
+        whole.update(chunk)
+    })?;
     for image in &bundle.images {
         let mut sha = Sha256::new();
         let end = image.offset + image.len;
-        let mut at = image.offset;
-        while at < end {
-            let n = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
-            package.read_exact_at(at, &mut buf[..n])?;
-            sha.update(&buf[..n]);
-            whole.update(&buf[..n]);
-            at += n as u64;
-        }
+        stream(package, image.offset, end, &mut buf, |chunk| {
+            sha.update(chunk);
+            whole.update(chunk);
+        })?;
         if sha.value() != image.sha256 {
             return Err(PackageError::at_offset(
                 ErrorCode::SIGNATURE_INVALID,

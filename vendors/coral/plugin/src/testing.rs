@@ -115,6 +115,16 @@ pub fn bundle_signed(
     file
 }
 
+/// `file` (a bundle signed with the TEST key) with `bytes` written at `at` in its header or
+/// manifest and signed again: a manifest Coral got wrong but signed all the same.
+pub fn resigned(mut file: Vec<u8>, at: usize, bytes: &[u8]) -> Vec<u8> {
+    file[at..at + bytes.len()].copy_from_slice(bytes);
+    let signed = 8 + usize::from(u16::from_le_bytes([file[6], file[7]]));
+    let signature = test_signing_key().sign(&file[..signed]);
+    file[signed..signed + 64].copy_from_slice(&signature.to_bytes());
+    file
+}
+
 /// A bundle signed with the TEST key.
 pub fn bundle(product: u16, version: [u8; 3], images: &[Image]) -> Vec<u8> {
     bundle_signed(product, version, images, 0x01, &test_signing_key())

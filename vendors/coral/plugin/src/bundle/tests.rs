@@ -1,6 +1,6 @@
 use super::*;
 use crate::testing::{
-    Image, bundle, bundle_signed, image_bytes, reader, reader_with, sample_bundle,
+    Image, bundle, bundle_signed, image_bytes, reader, reader_with, resigned, sample_bundle,
 };
 use bmsfw_plugin_api::LocationKind;
 
@@ -53,6 +53,15 @@ fn a_signed_bundle_is_read_as_documented() {
     assert!(b.module_image(2).is_none());
     assert_eq!(b.manifest_sha256, sha256(&file[8..160]));
     assert!(b.key_name.contains("TEST"));
+}
+
+/// Each read crosses the plugin boundary: a large image is read 64 KiB at a time, not in
+/// smaller pieces (nor larger ones).
+#[test]
+fn images_are_read_in_whole_64_kib_chunks() {
+    let (mut r, largest) = reader_with(sample_bundle(100_000, 10), usize::MAX);
+    inspect(&mut r).unwrap();
+    assert_eq!(*largest.lock().unwrap(), 64 * 1024);
 }
 
 #[test]
@@ -114,6 +123,10 @@ fn an_image_swapped_for_another_is_refused_naming_it() {
     assert_eq!(at(&e), a as u64);
     assert!(e.message.contains("image 1"), "{e}");
     assert!(e.message.contains("hardware revision 1"), "{e}");
+    assert!(
+        e.message.contains(&format!("bytes {a} to {}", a + 99)),
+        "{e}"
+    );
 }
 
 #[test]
@@ -125,7 +138,10 @@ fn truncated_and_padded_files_name_where_they_end() {
     assert!(e.message.contains("truncated"), "{e}");
     let e = err(file[..100].to_vec());
     assert_eq!(at(&e), 100);
-    assert!(e.message.contains("manifest"), "{e}");
+    assert!(
+        e.message.contains("inside the manifest (bytes 8 to 159)"),
+        "{e}"
+    );
     let e = err(file[..200].to_vec());
     assert!(e.message.contains("signature"), "{e}");
     let e = err(file[..3].to_vec());
@@ -268,6 +284,150 @@ fn an_empty_image_is_refused() {
         }],
     ));
     assert_eq!(at(&e), 16 + 8);
+}
+
+/// Where entry `entry`'s field `field` lies in the file: after the 8-byte header and the
+/// manifest's own 8 bytes.
+fn entry_field(entry: usize, field: usize) -> usize {
+    16 + ENTRY_LEN * entry + field
+}
+
+/// A bundle of the most images one holds: the master and a module image for each of 16
+/// hardware revisions, each image `len` bytes.
+fn most_images(len: usize) -> Vec<u8> {
+    let version = [1, 0x10, 0];
+    let images: Vec<Image> = (0..MAX_IMAGES)
+        .map(|i| Image {
+            target: u8::from(i > 0),
+            hw: i.max(1),
+            version,
+            bytes: image_bytes(len, i),
+        })
+        .collect();
+    bundle(0xC0A1, version, &images)
+}
+
+#[test]
+fn a_bundle_of_the_most_images_is_read() {
+    let file = most_images(10);
+    let b = read_bundle(&reader(file.clone())).unwrap();
+    assert_eq!(b.images.len(), 17);
+    assert_eq!(b.module_image(16).unwrap().entry, 16);
+    assert_eq!(inspect(&mut reader(file)).unwrap().modules.len(), 17);
+}
+
+#[test]
+fn an_image_count_that_disagrees_with_the_manifest_length_is_refused() {
+    let file = sample_bundle(10, 10);
+    for count in [0u8, 2, 4] {
+        let e = err(resigned(file.clone(), 8 + 5, &[count]));
+        assert_eq!((e.code, at(&e)), (ErrorCode::PACKAGE_INVALID, 8 + 5), "{e}");
+        assert!(
+            e.message
+                .contains(&format!("counts {count} images but is 152 bytes")),
+            "{e}"
+        );
+    }
+}
+
+/// Reserved bytes Coral signed as other than 0 are refused where the reserved field
+/// starts: a future format would use them.
+#[test]
+fn signed_reserved_bytes_that_are_not_zero_are_refused() {
+    let file = sample_bundle(10, 10);
+    let e = err(resigned(file.clone(), 8 + 7, &[1]));
+    assert_eq!((e.code, at(&e)), (ErrorCode::PACKAGE_INVALID, 8 + 6), "{e}");
+    assert!(e.message.contains("reserved manifest bytes 6-7"), "{e}");
+    for entry in [0, 2] {
+        for field in [5, 7, 12, 15] {
+            let e = err(resigned(file.clone(), entry_field(entry, field), &[0x80]));
+            assert_eq!(
+                (e.code, at(&e)),
+                (ErrorCode::PACKAGE_INVALID, entry_field(entry, 5) as u64),
+                "{e}"
+            );
+            assert!(
+                e.message
+                    .contains(&format!("image {entry}: reserved bytes must be 0")),
+                "{e}"
+            );
+        }
+    }
+}
+
+/// Lengths as the signed manifest gives them (the images themselves are not in the file):
+/// at its limit an image passes the length check and the file is then too short; one byte
+/// more is refused at the length field.
+#[test]
+fn each_image_is_bounded_to_the_byte() {
+    let file = sample_bundle(10, 10);
+    for (entry, limit) in [
+        (0, MAX_MASTER_IMAGE),
+        (1, MAX_MODULE_IMAGE),
+        (2, MAX_MODULE_IMAGE),
+    ] {
+        let len_at = entry_field(entry, 8);
+        let e = err(resigned(
+            file.clone(),
+            len_at,
+            &(limit as u32).to_le_bytes(),
+        ));
+        assert_eq!(at(&e), file.len() as u64, "{e}");
+        assert!(e.message.contains("truncated"), "{e}");
+        let e = err(resigned(
+            file.clone(),
+            len_at,
+            &(limit as u32 + 1).to_le_bytes(),
+        ));
+        assert_eq!(
+            (e.code, at(&e)),
+            (ErrorCode::PACKAGE_INVALID, len_at as u64),
+            "{e}"
+        );
+        assert!(
+            e.message.contains(&format!(
+                "image {entry} is {} bytes; images of its kind are 1 to {limit} bytes",
+                limit + 1
+            )),
+            "{e}"
+        );
+    }
+}
+
+/// A bundle whose images end exactly at the 8 MiB a transfer can address passes the
+/// bundle length check (the file is then too short); one byte more is refused.
+#[test]
+fn a_bundle_is_bounded_to_the_byte() {
+    let mut file = most_images(1);
+    let images_at = (HEADER_LEN + SIGNATURE_LEN) as usize + MANIFEST_HEAD + 17 * ENTRY_LEN;
+    let mut lens = vec![MAX_MASTER_IMAGE];
+    let mut left = MAX_BUNDLE_LEN - images_at as u64 - MAX_MASTER_IMAGE;
+    for entry in 1..17 {
+        let len = (left - (16 - entry) as u64).min(MAX_MODULE_IMAGE);
+        lens.push(len);
+        left -= len;
+    }
+    assert_eq!(left, 0);
+    for (entry, len) in lens.iter().enumerate() {
+        let len_at = entry_field(entry, 8);
+        file[len_at..len_at + 4].copy_from_slice(&(*len as u32).to_le_bytes());
+    }
+    let end = entry_field(16, 8);
+    let last = lens[16] as u32;
+    let e = err(resigned(file.clone(), end, &last.to_le_bytes()));
+    assert_eq!(at(&e), file.len() as u64, "{e}");
+    assert!(e.message.contains("truncated"), "{e}");
+    let e = err(resigned(file.clone(), end, &(last + 1).to_le_bytes()));
+    assert_eq!(
+        (e.code, at(&e)),
+        (ErrorCode::PACKAGE_INVALID, file.len() as u64),
+        "{e}"
+    );
+    assert!(
+        e.message
+            .contains("the images end at byte 8388609: a bundle is at most 8388608 bytes"),
+        "{e}"
+    );
 }
 
 proptest::proptest! {
