@@ -1062,13 +1062,7 @@ mod tests {
             let start = b.wire_free.max(now);
             let mut foreign = ForeignMemo::new(&b.foreign);
             let (mut first, mut one) = (None, None);
-            // Frames that leave the window before the batch can start are no candidates.
-            let skip = b
-                .frames
-                .iter()
-                .take_while(|c| c.end + b.window_us < start)
-                .count();
-            for c in b.frames.iter().skip(skip).take(MAX_WAKE_CANDIDATES) {
+            for c in b.frames.iter().take(MAX_WAKE_CANDIDATES) {
                 let moment = (c.end + b.window_us).saturating_sub(count * d).max(now + 1);
                 let moment = moment + b.earliness(moment);
                 if moment < start.saturating_sub(count * d) {
