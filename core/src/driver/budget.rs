@@ -23,23 +23,6 @@
 //!   moments the oldest frames leave until what remains leaves room for the most foreign
 //!   bits seen within a whole window.
 //!
-//! - Planned ends are the latest possible ones; what is known of how much sooner a frame
-//!   may end is kept too. A frame handed over within [`CLOCK_SLACK_US`] of the bus going
-//!   idle may start as soon as the bus is free, before the engine's `now` (the bus's
-//!   clock lags the engine's: on the simulated bus by up to a Tokio tick), and this
-//!   node's frames queued behind it inherit that: planning checks the windows ending that
-//!   much sooner, which still hold the frames that ended just before the planned windows'
-//!   start. A received frame that may have found this node's queue already empty
-//!   pushes the recorded frames back and makes them that much more uncertain.
-//! - An error frame (a destroyed frame, sent again) pushes this node's queued frames back
-//!   by the longest it can take (a longest frame plus the error frame) and is counted in
-//!   the window as that many bits; the recorded frames may end sooner by the difference
-//!   to the shortest.
-//!
-//! Together: a batch's every frame is checked in every window it can land in, at its
-//! latest and its earliest end, with the other nodes' frames that may arrive before it
-//! and after it.
-//!
 //! The plugin is never handed a deadline it cannot keep: a frame, once polled, is sent at
 //! once. [`BusBudget::time_for`] tells the driver when a whole batch of frames will fit,
 //! so that it wakes once per batch rather than once per frame.
@@ -78,37 +61,22 @@ impl Default for BudgetConfig {
 /// stuffing (160 bits).
 pub const WORST_FRAME_BITS: u32 = bit_timing::worst_case_frame_bits(IdFormat::Extended, 8);
 
-/// The longest an error takes the bus: a destroyed longest frame, the error flags
-/// (superposed up to 12 bits), the delimiter and the intermission.
-const ERROR_BUSY_MAX_BITS: u32 = WORST_FRAME_BITS + 12 + 8 + 3;
-
 /// The most frames a driver hands over in one round before it looks at the bus again.
-pub const MAX_ROUND_FRAMES: usize = 80;
+pub const MAX_ROUND_FRAMES: usize = 40;
 
 /// How many frames a driver waits room for once the budget holds it back: it then wakes
 /// once per batch, a few milliseconds of bus time, instead of once per frame that leaves
 /// the window.
-pub const WAKE_BATCH: usize = 64;
+pub const WAKE_BATCH: usize = 32;
 
 /// The most moments [`BusBudget::time_for`] tries before it settles for a later one.
-const MAX_WAKE_CANDIDATES: usize = 256;
+const MAX_WAKE_CANDIDATES: usize = 64;
 
 /// How long other nodes' traffic is remembered for the reserve: twice the longest period
 /// of a BMS-Can broadcast (1 s), so that a frame of that period is still remembered when
 /// it comes again, early or late. With one period, a campaign found windows over the cap
 /// whenever a once-a-second frame had just left the memory.
 const FOREIGN_MEMORY_US: u64 = 2_000_000;
-
-/// How far the engine's clock may run ahead of the bus's when it hands a frame over: a
-/// frame handed over at `now` within this time of the bus going idle may start on the
-/// wire as soon as the bus is free, before `now`. The simulated bus runs on Tokio's
-/// millisecond timers: a frame handed over at the tick at which the previous frame is
-/// delivered joins the arbitration at that frame's end (a campaign found windows at
-/// 80.02 % when the budget took such frames to start at `now`: they ended up to 0.9 ms
-/// sooner than planned, and the windows ending then still held frames planned to have
-/// left). A real controller starts a frame no sooner than it is handed over; the slack
-/// then only costs a little room after a frame the engine answers at once.
-pub const CLOCK_SLACK_US: u64 = 1_000;
 
 /// Most foreign frames remembered (a bound on memory and time whatever the other nodes
 /// send; a 500 kbit/s BMS-Can bus with telemetry carries a few dozen a second).
@@ -202,21 +170,6 @@ impl ForeignMemo<'_> {
     }
 }
 
-/// A batch being planned, for [`BusBudget::later_windows_hold`].
-struct Planned {
-    /// When the batch's first frame may start, microseconds.
-    start: u64,
-    /// The planned length of each frame, microseconds.
-    d: u64,
-    /// The bits each frame is planned as.
-    bits: u64,
-    /// How much sooner than planned the batch may start.
-    early_start: u64,
-    now_us: u64,
-    /// The most foreign bits seen within a whole window.
-    most: u64,
-}
-
 /// The sliding-window meter and limiter of one bus.
 #[derive(Debug, Clone)]
 pub struct BusBudget {
@@ -231,12 +184,6 @@ pub struct BusBudget {
     wire_free: u64,
     /// When this node's own frames recorded so far are expected to have left the wire.
     own_free: u64,
-    /// How much sooner than recorded the last of this node's frames may end: it was
-    /// recorded as starting when handed over, but may have started on the wire up to
-    /// [`CLOCK_SLACK_US`] earlier (see [`BusBudget::earliness`]).
-    own_early: u64,
-    /// The end of the latest frame received from another node (exact: the bus's time).
-    heard_free: u64,
     /// Other nodes' recent frames, for the reserve.
     foreign: ForeignHistory,
     /// The longest frame recorded so far, bits: the margin for a planned frame that ends
@@ -266,8 +213,6 @@ impl BusBudget {
             own_bits_in_window: 0,
             wire_free: 0,
             own_free: 0,
-            own_early: 0,
-            heard_free: 0,
             foreign: ForeignHistory::default(),
             longest_seen: 0,
         }
@@ -333,65 +278,27 @@ impl BusBudget {
         // It took the wire ahead of this node's frames still queued then (it won
         // arbitration): they end that much later than expected.
         let took = duration_us(bits, self.bitrate);
-        self.push_back(end.as_micros(), took, 0);
-        self.heard_free = self.heard_free.max(end.as_micros());
+        let began = end.as_micros().saturating_sub(took);
+        if self.own_free > began {
+            let mut moved = false;
+            for c in self.frames.iter_mut().rev() {
+                if c.end <= began {
+                    break;
+                }
+                if c.own {
+                    c.end += took;
+                    moved = true;
+                }
+            }
+            if moved {
+                self.frames.make_contiguous().sort_by_key(|c| c.end);
+            }
+            self.own_free += took;
+            self.wire_free = self.wire_free.max(self.own_free);
+        }
         self.insert(Carried {
             end: end.as_micros(),
             bits,
-            own: false,
-        });
-    }
-
-    /// The bus was busy until `end` for `took` (at least `took - unsure`) microseconds with
-    /// something other than this node's recorded frames: those still queued then end
-    /// that much later. Recorded ends stay the latest ones possible; the last frame's
-    /// `own_early` grows by what they may not have been pushed back.
-    fn push_back(&mut self, end: u64, took: u64, unsure: u64) {
-        let began = end.saturating_sub(took);
-        if self.own_free <= began {
-            return;
-        }
-        // This node's frames may have left the wire sooner than recorded: when they may
-        // all have ended before the bus got busy, nothing pushed them back.
-        if self.own_free.saturating_sub(self.own_early) <= began {
-            self.own_early += took;
-        } else {
-            self.own_early += unsure;
-        }
-        let mut moved = false;
-        for c in self.frames.iter_mut().rev() {
-            if c.end <= began {
-                break;
-            }
-            if c.own {
-                c.end += took;
-                moved = true;
-            }
-        }
-        if moved {
-            self.frames.make_contiguous().sort_by_key(|c| c.end);
-        }
-        self.own_free += took;
-        self.wire_free = self.wire_free.max(self.own_free);
-    }
-
-    /// Records an error frame that ended on the bus at `at`: a transmission destroyed
-    /// there (this node's or another's) and the error frame took the bus for up to a
-    /// longest frame plus the error frame, and the destroyed frame is sent again. This
-    /// node's frames still queued then are pushed back by that longest time (they may
-    /// have been pushed back less: they may end sooner than recorded), and the window
-    /// counts the error as that many bits. Without this a campaign found windows at
-    /// 81 % during corruption bursts: retransmissions had delayed this node's frames by
-    /// up to 3 ms, which the budget took to have left the window.
-    pub fn record_error(&mut self, at: Timestamp) {
-        let at = at.as_micros();
-        let took = duration_us(ERROR_BUSY_MAX_BITS, self.bitrate);
-        let least = duration_us(bit_timing::ERROR_FRAME_BITS, self.bitrate);
-        self.push_back(at, took, took - least);
-        self.heard_free = self.heard_free.max(at);
-        self.insert(Carried {
-            end: at,
-            bits: ERROR_BUSY_MAX_BITS,
             own: false,
         });
     }
@@ -400,10 +307,8 @@ impl BusBudget {
     /// once the bus has carried what is ahead of it. Returns that expected end.
     pub fn record_sent(&mut self, now: Timestamp, frame: &CanFrame) -> Timestamp {
         let bits = bit_timing::frame_bits(frame);
-        let early = self.earliness(now.as_micros());
         let start = self.wire_free.max(now.as_micros());
         let end = start.saturating_add(duration_us(bits, self.bitrate));
-        self.own_early = early;
         self.insert(Carried {
             end,
             bits,
@@ -421,23 +326,6 @@ impl BusBudget {
         self.foreign
             .record(end.as_micros(), bit_timing::frame_bits(frame));
         end
-    }
-
-    /// How much sooner than planned a frame handed over at `now_us` may start (and end):
-    /// it is planned to start once the wire is free as recorded, and not before `now_us`.
-    /// It may start as soon as the bus is really free when that is less than
-    /// [`CLOCK_SLACK_US`] before `now_us` (the bus's clock lags the engine's), and this
-    /// node's last frame may itself end sooner than recorded (`own_early`). Frames
-    /// received from other nodes carry the bus's own time.
-    fn earliness(&self, now_us: u64) -> u64 {
-        if now_us >= self.wire_free + CLOCK_SLACK_US {
-            return 0;
-        }
-        let planned = self.wire_free.max(now_us);
-        let free = self
-            .heard_free
-            .max(self.own_free.saturating_sub(self.own_early));
-        planned - free.max(now_us.saturating_sub(CLOCK_SLACK_US)).min(planned)
     }
 
     /// Bits in the window ending at `now` (frames expected to end later included).
@@ -470,21 +358,13 @@ impl BusBudget {
         bits: u32,
         max: usize,
     ) -> Result<usize, Timestamp> {
-        match self.frames_fit(now, bits, max) {
-            0 => Err(self.time_for(now, bits, 1)),
-            n => Ok(n),
-        }
-    }
-
-    /// [`BusBudget::frames_fitting`]'s count alone (0 when not one fits), for a caller
-    /// that works out its own wake-up ([`BusBudget::time_for`] a whole batch) and would
-    /// drop the time for one frame.
-    pub fn frames_fit(&mut self, now: Timestamp, bits: u32, max: usize) -> usize {
         self.prune(now);
         self.foreign.forget_before(now.as_micros());
         let mut foreign = ForeignMemo::new(&self.foreign);
-        let fit = self.fit_count(now.as_micros(), bits, max, &mut foreign);
-        usize::try_from(fit).unwrap_or(usize::MAX)
+        match self.fit_count(now.as_micros(), bits, max, &mut foreign) {
+            0 => Err(self.time_for(now, bits, 1)),
+            n => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        }
     }
 
     /// [`BusBudget::frames_fitting`]'s count at `now` (`now` or later than the last
@@ -493,10 +373,6 @@ impl BusBudget {
         let bits = u64::from(bits.max(1));
         let d = duration_us(bits as u32, self.bitrate).max(1);
         let start = self.wire_free.max(now_us);
-        // The batch may start (and each of its frames end) up to this much sooner than
-        // planned: the windows ending then still hold the frames that ended that much
-        // before the planned windows' start.
-        let early_start = self.earliness(now_us);
         let max = max.max(1) as u64;
         // The reserve for the whole batch's exposure; a tighter one for a frame that
         // ends sooner is worked out only where the batch's would stop it.
@@ -506,7 +382,7 @@ impl BusBudget {
         let mut n = 0u64;
         while n < max {
             let end = start + (n + 1) * d;
-            let from = end.saturating_sub(self.window_us + early_start);
+            let from = end.saturating_sub(self.window_us);
             while self.frames.get(first).is_some_and(|c| c.end <= from) {
                 left += u64::from(self.frames[first].bits);
                 first += 1;
@@ -522,13 +398,7 @@ impl BusBudget {
                 // Foreign frames that arrive before this one push it back by their own
                 // length, and the window ending at its later end has lost what ended in
                 // that stretch a window earlier: only the difference needs room.
-                // The frame ends later by what the others send meanwhile: what they send
-                // within that longer stretch counts.
                 let others = foreign.most_within(end - now_us);
-                let others = foreign.most_within(
-                    end - now_us
-                        + duration_us(u32::try_from(others).unwrap_or(u32::MAX), self.bitrate),
-                );
                 let shift = duration_us(u32::try_from(others).unwrap_or(u32::MAX), self.bitrate);
                 let leaving: u64 = self
                     .frames
@@ -542,67 +412,43 @@ impl BusBudget {
             }
             n += 1;
         }
-        if n == 0 {
-            return 0;
-        }
-        // Windows ending later, at other nodes' frames that come after the batch. The
-        // batch that fits is found with few walks: the whole batch (the usual case), else
-        // one frame (on a busy bus, often not even that), else a bisection between. Only
-        // a count that was checked is ever returned, so a batch shorter than the most
-        // that would fit is the worst a bisection can do.
-        let plan = Planned {
-            start,
-            d,
-            bits,
-            early_start,
-            now_us,
-            most: foreign.most_within(self.window_us),
-        };
-        if self.later_windows_hold(&plan, n, foreign) {
-            return n;
-        }
-        if n == 1 || !self.later_windows_hold(&plan, 1, foreign) {
-            return 0;
-        }
-        let (mut holds, mut fails) = (1, n);
-        while fails - holds > 1 {
-            let mid = holds + (fails - holds) / 2;
-            if self.later_windows_hold(&plan, mid, foreign) {
-                holds = mid;
-            } else {
-                fails = mid;
+        // Windows ending later, at other nodes' frames that come after the batch: they hold
+        // the whole batch and what has not left yet, and the others' frames that arrived
+        // meanwhile. Walk the moments the oldest frames leave until what remains leaves
+        // room for the most the others sent within a whole window.
+        while n > 0 {
+            let planned_end = start + n * d;
+            let from = planned_end.saturating_sub(self.window_us);
+            let gone: u64 = self
+                .frames
+                .iter()
+                .take_while(|c| c.end <= from)
+                .map(|c| u64::from(c.bits))
+                .sum();
+            let mut content = self.bits_in_window - gone + n * bits;
+            let most = foreign.most_within(self.window_us);
+            let mut fits = true;
+            if content + most > self.limit_bits {
+                for c in self.frames.iter().skip_while(|c| c.end <= from) {
+                    // Just before `c` leaves, the window still holds it.
+                    let at = (c.end + self.window_us).saturating_sub(1);
+                    let others = foreign.most_within(at.saturating_sub(now_us));
+                    if content + others > self.limit_bits {
+                        fits = false;
+                        break;
+                    }
+                    content -= u64::from(c.bits);
+                    if content + most <= self.limit_bits {
+                        break;
+                    }
+                }
             }
-        }
-        holds
-    }
-
-    /// Whether the windows ending after a batch of `n` planned frames, at other nodes'
-    /// frames that come after it, stay under the cap: they hold the whole batch and what
-    /// has not left yet, and the others' frames that arrived meanwhile. Walks the moments
-    /// the oldest frames leave until what remains leaves room for the most the others
-    /// sent within a whole window.
-    fn later_windows_hold(&self, plan: &Planned, n: u64, foreign: &mut ForeignMemo<'_>) -> bool {
-        let planned_end = plan.start + n * plan.d;
-        let from = planned_end.saturating_sub(self.window_us + plan.early_start);
-        let kept = self.frames.partition_point(|c| c.end <= from);
-        let gone: u64 = self.frames.range(..kept).map(|c| u64::from(c.bits)).sum();
-        let mut content = self.bits_in_window - gone + n * plan.bits;
-        if content + plan.most <= self.limit_bits {
-            return true;
-        }
-        for c in self.frames.range(kept..) {
-            // Just before `c` leaves, the window still holds it.
-            let at = (c.end + self.window_us).saturating_sub(1);
-            let others = foreign.most_within(at.saturating_sub(plan.now_us));
-            if content + others > self.limit_bits {
-                return false;
+            if fits {
+                break;
             }
-            content -= u64::from(c.bits);
-            if content + plan.most <= self.limit_bits {
-                return true;
-            }
+            n -= 1;
         }
-        true
+        n
     }
 
     /// The most bits a planned batch may find still in its window when its frames are
@@ -640,45 +486,18 @@ impl BusBudget {
         let start = self.wire_free.max(now_us);
         let mut one_fits = None;
         let mut foreign = ForeignMemo::new(&self.foreign);
-        // The frames gone by the batch's planned end from a candidate moment, and their
-        // bits: those moments only grow, and so does the planned end.
-        let (mut left, mut left_bits) = (0usize, 0u64);
-        // Frames that leave before the batch can start free no room it can use: the
-        // moments tried begin after them (with frames queued far ahead, the first
-        // moments would all lie there, and the search would find none).
-        let first = self
-            .frames
-            .partition_point(|c| c.end + self.window_us < start);
-        for c in self.frames.range(first..).take(MAX_WAKE_CANDIDATES) {
+        for c in self.frames.iter().take(MAX_WAKE_CANDIDATES) {
             let leaves = c.end + self.window_us;
             let at = leaves.saturating_sub(count * d).max(now_us + 1);
-            // A batch that may start sooner than planned waits that much longer.
-            let at = at + self.earliness(at);
             if at < start.saturating_sub(count * d) {
-                continue;
-            }
-            // Until a moment is found at which one frame fits, a moment at which not even
-            // one does is passed over after planning one frame (cheap), not the batch: on
-            // a busy bus, that is most moments.
-            if one_fits.is_none() {
-                if self.fit_count(at, bits, 1, &mut foreign) == 0 {
-                    continue;
-                }
-                one_fits = Some(at);
-            }
-            // The batch's plain count at `at`, as `fit_count` checks it first: when even
-            // that leaves no room for the whole batch, the batch does not fit.
-            let from = (self.wire_free.max(at) + count * d).saturating_sub(self.window_us);
-            while self.frames.get(left).is_some_and(|c| c.end <= from) {
-                left_bits += u64::from(self.frames[left].bits);
-                left += 1;
-            }
-            if self.bits_in_window - left_bits + count * u64::from(bits) > self.limit_bits {
                 continue;
             }
             let fit = self.fit_count(at, bits, count as usize, &mut foreign);
             if fit >= count {
                 return Timestamp::from_micros(at);
+            }
+            if fit > 0 && one_fits.is_none() {
+                one_fits = Some(at);
             }
         }
         Timestamp::from_micros(
@@ -740,6 +559,15 @@ mod tests {
             while frames[first].0 + window_us <= frames[i].0 {
                 bits -= u64::from(frames[first].1);
                 first += 1;
+            }
+            if bits > peak && bits > 40_000 {
+                eprintln!(
+                    "PEAK at {} bits {} frames {:?}",
+                    frames[i].0,
+                    bits,
+                    &frames[first.saturating_sub(3)..first + 3]
+                );
+                eprintln!("LAST {:?}", &frames[i.saturating_sub(30)..=i]);
             }
             peak = peak.max(bits);
         }
@@ -1012,246 +840,6 @@ mod tests {
         assert_eq!(BusBudget::new(0, BudgetConfig::default()).bitrate(), 1);
     }
 
-    /// A budget with `ms` of random earlier traffic, own frames and others' mixed.
-    fn random_history(next: &mut impl FnMut(u64) -> u64, ms: u64) -> (BusBudget, u64) {
-        let mut b = BusBudget::new(500_000, BudgetConfig::default());
-        let mut at = 0u64;
-        while at < ms * 1_000 {
-            let len = next(9) as usize;
-            let f = CanFrame::new(CanId::standard(0x7E0).unwrap(), &vec![next(256) as u8; len])
-                .unwrap();
-            let bits = bit_timing::frame_bits(&f);
-            at += duration_us(bits, 500_000) + next(4) * next(300);
-            if next(3) == 0 {
-                b.record_received(t(at), &f);
-            } else if b.frames_fit(t(at), bits, 1) > 0 || next(4) == 0 {
-                at = b
-                    .record_sent(t(at.saturating_sub(duration_us(bits, 500_000))), &f)
-                    .as_micros();
-            }
-        }
-        (b, at)
-    }
-
-    /// The wake-up time skips moments at which even the plain count leaves no room for
-    /// the whole batch: it is the moment trying each one in full names, and the batch
-    /// fits then.
-    #[test]
-    fn the_wake_up_time_is_the_first_moment_the_whole_batch_fits() {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
-        let mut fits_later = 0;
-        for _ in 0..200 {
-            let (mut b, end) = random_history(&mut next, 150);
-            let now = end + next(3_000);
-            // Queued frames of this node's, up to more than the window holds.
-            for _ in 0..next(400) {
-                b.record_sent(t(now), &frame(0x7E0, next(256) as u8));
-            }
-            let count = 1 + next(64);
-            let bits = [WORST_FRAME_BITS, 135, 111][next(3) as usize];
-            let at = b.time_for(t(now), bits, count as usize).as_micros();
-            // Every candidate in full, as the budget tried them before.
-            let d = duration_us(bits, 500_000);
-            let count = count.min(b.limit_bits / u64::from(bits));
-            let start = b.wire_free.max(now);
-            let mut foreign = ForeignMemo::new(&b.foreign);
-            let (mut first, mut one) = (None, None);
-            for c in b.frames.iter().take(MAX_WAKE_CANDIDATES) {
-                let moment = (c.end + b.window_us).saturating_sub(count * d).max(now + 1);
-                let moment = moment + b.earliness(moment);
-                if moment < start.saturating_sub(count * d) {
-                    continue;
-                }
-                let fit = b.fit_count(moment, bits, count as usize, &mut foreign);
-                if fit >= count {
-                    first = Some(moment);
-                    break;
-                }
-                if fit > 0 && one.is_none() {
-                    one = Some(moment);
-                }
-            }
-            let expected = first
-                .or(one)
-                .unwrap_or_else(|| now.max(b.wire_free) + b.window_us);
-            assert_eq!(at, expected, "count {count} of {bits} bits from {now}");
-            assert!(at > now);
-            if first.is_some() {
-                fits_later += 1;
-                assert!(b.frames_fit(t(at), bits, count as usize) as u64 >= count);
-            }
-        }
-        assert!(fits_later > 20, "only {fits_later} batches fit later");
-    }
-
-    /// The count alone is the count `frames_fitting` gives, and 0 where it names a time.
-    #[test]
-    fn the_count_alone_is_the_count_with_the_time() {
-        let mut seed = 0x2545_F491_4F6C_DD1Du64 ^ 0xFF;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
-        let (mut none, mut some) = (0, 0);
-        for _ in 0..200 {
-            let (mut b, end) = random_history(&mut next, 120);
-            let now = t(end + next(2_000));
-            // Queued frames of this node's, up to more than the window holds.
-            for _ in 0..next(400) {
-                b.record_sent(now, &frame(0x7E0, next(256) as u8));
-            }
-            let max = 1 + next(80) as usize;
-            let count = b.clone().frames_fit(now, WORST_FRAME_BITS, max);
-            match b.clone().frames_fitting(now, WORST_FRAME_BITS, max) {
-                Ok(n) => {
-                    some += 1;
-                    assert_eq!(n, count);
-                }
-                Err(at) => {
-                    none += 1;
-                    assert_eq!(count, 0);
-                    assert!(at > now);
-                }
-            }
-        }
-        assert!(none > 0 && some > 0, "{none} without room, {some} with");
-    }
-
-    /// A sender on a bus run as the simulated one runs it, stop-and-wait by blocks like
-    /// an update: exact bit times, but the sender is told the time by whole milliseconds
-    /// (Tokio's timers) and hears a frame at the first tick after its end; a frame it
-    /// hands over at that very tick starts at the end of the frame it heard, before the
-    /// tick. The BMS answers every block of `block` frames at once and the sender goes on
-    /// only once it hears the answer; telemetry comes every 43 ms, a burst of four every
-    /// 500 ms. `corrupt` in a thousand transmissions are destroyed by an error frame (the
-    /// frame and 7 bits more: a CRC error) and sent again. Returns the highest load of
-    /// any window ending at a frame's end, and the frames the sender sent.
-    fn on_a_lagging_bus(block: u64, corrupt: u64, mut seed: u64) -> (f64, u64) {
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
-        let mut b = BusBudget::new(500_000, BudgetConfig::default());
-        let (mut own, mut others) = (VecDeque::new(), VecDeque::new());
-        // Frames on the wire (end, bits), and what the sender has yet to hear.
-        let (mut wire, mut heard) = (Vec::new(), VecDeque::new());
-        let (mut bus_free, mut sent, mut carried, mut waiting) = (0u64, 0u64, 0u64, false);
-        // Bounded: 3 s of bus time in ticks of 1 ms.
-        for tick in (0..3_000_000u64).step_by(1_000) {
-            // What ended by this tick is heard now.
-            while heard.front().is_some_and(|(end, _)| *end <= tick) {
-                match heard.pop_front() {
-                    Some((end, Some(f))) => {
-                        b.record_received(t(end), &f);
-                        if f.id().raw() == 0x7E8 {
-                            waiting = false;
-                        }
-                    }
-                    Some((end, None)) => b.record_error(t(end)),
-                    None => {}
-                }
-            }
-            if tick % 43_000 == 0 {
-                for _ in 0..if tick % 500_000 < 43_000 { 4 } else { 1 } {
-                    others.push_back((tick, frame(0x351, next(256) as u8)));
-                }
-            }
-            if !waiting {
-                // Handed over at the tick its previous frame was heard at, a frame starts
-                // right after that one.
-                let ready = if bus_free <= tick && bus_free.div_ceil(1_000) * 1_000 == tick {
-                    bus_free
-                } else {
-                    tick
-                };
-                let room = b.frames_fit(t(tick), WORST_FRAME_BITS, MAX_ROUND_FRAMES);
-                for _ in 0..room.min((block - sent % block) as usize) {
-                    let f = CanFrame::new(
-                        CanId::extended(0x18DA_F1E0).unwrap(),
-                        &[next(256) as u8, next(3) as u8, 0x55, 0, 0xFF, 1, 2, 3],
-                    )
-                    .unwrap();
-                    b.record_sent(t(tick), &f);
-                    own.push_back((ready, f));
-                    sent += 1;
-                    if sent % block == 0 {
-                        waiting = true;
-                    }
-                }
-            }
-            // The bus until the next tick: the others win arbitration.
-            loop {
-                let first = |q: &VecDeque<(u64, CanFrame)>| q.front().map(|(r, _)| *r);
-                let at = match (first(&others), first(&own)) {
-                    (Some(o), Some(m)) => bus_free.max(o.min(m)),
-                    (Some(o), None) => bus_free.max(o),
-                    (None, Some(m)) => bus_free.max(m),
-                    (None, None) => break,
-                };
-                if at >= tick + 1_000 {
-                    break;
-                }
-                let theirs = first(&others).is_some_and(|o| o <= at);
-                let f = if theirs { others[0].1 } else { own[0].1 };
-                let bits = bit_timing::frame_bits(&f);
-                if next(1_000) < corrupt {
-                    bus_free = at + duration_us(bits + 7, 500_000);
-                    heard.push_back((bus_free, None));
-                    continue;
-                }
-                bus_free = at + duration_us(bits, 500_000);
-                wire.push((bus_free, bits));
-                if theirs {
-                    others.pop_front();
-                    heard.push_back((bus_free, Some(f)));
-                } else {
-                    own.pop_front();
-                    carried += 1;
-                    if carried % block == 0 {
-                        others.push_back((bus_free, frame(0x7E8, 0x30)));
-                    }
-                }
-            }
-        }
-        (peak_load(&mut wire, 100_000, 500_000), sent)
-    }
-
-    /// Frames handed over just after the bus fell idle may start before the sender's
-    /// clock says (up to a tick): the budget plans them as starting that much sooner, so
-    /// that no window ending at their real ends goes over the cap (a campaign found
-    /// windows at 80.02 % after every answer of the BMS, with batches of 64).
-    #[test]
-    fn frames_that_start_before_the_senders_clock_keep_the_cap() {
-        for seed in [0x2545_F491_4F6C_DD1D, 0x9E37_79B9_7F4A_7C15, 7] {
-            let (peak, sent) = on_a_lagging_bus(300, 0, seed);
-            assert!(peak <= 80.0 + 1e-9, "a window reached {peak:.3} %");
-            // 3 s at 80 % in frames of about 150 bits, less the telemetry and answers.
-            assert!(sent > 7_000, "only {sent} frames sent");
-        }
-    }
-
-    /// Error frames destroy frames, which are sent again: this node's queued frames end
-    /// later than planned, and the budget, told of each error, pushes them back (a
-    /// campaign found windows at 81 % during corruption bursts before).
-    #[test]
-    fn error_frames_push_the_queued_frames_back() {
-        for seed in [0x2545_F491_4F6C_DD1D, 0x9E37_79B9_7F4A_7C15, 7] {
-            let (peak, sent) = on_a_lagging_bus(300, 30, seed);
-            assert!(peak <= 80.0 + 1e-9, "a window reached {peak:.3} %");
-            assert!(sent > 6_000, "only {sent} frames sent");
-        }
-    }
-
     #[test]
     fn own_frames_queue_behind_the_wire() {
         let mut b = BusBudget::new(500_000, BudgetConfig::default());
@@ -1261,95 +849,5 @@ mod tests {
         let e2 = b.record_sent(t(1000), &f);
         assert_eq!(e1, t(1000 + d));
         assert_eq!(e2, t(1000 + 2 * d));
-    }
-
-    /// A sender that hands over whole rounds while they fit (its frames queue for the
-    /// wire tens of milliseconds ahead) and, once held back, sleeps until the time the
-    /// budget names for a batch, as the driver does, among a battery's telemetry: it
-    /// keeps the bus at the cap. The wake-up search once began at frames that leave
-    /// before the queued frames are sent; it then found no moment at all and named a
-    /// whole window after the queue drained, leaving the bus idle for 80 ms at a time
-    /// (74 % of the room used instead of 98 %).
-    #[test]
-    fn a_sender_queueing_far_ahead_wakes_in_time_and_keeps_the_bus_at_the_cap() {
-        let mut b = BusBudget::new(500_000, BudgetConfig::default());
-        let mut own_bits = 0u64;
-        let mut foreign_bits = 0u64;
-        let mut wire: Vec<(u64, u32)> = Vec::new();
-        let mut queue: VecDeque<(u64, CanFrame)> = VecDeque::new();
-        // Ten BMS-Can frames: one every 200 ms, two every 500 ms, seven once a second,
-        // spread over the second.
-        let period = |i: usize| match i {
-            0 => 200_000u64,
-            1 | 2 => 500_000,
-            _ => 1_000_000,
-        };
-        let mut due: Vec<u64> = (0..10).map(|i| (i as u64 * 100_000) % period(i)).collect();
-        let (mut now, mut wake) = (0u64, 0u64);
-        let end_time = 4_000_000u64;
-        // Bounded: 4 s of bus time in steps of 1 ms.
-        while now < end_time {
-            for (i, due) in due.iter_mut().enumerate() {
-                if now < *due {
-                    continue;
-                }
-                *due += period(i);
-                // It takes the wire after the frame on it, ahead of those still queued.
-                let f = frame(0x351 + i as u16, 0x3C);
-                let bits = bit_timing::frame_bits(&f);
-                let start = queue
-                    .iter()
-                    .find(|(end, q)| {
-                        end.saturating_sub(duration_us(bit_timing::frame_bits(q), 500_000)) <= now
-                            && *end > now
-                    })
-                    .map_or(now, |(end, _)| *end);
-                let end = start + duration_us(bits, 500_000);
-                b.record_received(t(end), &f);
-                wire.push((end, bits));
-                foreign_bits += u64::from(bits);
-                for q in queue.iter_mut().filter(|q| q.0 > start) {
-                    q.0 += end - start;
-                }
-            }
-            if now >= wake {
-                loop {
-                    let n = b.frames_fit(t(now), WORST_FRAME_BITS, MAX_ROUND_FRAMES);
-                    if n == 0 {
-                        wake = b.time_for(t(now), WORST_FRAME_BITS, WAKE_BATCH).as_micros();
-                        assert!(wake > now, "a wake-up at {wake} us, not after {now} us");
-                        break;
-                    }
-                    for i in 0..n {
-                        let f =
-                            CanFrame::new(CanId::standard(0x7E0).unwrap(), &[(i * 37) as u8; 8])
-                                .unwrap();
-                        let end = b.record_sent(t(now), &f);
-                        own_bits += u64::from(bit_timing::frame_bits(&f));
-                        queue.push_back((end.as_micros(), f));
-                    }
-                    if n < MAX_ROUND_FRAMES {
-                        break;
-                    }
-                }
-            }
-            while queue.front().is_some_and(|(end, _)| *end <= now + 1_000) {
-                let (end, f) = queue.pop_front().unwrap();
-                wire.push((end, bit_timing::frame_bits(&f)));
-            }
-            now += 1_000;
-        }
-        wire.extend(
-            queue
-                .iter()
-                .map(|(end, f)| (*end, bit_timing::frame_bits(f))),
-        );
-        let peak = peak_load(&mut wire, 100_000, 500_000);
-        assert!(peak <= 80.0 + 1e-9, "a window reached {peak:.2} %");
-        // Of the cap's bits over the run less the battery's, the share the sender used
-        // (what is still queued at the end counts: it was handed over in time).
-        let room = end_time * 500_000 / 1_000_000 * 80 / 100 - foreign_bits;
-        let used = own_bits as f64 * 100.0 / room as f64;
-        assert!(used > 95.0, "the sender used {used:.1} % of the room");
     }
 }

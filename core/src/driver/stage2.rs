@@ -440,9 +440,9 @@ impl Stage2 {
             0
         } else {
             let starved = self.blocked.and_then(|(since, _)| since);
-            let (fit, blocked) = match budget.frames_fit(now, self.longest_frame, max) {
-                fit @ 1.. => (fit, None),
-                0 => {
+            let (fit, blocked) = match budget.frames_fitting(now, self.longest_frame, max) {
+                Ok(fit) => (fit, None),
+                Err(_) => {
                     // Wake when a whole batch fits, not for each frame that leaves the
                     // window: one round trip per batch.
                     let until = budget.time_for(now, self.longest_frame, WAKE_BATCH);

@@ -241,10 +241,6 @@ impl BusCore {
             }
             Ok(CanEvent::Error(e)) => {
                 tracing::debug!(bus = %bus.name, error = %e.description, "bus error");
-                // The destroyed frame and the error frame took the bus, and the frame is
-                // sent again: the budget's queued frames end later.
-                let at = shared.timestamp(e.at);
-                self.budget.record_error(at);
             }
             Err(CanError::BusOff { .. }) => self.gates_dirty = true,
             Err(e) => self.interface_failed(shared, &e.to_string()),
