@@ -26,5 +26,7 @@ pub mod checksum;
 pub mod isotp;
 pub mod package;
 pub mod signature;
+#[cfg(test)]
+mod test_support;
 pub mod uds;
 pub mod version;

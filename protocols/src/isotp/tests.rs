@@ -29,25 +29,7 @@ const MAX_STEPS: usize = 4_000;
 /// Moves frames between two channels at `now` until neither has anything to send.
 /// Returns every frame that crossed, in order.
 fn pump(a: &mut IsoTpChannel, b: &mut IsoTpChannel, now: Timestamp) -> Vec<CanFrame> {
-    let mut log = Vec::new();
-    loop {
-        let mut moved = false;
-        while let Some(f) = a.poll_transmit(now) {
-            b.handle_frame(now, &f);
-            log.push(f);
-            moved = true;
-            assert!(log.len() <= MAX_STEPS, "the channels never stop sending");
-        }
-        while let Some(f) = b.poll_transmit(now) {
-            a.handle_frame(now, &f);
-            log.push(f);
-            moved = true;
-            assert!(log.len() <= MAX_STEPS, "the channels never stop sending");
-        }
-        if !moved {
-            return log;
-        }
-    }
+    crate::test_support::pump(a, b, now, MAX_STEPS)
 }
 
 fn events(ch: &mut IsoTpChannel) -> Vec<Event> {

@@ -451,25 +451,7 @@ mod tests {
         /// Moves frames both ways until both sides are quiet; at most 10 000 frames, so a
         /// side that never stops sending fails the test instead of hanging it.
         fn pump(&mut self) {
-            let mut frames = 0;
-            loop {
-                let mut moved = false;
-                while let Some(f) = self.client.poll_transmit(self.now) {
-                    self.server.handle_frame(self.now, &f);
-                    moved = true;
-                    frames += 1;
-                    assert!(frames <= 10_000, "the requester never stops sending");
-                }
-                while let Some(f) = self.server.poll_transmit(self.now) {
-                    self.client.handle_frame(self.now, &f);
-                    moved = true;
-                    frames += 1;
-                    assert!(frames <= 10_000, "the server never stops sending");
-                }
-                if !moved {
-                    return;
-                }
-            }
+            crate::test_support::pump(&mut self.client, &mut self.server, self.now, 10_000);
         }
 
         /// Runs until the client reports an outcome; the server answers each request

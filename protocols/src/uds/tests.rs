@@ -778,25 +778,7 @@ impl Scripted {
     /// events; at most 10 000 frames, so a side that never stops sending fails the test
     /// instead of hanging it.
     fn pump(&mut self) {
-        let mut frames = 0;
-        loop {
-            let mut moved = false;
-            while let Some(f) = self.client.poll_transmit(self.now) {
-                self.server.handle_frame(self.now, &f);
-                moved = true;
-                frames += 1;
-                assert!(frames <= 10_000, "the client never stops sending");
-            }
-            while let Some(f) = self.server.poll_transmit(self.now) {
-                self.client.handle_frame(self.now, &f);
-                moved = true;
-                frames += 1;
-                assert!(frames <= 10_000, "the server never stops sending");
-            }
-            if !moved {
-                break;
-            }
-        }
+        crate::test_support::pump(&mut self.client, &mut self.server, self.now, 10_000);
         let mut drained = 0;
         while let Some(e) = self.client.poll_event() {
             drained += 1;
