@@ -78,27 +78,17 @@ async fn promise_e_counts_from_the_first_red_value_the_gx_received() {
     wire.frames.push((frame(0x602, 8), ms(900), true));
     wire.frames.push((frame(0x305, 8), ms(1900), true));
     let wire = Mutex::new(wire);
+    let check =
+        |out: &mut Outcome| check_gates(&wire, Some((struck, Some(0x355))), ms(2000), allowed, out);
     let mut out = outcome();
-    check_gates(
-        &wire,
-        Some((struck, Some(0x355))),
-        ms(2000),
-        allowed,
-        &mut out,
-    );
+    check(&mut out);
     assert!(out.violations.is_empty(), "{:?}", out.violations);
     // A transfer frame past the allowed time after the received red value breaks it.
     wire.lock()
         .unwrap()
         .frames
         .push((frame(0x602, 8), ms(1001 + 750 + 20), true));
-    check_gates(
-        &wire,
-        Some((struck, Some(0x355))),
-        ms(2000),
-        allowed,
-        &mut out,
-    );
+    check(&mut out);
     assert_eq!(out.violations.len(), 1, "{:?}", out.violations);
     assert_eq!(out.violations[0].invariant, 'e');
 }

@@ -310,20 +310,17 @@ impl AuroraSession {
                 ),
             ));
         }
-        let len = match u32::try_from(self.total) {
-            Ok(len) => len,
-            Err(_) => {
-                return self.fail(Failure::new(
-                    ErrorCode::PACKAGE_INVALID,
-                    "the package is larger than a download can announce",
-                ));
-            }
-        };
-        self.begin_flash(now, len);
+        self.begin_flash(now);
     }
 
-    /// Starts the flash sequence for an image of `len` bytes, from `10 02`.
-    fn begin_flash(&mut self, now: Timestamp, len: u32) {
+    /// Starts the flash sequence for the whole package, from `10 02`.
+    fn begin_flash(&mut self, now: Timestamp) {
+        let Ok(len) = u32::try_from(self.total) else {
+            return self.fail(Failure::new(
+                ErrorCode::PACKAGE_INVALID,
+                "the package is larger than a download can announce",
+            ));
+        };
         match flash_client(self.header.product_code, len) {
             Ok(mut client) => {
                 client.start(now);
@@ -373,8 +370,7 @@ impl AuroraSession {
                 self.left_over = LeftOverDownload::Dropped;
                 self.outbox
                     .extend(leave_programming(REQUEST_ID, Padding::Fill(PADDING)));
-                let len = u32::try_from(self.total).unwrap_or(u32::MAX);
-                self.begin_flash(now, len);
+                self.begin_flash(now);
             }
             FlashEvent::Failed(error) => {
                 let failure = failure::flash(&error);
