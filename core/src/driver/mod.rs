@@ -5,10 +5,11 @@
 //! Everything here is sans-IO; the engine's bus task ([`crate::engine`]) owns the
 //! interface and hands the driver frames and time.
 
-pub mod budget;
 pub mod stage2;
 pub mod watchdog;
 
+/// The bus-load budget, a crate of its own (its tests run in seconds).
+pub use bmsfw_budget as budget;
 pub use budget::{BudgetConfig, BusBudget, WORST_FRAME_BITS};
 pub use stage2::{DriverEvent, NewerCheck, Stage2, Stage2Config, StageOutcome, Step};
 pub use watchdog::{Watchdog, WatchdogLimits, Watched, wire_time};
