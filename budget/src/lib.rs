@@ -65,9 +65,11 @@ pub const WORST_FRAME_BITS: u32 = bit_timing::worst_case_frame_bits(IdFormat::Ex
 pub const MAX_ROUND_FRAMES: usize = 40;
 
 /// How many frames a driver waits room for once the budget holds it back: it then wakes
-/// once per batch, a few milliseconds of bus time, instead of once per frame that leaves
-/// the window.
-pub const WAKE_BATCH: usize = 32;
+/// once per batch, about 3 ms of bus time, instead of once per frame that leaves the
+/// window. The window is under the cap while the driver waits: at 32 frames the transfer
+/// lost 1.9 % of its throughput to the wait, at 12 it loses 0.1 %, and its CPU time per
+/// MiB stays under the goal (0.82 s hosted, in real time).
+pub const WAKE_BATCH: usize = 12;
 
 /// The most moments [`BusBudget::time_for`] tries before it settles for a later one.
 const MAX_WAKE_CANDIDATES: usize = 64;
@@ -812,6 +814,123 @@ mod tests {
         assert_eq!(empty.frames_fitting(t(0), 10_000, 100), Ok(4));
         assert_eq!(empty.frames_fitting(t(0), 40_000, 100), Ok(1));
         assert!(empty.frames_fitting(t(0), 40_001, 100).is_err());
+    }
+
+    /// The most bits in any window ending at one of the frames' ends, over `wire` (end,
+    /// bits).
+    fn most_in_a_window(wire: &mut [(u64, u32)], window_us: u64) -> u64 {
+        wire.sort_unstable();
+        let (mut most, mut held, mut first) = (0u64, 0u64, 0usize);
+        for i in 0..wire.len() {
+            held += u64::from(wire[i].1);
+            while wire[first].0 + window_us <= wire[i].0 {
+                held -= u64::from(wire[first].1);
+                first += 1;
+            }
+            most = most.max(held);
+        }
+        most
+    }
+
+    /// Other nodes' frames that come at no steady period may come again at any moment:
+    /// whatever burst of them the last seconds held, the same burst arriving again while
+    /// a batch the budget let through waits for the wire, or after it, taking the wire
+    /// ahead of the batch's frames still queued, never pushes a window over the cap.
+    #[test]
+    fn a_burst_heard_before_arriving_again_during_a_batch_keeps_every_window_under_the_cap() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let d = |bits: u32| duration_us(bits, 500_000);
+        let own =
+            |fill: u64| CanFrame::new(CanId::standard(0x7E2).unwrap(), &[fill as u8; 8]).unwrap();
+        let mut cut_short = 0;
+        for round in 0..150u64 {
+            let mut b = BusBudget::new(500_000, BudgetConfig::default());
+            let mut wire: Vec<(u64, u32)> = Vec::new();
+            // A burst of 1 to 6 foreign frames, each after the one before and a gap of up
+            // to 3 ms.
+            let burst: Vec<(u64, CanFrame)> = (0..1 + next(6))
+                .map(|i| {
+                    let id = CanId::standard(0x400 + i as u16 * 8 + round as u16 % 8).unwrap();
+                    let data = vec![next(256) as u8; 1 + next(8) as usize];
+                    (next(4) * next(1_000), CanFrame::new(id, &data).unwrap())
+                })
+                .collect();
+            let mut at = 10_000 + next(50_000);
+            for (gap, f) in &burst {
+                at += gap + d(bit_timing::frame_bits(f));
+                b.record_received(t(at), f);
+                wire.push((at, bit_timing::frame_bits(f)));
+            }
+            // Then this node's own frames up to the cap, asked for again just before the
+            // wire drains, for 200 to 300 ms.
+            let mut now = at + next(30_000);
+            let last = now + 200_000 + next(100_000);
+            while now < last {
+                match b.frames_fitting(t(now), 135, 40) {
+                    Ok(n) => {
+                        for _ in 0..n {
+                            let f = own(next(256));
+                            let end = b.record_sent(t(now), &f);
+                            wire.push((end.as_micros(), bit_timing::frame_bits(&f)));
+                        }
+                        now = b.wire_free.saturating_sub(next(600)).max(now + 1);
+                    }
+                    Err(later) => now = later.as_micros(),
+                }
+            }
+            // The batch the budget lets through at `now`.
+            let Ok(n) = b.frames_fitting(t(now), 135, 40) else {
+                continue;
+            };
+            if n < 40 {
+                cut_short += 1;
+            }
+            let queued: Vec<u32> = (0..n)
+                .map(|_| bit_timing::frame_bits(&own(next(256))))
+                .collect();
+            // The burst again, from any moment while the batch waits or within 20 ms after.
+            let exposure: u64 = queued.iter().map(|&bits| d(bits)).sum();
+            let mut cursor = b.wire_free.max(now);
+            let mut ready = now + next(cursor - now + exposure + 20_000);
+            let mut again = burst
+                .iter()
+                .map(|(gap, f)| (*gap, bit_timing::frame_bits(f)));
+            let mut pending = again.next();
+            let mut queued = queued.into_iter().peekable();
+            // Bounded: one step per frame.
+            for _ in 0..burst.len() + n {
+                let bits = match pending {
+                    Some((_, bits)) if ready <= cursor || queued.peek().is_none() => {
+                        cursor = cursor.max(ready);
+                        pending = again.next();
+                        ready = cursor + d(bits) + pending.map_or(0, |(gap, _)| gap);
+                        bits
+                    }
+                    _ => match queued.next() {
+                        Some(bits) => bits,
+                        None => break,
+                    },
+                };
+                cursor += d(bits);
+                wire.push((cursor, bits));
+            }
+            let most = most_in_a_window(&mut wire, 100_000);
+            assert!(
+                most <= b.limit_bits(),
+                "round {round}: {most} bits in a window"
+            );
+        }
+        // The budget was at work: many batches were cut short by the cap.
+        assert!(
+            cut_short > 50,
+            "only {cut_short} of 150 batches were cut short"
+        );
     }
 
     /// A window too short for two of the longest frames is widened to hold exactly two at
