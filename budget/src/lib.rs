@@ -233,15 +233,6 @@ impl BusBudget {
         self.bitrate
     }
 
-    /// The bits kept free for other nodes' frames that may arrive within `span` (while
-    /// planned frames wait for the wire): the most seen within any stretch that long over
-    /// the last two seconds.
-    pub fn foreign_reserve(&mut self, now: Timestamp, span: Duration) -> u64 {
-        self.foreign.forget_before(now.as_micros());
-        self.foreign
-            .most_within(u64::try_from(span.as_micros()).unwrap_or(u64::MAX))
-    }
-
     fn prune(&mut self, now: Timestamp) {
         let start = now.as_micros().saturating_sub(self.window_us);
         while let Some(front) = self.frames.front() {
@@ -869,7 +860,12 @@ mod tests {
             // wire drains, for 200 to 300 ms.
             let mut now = at + next(30_000);
             let last = now + 200_000 + next(100_000);
-            while now < last {
+            // Bounded: the budget lets at least one frame through per round or names a
+            // later time.
+            for _ in 0..20_000 {
+                if now >= last {
+                    break;
+                }
                 match b.frames_fitting(t(now), 135, 40) {
                     Ok(n) => {
                         for _ in 0..n {
@@ -882,6 +878,10 @@ mod tests {
                     Err(later) => now = later.as_micros(),
                 }
             }
+            assert!(
+                now >= last,
+                "round {round}: the budget went round in circles"
+            );
             // The batch the budget lets through at `now`.
             let Ok(n) = b.frames_fitting(t(now), 135, 40) else {
                 continue;
@@ -929,6 +929,125 @@ mod tests {
             cut_short > 50,
             "only {cut_short} of 150 batches were cut short"
         );
+    }
+
+    /// Other nodes' frames are remembered in the order they ended, for two seconds.
+    #[test]
+    fn the_foreign_history_keeps_two_seconds_in_order() {
+        let mut history = ForeignHistory::default();
+        for (end, bits) in [(100, 1), (300, 2), (200, 3), (300, 4), (50, 5)] {
+            history.record(end, bits);
+        }
+        let held: Vec<(u64, u32)> = history.frames.iter().map(|c| (c.end, c.bits)).collect();
+        assert_eq!(held, [(50, 5), (100, 1), (200, 3), (300, 2), (300, 4)]);
+        history.forget_before(2_000_100);
+        let held: Vec<u64> = history.frames.iter().map(|c| c.end).collect();
+        assert_eq!(
+            held,
+            [200, 300, 300],
+            "a frame that ended 2 s ago is forgotten"
+        );
+        history.forget_before(2_000_299);
+        assert_eq!(history.frames.len(), 2);
+    }
+
+    /// The most other nodes' bits within a stretch counts every frame that ended less
+    /// than the stretch before the last one it holds, and no other.
+    #[test]
+    fn the_most_foreign_bits_within_a_stretch_are_counted_exactly() {
+        let mut history = ForeignHistory::default();
+        for (end, bits) in [(0, 100), (500, 10), (1_000, 1), (5_000, 1_000)] {
+            history.record(end, bits);
+        }
+        assert_eq!(history.most_within(1), 1_000);
+        assert_eq!(history.most_within(1_000), 1_000);
+        assert_eq!(history.most_within(1_001), 1_000);
+        assert_eq!(history.most_within(4_001), 1_001);
+        assert_eq!(history.most_within(4_500), 1_001);
+        assert_eq!(history.most_within(4_501), 1_011);
+        assert_eq!(history.most_within(5_000), 1_011);
+        assert_eq!(history.most_within(5_001), 1_111);
+        let mut burst = ForeignHistory::default();
+        for end in [0, 500, 1_000] {
+            burst.record(end, 100);
+        }
+        assert_eq!(burst.most_within(1), 100);
+        assert_eq!(burst.most_within(500), 100);
+        assert_eq!(burst.most_within(501), 200);
+        assert_eq!(burst.most_within(1_000), 200);
+        assert_eq!(burst.most_within(1_001), 300);
+        assert_eq!(ForeignHistory::default().most_within(1_000), 0);
+    }
+
+    /// A planning rounds each stretch up, to the next millisecond up to 64 ms and to the
+    /// next power of two microseconds beyond, and counts the most within that.
+    #[test]
+    fn a_planning_rounds_stretches_up() {
+        // A 100-bit frame ending every millisecond for 300 ms: a stretch of n ms holds n.
+        let mut history = ForeignHistory::default();
+        for k in 0..300 {
+            history.record(1_000 * k, 100);
+        }
+        let mut memo = ForeignMemo::new(&history);
+        for (span, frames) in [
+            (0, 1),
+            (1, 1),
+            (1_000, 1),
+            (1_001, 2),
+            (1_500, 2),
+            (63_999, 64),
+            (64_000, 64),
+            (64_001, 132),
+            (131_072, 132),
+            (131_073, 263),
+            (1_000_000, 300),
+        ] {
+            assert_eq!(memo.most_within(span), 100 * frames, "{span} us");
+        }
+        // Each is worked out once: the answer for a rounded stretch stays.
+        assert_eq!(memo.known[1], Some(200));
+        assert_eq!(memo.known[63], Some(6_400));
+        assert_eq!(memo.known[64], Some(13_200));
+        assert_eq!(memo.known[65], Some(26_300));
+    }
+
+    /// Another node's frame that takes the wire while this node's frames are queued
+    /// pushes them back by its own length.
+    #[test]
+    fn a_frame_of_another_node_pushes_queued_frames_back() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        for k in 1..=3 {
+            assert_eq!(b.record_sent(t(0), &short()), t(160 * k));
+        }
+        // It began at 40 us, after the first queued frame had started.
+        b.record_received(t(200), &short());
+        assert_eq!(b.record_sent(t(0), &short()), t(800));
+        // One that began after the queue had drained moves nothing.
+        b.record_received(t(1_000), &short());
+        assert_eq!(b.record_sent(t(1_000), &short()), t(1_160));
+    }
+
+    /// Other nodes hold this node back only while its own frames in the window would leave
+    /// room; once its frames have left the window, they no longer count as its own.
+    #[test]
+    fn others_hold_back_counts_this_nodes_frames_in_the_window_only() {
+        let mut b = BusBudget::new(
+            500_000,
+            BudgetConfig {
+                percent: 50,
+                window: Duration::from_millis(2),
+            },
+        );
+        assert_eq!(b.limit_bits(), 500);
+        b.record_sent(t(0), &short());
+        for end in [400, 600, 800, 1_000] {
+            b.record_received(t(end), &short());
+        }
+        assert!(b.others_hold_back(t(1_000), 420));
+        assert!(!b.others_hold_back(t(1_000), 421));
+        // The own frame ended at 160 us and left the window at 2 160 us.
+        assert!(!b.others_hold_back(t(2_159), 500));
+        assert!(b.others_hold_back(t(2_160), 500));
     }
 
     /// A window too short for two of the longest frames is widened to hold exactly two at
