@@ -270,20 +270,20 @@ impl BusBudget {
         // arbitration): they end that much later than expected.
         let took = duration_us(bits, self.bitrate);
         let began = end.as_micros().saturating_sub(took);
-        if self.own_free > began {
-            let mut moved = false;
-            for c in self.frames.iter_mut().rev() {
-                if c.end <= began {
-                    break;
-                }
-                if c.own {
-                    c.end += took;
-                    moved = true;
-                }
+        let mut moved = false;
+        for c in self.frames.iter_mut().rev() {
+            if c.end <= began {
+                break;
             }
-            if moved {
-                self.frames.make_contiguous().sort_by_key(|c| c.end);
+            if c.own {
+                c.end += took;
+                moved = true;
             }
+        }
+        // This node's frames that end after `began` are all still in the window (it
+        // began moments ago): some moved exactly when some were queued.
+        if moved {
+            self.frames.make_contiguous().sort_by_key(|c| c.end);
             self.own_free += took;
             self.wire_free = self.wire_free.max(self.own_free);
         }
@@ -752,7 +752,11 @@ mod tests {
             let mut wire = Vec::new();
             // 150 ms of earlier traffic on one wire: frames of 47 to 135 bits, with gaps.
             let mut at = 0u64;
-            while at < 150_000 {
+            // Bounded: at least 47 bit times, 94 us, pass in each round.
+            for _ in 0..2_000 {
+                if at >= 150_000 {
+                    break;
+                }
                 let len = next(9) as usize;
                 let f = CanFrame::new(CanId::standard(0x7E0).unwrap(), &vec![next(256) as u8; len])
                     .unwrap();
@@ -770,6 +774,7 @@ mod tests {
                     }
                 }
             }
+            assert!(at >= 150_000, "the earlier traffic did not advance");
             let now = at + next(2_000);
             let Ok(n) = b.frames_fitting(t(now), WORST_FRAME_BITS, 40) else {
                 continue;
@@ -977,6 +982,8 @@ mod tests {
         assert_eq!(burst.most_within(1_000), 200);
         assert_eq!(burst.most_within(1_001), 300);
         assert_eq!(ForeignHistory::default().most_within(1_000), 0);
+        // A stretch of no length still holds the frame that ends it.
+        assert_eq!(history.most_within(0), 1_000);
     }
 
     /// A planning rounds each stretch up, to the next millisecond up to 64 ms and to the
@@ -1019,12 +1026,20 @@ mod tests {
         for k in 1..=3 {
             assert_eq!(b.record_sent(t(0), &short()), t(160 * k));
         }
-        // It began at 40 us, after the first queued frame had started.
+        // It began at 40 us, after the first queued frame had started: the queued frames
+        // now end at 320, 480 and 640 us, and the next one at 800 us.
         b.record_received(t(200), &short());
         assert_eq!(b.record_sent(t(0), &short()), t(800));
-        // One that began after the queue had drained moves nothing.
-        b.record_received(t(1_000), &short());
-        assert_eq!(b.record_sent(t(1_000), &short()), t(1_160));
+        // A window starting at 200 us holds the four; one starting at 320 us, three.
+        assert_eq!(b.bits_in_window(t(100_200)), 320);
+        assert_eq!(b.bits_in_window(t(100_320)), 240);
+        // One that began just as the queue drained moves nothing.
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        assert_eq!(b.record_sent(t(0), &short()), t(160));
+        b.record_received(t(320), &short());
+        assert_eq!(b.bits_in_window(t(100_159)), 160);
+        assert_eq!(b.bits_in_window(t(100_160)), 80);
+        assert_eq!(b.record_sent(t(320), &short()), t(480));
     }
 
     /// Other nodes hold this node back only while its own frames in the window would leave
