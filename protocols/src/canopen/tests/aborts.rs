@@ -224,6 +224,7 @@ fn drain(c: &mut SdoClient) -> Vec<[u8; 8]> {
     let mut out = Vec::new();
     while let Some(f) = c.poll_transmit(Timestamp::ZERO) {
         out.push(f.data().try_into().unwrap());
+        assert!(out.len() <= 200, "the client never stops sending");
     }
     out
 }
@@ -443,6 +444,7 @@ impl Bench {
         let mut out = Vec::new();
         while let Some(f) = self.server.poll_transmit(self.now) {
             out.push(f.data().try_into().unwrap());
+            assert!(out.len() <= 200, "the server never stops sending");
         }
         out
     }

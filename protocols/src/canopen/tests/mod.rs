@@ -17,6 +17,14 @@ use std::time::Duration;
 /// Bus time of one 8-byte standard frame at 500 kbit/s, roughly.
 const FRAME_TIME: Duration = Duration::from_micros(230);
 
+/// Most steps of one exchange: the longest (100 KiB in sub-blocks of one segment, about
+/// 14 600 segments each acknowledged) takes under 20 000, so a side that never ends fails
+/// its test within seconds instead of stalling it.
+const MAX_STEPS: usize = 200_000;
+
+/// Most events a client side reports in one step (a progress, a data request, the end).
+const MAX_EVENTS_PER_STEP: usize = 64;
+
 /// A plain domain object without conditions.
 const SCRATCH: ObjectAddress = ObjectAddress::new(0x2000, 0);
 const PROGRAM_DATA: ObjectAddress = ObjectAddress::new(objects::PROGRAM_DATA, 1);
@@ -393,7 +401,7 @@ impl<C: Peer> Sim<C> {
     /// Moves frames and fires timers until `done` says so; `done` sees the client
     /// after every step (to drain its events).
     fn run(&mut self, mut done: impl FnMut(&mut C, Timestamp) -> bool) {
-        for _ in 0..5_000_000 {
+        for _ in 0..MAX_STEPS {
             (self.hook)(&mut self.server, &self.wire);
             if self.client.poll_timeout().is_some_and(|t| t <= self.now) {
                 self.client.handle_timeout(self.now);
@@ -430,11 +438,11 @@ impl<C: Peer> Sim<C> {
     fn settle(&mut self) {
         for _ in 0..64 {
             let mut moved = false;
-            while let Some(f) = self.client.poll_transmit(self.now) {
+            if let Some(f) = self.client.poll_transmit(self.now) {
                 self.carry(Dir::ToServer, f);
                 moved = true;
             }
-            while let Some(f) = self.server.poll_transmit(self.now) {
+            if let Some(f) = self.server.poll_transmit(self.now) {
                 self.carry(Dir::ToClient, f);
                 moved = true;
             }
@@ -502,11 +510,23 @@ impl ClientRun {
 }
 
 /// Drives a client until its transfer ends, answering its data requests from `img`.
+/// Each request must ask for some bytes and start where the previous one ended: every
+/// byte is asked for once, in order.
 fn drive(mut sim: Sim<SdoClient>, img: &[u8]) -> ClientRun {
     let mut events = Vec::new();
+    let mut next = None;
     sim.run(|client, now| {
-        while let Some(e) = client.poll_event() {
+        // Answering a request queues at most one more: a client that keeps asking fails
+        // the test instead of hanging it.
+        for _ in 0..MAX_EVENTS_PER_STEP {
+            let Some(e) = client.poll_event() else {
+                return false;
+            };
             if let SdoEvent::NeedData { offset, len } = e {
+                let expected = next.unwrap_or(offset);
+                assert_eq!(offset, expected, "bytes asked for out of order or twice");
+                assert!(len > 0, "a request for no bytes at {offset}");
+                next = Some(offset + len as u64);
                 let o = offset as usize;
                 client.provide_data(now, &img[o..o + len]).unwrap();
             }
@@ -519,7 +539,7 @@ fn drive(mut sim: Sim<SdoClient>, img: &[u8]) -> ClientRun {
                 return true;
             }
         }
-        false
+        panic!("the client never stops reporting");
     });
     ClientRun { events, sim }
 }

@@ -66,9 +66,16 @@ fn flow(
     let mut sim = Sim::new(flow, server(server_config, device)).with_fate(fate);
     sim.client.start(sim.now);
     let mut events = Vec::new();
+    let mut next = 0u64;
     sim.run(|flow, now| {
-        while let Some(e) = flow.poll_event() {
+        for _ in 0..MAX_EVENTS_PER_STEP {
+            let Some(e) = flow.poll_event() else {
+                return false;
+            };
             if let ProgramEvent::NeedData { offset, len } = e {
+                assert_eq!(offset, next, "image bytes asked for out of order or twice");
+                assert!(len > 0, "a request for no bytes at {offset}");
+                next = offset + len as u64;
                 let o = offset as usize;
                 flow.provide_data(now, &img[o..o + len]).unwrap();
             }
@@ -79,7 +86,7 @@ fn flow(
                 return true;
             }
         }
-        false
+        panic!("the flow never stops reporting");
     });
     FlowRun { events, sim }
 }
