@@ -6,6 +6,7 @@ mod block;
 mod crossing;
 mod hostile;
 mod program;
+mod scripted;
 mod segmented;
 
 use super::*;
