@@ -584,3 +584,24 @@ fn upload_with(
 fn frame(id: bmsfw_plugin_api::CanId, data: &[u8]) -> CanFrame {
     CanFrame::new(id, data).unwrap()
 }
+
+#[test]
+fn a_node_id_is_1_to_127_and_names_its_default_sdo_channel() {
+    assert_eq!(NodeId::new(0), None);
+    assert_eq!(NodeId::new(128), None);
+    let id = |raw: u16| bmsfw_plugin_api::CanId::standard(raw).unwrap();
+    for (node, request, response) in [(1u8, 0x601, 0x581), (5, 0x605, 0x585), (127, 0x67F, 0x5FF)] {
+        let node_id = NodeId::new(node).unwrap();
+        assert_eq!(node_id.get(), node);
+        let channel = SdoChannel::for_node(node_id);
+        assert_eq!(channel.request, id(request));
+        assert_eq!(channel.response, id(response));
+    }
+}
+
+#[test]
+fn nodes_and_objects_print_as_logs_and_errors_name_them() {
+    assert_eq!(NodeId::new(16).unwrap().to_string(), "node 16");
+    assert_eq!(PROGRAM_DATA.to_string(), "0x1F50:01");
+    assert_eq!(ObjectAddress::new(0x100A, 0xFE).to_string(), "0x100A:FE");
+}
