@@ -343,6 +343,8 @@ struct Sim<C> {
     hook: HookFn,
     /// Frames seen so far in each direction (to server, to client).
     counts: [usize; 2],
+    /// Bus time of each frame.
+    frame_time: Duration,
 }
 
 impl<C: Peer> Sim<C> {
@@ -357,7 +359,14 @@ impl<C: Peer> Sim<C> {
             fate: Box::new(|_, _, _| Fate::Deliver),
             hook: Box::new(|_, _| {}),
             counts: [0, 0],
+            frame_time: FRAME_TIME,
         }
+    }
+
+    /// Frames take no bus time: every exchange happens at the instant a timer fires.
+    fn instant(mut self) -> Sim<C> {
+        self.frame_time = Duration::ZERO;
+        self
     }
 
     /// Decides the fate of each frame: given its direction and its number in that
@@ -377,7 +386,7 @@ impl<C: Peer> Sim<C> {
     }
 
     fn carry(&mut self, dir: Dir, frame: CanFrame) {
-        self.now = self.now + FRAME_TIME;
+        self.now = self.now + self.frame_time;
         let n = &mut self.counts[dir as usize];
         let fate = (self.fate)(dir, &frame, *n);
         *n += 1;
