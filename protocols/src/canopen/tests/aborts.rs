@@ -224,6 +224,7 @@ fn drain(c: &mut SdoClient) -> Vec<[u8; 8]> {
     let mut out = Vec::new();
     while let Some(f) = c.poll_transmit(Timestamp::ZERO) {
         out.push(f.data().try_into().unwrap());
+        assert!(out.len() <= 200, "the client never stops sending");
     }
     out
 }
@@ -443,6 +444,7 @@ impl Bench {
         let mut out = Vec::new();
         while let Some(f) = self.server.poll_transmit(self.now) {
             out.push(f.data().try_into().unwrap());
+            assert!(out.len() <= 200, "the server never stops sending");
         }
         out
     }
@@ -811,4 +813,95 @@ fn a_restarted_server_forgets_its_transfer_and_serves_anew() {
     server.handle_frame(now, &request(&read));
     let answer = server.poll_transmit(now).unwrap();
     assert_eq!(answer.data()[0] & 0xE0, 0x40, "{answer}");
+}
+
+#[test]
+fn an_upload_the_client_aborts_is_not_reported_to_the_dictionary_as_a_write() {
+    let mut b = Bench::new(SdoServerConfig::default());
+    let answer = b.request(ClientRequest::InitiateUpload {
+        object: SOFTWARE_VERSION,
+    });
+    assert_eq!(answer[0][0], 0x41, "segmented, size indicated");
+    assert!(
+        b.request(ClientRequest::Abort {
+            object: SOFTWARE_VERSION,
+            code: AbortCode::LocalControl,
+        })
+        .is_empty()
+    );
+    assert_eq!(b.server.state(), ServerState::Idle);
+    assert_eq!(b.server.dictionary().aborted, vec![]);
+    assert_eq!(
+        b.server.poll_event(),
+        Some(ServerEvent::Aborted {
+            object: SOFTWARE_VERSION,
+            code: AbortCode::LocalControl,
+            by: AbortedBy::Client
+        })
+    );
+}
+
+#[test]
+fn the_server_timeout_runs_from_its_last_response_not_an_earlier_one() {
+    // A client that sends two segments without waiting for the first confirmation, to
+    // a device that takes 2 s per write: the second confirmation leaves 2 s after the
+    // first, and only then does the server's 1 s wait for the client begin.
+    let mut b = Bench::new(SdoServerConfig::default());
+    b.server.dictionary_mut().write_time = Duration::from_secs(2);
+    let t0 = b.now;
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    assert_eq!(
+        b.request(ClientRequest::InitiateDownload {
+            object: SCRATCH,
+            payload: frame::InitiatePayload::Segmented { size: Some(21) },
+        })[0][0],
+        0x60
+    );
+    for (toggle, fill) in [(frame::Toggle::Zero, 1u8), (frame::Toggle::One, 2)] {
+        let segment = ClientRequest::DownloadSegment {
+            toggle,
+            data: frame::SegmentData::new(&[fill; 7]).unwrap(),
+            continuation: Continuation::More,
+        };
+        assert!(b.request(segment).is_empty(), "the device is writing");
+    }
+    assert_eq!(b.server.poll_timeout(), Some(at(2)));
+    assert_eq!(b.server.poll_transmit(at(2)).unwrap().data()[0], 0x20);
+    assert_eq!(b.server.poll_timeout(), Some(at(4)));
+    b.server.handle_timeout(at(3));
+    assert_eq!(b.server.poll_event(), None);
+    assert_eq!(b.server.poll_transmit(at(4)).unwrap().data()[0], 0x30);
+    assert_eq!(b.server.poll_timeout(), Some(at(5)));
+    b.server.handle_timeout(at(5));
+    assert_eq!(
+        b.server.poll_transmit(at(5)).map(|f| f.data().to_vec()),
+        Some(abort_of(SCRATCH, AbortCode::Timeout)[0].to_vec())
+    );
+}
+
+#[test]
+fn a_block_download_whose_data_ends_before_an_empty_last_segment_is_taken() {
+    // 14 bytes announced, carried by two full segments; the segment flagged last
+    // carries none (7 unused bytes), as another client may send it.
+    let mut b = Bench::new(SdoServerConfig::default());
+    b.begin_block(14);
+    assert!(b.segment(1, Continuation::More).is_empty());
+    assert!(b.segment(2, Continuation::More).is_empty());
+    assert_eq!(
+        b.segment(3, Continuation::Last),
+        vec![
+            ServerResponse::BlockAck {
+                ackseq: 3,
+                block_size: 127
+            }
+            .encode()
+        ]
+    );
+    assert_eq!(
+        b.request(ClientRequest::EndBlockDownload { unused: 7, crc: 0 }),
+        vec![ServerResponse::EndBlockDownload.encode()]
+    );
+    let mut want = vec![1u8; 7];
+    want.extend([2u8; 7]);
+    assert_eq!(b.server.dictionary().scratch, want);
 }

@@ -121,12 +121,24 @@ fn server_frame() -> impl Strategy<Value = Vec<u8>> {
 
 const T0: Timestamp = Timestamp::from_micros(1_000);
 
+/// Most frames either side hands out at once (a sub-block is at most 127 segments): a
+/// side that never stops fails the test instead of hanging it.
+const MAX_FRAMES: usize = 200;
+
 fn transmitted_server(server: &mut SdoServer<Device>, now: Timestamp) -> Vec<CanFrame> {
-    std::iter::from_fn(|| server.poll_transmit(now)).collect()
+    let out: Vec<CanFrame> = std::iter::from_fn(|| server.poll_transmit(now))
+        .take(MAX_FRAMES + 1)
+        .collect();
+    assert!(out.len() <= MAX_FRAMES, "the server never stops sending");
+    out
 }
 
 fn transmitted_client(client: &mut SdoClient, now: Timestamp) -> Vec<CanFrame> {
-    std::iter::from_fn(|| client.poll_transmit(now)).collect()
+    let out: Vec<CanFrame> = std::iter::from_fn(|| client.poll_transmit(now))
+        .take(MAX_FRAMES + 1)
+        .collect();
+    assert!(out.len() <= MAX_FRAMES, "the client never stops sending");
+    out
 }
 
 /// A server in one of several states: idle, inside a sub-block, in a segmented download,
@@ -220,11 +232,16 @@ fn client_in(state: u8) -> SdoClient {
         c.handle_frame(T0, &frame(ch.response, &r.encode()));
     };
     let answer = |c: &mut SdoClient| {
-        while let Some(e) = c.poll_event() {
-            if let SdoEvent::NeedData { len, .. } = e {
-                c.provide_data(T0, &vec![0x55; len]).unwrap();
+        for _ in 0..MAX_FRAMES {
+            match c.poll_event() {
+                Some(SdoEvent::NeedData { len, .. }) => {
+                    c.provide_data(T0, &vec![0x55; len]).unwrap();
+                }
+                Some(_) => {}
+                None => return,
             }
         }
+        panic!("the client never stops asking for data");
     };
     match state % 4 {
         0 => {
@@ -364,7 +381,10 @@ proptest! {
             now = now + Duration::from_micros(wait);
             c.handle_timeout(now);
             c.handle_frame(now, &frame(ch.response, &data));
-            while let Some(e) = c.poll_event() {
+            for _ in 0..MAX_FRAMES {
+                let Some(e) = c.poll_event() else {
+                    break;
+                };
                 if let SdoEvent::NeedData { len, .. } = e {
                     prop_assert!(len <= 889);
                     c.provide_data(now, &vec![0xAA; len]).unwrap();
@@ -374,6 +394,7 @@ proptest! {
                     prop_assert!(c.is_idle());
                 }
             }
+            prop_assert_eq!(c.poll_event(), None, "the client never stops asking for data");
             for f in transmitted_client(&mut c, now) {
                 prop_assert_eq!(f.id(), ch.request);
                 prop_assert_eq!(f.len(), 8);

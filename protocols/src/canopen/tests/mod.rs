@@ -6,6 +6,7 @@ mod block;
 mod crossing;
 mod hostile;
 mod program;
+mod scripted;
 mod segmented;
 
 use super::*;
@@ -16,6 +17,14 @@ use std::time::Duration;
 
 /// Bus time of one 8-byte standard frame at 500 kbit/s, roughly.
 const FRAME_TIME: Duration = Duration::from_micros(230);
+
+/// Most steps of one exchange: the longest (100 KiB in sub-blocks of one segment, about
+/// 14 600 segments each acknowledged) takes under 20 000, so a side that never ends fails
+/// its test within seconds instead of stalling it.
+const MAX_STEPS: usize = 200_000;
+
+/// Most events a client side reports in one step (a progress, a data request, the end).
+const MAX_EVENTS_PER_STEP: usize = 64;
 
 /// A plain domain object without conditions.
 const SCRATCH: ObjectAddress = ObjectAddress::new(0x2000, 0);
@@ -334,6 +343,8 @@ struct Sim<C> {
     hook: HookFn,
     /// Frames seen so far in each direction (to server, to client).
     counts: [usize; 2],
+    /// Bus time of each frame.
+    frame_time: Duration,
 }
 
 impl<C: Peer> Sim<C> {
@@ -348,7 +359,14 @@ impl<C: Peer> Sim<C> {
             fate: Box::new(|_, _, _| Fate::Deliver),
             hook: Box::new(|_, _| {}),
             counts: [0, 0],
+            frame_time: FRAME_TIME,
         }
+    }
+
+    /// Frames take no bus time: every exchange happens at the instant a timer fires.
+    fn instant(mut self) -> Sim<C> {
+        self.frame_time = Duration::ZERO;
+        self
     }
 
     /// Decides the fate of each frame: given its direction and its number in that
@@ -368,7 +386,7 @@ impl<C: Peer> Sim<C> {
     }
 
     fn carry(&mut self, dir: Dir, frame: CanFrame) {
-        self.now = self.now + FRAME_TIME;
+        self.now = self.now + self.frame_time;
         let n = &mut self.counts[dir as usize];
         let fate = (self.fate)(dir, &frame, *n);
         *n += 1;
@@ -393,7 +411,7 @@ impl<C: Peer> Sim<C> {
     /// Moves frames and fires timers until `done` says so; `done` sees the client
     /// after every step (to drain its events).
     fn run(&mut self, mut done: impl FnMut(&mut C, Timestamp) -> bool) {
-        for _ in 0..5_000_000 {
+        for _ in 0..MAX_STEPS {
             (self.hook)(&mut self.server, &self.wire);
             if self.client.poll_timeout().is_some_and(|t| t <= self.now) {
                 self.client.handle_timeout(self.now);
@@ -430,11 +448,11 @@ impl<C: Peer> Sim<C> {
     fn settle(&mut self) {
         for _ in 0..64 {
             let mut moved = false;
-            while let Some(f) = self.client.poll_transmit(self.now) {
+            if let Some(f) = self.client.poll_transmit(self.now) {
                 self.carry(Dir::ToServer, f);
                 moved = true;
             }
-            while let Some(f) = self.server.poll_transmit(self.now) {
+            if let Some(f) = self.server.poll_transmit(self.now) {
                 self.carry(Dir::ToClient, f);
                 moved = true;
             }
@@ -502,11 +520,23 @@ impl ClientRun {
 }
 
 /// Drives a client until its transfer ends, answering its data requests from `img`.
+/// Each request must ask for some bytes and start where the previous one ended: every
+/// byte is asked for once, in order.
 fn drive(mut sim: Sim<SdoClient>, img: &[u8]) -> ClientRun {
     let mut events = Vec::new();
+    let mut next = None;
     sim.run(|client, now| {
-        while let Some(e) = client.poll_event() {
+        // Answering a request queues at most one more: a client that keeps asking fails
+        // the test instead of hanging it.
+        for _ in 0..MAX_EVENTS_PER_STEP {
+            let Some(e) = client.poll_event() else {
+                return false;
+            };
             if let SdoEvent::NeedData { offset, len } = e {
+                let expected = next.unwrap_or(offset);
+                assert_eq!(offset, expected, "bytes asked for out of order or twice");
+                assert!(len > 0, "a request for no bytes at {offset}");
+                next = Some(offset + len as u64);
                 let o = offset as usize;
                 client.provide_data(now, &img[o..o + len]).unwrap();
             }
@@ -519,7 +549,7 @@ fn drive(mut sim: Sim<SdoClient>, img: &[u8]) -> ClientRun {
                 return true;
             }
         }
-        false
+        panic!("the client never stops reporting");
     });
     ClientRun { events, sim }
 }
@@ -562,4 +592,25 @@ fn upload_with(
 
 fn frame(id: bmsfw_plugin_api::CanId, data: &[u8]) -> CanFrame {
     CanFrame::new(id, data).unwrap()
+}
+
+#[test]
+fn a_node_id_is_1_to_127_and_names_its_default_sdo_channel() {
+    assert_eq!(NodeId::new(0), None);
+    assert_eq!(NodeId::new(128), None);
+    let id = |raw: u16| bmsfw_plugin_api::CanId::standard(raw).unwrap();
+    for (node, request, response) in [(1u8, 0x601, 0x581), (5, 0x605, 0x585), (127, 0x67F, 0x5FF)] {
+        let node_id = NodeId::new(node).unwrap();
+        assert_eq!(node_id.get(), node);
+        let channel = SdoChannel::for_node(node_id);
+        assert_eq!(channel.request, id(request));
+        assert_eq!(channel.response, id(response));
+    }
+}
+
+#[test]
+fn nodes_and_objects_print_as_logs_and_errors_name_them() {
+    assert_eq!(NodeId::new(16).unwrap().to_string(), "node 16");
+    assert_eq!(PROGRAM_DATA.to_string(), "0x1F50:01");
+    assert_eq!(ObjectAddress::new(0x100A, 0xFE).to_string(), "0x100A:FE");
 }

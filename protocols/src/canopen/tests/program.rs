@@ -60,15 +60,32 @@ fn flow(
     device: Device,
     img: &[u8],
     fate: impl FnMut(Dir, &CanFrame, usize) -> Fate + 'static,
-    mut stop_at: impl FnMut(&mut ProgramDownload, Timestamp, &ProgramEvent) + 'static,
+    stop_at: impl FnMut(&mut ProgramDownload, Timestamp, &ProgramEvent) + 'static,
 ) -> FlowRun {
     let flow = ProgramDownload::new(config, img.len() as u32);
-    let mut sim = Sim::new(flow, server(server_config, device)).with_fate(fate);
+    let sim = Sim::new(flow, server(server_config, device)).with_fate(fate);
+    run_flow(sim, img, stop_at)
+}
+
+/// Starts the flow of `sim` and drives it until it ends, answering its data requests
+/// from `img`.
+fn run_flow(
+    mut sim: Sim<ProgramDownload>,
+    img: &[u8],
+    mut stop_at: impl FnMut(&mut ProgramDownload, Timestamp, &ProgramEvent),
+) -> FlowRun {
     sim.client.start(sim.now);
     let mut events = Vec::new();
+    let mut next = 0u64;
     sim.run(|flow, now| {
-        while let Some(e) = flow.poll_event() {
+        for _ in 0..MAX_EVENTS_PER_STEP {
+            let Some(e) = flow.poll_event() else {
+                return false;
+            };
             if let ProgramEvent::NeedData { offset, len } = e {
+                assert_eq!(offset, next, "image bytes asked for out of order or twice");
+                assert!(len > 0, "a request for no bytes at {offset}");
+                next = offset + len as u64;
                 let o = offset as usize;
                 flow.provide_data(now, &img[o..o + len]).unwrap();
             }
@@ -79,7 +96,7 @@ fn flow(
                 return true;
             }
         }
-        false
+        panic!("the flow never stops reporting");
     });
     FlowRun { events, sim }
 }
@@ -235,6 +252,30 @@ fn a_flash_that_stays_busy_fails_after_the_limit() {
     // Reads every 100 ms for 2 s, plus the one after the clear.
     let reads = run.status_reads();
     assert!((21..=23).contains(&reads), "{reads}");
+}
+
+#[test]
+fn a_flash_still_busy_at_exactly_the_limit_is_read_again() {
+    // Frames take no time: the status is read right after the download, then every
+    // 100 ms. At 300 ms, the limit, it is still busy and is read again at 400 ms, when
+    // the flash is done.
+    let img = image(1_000);
+    let mut device = Device::new();
+    device.program_time = Duration::from_millis(350);
+    let config = ProgramConfig {
+        busy_limit: Duration::from_millis(300),
+        ..config()
+    };
+    let flow = ProgramDownload::new(config, img.len() as u32);
+    let sim = Sim::new(flow, server(SdoServerConfig::default(), device)).instant();
+    let run = run_flow(sim, &img, carry_on);
+    assert!(
+        matches!(run.outcome(), ProgramEvent::Done { .. }),
+        "{:?}",
+        run.outcome()
+    );
+    // One read after the clear, five after the download (0 to 400 ms).
+    assert_eq!(run.status_reads(), 6);
 }
 
 #[test]
