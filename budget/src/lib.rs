@@ -677,17 +677,22 @@ mod tests {
         assert!(sent > 14_000, "only {sent} frames sent");
     }
 
-    /// The time the budget names for a frame is one at which it fits, never earlier than
-    /// asked: a driver that sleeps until then does not wake to find no room.
-    #[test]
-    fn room_names_a_time_at_which_the_frame_fits() {
-        let mut b = BusBudget::new(
+    /// A budget of 50 % of a 2 ms window at 500 kbit/s: 500 bits.
+    fn half_of_two_ms() -> BusBudget {
+        BusBudget::new(
             500_000,
             BudgetConfig {
                 percent: 50,
                 window: Duration::from_millis(2),
             },
-        );
+        )
+    }
+
+    /// The time the budget names for a frame is one at which it fits, never earlier than
+    /// asked: a driver that sleeps until then does not wake to find no room.
+    #[test]
+    fn room_names_a_time_at_which_the_frame_fits() {
+        let mut b = half_of_two_ms();
         // 2 ms at 500 kbit/s = 1000 bit times, half of them allowed.
         assert_eq!(b.limit_bits(), 500);
         let f = frame(0x7E0, 0xAA);
@@ -1046,13 +1051,7 @@ mod tests {
     /// room; once its frames have left the window, they no longer count as its own.
     #[test]
     fn others_hold_back_counts_this_nodes_frames_in_the_window_only() {
-        let mut b = BusBudget::new(
-            500_000,
-            BudgetConfig {
-                percent: 50,
-                window: Duration::from_millis(2),
-            },
-        );
+        let mut b = half_of_two_ms();
         assert_eq!(b.limit_bits(), 500);
         b.record_sent(t(0), &short());
         for end in [400, 600, 800, 1_000] {

@@ -38,6 +38,12 @@ fn respond(c: &mut SdoClient, now: Timestamp, r: ServerResponse) {
 }
 
 /// Answers every data request with the bytes of `img`; returns the other events.
+/// The server acknowledges `ackseq` segments of the sub-block and asks for sub-blocks of
+/// `block_size`, at `T0`.
+fn block_ack(c: &mut SdoClient, ackseq: u8, block_size: u8) {
+    respond(c, T0, ServerResponse::BlockAck { ackseq, block_size });
+}
+
 fn serve(c: &mut SdoClient, now: Timestamp, img: &[u8]) -> Vec<SdoEvent> {
     let mut other = Vec::new();
     for e in events(c) {
@@ -94,28 +100,14 @@ fn the_last_sub_block_carries_only_the_segments_left() {
             segments(&transmit(&mut c, T0)),
             vec![(1, false), (2, false), (3, false), (4, false)]
         );
-        respond(
-            &mut c,
-            T0,
-            ServerResponse::BlockAck {
-                ackseq: 4,
-                block_size: 4,
-            },
-        );
+        block_ack(&mut c, 4, 4);
         serve(&mut c, T0, &img);
     }
     assert_eq!(
         segments(&transmit(&mut c, T0)),
         vec![(1, false), (2, false), (3, true)]
     );
-    respond(
-        &mut c,
-        T0,
-        ServerResponse::BlockAck {
-            ackseq: 3,
-            block_size: 4,
-        },
-    );
+    block_ack(&mut c, 3, 4);
     assert_eq!(
         transmit(&mut c, T0)
             .iter()
@@ -220,14 +212,7 @@ fn a_failure_withdraws_the_data_requests_not_taken_and_keeps_the_rest() {
     let img = image(100);
     let mut c = block_download(&img, 4);
     assert_eq!(transmit(&mut c, T0).len(), 4);
-    respond(
-        &mut c,
-        T0,
-        ServerResponse::BlockAck {
-            ackseq: 4,
-            block_size: 4,
-        },
-    );
+    block_ack(&mut c, 4, 4);
     c.abort(T0, AbortCode::LocalControl);
     assert_eq!(
         events(&mut c),
@@ -303,27 +288,13 @@ fn an_acknowledgement_counts_only_segments_sent_since_the_last_progress() {
     let img = image(100);
     let mut c = block_download(&img, 4);
     assert_eq!(transmit(&mut c, T0).len(), 4);
-    respond(
-        &mut c,
-        T0,
-        ServerResponse::BlockAck {
-            ackseq: 4,
-            block_size: 2,
-        },
-    );
+    block_ack(&mut c, 4, 2);
     serve(&mut c, T0, &img);
     assert_eq!(
         segments(&transmit(&mut c, T0)),
         vec![(1, false), (2, false)]
     );
-    respond(
-        &mut c,
-        T0,
-        ServerResponse::BlockAck {
-            ackseq: 3,
-            block_size: 2,
-        },
-    );
+    block_ack(&mut c, 3, 2);
     assert_eq!(
         events(&mut c).last(),
         Some(&SdoEvent::Failed {
@@ -349,23 +320,9 @@ fn an_empty_download_whose_segment_is_not_acknowledged_sends_it_again() {
     // acknowledges none of it gets it again, and the end frame only after it.
     let mut c = block_download(&[], 4);
     assert_eq!(segments(&transmit(&mut c, T0)), vec![(1, true)]);
-    respond(
-        &mut c,
-        T0,
-        ServerResponse::BlockAck {
-            ackseq: 0,
-            block_size: 4,
-        },
-    );
+    block_ack(&mut c, 0, 4);
     assert_eq!(segments(&transmit(&mut c, T0)), vec![(1, true)]);
-    respond(
-        &mut c,
-        T0,
-        ServerResponse::BlockAck {
-            ackseq: 1,
-            block_size: 4,
-        },
-    );
+    block_ack(&mut c, 1, 4);
     assert_eq!(
         transmit(&mut c, T0),
         vec![
