@@ -240,11 +240,10 @@ fn in_virtual_time(isolation: Isolation) -> Figures {
             .max()
             .unwrap();
 
-        // Telemetry delays. The simulated bus runs on Tokio's millisecond timers, so a frame
-        // handed over at a tick may join the arbitration at the end of the previous frame,
-        // a little before the tick: too optimistic for this measure. The frames both
-        // nodes handed to their controllers, with the instants they did, are therefore
-        // replayed on an exact bus: non-preemptive, lowest identifier first among the
+        // Telemetry delays. The simulated bus arbitrates when its task runs on Tokio's
+        // millisecond timers; so that this measure does not rest on that, the frames both
+        // nodes handed to their controllers, with the instants they did, are replayed on
+        // an exact bus: non-preemptive, lowest identifier first among the
         // frames already handed over, each node in its own order. A telemetry frame's
         // delay is the time from its handover (or its own node's previous frame's end)
         // to its first bit; the part of it the bus spent on the GX's transfer frames is

@@ -90,13 +90,22 @@ async fn an_alarm_raised_mid_transfer_aborts_with_the_gate_code_and_keeps_the_ol
         "{}",
         failure.message
     );
+    // The battery reports the alarm in 0x35A and its protection flag in 0x359: whichever
+    // the GX heard first stopped the transfer, and the record names it.
     let state = failure.battery_state.as_ref().expect("battery state kept");
     assert!(
-        state.active_alarms.iter().any(|a| a == "high temperature"),
+        state
+            .active_alarms
+            .iter()
+            .any(|a| a == "high temperature" || a == "high temperature protection"),
         "{state:?}"
     );
+    assert_eq!(
+        abort_frames_heard(&site).await,
+        1,
+        "the plugin told the BMS to drop the update"
+    );
     let bms = site.bms.lock().unwrap();
-    assert_eq!(bms.aborts, 1, "the plugin told the BMS to drop the update");
     assert!(bms.received.is_empty());
     assert!(
         bms.frames.iter().all(|f| f.data() != [0xFF]),
@@ -104,6 +113,18 @@ async fn an_alarm_raised_mid_transfer_aborts_with_the_gate_code_and_keeps_the_ol
     );
     drop(bms);
     assert_eq!(site.battery.snapshot().product_info[2..4], [1, 2]);
+}
+
+/// The abort frames the BMS heard, once the bus has carried what the session sent
+/// before its job ended (a few milliseconds at most; waits at most 100 ms).
+async fn abort_frames_heard(site: &Site) -> usize {
+    for _ in 0..100 {
+        if site.bms.lock().unwrap().aborts > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    site.bms.lock().unwrap().aborts
 }
 
 #[tokio::test(start_paused = true)]
@@ -138,7 +159,7 @@ async fn a_plugin_sending_outside_its_identifiers_is_stopped_with_741() {
     }
     assert!(seen > 0, "the battery's own 0x351 frames were seen");
     // The session was told to stop: its abort frame reached the BMS.
-    assert_eq!(site.bms.lock().unwrap().aborts, 1);
+    assert_eq!(abort_frames_heard(&site).await, 1);
     assert_eq!(site.battery.snapshot().product_info[2..4], [1, 2]);
 }
 
@@ -219,8 +240,8 @@ async fn the_transfer_keeps_the_bus_under_its_load_budget() {
     let site = Site::build(ALPHA, bus, [1, 2]);
     site.bms.lock().unwrap().installs = [1, 5];
     let mut config = site.config();
-    config.budget.percent = 30;
-    config.stage2.budget_percent = 30;
+    config.budget.percent = 15;
+    config.stage2.budget_percent = 15;
     let engine = site.engine_with(config);
     wait_for_battery(&engine).await;
     let package = spkg(1, 5, 30_000, 5);
@@ -244,9 +265,9 @@ async fn the_transfer_keeps_the_bus_under_its_load_budget() {
     }
     // The meter's 100 ms window and the budget's 100 ms window are not aligned, and the
     // budget counts a frame when it is handed to the controller: a few frames of slack.
-    assert!(peak <= 32.0, "peak load {peak:.1} %");
+    assert!(peak <= 17.0, "peak load {peak:.1} %");
     assert!(
-        peak >= 20.0,
+        peak >= 10.0,
         "the transfer used the budget: peak {peak:.1} %"
     );
 }

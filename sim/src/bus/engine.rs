@@ -43,14 +43,15 @@ impl Drop for Lifeline {
 /// Runs the bus until every handle is gone.
 ///
 /// Timing: the bus keeps its own exact clock, `free_at`, the instant it goes idle.
-/// Frames start at `free_at` and end a whole number of bit times later. The task waits
-/// for the Tokio clock to reach a frame's end before delivering it, so nobody sees a
-/// frame before its time; Tokio's timers fire on whole milliseconds, so the Tokio clock
-/// may run up to a millisecond ahead of the bus. After each delivery the task yields,
-/// letting receivers react before the next arbitration: a reply queued before the
-/// Tokio clock moves on takes part in the arbitration at `free_at`, exactly as on a real
-/// bus. When the bus has been idle while the Tokio clock advanced, the next frame
-/// starts when it was queued.
+/// Frames start at `free_at`, or when they were queued if that is later, and end a
+/// whole number of bit times later. The task waits for the Tokio clock to reach a
+/// frame's end before delivering it, so nobody sees a frame before its time; Tokio's
+/// timers fire on whole milliseconds, so the Tokio clock may run up to a millisecond
+/// ahead of the bus. After each delivery the task yields, letting receivers react
+/// before the next arbitration. A frame never starts before the Tokio instant its node
+/// queued it: a node that times its frames by the clock (the GX's bus-load budget) finds
+/// them on the wire where it planned them, never up to a millisecond earlier. Frames
+/// queued at the same instant take part in one arbitration.
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut free_at = shared.epoch;
     loop {

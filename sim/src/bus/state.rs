@@ -47,6 +47,8 @@ pub(crate) struct Queued {
     pub(crate) bits: u32,
     /// Bits the bus is busy when the transmission is destroyed by an error frame.
     pub(crate) error_bits: u32,
+    /// When the node handed it to its controller (Tokio clock): it never starts before.
+    pub(crate) queued_at: Instant,
 }
 
 impl Queued {
@@ -56,6 +58,7 @@ impl Queued {
             frame,
             bits: bits.total_bits(),
             error_bits: bits.bits_with_crc_error(),
+            queued_at: Instant::now(),
         }
     }
 }
@@ -324,8 +327,9 @@ impl State {
     }
 
     /// Arbitration on a bus that is idle from `free_at`: the node whose frame has the
-    /// lowest arbitration field wins; nodes still in suspend transmission start later
-    /// when nobody else sends. Ties (the same identifier queued by two nodes, a bit error
+    /// lowest arbitration field wins; nodes still in suspend transmission, and frames
+    /// handed over after `free_at`, start later when nobody else sends (a controller
+    /// never starts a frame before it has it). Ties (the same identifier queued by two nodes, a bit error
     /// on a real bus) go to the node attached first.
     pub(crate) fn arbitrate(&mut self, free_at: Instant) -> Option<Transmit> {
         let mut start: Option<Instant> = None;
@@ -334,6 +338,7 @@ impl State {
                 continue;
             }
             let ready = node.ready_at.map_or(free_at, |r| r.max(free_at));
+            let ready = node.tx.front().map_or(ready, |q| ready.max(q.queued_at));
             start = Some(start.map_or(ready, |s: Instant| s.min(ready)));
         }
         let start = start?;
@@ -345,7 +350,10 @@ impl State {
             let Some(head) = node.tx.front() else {
                 continue;
             };
-            if node.state == ControllerState::BusOff || node.ready_at.is_some_and(|r| r > start) {
+            if node.state == ControllerState::BusOff
+                || node.ready_at.is_some_and(|r| r > start)
+                || head.queued_at > start
+            {
                 continue;
             }
             let key = bit_timing::arbitration_key(head.frame.id());
