@@ -67,7 +67,7 @@ pub const MAX_ROUND_FRAMES: usize = 40;
 /// How many frames a driver waits room for once the budget holds it back: it then wakes
 /// once per batch, a few milliseconds of bus time, instead of once per frame that leaves
 /// the window.
-pub const WAKE_BATCH: usize = 32;
+pub const WAKE_BATCH: usize = 12;
 
 /// The most moments [`BusBudget::time_for`] tries before it settles for a later one.
 const MAX_WAKE_CANDIDATES: usize = 64;
