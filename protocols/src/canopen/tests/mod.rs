@@ -4,6 +4,7 @@
 mod aborts;
 mod block;
 mod crossing;
+mod frames;
 mod hostile;
 mod program;
 mod scripted;
