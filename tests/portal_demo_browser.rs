@@ -164,8 +164,33 @@ async fn until(b: &mut Browser, what: &str, expr: &str) -> Value {
 
 /// Opens the menu of battery `n` and chooses `file` through the system file chooser.
 async fn choose(b: &mut Browser, n: u64, file: &Path) {
+    expect_new_check(b, n).await;
     b.click_css(&format!("#dots-{n}"), WAIT).await;
     b.choose_file_by_click("#menu-upload", file).await;
+}
+
+/// Before a file is chosen for battery `n`: the next verdict [`verdict`] reads is the new
+/// file's, once the page has shown it at work on it ("Sending…", "Checking…"), never the
+/// verdict on the file before, still on the page while the browser hands the new one over.
+/// A mutation observer sees that state however briefly it shows.
+async fn expect_new_check(b: &mut Browser, n: u64) {
+    b.script(
+        &format!(
+            "const seen = (window.__newCheck = window.__newCheck || {{}});
+             seen[{n}] = false;
+             const busy = (e) => e && e.id === 'check-{n}' && e.classList.contains('busy');
+             const watch = new MutationObserver((records) => {{
+               for (const r of records) for (const a of r.addedNodes) {{
+                 if (busy(a) || (a.querySelector && busy(a.querySelector('#check-{n}')))) {{
+                   seen[{n}] = true; watch.disconnect(); return;
+                 }}
+               }}
+             }});
+             watch.observe(document.body, {{ childList: true, subtree: true }});"
+        ),
+        json!([]),
+    )
+    .await;
 }
 
 /// Waits for the pre-flight verdict of battery `n`: `passed` or `refused`.
@@ -175,6 +200,7 @@ async fn verdict(b: &mut Browser, n: u64) -> String {
         "the pre-flight verdict",
         &format!(
             "(() => {{ const e = document.getElementById('check-{n}');
+               if (window.__newCheck && window.__newCheck[{n}] === false) return null;
                return e && ['passed', 'refused', 'unavailable'].includes(e.dataset.phase) ? e.dataset.phase : null; }})()"
         ),
     )
@@ -354,6 +380,7 @@ async fn the_installer_path_on_the_demo_site_at_phone_and_desktop_size() {
     assert_refused(&mut b, shed, "Firmware file invalid", 760).await;
     screens.check(&mut b, "04-refused-text").await;
 
+    expect_new_check(&mut b, shed).await;
     b.arm_file_chooser().await;
     b.click_css(&format!("#choose-{shed}"), WAIT).await;
     b.answer_file_chooser(&demo.sample("reefstack-coral-1.10.crb"))
@@ -370,6 +397,7 @@ async fn the_installer_path_on_the_demo_site_at_phone_and_desktop_size() {
     let middle = damaged.len() / 2;
     damaged[middle] ^= 0xFF;
     let damaged = demo.file("shed-aurora-4.16-damaged.bin", &damaged);
+    expect_new_check(&mut b, shed).await;
     b.arm_file_chooser().await;
     b.click_css(&format!("#choose-{shed}"), WAIT).await;
     b.answer_file_chooser(&damaged).await;
@@ -387,6 +415,7 @@ async fn the_installer_path_on_the_demo_site_at_phone_and_desktop_size() {
     screens.check(&mut b, "06-refused-damaged").await;
 
     // The right file: the battery, its version and the file's, and which is newer.
+    expect_new_check(&mut b, shed).await;
     b.arm_file_chooser().await;
     b.click_css(&format!("#choose-{shed}"), WAIT).await;
     b.answer_file_chooser(&demo.sample("shed-aurora-4.16.bin"))
