@@ -228,7 +228,10 @@ async fn a_reply_starts_when_its_node_queued_it_never_before() {
         }
     }
     // The requests end between the timer's ticks: the rule above was exercised.
-    assert!(early > 0, "every reply was queued at its request's exact end");
+    assert!(
+        early > 0,
+        "every reply was queued at its request's exact end"
+    );
 }
 
 #[tokio::test(start_paused = true)]
