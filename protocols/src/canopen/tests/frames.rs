@@ -632,56 +632,61 @@ fn the_end_of_a_block_download_answer_reads_whatever_its_other_bits() {
     }
 }
 
+/// Each first byte of `b0s`, followed by seven bytes of 1, is refused by `parse` with
+/// `error(b0)`, and the abort that answers it carries `abort`.
+fn refused_by_first_byte<T: std::fmt::Debug + PartialEq>(
+    parse: fn(&[u8]) -> Result<T, SdoFrameError>,
+    b0s: &[u8],
+    error: fn(u8) -> SdoFrameError,
+    abort: AbortCode,
+) {
+    for &b0 in b0s {
+        assert_eq!(parse(&frame8(b0, [1; 7])), Err(error(b0)), "0x{b0:02X}");
+        assert_eq!(error(b0).abort_code(), abort, "0x{b0:02X}");
+    }
+}
+
 #[test]
 fn block_download_answer_subcommand_3_is_refused() {
-    for b0 in [0xA3, 0xBF] {
-        assert_eq!(
-            ServerResponse::parse(&frame8(b0, [1; 7])),
-            Err(SdoFrameError::UnknownSubcommand(b0))
-        );
-    }
-    assert_eq!(
-        SdoFrameError::UnknownSubcommand(0xA3).abort_code(),
-        AbortCode::InvalidCommand
+    refused_by_first_byte(
+        ServerResponse::parse,
+        &[0xA3, 0xBF],
+        SdoFrameError::UnknownSubcommand,
+        AbortCode::InvalidCommand,
     );
 }
 
 #[test]
 fn block_upload_is_refused_on_both_sides() {
     // Client command specifier 5, server command specifier 6.
-    for b0 in [0xA0, 0xA4, 0xBF] {
-        assert_eq!(
-            ClientRequest::parse(&frame8(b0, [1; 7])),
-            Err(SdoFrameError::BlockUpload(b0))
-        );
-    }
-    for b0 in [0xC0, 0xC1, 0xDF] {
-        assert_eq!(
-            ServerResponse::parse(&frame8(b0, [1; 7])),
-            Err(SdoFrameError::BlockUpload(b0))
-        );
-    }
-    assert_eq!(
-        SdoFrameError::BlockUpload(0xA0).abort_code(),
-        AbortCode::InvalidCommand
+    refused_by_first_byte(
+        ClientRequest::parse,
+        &[0xA0, 0xA4, 0xBF],
+        SdoFrameError::BlockUpload,
+        AbortCode::InvalidCommand,
+    );
+    refused_by_first_byte(
+        ServerResponse::parse,
+        &[0xC0, 0xC1, 0xDF],
+        SdoFrameError::BlockUpload,
+        AbortCode::InvalidCommand,
     );
 }
 
 #[test]
 fn command_specifier_7_is_refused_on_both_sides() {
-    for b0 in [0xE0, 0xE1, 0xFF] {
-        assert_eq!(
-            ClientRequest::parse(&frame8(b0, [1; 7])),
-            Err(SdoFrameError::UnknownCommand(b0))
-        );
-        assert_eq!(
-            ServerResponse::parse(&frame8(b0, [1; 7])),
-            Err(SdoFrameError::UnknownCommand(b0))
-        );
-    }
-    assert_eq!(
-        SdoFrameError::UnknownCommand(0xE0).abort_code(),
-        AbortCode::InvalidCommand
+    let b0s = [0xE0, 0xE1, 0xFF];
+    refused_by_first_byte(
+        ClientRequest::parse,
+        &b0s,
+        SdoFrameError::UnknownCommand,
+        AbortCode::InvalidCommand,
+    );
+    refused_by_first_byte(
+        ServerResponse::parse,
+        &b0s,
+        SdoFrameError::UnknownCommand,
+        AbortCode::InvalidCommand,
     );
 }
 
@@ -726,15 +731,11 @@ fn a_block_segment_reads_its_sequence_and_whether_it_is_last() {
 
 #[test]
 fn a_block_segment_numbered_0_is_refused() {
-    for b0 in [0x00, 0x80] {
-        assert_eq!(
-            BlockSegment::parse(&frame8(b0, [1; 7])),
-            Err(SdoFrameError::SequenceZero(b0))
-        );
-    }
-    assert_eq!(
-        SdoFrameError::SequenceZero(0x80).abort_code(),
-        AbortCode::InvalidSequenceNumber
+    refused_by_first_byte(
+        BlockSegment::parse,
+        &[0x00, 0x80],
+        SdoFrameError::SequenceZero,
+        AbortCode::InvalidSequenceNumber,
     );
 }
 
