@@ -29,8 +29,13 @@
 
 use bmsfw_plugin_api::{CanFrame, Timestamp};
 use bmsfw_protocols::bit_timing::{self, IdFormat};
+use foreign::{ForeignHistory, ForeignMemo, Heard};
+use foresight::Broadcasts;
 use std::collections::VecDeque;
 use std::time::Duration;
+
+mod foreign;
+mod foresight;
 
 /// Settings of the budget.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,16 +77,6 @@ pub const WAKE_BATCH: usize = 12;
 /// The most moments [`BusBudget::time_for`] tries before it settles for a later one.
 const MAX_WAKE_CANDIDATES: usize = 64;
 
-/// How long other nodes' traffic is remembered for the reserve: twice the longest period
-/// of a BMS-Can broadcast (1 s), so that a frame of that period is still remembered when
-/// it comes again, early or late. With one period, a campaign found windows over the cap
-/// whenever a once-a-second frame had just left the memory.
-const FOREIGN_MEMORY_US: u64 = 2_000_000;
-
-/// Most foreign frames remembered (a bound on memory and time whatever the other nodes
-/// send; a 500 kbit/s BMS-Can bus with telemetry carries a few dozen a second).
-const FOREIGN_HISTORY_CAP: usize = 512;
-
 #[derive(Debug, Clone, Copy)]
 struct Carried {
     /// End of the frame on the bus, microseconds.
@@ -89,85 +84,6 @@ struct Carried {
     bits: u32,
     /// Sent by this node.
     own: bool,
-}
-
-/// Other nodes' frames over the last [`FOREIGN_MEMORY_US`], to tell how many foreign bits
-/// may arrive within a given time (the most seen in any stretch that long).
-#[derive(Debug, Clone, Default)]
-struct ForeignHistory {
-    frames: VecDeque<Carried>,
-}
-
-impl ForeignHistory {
-    fn record(&mut self, end: u64, bits: u32) {
-        if self.frames.len() == FOREIGN_HISTORY_CAP {
-            self.frames.pop_front();
-        }
-        let at = self
-            .frames
-            .iter()
-            .rposition(|c| c.end <= end)
-            .map_or(0, |i| i + 1);
-        self.frames.insert(
-            at,
-            Carried {
-                end,
-                bits,
-                own: false,
-            },
-        );
-    }
-
-    fn forget_before(&mut self, now: u64) {
-        let from = now.saturating_sub(FOREIGN_MEMORY_US);
-        while self.frames.front().is_some_and(|c| c.end <= from) {
-            self.frames.pop_front();
-        }
-    }
-
-    /// The most foreign bits that ended within any stretch of `span_us`.
-    fn most_within(&self, span_us: u64) -> u64 {
-        let mut most = 0;
-        let mut sum = 0u64;
-        let mut first = 0;
-        for (i, c) in self.frames.iter().enumerate() {
-            sum += u64::from(c.bits);
-            while self.frames[first].end + span_us <= c.end && first < i {
-                sum -= u64::from(self.frames[first].bits);
-                first += 1;
-            }
-            most = most.max(sum);
-        }
-        most
-    }
-}
-
-/// [`ForeignHistory::most_within`] for one planning: spans rounded up to the next
-/// millisecond up to 64 ms, to the next power of two beyond (the most within a longer
-/// stretch is never less), each worked out once.
-struct ForeignMemo<'a> {
-    history: &'a ForeignHistory,
-    known: [Option<u64>; 72],
-}
-
-impl ForeignMemo<'_> {
-    fn new(history: &ForeignHistory) -> ForeignMemo<'_> {
-        ForeignMemo {
-            history,
-            known: [None; 72],
-        }
-    }
-
-    fn most_within(&mut self, span_us: u64) -> u64 {
-        let (bucket, span) = if span_us <= 64_000 {
-            let ms = span_us.div_ceil(1_000).max(1);
-            (ms as usize - 1, ms * 1_000)
-        } else {
-            let power = (64 - (span_us - 1).leading_zeros()).clamp(17, 24);
-            (64 + (power as usize - 17), 1u64 << power)
-        };
-        *self.known[bucket].get_or_insert_with(|| self.history.most_within(span))
-    }
 }
 
 /// The sliding-window meter and limiter of one bus.
@@ -186,6 +102,8 @@ pub struct BusBudget {
     own_free: u64,
     /// Other nodes' recent frames, for the reserve.
     foreign: ForeignHistory,
+    /// Other nodes' broadcasts, for when they come next.
+    broadcasts: Broadcasts,
     /// The longest frame recorded so far, bits: the margin for a planned frame that ends
     /// earlier than planned.
     longest_seen: u32,
@@ -214,6 +132,7 @@ impl BusBudget {
             wire_free: 0,
             own_free: 0,
             foreign: ForeignHistory::default(),
+            broadcasts: Broadcasts::default(),
             longest_seen: 0,
         }
     }
@@ -265,7 +184,15 @@ impl BusBudget {
     /// Records a frame another node sent, which ended on the bus at `end`.
     pub fn record_received(&mut self, end: Timestamp, frame: &CanFrame) {
         let bits = bit_timing::frame_bits(frame);
-        self.foreign.record(end.as_micros(), bits);
+        let kind = Broadcasts::kind_of(frame);
+        if let Some(kind) = kind {
+            self.broadcasts.record(kind, end.as_micros(), frame);
+        }
+        self.foreign.record(Heard {
+            end: end.as_micros(),
+            bits,
+            kind,
+        });
         // It took the wire ahead of this node's frames still queued then (it won
         // arbitration): they end that much later than expected.
         let took = duration_us(bits, self.bitrate);
@@ -314,8 +241,11 @@ impl BusBudget {
     /// room for such frames as it does for other nodes' periodic ones: they come again.
     pub fn record_sent_unplanned(&mut self, now: Timestamp, frame: &CanFrame) -> Timestamp {
         let end = self.record_sent(now, frame);
-        self.foreign
-            .record(end.as_micros(), bit_timing::frame_bits(frame));
+        self.foreign.record(Heard {
+            end: end.as_micros(),
+            bits: bit_timing::frame_bits(frame),
+            kind: None,
+        });
         end
     }
 
@@ -351,7 +281,7 @@ impl BusBudget {
     ) -> Result<usize, Timestamp> {
         self.prune(now);
         self.foreign.forget_before(now.as_micros());
-        let mut foreign = ForeignMemo::new(&self.foreign);
+        let mut foreign = ForeignMemo::new(&self.foreign, &self.broadcasts, now.as_micros());
         match self.fit_count(now.as_micros(), bits, max, &mut foreign) {
             0 => Err(self.time_for(now, bits, 1)),
             n => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
@@ -367,7 +297,9 @@ impl BusBudget {
         let max = max.max(1) as u64;
         // The reserve for the whole batch's exposure; a tighter one for a frame that
         // ends sooner is worked out only where the batch's would stop it.
-        let batch_reserve = foreign.most_within(start + max * d - now_us);
+        let batch_end = start + max * d;
+        let batch_reserve = foreign.arriving_by(batch_end);
+        let batch_reserve = foreign.arriving_by(batch_end + self.duration(batch_reserve));
         let mut left = 0u64;
         let mut first = 0usize;
         let mut n = 0u64;
@@ -389,8 +321,9 @@ impl BusBudget {
                 // Foreign frames that arrive before this one push it back by their own
                 // length, and the window ending at its later end has lost what ended in
                 // that stretch a window earlier: only the difference needs room.
-                let others = foreign.most_within(end - now_us);
-                let shift = duration_us(u32::try_from(others).unwrap_or(u32::MAX), self.bitrate);
+                let shift = self.duration(foreign.arriving_by(end));
+                // A broadcast expected in the stretch it was pushed back by pushes it too.
+                let others = foreign.arriving_by(end + shift);
                 let leaving: u64 = self
                     .frames
                     .range(first..)
@@ -417,13 +350,13 @@ impl BusBudget {
                 .map(|c| u64::from(c.bits))
                 .sum();
             let mut content = self.bits_in_window - gone + n * bits;
-            let most = foreign.most_within(self.window_us);
+            let most = foreign.most_in_any_window(self.window_us);
             let mut fits = true;
             if content + most > self.limit_bits {
                 for c in self.frames.iter().skip_while(|c| c.end <= from) {
                     // Just before `c` leaves, the window still holds it.
                     let at = (c.end + self.window_us).saturating_sub(1);
-                    let others = foreign.most_within(at.saturating_sub(now_us));
+                    let others = foreign.arriving_by(at);
                     if content + others > self.limit_bits {
                         fits = false;
                         break;
@@ -476,7 +409,7 @@ impl BusBudget {
         // batch's last frame: try those moments in turn (a bounded number of them).
         let start = self.wire_free.max(now_us);
         let mut one_fits = None;
-        let mut foreign = ForeignMemo::new(&self.foreign);
+        let mut foreign = ForeignMemo::new(&self.foreign, &self.broadcasts, now_us);
         for c in self.frames.iter().take(MAX_WAKE_CANDIDATES) {
             let leaves = c.end + self.window_us;
             let at = leaves.saturating_sub(count * d).max(now_us + 1);
@@ -500,6 +433,13 @@ impl BusBudget {
     /// time it will (once enough recorded frames have left the window).
     pub fn room(&mut self, now: Timestamp, bits: u32) -> Result<(), Timestamp> {
         self.frames_fitting(now, bits, 1).map(|_| ())
+    }
+}
+
+impl BusBudget {
+    /// Microseconds `bits` take on this bus, rounded up.
+    fn duration(&self, bits: u64) -> u64 {
+        duration_us(u32::try_from(bits).unwrap_or(u32::MAX), self.bitrate)
     }
 }
 
@@ -939,88 +879,6 @@ mod tests {
             cut_short > 50,
             "only {cut_short} of 150 batches were cut short"
         );
-    }
-
-    /// Other nodes' frames are remembered in the order they ended, for two seconds.
-    #[test]
-    fn the_foreign_history_keeps_two_seconds_in_order() {
-        let mut history = ForeignHistory::default();
-        for (end, bits) in [(100, 1), (300, 2), (200, 3), (300, 4), (50, 5)] {
-            history.record(end, bits);
-        }
-        let held: Vec<(u64, u32)> = history.frames.iter().map(|c| (c.end, c.bits)).collect();
-        assert_eq!(held, [(50, 5), (100, 1), (200, 3), (300, 2), (300, 4)]);
-        history.forget_before(2_000_100);
-        let held: Vec<u64> = history.frames.iter().map(|c| c.end).collect();
-        assert_eq!(
-            held,
-            [200, 300, 300],
-            "a frame that ended 2 s ago is forgotten"
-        );
-        history.forget_before(2_000_299);
-        assert_eq!(history.frames.len(), 2);
-    }
-
-    /// The most other nodes' bits within a stretch counts every frame that ended less
-    /// than the stretch before the last one it holds, and no other.
-    #[test]
-    fn the_most_foreign_bits_within_a_stretch_are_counted_exactly() {
-        let mut history = ForeignHistory::default();
-        for (end, bits) in [(0, 100), (500, 10), (1_000, 1), (5_000, 1_000)] {
-            history.record(end, bits);
-        }
-        assert_eq!(history.most_within(1), 1_000);
-        assert_eq!(history.most_within(1_000), 1_000);
-        assert_eq!(history.most_within(1_001), 1_000);
-        assert_eq!(history.most_within(4_001), 1_001);
-        assert_eq!(history.most_within(4_500), 1_001);
-        assert_eq!(history.most_within(4_501), 1_011);
-        assert_eq!(history.most_within(5_000), 1_011);
-        assert_eq!(history.most_within(5_001), 1_111);
-        let mut burst = ForeignHistory::default();
-        for end in [0, 500, 1_000] {
-            burst.record(end, 100);
-        }
-        assert_eq!(burst.most_within(1), 100);
-        assert_eq!(burst.most_within(500), 100);
-        assert_eq!(burst.most_within(501), 200);
-        assert_eq!(burst.most_within(1_000), 200);
-        assert_eq!(burst.most_within(1_001), 300);
-        assert_eq!(ForeignHistory::default().most_within(1_000), 0);
-        // A stretch of no length still holds the frame that ends it.
-        assert_eq!(history.most_within(0), 1_000);
-    }
-
-    /// A planning rounds each stretch up, to the next millisecond up to 64 ms and to the
-    /// next power of two microseconds beyond, and counts the most within that.
-    #[test]
-    fn a_planning_rounds_stretches_up() {
-        // A 100-bit frame ending every millisecond for 300 ms: a stretch of n ms holds n.
-        let mut history = ForeignHistory::default();
-        for k in 0..300 {
-            history.record(1_000 * k, 100);
-        }
-        let mut memo = ForeignMemo::new(&history);
-        for (span, frames) in [
-            (0, 1),
-            (1, 1),
-            (1_000, 1),
-            (1_001, 2),
-            (1_500, 2),
-            (63_999, 64),
-            (64_000, 64),
-            (64_001, 132),
-            (131_072, 132),
-            (131_073, 263),
-            (1_000_000, 300),
-        ] {
-            assert_eq!(memo.most_within(span), 100 * frames, "{span} us");
-        }
-        // Each is worked out once: the answer for a rounded stretch stays.
-        assert_eq!(memo.known[1], Some(200));
-        assert_eq!(memo.known[63], Some(6_400));
-        assert_eq!(memo.known[64], Some(13_200));
-        assert_eq!(memo.known[65], Some(26_300));
     }
 
     /// Another node's frame that takes the wire while this node's frames are queued
