@@ -29,6 +29,18 @@ pub(crate) struct Heard {
     pub(crate) kind: Option<u8>,
 }
 
+/// The kind given to this node's own frames sent whatever the budget says (the GX's
+/// keep-alive): bit 63 of a [`KindSet`], beyond every broadcast's.
+pub(crate) const OWN_UNPLANNED: u8 = 63;
+
+/// This node's next frames sent whatever the budget says: when they are due and how many
+/// bits they take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OwnUnplanned {
+    pub(crate) due: u64,
+    pub(crate) bits: u64,
+}
+
 impl Heard {
     /// Whether it belongs to `set`.
     fn is_in(&self, set: KindSet) -> bool {
@@ -94,7 +106,10 @@ pub(crate) struct ForeignMemo<'a> {
     history: &'a ForeignHistory,
     broadcasts: &'a Broadcasts,
     now: u64,
+    /// Broadcasts foreseen, and this node's unplanned frames when their time is known:
+    /// counted where they are expected, left out of the most within a stretch.
     foreseen: KindSet,
+    own: Option<OwnUnplanned>,
     pub(crate) known: [Option<u64>; 72],
     /// The most in any window, for the window it was worked out for.
     whole_window: Option<(u64, u64)>,
@@ -104,21 +119,24 @@ impl<'a> ForeignMemo<'a> {
     pub(crate) fn new(
         history: &'a ForeignHistory,
         broadcasts: &'a Broadcasts,
+        own: Option<OwnUnplanned>,
         now: u64,
     ) -> ForeignMemo<'a> {
+        let own_set = if own.is_some() { 1 << OWN_UNPLANNED } else { 0 };
         ForeignMemo {
             history,
             broadcasts,
             now,
-            foreseen: broadcasts.foreseen(now),
+            foreseen: broadcasts.foreseen(now) | own_set,
+            own,
             known: [None; 72],
             whole_window: None,
         }
     }
 
     /// The most other nodes' bits that may end after `now` and by `by`: the broadcasts
-    /// foreseen as expected by then, and as many other bits as ever ended within a
-    /// stretch that long.
+    /// foreseen as expected by then, this node's unplanned frames when due by then, and
+    /// as many other bits as ever ended within a stretch that long.
     pub(crate) fn arriving_by(&mut self, by: u64) -> u64 {
         let span_us = by.saturating_sub(self.now);
         let (bucket, span) = if span_us <= 64_000 {
@@ -130,7 +148,11 @@ impl<'a> ForeignMemo<'a> {
         };
         let (history, foreseen) = (self.history, self.foreseen);
         let others = *self.known[bucket].get_or_insert_with(|| history.most_within(span, foreseen));
-        others + self.broadcasts.arriving(foreseen, by)
+        let own = self
+            .own
+            .filter(|own| own.due <= by)
+            .map_or(0, |own| own.bits);
+        others + self.broadcasts.arriving(foreseen, by) + own
     }
 
     /// The most other nodes' bits ever seen within a stretch of `window_us`, broadcasts
@@ -237,7 +259,11 @@ mod tests {
         assert_eq!(history.most_within(1_000, 0), 1_111);
         assert_eq!(history.most_within(1_000, 1 << 2), 1_010);
         assert_eq!(history.most_within(1_000, 1), 111);
-        assert_eq!(history.most_within(150, 1), 110, "the frames ending at 0 and 100");
+        assert_eq!(
+            history.most_within(150, 1),
+            110,
+            "the frames ending at 0 and 100"
+        );
         assert_eq!(history.most_within(1_000, 0b101), 10);
     }
 
@@ -252,7 +278,7 @@ mod tests {
         }
         let broadcasts = Broadcasts::default();
         let now = 7_000;
-        let mut memo = ForeignMemo::new(&history, &broadcasts, now);
+        let mut memo = ForeignMemo::new(&history, &broadcasts, None, now);
         for (span, frames) in [
             (0, 1),
             (1, 1),
@@ -282,7 +308,7 @@ mod tests {
     #[test]
     fn a_planning_counts_a_foreseen_broadcast_where_it_is_expected() {
         let frame = CanFrame::new(CanId::standard(0x356).unwrap(), &[0; 8]).unwrap();
-        let kind = Broadcasts::kind_of(&frame);
+        let kind = Broadcasts::default().classify(&frame);
         let bits = bmsfw_protocols::bit_timing::frame_bits(&frame);
         let mut broadcasts = Broadcasts::default();
         let mut history = ForeignHistory::default();
@@ -296,14 +322,14 @@ mod tests {
             bmsfw_protocols::bit_timing::IdFormat::Standard,
             8,
         ));
-        let mut memo = ForeignMemo::new(&history, &broadcasts, 500_000);
-        // Expected at 600 000, from 596 875.
-        assert_eq!(memo.arriving_by(596_000), 50);
-        assert_eq!(memo.arriving_by(597_000), 50 + worst);
+        let mut memo = ForeignMemo::new(&history, &broadcasts, None, 500_000);
+        // Expected at 600 000, from 598 000.
+        assert_eq!(memo.arriving_by(597_999), 50);
+        assert_eq!(memo.arriving_by(598_000), 50 + worst);
         assert_eq!(memo.most_in_any_window(100_000), u64::from(bits) + 50);
         assert_eq!(memo.most_in_any_window(250_000), 2 * u64::from(bits));
         // Once it is late past its tolerance it counts as any frame again.
-        let mut late = ForeignMemo::new(&history, &broadcasts, 603_126);
+        let mut late = ForeignMemo::new(&history, &broadcasts, None, 602_001);
         assert_eq!(late.arriving_by(604_000), u64::from(bits));
     }
 }

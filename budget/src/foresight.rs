@@ -1,19 +1,29 @@
 //! Foresight of other nodes' broadcasts: a battery sends each BMS-Can frame (0x351 to
-//! 0x382) at its own fixed period, so the budget can tell when the next one comes instead
-//! of keeping room for it in every window.
+//! 0x382) at its own fixed period, and a CANopen node its heartbeat, so the budget can
+//! tell when the next one comes instead of keeping room for it in every window.
 //!
 //! A broadcast is foreseen once it has arrived three times at one period (two intervals
-//! that agree within the tolerance), from [`MIN_PERIOD_US`] to [`MAX_PERIOD_US`]. Its
-//! next arrivals are expected at its last arrival plus whole periods, each within the
-//! tolerance either side. It stops being foreseen the moment it is later than its
-//! tolerance, or arrives out of step: from then on it counts among the frames that may
-//! come at any time, as every frame did before it was foreseen, until it keeps its period
-//! again. Only BMS-Can broadcasts are foreseen, never a node's answers (they come when the
-//! GX's frames ask for them) nor the GX's keep-alive.
+//! that agree within 1/64 of the period, at least 2 ms), from [`MIN_PERIOD_US`] to
+//! [`MAX_PERIOD_US`]. Its next arrivals are expected at its last arrival plus whole
+//! periods, each within its tolerance either side: twice the largest deviation from its
+//! period it has shown, at least 2 ms, at most 1/64 of the period. It stops being
+//! foreseen the moment it is later than its tolerance, or arrives out of step: from then
+//! on it counts among the frames that may come at any time, as every frame did before it
+//! was foreseen, until it keeps its period
+//! again. Only BMS-Can broadcasts and heartbeats (one byte, a CiA 301 state, on 0x700 +
+//! node-id, of the first [`HEARTBEAT_SLOTS`] nodes heard) are foreseen, never a node's
+//! answers: they come when the GX's frames ask for them.
 
 use bmsfw_plugin_api::CanFrame;
 use bmsfw_protocols::bit_timing::{self, IdFormat};
 use bmsfw_protocols::bms_can::FrameKind;
+use bmsfw_protocols::canopen::heartbeat::{self, NmtState};
+
+/// How many nodes' heartbeats are foreseen: the first heard keep their place.
+pub(crate) const HEARTBEAT_SLOTS: usize = 16;
+
+/// Broadcasts tracked: every BMS-Can kind, then the heartbeats.
+const TRACKED: usize = FrameKind::COUNT + HEARTBEAT_SLOTS;
 
 /// Shortest period foreseen: faster frames are left to the reserve for any frame.
 pub(crate) const MIN_PERIOD_US: u64 = 20_000;
@@ -26,14 +36,24 @@ pub(crate) const MAX_PERIOD_US: u64 = 1_500_000;
 /// and with the sender's timer.
 pub(crate) const MIN_TOLERANCE_US: u64 = 2_000;
 
-/// How far either side of its expected time a frame of `period_us` may arrive: 1/64 of
+/// The widest a frame of `period_us` may stray from its period and stay in step: 1/64 of
 /// its period, at least [`MIN_TOLERANCE_US`].
-pub(crate) const fn tolerance(period_us: u64) -> u64 {
+pub(crate) const fn widest(period_us: u64) -> u64 {
     let share = period_us / 64;
     if share > MIN_TOLERANCE_US {
         share
     } else {
         MIN_TOLERANCE_US
+    }
+}
+
+impl Broadcast {
+    /// How far either side of its expected time it may arrive: twice its largest
+    /// deviation, at least [`MIN_TOLERANCE_US`], at most [`widest`] for its period.
+    fn tolerance(&self) -> u64 {
+        self.jitter
+            .saturating_mul(2)
+            .clamp(MIN_TOLERANCE_US, widest(self.period))
     }
 }
 
@@ -46,6 +66,8 @@ struct Broadcast {
     period: u64,
     /// Arrivals in a row at that period: 0 never heard, 1 heard once.
     run: u8,
+    /// The largest deviation of an interval from the one before, in this run.
+    jitter: u64,
     /// The longest it may be: worst-case stuffing of the longest payload it carried.
     bits: u32,
 }
@@ -53,31 +75,52 @@ struct Broadcast {
 /// Every BMS-Can broadcast other nodes sent, and which of them are foreseen.
 #[derive(Debug, Clone)]
 pub(crate) struct Broadcasts {
-    kinds: [Broadcast; FrameKind::COUNT],
+    kinds: [Broadcast; TRACKED],
+    /// The node-id whose heartbeat each slot holds (0: free).
+    heartbeat_nodes: [u8; HEARTBEAT_SLOTS],
 }
 
 impl Default for Broadcasts {
     fn default() -> Broadcasts {
         Broadcasts {
-            kinds: [Broadcast::default(); FrameKind::COUNT],
+            kinds: [Broadcast::default(); TRACKED],
+            heartbeat_nodes: [0; HEARTBEAT_SLOTS],
         }
     }
 }
 
-/// A set of broadcasts, one bit per [`FrameKind::ALL`] position.
-pub(crate) type KindSet = u32;
+/// A set of broadcasts, one bit per kind (position): the BMS-Can kinds in
+/// [`FrameKind::ALL`] order, then the heartbeat slots.
+pub(crate) type KindSet = u64;
 
 impl Broadcasts {
-    /// The position of `frame`'s kind among [`FrameKind::ALL`], when it is a BMS-Can
-    /// broadcast.
-    pub(crate) fn kind_of(frame: &CanFrame) -> Option<u8> {
-        let kind = FrameKind::from_id(frame.id())?;
-        let at = FrameKind::ALL.iter().position(|k| *k == kind)?;
+    /// The kind of `frame` when it is a broadcast that may be foreseen: its position among
+    /// [`FrameKind::ALL`], or its node's heartbeat slot after those (a node heard for the
+    /// first time takes a free slot).
+    pub(crate) fn classify(&mut self, frame: &CanFrame) -> Option<u8> {
+        let at = match FrameKind::from_id(frame.id()) {
+            Some(kind) => FrameKind::ALL.iter().position(|k| *k == kind)?,
+            None => {
+                let (node, state) = heartbeat::heartbeat(frame)?;
+                if state == NmtState::BootUp {
+                    return None;
+                }
+                let slot = match self.heartbeat_nodes.iter().position(|n| *n == node.get()) {
+                    Some(slot) => slot,
+                    None => {
+                        let free = self.heartbeat_nodes.iter().position(|n| *n == 0)?;
+                        self.heartbeat_nodes[free] = node.get();
+                        free
+                    }
+                };
+                FrameKind::COUNT + slot
+            }
+        };
         u8::try_from(at).ok()
     }
 
-    /// Records a broadcast of kind `kind` (a position from [`Broadcasts::kind_of`]) that
-    /// ended at `end`.
+    /// Records a broadcast of kind `kind` (from [`Broadcasts::classify`]) that ended at
+    /// `end`.
     pub(crate) fn record(&mut self, kind: u8, end: u64, frame: &CanFrame) {
         let Some(b) = self.kinds.get_mut(usize::from(kind)) else {
             return;
@@ -90,11 +133,13 @@ impl Broadcasts {
         if b.run == 0 || !(MIN_PERIOD_US..=MAX_PERIOD_US).contains(&interval) {
             b.run = 1;
             b.period = 0;
-        } else if b.run >= 2 && interval.abs_diff(b.period) <= tolerance(b.period) {
+        } else if b.run >= 2 && interval.abs_diff(b.period) <= widest(b.period) {
             b.run = b.run.saturating_add(1);
+            b.jitter = b.jitter.max(interval.abs_diff(b.period));
             b.period = interval;
         } else {
             b.run = 2;
+            b.jitter = 0;
             b.period = interval;
         }
         b.last = end;
@@ -105,7 +150,7 @@ impl Broadcasts {
     pub(crate) fn foreseen(&self, now: u64) -> KindSet {
         let mut set = 0;
         for (i, b) in self.kinds.iter().enumerate() {
-            if b.run >= 3 && now <= b.last + b.period + tolerance(b.period) {
+            if b.run >= 3 && now <= b.last + b.period + b.tolerance() {
                 set |= 1 << i;
             }
         }
@@ -121,7 +166,7 @@ impl Broadcasts {
                 continue;
             }
             let first = b.last + b.period;
-            let reach = by + tolerance(b.period);
+            let reach = by + b.tolerance();
             if reach >= first {
                 bits += ((reach - first) / b.period + 1) * u64::from(b.bits);
             }
@@ -140,27 +185,45 @@ mod tests {
     }
 
     fn kind(frame: &CanFrame) -> u8 {
-        Broadcasts::kind_of(frame).unwrap()
+        Broadcasts::default().classify(frame).unwrap()
     }
 
-    /// Only BMS-Can broadcasts have a kind: not an answer, not the GX's keep-alive.
+    /// Only BMS-Can broadcasts and heartbeats have a kind: not an answer, not the GX's
+    /// keep-alive, not a boot-up message.
     #[test]
     fn only_broadcasts_are_kinds() {
-        assert_eq!(Broadcasts::kind_of(&broadcast(0x351, 8)), Some(0));
-        assert_eq!(Broadcasts::kind_of(&broadcast(0x382, 8)), Some(20));
+        let mut b = Broadcasts::default();
+        assert_eq!(b.classify(&broadcast(0x351, 8)), Some(0));
+        assert_eq!(b.classify(&broadcast(0x382, 8)), Some(20));
         for id in [0x305, 0x307, 0x7E8, 0x581, 0x701, 0x350, 0x383] {
-            assert_eq!(Broadcasts::kind_of(&broadcast(id, 8)), None, "{id:#x}");
+            assert_eq!(b.classify(&broadcast(id, 8)), None, "{id:#x}");
         }
         let extended = CanFrame::new(CanId::extended(0x351).unwrap(), &[0; 8]).unwrap();
-        assert_eq!(Broadcasts::kind_of(&extended), None);
+        assert_eq!(b.classify(&extended), None);
+        let heartbeat =
+            |id: u16, state: u8| CanFrame::new(CanId::standard(id).unwrap(), &[state]).unwrap();
+        assert_eq!(b.classify(&heartbeat(0x701, 0x00)), None, "boot-up");
+        assert_eq!(b.classify(&heartbeat(0x705, 0x05)), Some(21));
+        assert_eq!(b.classify(&heartbeat(0x701, 0x7F)), Some(22));
+        assert_eq!(
+            b.classify(&heartbeat(0x705, 0x04)),
+            Some(21),
+            "its node's slot"
+        );
+        // The first 16 nodes keep their slots; a 17th is not foreseen.
+        for node in 10..24 {
+            assert!(b.classify(&heartbeat(0x700 + node, 0x05)).is_some());
+        }
+        assert_eq!(b.classify(&heartbeat(0x730, 0x05)), None);
+        assert_eq!(b.classify(&heartbeat(0x701, 0x05)), Some(22));
     }
 
     #[test]
-    fn the_tolerance_is_a_64th_of_the_period_at_least_2_ms() {
-        assert_eq!(tolerance(20_000), 2_000);
-        assert_eq!(tolerance(128_000), 2_000);
-        assert_eq!(tolerance(128_064), 2_001);
-        assert_eq!(tolerance(1_000_000), 15_625);
+    fn a_frame_strays_at_most_a_64th_of_its_period_at_least_2_ms() {
+        assert_eq!(widest(20_000), 2_000);
+        assert_eq!(widest(128_000), 2_000);
+        assert_eq!(widest(128_064), 2_001);
+        assert_eq!(widest(1_000_000), 15_625);
     }
 
     /// A broadcast is foreseen from its third arrival at one period, until it is later
@@ -174,13 +237,46 @@ mod tests {
         assert_eq!(b.foreseen(1_000_001), 0, "heard once");
         b.record(k, 1_200_000, &f);
         assert_eq!(b.foreseen(1_200_001), 0, "heard twice");
-        // Within the tolerance (3 125 us for 200 ms) of the period.
+        // Within 3 125 us (1/64 of 200 ms) of the period.
         b.record(k, 1_403_125, &f);
         let bit = 1 << k;
         assert_eq!(b.foreseen(1_403_126), bit);
-        // Expected at 1 606 250 (the last interval), late by at most 3 173 us.
+        // Expected at 1 606 250 (the last interval), late by at most twice its deviation
+        // but 1/64 of its period: 3 173 us.
         assert_eq!(b.foreseen(1_606_250 + 3_173), bit);
         assert_eq!(b.foreseen(1_606_250 + 3_174), 0, "later than its tolerance");
+    }
+
+    /// The tolerance is twice the largest deviation a broadcast has shown, at least 2 ms.
+    #[test]
+    fn the_tolerance_follows_the_largest_deviation() {
+        let f = broadcast(0x356, 8);
+        let k = kind(&f);
+        let late_by = |ends: &[u64]| {
+            let mut b = Broadcasts::default();
+            for end in ends {
+                b.record(k, *end, &f);
+            }
+            let last = ends[ends.len() - 1];
+            let expected = last + (last - ends[ends.len() - 2]);
+            (0..10_000)
+                .take_while(|late| b.foreseen(expected + late) != 0)
+                .count() as u64
+                - 1
+        };
+        assert_eq!(late_by(&[0, 200_000, 400_000]), 2_000, "no deviation: 2 ms");
+        assert_eq!(late_by(&[0, 200_000, 400_500]), 2_000, "500 us: 2 ms");
+        assert_eq!(late_by(&[0, 200_000, 401_200]), 2_400, "1 200 us");
+        assert_eq!(
+            late_by(&[0, 200_000, 401_200, 602_400, 802_400]),
+            2_400,
+            "the largest of the run"
+        );
+        assert_eq!(
+            late_by(&[0, 200_000, 402_000]),
+            3_156,
+            "at most 1/64 of 202 ms"
+        );
     }
 
     /// An arrival out of step starts the count again; a period out of range is never
@@ -194,7 +290,7 @@ mod tests {
             b.record(k, end, &f);
         }
         assert_eq!(b.foreseen(1_000_000), 1 << k);
-        // 7 813 us early: past the tolerance (7 812 us).
+        // 7 813 us early: past the widest it may stray (7 812 us).
         b.record(k, 1_492_187, &f);
         assert_eq!(b.foreseen(1_492_187), 0);
         b.record(k, 1_992_187, &f);
@@ -230,11 +326,11 @@ mod tests {
         b.record(k, 400_000, &short);
         let set = b.foreseen(400_000);
         let bits = u64::from(bit_timing::worst_case_frame_bits(IdFormat::Standard, 8));
-        // Next expected at 600 000, from 596 875 (a tolerance of 3 125 us).
-        assert_eq!(b.arriving(set, 596_874), 0);
-        assert_eq!(b.arriving(set, 596_875), bits);
-        assert_eq!(b.arriving(set, 796_874), bits);
-        assert_eq!(b.arriving(set, 796_875), 2 * bits);
+        // Next expected at 600 000, from 598 000 (a tolerance of 2 ms).
+        assert_eq!(b.arriving(set, 597_999), 0);
+        assert_eq!(b.arriving(set, 598_000), bits);
+        assert_eq!(b.arriving(set, 797_999), bits);
+        assert_eq!(b.arriving(set, 798_000), 2 * bits);
         assert_eq!(b.arriving(0, 900_000), 0, "nothing outside the set");
     }
 }

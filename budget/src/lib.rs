@@ -29,7 +29,7 @@
 
 use bmsfw_plugin_api::{CanFrame, Timestamp};
 use bmsfw_protocols::bit_timing::{self, IdFormat};
-use foreign::{ForeignHistory, ForeignMemo, Heard};
+use foreign::{ForeignHistory, ForeignMemo, Heard, OWN_UNPLANNED, OwnUnplanned};
 use foresight::Broadcasts;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -104,6 +104,8 @@ pub struct BusBudget {
     foreign: ForeignHistory,
     /// Other nodes' broadcasts, for when they come next.
     broadcasts: Broadcasts,
+    /// This node's next frames sent whatever the budget says, when their time is known.
+    own_unplanned: Option<OwnUnplanned>,
     /// The longest frame recorded so far, bits: the margin for a planned frame that ends
     /// earlier than planned.
     longest_seen: u32,
@@ -133,6 +135,7 @@ impl BusBudget {
             own_free: 0,
             foreign: ForeignHistory::default(),
             broadcasts: Broadcasts::default(),
+            own_unplanned: None,
             longest_seen: 0,
         }
     }
@@ -184,7 +187,7 @@ impl BusBudget {
     /// Records a frame another node sent, which ended on the bus at `end`.
     pub fn record_received(&mut self, end: Timestamp, frame: &CanFrame) {
         let bits = bit_timing::frame_bits(frame);
-        let kind = Broadcasts::kind_of(frame);
+        let kind = self.broadcasts.classify(frame);
         if let Some(kind) = kind {
             self.broadcasts.record(kind, end.as_micros(), frame);
         }
@@ -238,15 +241,28 @@ impl BusBudget {
 
     /// Records a frame this node sends whatever the budget says (the GX's keep-alive,
     /// which is never held back), as [`record_sent`](Self::record_sent). Planning keeps
-    /// room for such frames as it does for other nodes' periodic ones: they come again.
+    /// room for such frames as it does for other nodes' frames that may come at any
+    /// time, unless [`expect_unplanned`](Self::expect_unplanned) tells when they come.
     pub fn record_sent_unplanned(&mut self, now: Timestamp, frame: &CanFrame) -> Timestamp {
         let end = self.record_sent(now, frame);
         self.foreign.record(Heard {
             end: end.as_micros(),
             bits: bit_timing::frame_bits(frame),
-            kind: None,
+            kind: Some(OWN_UNPLANNED),
         });
         end
+    }
+
+    /// Tells when this node next sends frames whatever the budget says, and their bits
+    /// together (the GX's keep-alive pair, due at its timer), or `None` when that is not
+    /// known. Planning then counts them in the windows that hold that time, instead of
+    /// keeping room for them in every window. The frames it sends are still recorded
+    /// with [`record_sent_unplanned`](Self::record_sent_unplanned).
+    pub fn expect_unplanned(&mut self, due: Option<Timestamp>, bits: u32) {
+        self.own_unplanned = due.map(|due| OwnUnplanned {
+            due: due.as_micros(),
+            bits: u64::from(bits),
+        });
     }
 
     /// Bits in the window ending at `now` (frames expected to end later included).
@@ -281,7 +297,12 @@ impl BusBudget {
     ) -> Result<usize, Timestamp> {
         self.prune(now);
         self.foreign.forget_before(now.as_micros());
-        let mut foreign = ForeignMemo::new(&self.foreign, &self.broadcasts, now.as_micros());
+        let mut foreign = ForeignMemo::new(
+            &self.foreign,
+            &self.broadcasts,
+            self.own_unplanned,
+            now.as_micros(),
+        );
         match self.fit_count(now.as_micros(), bits, max, &mut foreign) {
             0 => Err(self.time_for(now, bits, 1)),
             n => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
@@ -409,7 +430,8 @@ impl BusBudget {
         // batch's last frame: try those moments in turn (a bounded number of them).
         let start = self.wire_free.max(now_us);
         let mut one_fits = None;
-        let mut foreign = ForeignMemo::new(&self.foreign, &self.broadcasts, now_us);
+        let mut foreign =
+            ForeignMemo::new(&self.foreign, &self.broadcasts, self.own_unplanned, now_us);
         for c in self.frames.iter().take(MAX_WAKE_CANDIDATES) {
             let leaves = c.end + self.window_us;
             let at = leaves.saturating_sub(count * d).max(now_us + 1);

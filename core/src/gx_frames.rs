@@ -40,6 +40,12 @@ pub fn identification_frame() -> CanFrame {
     GxIdentification.encode()
 }
 
+/// The bits the keep-alive pair takes on the bus (both frames, stuff bits included).
+pub fn keep_alive_pair_bits() -> u32 {
+    bmsfw_protocols::bit_timing::frame_bits(&keep_alive_frame())
+        + bmsfw_protocols::bit_timing::frame_bits(&identification_frame())
+}
+
 /// Where the emitter is in its cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {

@@ -13,7 +13,7 @@ use super::jobs::{JobChange, JobRequest};
 use crate::driver::{BusBudget, DriverEvent, Stage2, StageOutcome, Step};
 use crate::errors::codes;
 use crate::gates::{self, GateInputs, GateReport, Moment, Silence, SiteSnapshot, VersionInputs};
-use crate::gx_frames::GxKeepAlive;
+use crate::gx_frames::{GxKeepAlive, keep_alive_pair_bits};
 use crate::job::{JobEvent, JobFailure, JobId, Percent};
 use crate::plugin::DecodedVersion;
 use crate::plugin::allowlist::FirmwareRange;
@@ -341,6 +341,10 @@ impl BusCore {
             self.budget.record_sent_unplanned(now, &frame);
             out.push(frame);
         }
+        // The next pair goes out at its timer whatever the budget says: planning counts
+        // it there rather than in every window.
+        self.budget
+            .expect_unplanned(self.keepalive.poll_timeout(), keep_alive_pair_bits());
         let Some(active) = &mut self.active else {
             return false;
         };

@@ -12,6 +12,7 @@
 //!   download, poll the flash status 0x1F57, read back the software identification
 //!   0x1F56, start the new program (1).
 //! - [`frame`]: the SDO frames, typed, parsed and encoded.
+//! - [`heartbeat`]: a node's heartbeat and boot-up message, recognised.
 //!
 //! Every type follows the calling pattern of the rest of this crate: feed received
 //! frames to `handle_frame(now, &frame)`, drain `poll_transmit(now)` onto the bus, come
@@ -84,6 +85,7 @@ mod abort;
 mod client;
 mod dictionary;
 pub mod frame;
+pub mod heartbeat;
 mod program;
 mod server;
 
