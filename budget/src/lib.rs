@@ -15,10 +15,14 @@
 //!   less the bits the shorter frames saved.
 //! - Other nodes' frames take the wire ahead of queued frames (they win arbitration) and
 //!   push them back: a received frame moves this node's queued frames by its length, and
-//!   planning keeps room for the most foreign bits seen within each stretch over the last
-//!   two seconds (twice the longest BMS-Can period), less what leaves the window
-//!   meanwhile. The GX's own keep-alive, which goes out whatever the budget says, is
-//!   remembered there too.
+//!   planning keeps room for the other nodes' bits that may arrive meanwhile, less what
+//!   leaves the window. Broadcasts that keep a period (BMS-Can frames, CANopen
+//!   heartbeats) are counted where they are expected, each within a tolerance fitted to
+//!   its jitter; every other frame (a node's answers, a broadcast out of step) as the
+//!   most seen within a stretch that long over the last two seconds (twice the longest
+//!   BMS-Can period). The GX's own keep-alive, which goes out whatever the budget says,
+//!   is counted at the time the caller says it is due
+//!   ([`BusBudget::expect_unplanned`]), or else remembered with the other nodes' frames.
 //! - Other nodes' frames after a batch land in windows that hold it: planning walks the
 //!   moments the oldest frames leave until what remains leaves room for the most foreign
 //!   bits seen within a whole window.
