@@ -8,6 +8,11 @@
 //! | `Restart` | Restarting | `22 F1 A0` every 500 ms until the battery answers (`11 01` again if it did not restart) |
 //! | `Verify` | Verifying | `22 F1 95`: the running version |
 //!
+//! A session that fails or is aborted during `Flash` leaves the programming session with
+//! `10 81`; when the bootloader answers busy (`7F 10 21`, a block still being written),
+//! it sends `10 81` again 20 ms later, up to 8 times, and fails once the bootloader has
+//! been quiet for `P2_CLIENT`.
+//!
 //! An erase refused with `7F 31 22` means an earlier attempt's download is still open (its
 //! `10 81` was lost): the session sends `10 81` and starts `Flash` again, once.
 //!
@@ -37,6 +42,7 @@ use bmsfw_protocols::uds::{
     parse_read_data, provide_block, read_data_request, read_two_bytes,
 };
 use std::collections::VecDeque;
+use std::time::Duration;
 
 /// Where the session is.
 enum State {
@@ -54,10 +60,36 @@ enum State {
         rolled_back: RolledBack,
         restart: RestartCause,
     },
+    /// Leaving the programming session after a failure, then failed with it.
+    Leaving(Leaving),
     /// Finished.
     Done,
     /// Failed with this failure.
     Failed(Failure),
+}
+
+/// Most `10 81` a failed session sends while the bootloader answers busy.
+const MAX_LEAVE_ATTEMPTS: u8 = 8;
+
+/// Wait before `10 81` again after a busy answer.
+const LEAVE_RETRY: Duration = Duration::from_millis(20);
+
+/// Leaving the programming session after a failure: `10 81` sent again while the
+/// bootloader answers busy.
+struct Leaving {
+    failure: Failure,
+    attempts: u8,
+    /// When to send `10 81` again, after a busy answer.
+    resend_at: Option<Timestamp>,
+    /// When the last `10 81` counts as taken: no busy answer by then.
+    quiet_by: Option<Timestamp>,
+}
+
+impl Leaving {
+    /// The bootloader's answer `frame`: whether it was busy (`7F 10 21`).
+    fn busy(frame: &CanFrame) -> bool {
+        matches!(frame.data(), [0x03, 0x7F, 0x10, nrc, ..] if Nrc::from_byte(*nrc) == Nrc::BusyRepeatRequest)
+    }
 }
 
 /// Whether the erase found a download left open by an earlier attempt.
@@ -223,8 +255,44 @@ impl AuroraSession {
             client.abort();
             self.outbox
                 .extend(leave_programming(REQUEST_ID, Padding::Fill(PADDING)));
+            self.state = State::Leaving(Leaving {
+                failure,
+                attempts: 1,
+                resend_at: None,
+                quiet_by: None,
+            });
+            return;
         }
         self.state = State::Failed(failure);
+    }
+
+    /// Leaving the programming session: a busy answer has `10 81` sent again, quiet ends
+    /// it.
+    fn leave(&mut self, now: Timestamp, received: Option<&CanFrame>) {
+        let State::Leaving(leaving) = &mut self.state else {
+            return;
+        };
+        if received.is_some_and(Leaving::busy) {
+            if leaving.attempts < MAX_LEAVE_ATTEMPTS {
+                leaving.resend_at = Some(now + LEAVE_RETRY);
+                leaving.quiet_by = None;
+                return;
+            }
+            leaving.quiet_by = Some(now);
+        }
+        if leaving.resend_at.is_some_and(|at| now >= at) {
+            leaving.resend_at = None;
+            leaving.attempts += 1;
+            self.outbox
+                .extend(leave_programming(REQUEST_ID, Padding::Fill(PADDING)));
+            return;
+        }
+        if leaving.quiet_by.is_some_and(|by| now >= by) {
+            let State::Leaving(leaving) = std::mem::replace(&mut self.state, State::Done) else {
+                return;
+            };
+            self.state = State::Failed(leaving.failure);
+        }
     }
 
     /// Handles everything the active part has to report, until nothing changes.
@@ -259,7 +327,7 @@ impl AuroraSession {
                     }
                     None => false,
                 },
-                State::NotStarted | State::Done | State::Failed(_) => false,
+                State::NotStarted | State::Leaving(_) | State::Done | State::Failed(_) => false,
             };
             if !progressed {
                 return;
@@ -530,6 +598,8 @@ impl AuroraSession {
             State::NotStarted | State::Probe(_) => Phase::TRANSFERRING,
             State::Flash(_) if self.installing => Phase::INSTALLING,
             State::Flash(_) => Phase::TRANSFERRING,
+            State::Leaving(_) if self.installing => Phase::INSTALLING,
+            State::Leaving(_) => Phase::TRANSFERRING,
             State::Restart(_) => Phase::RESTARTING,
             State::Verify { .. } => Phase::VERIFYING,
             State::Done => Phase::DONE,
@@ -548,6 +618,7 @@ impl bmsfw_plugin_api::Session for AuroraSession {
             State::Flash(client) => client.handle_frame(now, frame),
             State::Restart(restart) => restart.poll.handle_frame(now, frame),
             State::Verify { requester, .. } => requester.handle_frame(now, frame),
+            State::Leaving(_) => self.leave(now, Some(frame)),
             State::NotStarted | State::Done | State::Failed(_) => {}
         }
         self.drive(now);
@@ -560,6 +631,7 @@ impl bmsfw_plugin_api::Session for AuroraSession {
             State::Flash(client) => client.handle_timeout(now),
             State::Restart(restart) => restart.poll.handle_timeout(now),
             State::Verify { requester, .. } => requester.handle_timeout(now),
+            State::Leaving(_) => self.leave(now, None),
             State::NotStarted | State::Done | State::Failed(_) => {}
         }
         self.drive(now);
@@ -570,6 +642,9 @@ impl bmsfw_plugin_api::Session for AuroraSession {
     fn poll_transmit(&mut self, now: Timestamp) -> Option<CanFrame> {
         self.ensure_started(now);
         if let Some(frame) = self.outbox.pop_front() {
+            if let State::Leaving(leaving) = &mut self.state {
+                leaving.quiet_by = Some(now + P2_CLIENT);
+            }
             return Some(frame);
         }
         let frame = match &mut self.state {
@@ -577,7 +652,7 @@ impl bmsfw_plugin_api::Session for AuroraSession {
             State::Flash(client) => client.poll_transmit(now),
             State::Restart(restart) => restart.poll.poll_transmit(now),
             State::Verify { requester, .. } => requester.poll_transmit(now),
-            State::NotStarted | State::Done | State::Failed(_) => None,
+            State::NotStarted | State::Leaving(_) | State::Done | State::Failed(_) => None,
         };
         self.drive(now);
         frame.or_else(|| self.outbox.pop_front())
@@ -591,6 +666,7 @@ impl bmsfw_plugin_api::Session for AuroraSession {
             State::Flash(client) => client.poll_timeout(),
             State::Restart(restart) => restart.poll.poll_timeout(),
             State::Verify { requester, .. } => requester.poll_timeout(),
+            State::Leaving(leaving) => leaving.resend_at.or(leaving.quiet_by),
             State::Done | State::Failed(_) => None,
         }
     }
@@ -607,7 +683,10 @@ impl bmsfw_plugin_api::Session for AuroraSession {
     }
 
     fn abort(&mut self, _now: Timestamp, reason: &AbortReason) {
-        if matches!(self.state, State::Done | State::Failed(_)) {
+        if matches!(
+            self.state,
+            State::Leaving(_) | State::Done | State::Failed(_)
+        ) {
             return;
         }
         let failure = Failure::new(

@@ -43,6 +43,8 @@ struct Bms {
     resets: u32,
     /// Set when a reset was asked for and not yet carried out.
     reset_asked: bool,
+    /// How long writing a block takes, when not the usual 0.5 ms per KiB.
+    write_time: Option<Duration>,
 }
 
 impl Bms {
@@ -60,6 +62,7 @@ impl Bms {
             pending: None,
             resets: 0,
             reset_asked: false,
+            write_time: None,
         }
     }
 }
@@ -90,7 +93,9 @@ impl FlashBackend for Bms {
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<Duration, Nrc> {
         assert_eq!(offset, self.received.len() as u64, "writes in order");
         self.received.extend_from_slice(data);
-        Ok(Duration::from_micros(500 * data.len() as u64 / 1024))
+        Ok(self
+            .write_time
+            .unwrap_or(Duration::from_micros(500 * data.len() as u64 / 1024)))
     }
     fn transfer_exit(&mut self) -> Result<(), Nrc> {
         Ok(())
@@ -203,6 +208,8 @@ struct Bench {
     phases: Vec<Phase>,
     /// Frames the session sent.
     sent: Vec<CanFrame>,
+    /// Frames the session received.
+    received: Vec<CanFrame>,
 }
 
 fn request(package: Vec<u8>) -> SessionRequest {
@@ -226,6 +233,7 @@ impl Bench {
             now: Timestamp::from_micros(1_000_000),
             phases: Vec::new(),
             sent: Vec::new(),
+            received: Vec::new(),
         }
     }
 
@@ -242,6 +250,7 @@ impl Bench {
             }
             if let Some(f) = self.peer.poll_transmit(self.now) {
                 self.now = self.now + FRAME;
+                self.received.push(f);
                 self.session.handle_frame(self.now, &f);
                 moved = true;
             }
@@ -504,6 +513,43 @@ fn an_abort_stops_the_download_and_tells_the_bms() {
     assert_eq!(b.session.poll_transmit(now), None);
 }
 
+/// An abort that reaches the BMS while it writes a block is answered busy (`7F 10 21`):
+/// the session sends `10 81` again until the BMS takes it, and fails only then.
+#[test]
+fn an_abort_answered_busy_is_sent_again_until_the_bms_leaves_programming() {
+    let mut bms = Bms::new();
+    bms.write_time = Some(Duration::from_millis(80));
+    let mut b = Bench::new(bms, request(new_package()));
+    // The BMS answered response-pending: it is writing a block.
+    b.run_until(|b| {
+        b.received
+            .last()
+            .is_some_and(|f| f.data()[..4] == [0x03, 0x7F, 0x36, 0x78])
+    });
+    let now = b.now;
+    b.session.abort(now, &AbortReason::new(728, "grid lost"));
+    assert!(!b.session.status().phase.is_final(), "still leaving");
+    let status = b.run();
+    assert_eq!(status.failure_code(), Some(ErrorCode::ABORTED));
+    let leaves = b
+        .sent
+        .iter()
+        .filter(|f| f.data()[..3] == [0x02, 0x10, 0x81])
+        .count();
+    assert!(leaves >= 2, "10 81 sent {leaves} times");
+    assert!(
+        b.received
+            .iter()
+            .any(|f| f.data()[..4] == [0x03, 0x7F, 0x10, 0x21]),
+        "the BMS answered busy"
+    );
+    assert_eq!(
+        b.peer.server.session(),
+        bmsfw_protocols::uds::Session::Default
+    );
+    assert_eq!(b.peer.bms().running, [4, 15]);
+}
+
 #[test]
 fn a_download_left_open_by_a_lost_abort_is_dropped_and_the_update_runs() {
     // An update is aborted, and its `10 81` is lost: the BMS stays in its programming
@@ -531,6 +577,7 @@ fn a_download_left_open_by_a_lost_abort_is_dropped_and_the_update_runs() {
         now: now + Duration::from_secs(1),
         phases: Vec::new(),
         sent: Vec::new(),
+        received: Vec::new(),
     };
     let status = next.run();
     assert_eq!(status.phase, Phase::DONE, "{status:?}");
