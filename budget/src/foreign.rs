@@ -111,8 +111,8 @@ pub(crate) struct ForeignMemo<'a> {
     foreseen: KindSet,
     own: Option<OwnUnplanned>,
     pub(crate) known: [Option<u64>; 72],
-    /// The most in any window, for the window it was worked out for.
-    whole_window: Option<(u64, u64)>,
+    /// The most in any window, once worked out.
+    whole_window: Option<u64>,
 }
 
 impl<'a> ForeignMemo<'a> {
@@ -155,17 +155,14 @@ impl<'a> ForeignMemo<'a> {
         others + self.broadcasts.arriving(foreseen, by) + own
     }
 
-    /// The most other nodes' bits ever seen within a stretch of `window_us`, broadcasts
-    /// included: what any later window may hold of theirs.
+    /// The most other nodes' bits ever seen within a stretch of `window_us` (the
+    /// budget's window: one planning asks about one), broadcasts included: what any later
+    /// window may hold of theirs.
     pub(crate) fn most_in_any_window(&mut self, window_us: u64) -> u64 {
-        match self.whole_window {
-            Some((window, most)) if window == window_us => most,
-            _ => {
-                let most = self.history.most_within(window_us, 0);
-                self.whole_window = Some((window_us, most));
-                most
-            }
-        }
+        let history = self.history;
+        *self
+            .whole_window
+            .get_or_insert_with(|| history.most_within(window_us, 0))
     }
 }
 
@@ -267,6 +264,30 @@ mod tests {
         assert_eq!(history.most_within(1_000, 0b101), 10);
     }
 
+    /// This node's unplanned frames count at the time they are due when it is known,
+    /// and as any other frame when it is not.
+    #[test]
+    fn own_unplanned_frames_count_when_due() {
+        let mut history = ForeignHistory::default();
+        history.record(Heard {
+            end: 0,
+            bits: 250,
+            kind: Some(OWN_UNPLANNED),
+        });
+        history.record(heard(500, 100));
+        let broadcasts = Broadcasts::default();
+        let own = OwnUnplanned {
+            due: 50_000,
+            bits: 250,
+        };
+        let mut known = ForeignMemo::new(&history, &broadcasts, Some(own), 10_000);
+        assert_eq!(known.arriving_by(49_999), 100);
+        assert_eq!(known.arriving_by(50_000), 350);
+        let mut unknown = ForeignMemo::new(&history, &broadcasts, None, 10_000);
+        assert_eq!(unknown.arriving_by(10_001), 350);
+        assert_eq!(unknown.arriving_by(60_000), 350);
+    }
+
     /// A planning rounds each stretch up, to the next millisecond up to 64 ms and to the
     /// next power of two microseconds beyond, and counts the most within that.
     #[test]
@@ -327,7 +348,8 @@ mod tests {
         assert_eq!(memo.arriving_by(597_999), 50);
         assert_eq!(memo.arriving_by(598_000), 50 + worst);
         assert_eq!(memo.most_in_any_window(100_000), u64::from(bits) + 50);
-        assert_eq!(memo.most_in_any_window(250_000), 2 * u64::from(bits));
+        let mut longer = ForeignMemo::new(&history, &broadcasts, None, 500_000);
+        assert_eq!(longer.most_in_any_window(250_000), 2 * u64::from(bits));
         // Once it is late past its tolerance it counts as any frame again.
         let mut late = ForeignMemo::new(&history, &broadcasts, None, 602_001);
         assert_eq!(late.arriving_by(604_000), u64::from(bits));

@@ -23,7 +23,8 @@ use bmsfw_protocols::canopen::heartbeat::{self, NmtState};
 pub(crate) const HEARTBEAT_SLOTS: usize = 16;
 
 /// Broadcasts tracked: every BMS-Can kind, then the heartbeats.
-const TRACKED: usize = FrameKind::COUNT + HEARTBEAT_SLOTS;
+const TRACKED: usize = 37;
+const _: () = assert!(TRACKED == FrameKind::COUNT + HEARTBEAT_SLOTS);
 
 /// Shortest period foreseen: faster frames are left to the reserve for any frame.
 pub(crate) const MIN_PERIOD_US: u64 = 20_000;
@@ -38,13 +39,8 @@ pub(crate) const MIN_TOLERANCE_US: u64 = 2_000;
 
 /// The widest a frame of `period_us` may stray from its period and stay in step: 1/64 of
 /// its period, at least [`MIN_TOLERANCE_US`].
-pub(crate) const fn widest(period_us: u64) -> u64 {
-    let share = period_us / 64;
-    if share > MIN_TOLERANCE_US {
-        share
-    } else {
-        MIN_TOLERANCE_US
-    }
+pub(crate) fn widest(period_us: u64) -> u64 {
+    (period_us / 64).max(MIN_TOLERANCE_US)
 }
 
 impl Broadcast {
@@ -237,6 +233,11 @@ mod tests {
         assert_eq!(b.foreseen(1_000_001), 0, "heard once");
         b.record(k, 1_200_000, &f);
         assert_eq!(b.foreseen(1_200_001), 0, "heard twice");
+        // Heard twice at the period it would have had from time zero: still twice.
+        let mut from_zero = Broadcasts::default();
+        from_zero.record(k, 200_000, &f);
+        from_zero.record(k, 400_000, &f);
+        assert_eq!(from_zero.foreseen(400_001), 0);
         // Within 3 125 us (1/64 of 200 ms) of the period.
         b.record(k, 1_403_125, &f);
         let bit = 1 << k;
@@ -245,6 +246,22 @@ mod tests {
         // but 1/64 of its period: 3 173 us.
         assert_eq!(b.foreseen(1_606_250 + 3_173), bit);
         assert_eq!(b.foreseen(1_606_250 + 3_174), 0, "later than its tolerance");
+    }
+
+    /// A node's heartbeat is foreseen as a BMS-Can broadcast is, in its node's slot.
+    #[test]
+    fn a_heartbeat_is_foreseen_in_its_slot() {
+        let beat = CanFrame::new(CanId::standard(0x705).unwrap(), &[0x05]).unwrap();
+        let mut b = Broadcasts::default();
+        let k = b.classify(&beat).unwrap();
+        for end in [0, 100_000, 200_000] {
+            b.record(k, end, &beat);
+        }
+        let set = b.foreseen(200_000);
+        assert_eq!(set, 1 << 21);
+        let bits = u64::from(bit_timing::worst_case_frame_bits(IdFormat::Standard, 1));
+        assert_eq!(b.arriving(set, 297_999), 0);
+        assert_eq!(b.arriving(set, 298_000), bits);
     }
 
     /// The tolerance is twice the largest deviation a broadcast has shown, at least 2 ms.
