@@ -78,19 +78,18 @@ impl ForeignHistory {
     /// The most foreign bits that ended within any stretch of `span_us`, leaving out the
     /// broadcasts in `foreseen`.
     pub(crate) fn most_within(&self, span_us: u64, foreseen: KindSet) -> u64 {
+        let counted = || self.frames.iter().filter(|c| !c.is_in(foreseen));
+        // The frames that left the stretch ending at the current one, in order (an
+        // iterator, so that no counter can stop moving).
+        let mut leaving = counted().peekable();
         let mut most = 0;
         let mut sum = 0u64;
-        let mut first = 0;
-        for (i, c) in self.frames.iter().enumerate() {
-            if c.is_in(foreseen) {
-                continue;
-            }
+        for c in counted() {
             sum += u64::from(c.bits);
-            while self.frames[first].end + span_us <= c.end && first < i {
-                if !self.frames[first].is_in(foreseen) {
-                    sum -= u64::from(self.frames[first].bits);
-                }
-                first += 1;
+            while let Some(old) =
+                leaving.next_if(|old| old.end + span_us <= c.end && !std::ptr::eq(*old, c))
+            {
+                sum -= u64::from(old.bits);
             }
             most = most.max(sum);
         }
@@ -98,10 +97,11 @@ impl ForeignHistory {
     }
 }
 
-/// The other nodes' bits that may arrive, for one planning at `now`. The broadcasts
-/// foreseen are counted at the time asked about; for every other frame, spans from `now`
-/// are rounded up to the next millisecond up to 64 ms, to the next power of two beyond
-/// (the most within a longer stretch is never less), each worked out once.
+/// The other nodes' bits that may arrive within a stretch after `now`, for one planning at
+/// `now`. The broadcasts foreseen and this node's unplanned frames are counted where they
+/// are expected; for every other frame, stretches are rounded up to the next millisecond
+/// up to 64 ms, to the next power of two beyond (the most within a longer stretch is never
+/// less), each worked out once.
 pub(crate) struct ForeignMemo<'a> {
     history: &'a ForeignHistory,
     broadcasts: &'a Broadcasts,
@@ -134,11 +134,11 @@ impl<'a> ForeignMemo<'a> {
         }
     }
 
-    /// The most other nodes' bits that may end after `now` and by `by`: the broadcasts
-    /// foreseen as expected by then, this node's unplanned frames when due by then, and
-    /// as many other bits as ever ended within a stretch that long.
-    pub(crate) fn arriving_by(&mut self, by: u64) -> u64 {
-        let span_us = by.saturating_sub(self.now);
+    /// The most other nodes' bits that may end within `span_us` after `now`: the
+    /// broadcasts foreseen as expected by then, this node's unplanned frames when due by
+    /// then, and as many other bits as ever ended within a stretch that long.
+    pub(crate) fn most_within(&mut self, span_us: u64) -> u64 {
+        let by = self.now + span_us;
         let (bucket, span) = if span_us <= 64_000 {
             let ms = span_us.div_ceil(1_000).max(1);
             (ms as usize - 1, ms * 1_000)
@@ -281,11 +281,11 @@ mod tests {
             bits: 250,
         };
         let mut known = ForeignMemo::new(&history, &broadcasts, Some(own), 10_000);
-        assert_eq!(known.arriving_by(49_999), 100);
-        assert_eq!(known.arriving_by(50_000), 350);
+        assert_eq!(known.most_within(39_999), 100);
+        assert_eq!(known.most_within(40_000), 350);
         let mut unknown = ForeignMemo::new(&history, &broadcasts, None, 10_000);
-        assert_eq!(unknown.arriving_by(10_001), 350);
-        assert_eq!(unknown.arriving_by(60_000), 350);
+        assert_eq!(unknown.most_within(1), 350);
+        assert_eq!(unknown.most_within(50_000), 350);
     }
 
     /// A planning rounds each stretch up, to the next millisecond up to 64 ms and to the
@@ -313,15 +313,13 @@ mod tests {
             (131_073, 263),
             (1_000_000, 300),
         ] {
-            assert_eq!(memo.arriving_by(now + span), 100 * frames, "{span} us");
+            assert_eq!(memo.most_within(span), 100 * frames, "{span} us");
         }
         // Each is worked out once: the answer for a rounded stretch stays.
         assert_eq!(memo.known[1], Some(200));
         assert_eq!(memo.known[63], Some(6_400));
         assert_eq!(memo.known[64], Some(13_200));
         assert_eq!(memo.known[65], Some(26_300));
-        // A time already past is a stretch of no length.
-        assert_eq!(memo.arriving_by(now - 1), 100);
     }
 
     /// A broadcast foreseen counts where it is expected, and not in the most within a
@@ -345,13 +343,13 @@ mod tests {
         ));
         let mut memo = ForeignMemo::new(&history, &broadcasts, None, 500_000);
         // Expected at 600 000, from 598 000.
-        assert_eq!(memo.arriving_by(597_999), 50);
-        assert_eq!(memo.arriving_by(598_000), 50 + worst);
+        assert_eq!(memo.most_within(97_999), 50);
+        assert_eq!(memo.most_within(98_000), 50 + worst);
         assert_eq!(memo.most_in_any_window(100_000), u64::from(bits) + 50);
         let mut longer = ForeignMemo::new(&history, &broadcasts, None, 500_000);
         assert_eq!(longer.most_in_any_window(250_000), 2 * u64::from(bits));
         // Once it is late past its tolerance it counts as any frame again.
         let mut late = ForeignMemo::new(&history, &broadcasts, None, 602_001);
-        assert_eq!(late.arriving_by(604_000), u64::from(bits));
+        assert_eq!(late.most_within(1_999), u64::from(bits));
     }
 }

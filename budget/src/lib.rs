@@ -322,9 +322,7 @@ impl BusBudget {
         let max = max.max(1) as u64;
         // The reserve for the whole batch's exposure; a tighter one for a frame that
         // ends sooner is worked out only where the batch's would stop it.
-        let batch_end = start + max * d;
-        let batch_reserve = foreign.arriving_by(batch_end);
-        let batch_reserve = foreign.arriving_by(batch_end + self.duration(batch_reserve));
+        let batch_reserve = foreign.most_within(start + max * d - now_us);
         let mut left = 0u64;
         let mut first = 0usize;
         let mut n = 0u64;
@@ -346,9 +344,8 @@ impl BusBudget {
                 // Foreign frames that arrive before this one push it back by their own
                 // length, and the window ending at its later end has lost what ended in
                 // that stretch a window earlier: only the difference needs room.
-                let shift = self.duration(foreign.arriving_by(end));
-                // A broadcast expected in the stretch it was pushed back by pushes it too.
-                let others = foreign.arriving_by(end + shift);
+                let others = foreign.most_within(end - now_us);
+                let shift = duration_us(u32::try_from(others).unwrap_or(u32::MAX), self.bitrate);
                 let leaving: u64 = self
                     .frames
                     .range(first..)
@@ -381,7 +378,7 @@ impl BusBudget {
                 for c in self.frames.iter().skip_while(|c| c.end <= from) {
                     // Just before `c` leaves, the window still holds it.
                     let at = (c.end + self.window_us).saturating_sub(1);
-                    let others = foreign.arriving_by(at);
+                    let others = foreign.most_within(at.saturating_sub(now_us));
                     if content + others > self.limit_bits {
                         fits = false;
                         break;
@@ -434,14 +431,16 @@ impl BusBudget {
         // batch's last frame: try those moments in turn (a bounded number of them).
         let start = self.wire_free.max(now_us);
         let mut one_fits = None;
-        let mut foreign =
-            ForeignMemo::new(&self.foreign, &self.broadcasts, self.own_unplanned, now_us);
         for c in self.frames.iter().take(MAX_WAKE_CANDIDATES) {
             let leaves = c.end + self.window_us;
             let at = leaves.saturating_sub(count * d).max(now_us + 1);
             if at < start.saturating_sub(count * d) {
                 continue;
             }
+            // Broadcasts and this node's unplanned frames are expected at their times:
+            // counted from the moment tried.
+            let mut foreign =
+                ForeignMemo::new(&self.foreign, &self.broadcasts, self.own_unplanned, at);
             let fit = self.fit_count(at, bits, count as usize, &mut foreign);
             if fit >= count {
                 return Timestamp::from_micros(at);
@@ -459,13 +458,6 @@ impl BusBudget {
     /// time it will (once enough recorded frames have left the window).
     pub fn room(&mut self, now: Timestamp, bits: u32) -> Result<(), Timestamp> {
         self.frames_fitting(now, bits, 1).map(|_| ())
-    }
-}
-
-impl BusBudget {
-    /// Microseconds `bits` take on this bus, rounded up.
-    fn duration(&self, bits: u64) -> u64 {
-        duration_us(u32::try_from(bits).unwrap_or(u32::MAX), self.bitrate)
     }
 }
 
