@@ -97,40 +97,72 @@ impl ForeignHistory {
     }
 }
 
-/// The other nodes' bits that may arrive within a stretch after `now`, for one planning at
-/// `now`. The broadcasts foreseen and this node's unplanned frames are counted where they
-/// are expected; for every other frame, stretches are rounded up to the next millisecond
-/// up to 64 ms, to the next power of two beyond (the most within a longer stretch is never
-/// less), each worked out once.
-pub(crate) struct ForeignMemo<'a> {
+/// The most other nodes' bits within a stretch, for one planning: stretches rounded up to
+/// the next millisecond up to 64 ms, to the next power of two beyond (the most within a
+/// longer stretch is never less), each worked out once, whatever moment is asked about.
+pub(crate) struct Stretches<'a> {
     history: &'a ForeignHistory,
-    broadcasts: &'a Broadcasts,
-    now: u64,
     /// Broadcasts foreseen, and this node's unplanned frames when their time is known:
     /// counted where they are expected, left out of the most within a stretch.
-    foreseen: KindSet,
-    own: Option<OwnUnplanned>,
+    leave_out: KindSet,
     pub(crate) known: [Option<u64>; 72],
     /// The most in any window, once worked out.
     whole_window: Option<u64>,
 }
 
-impl<'a> ForeignMemo<'a> {
+impl<'a> Stretches<'a> {
+    /// The stretches of `history`, leaving out the frames in `leave_out`.
+    pub(crate) fn new(history: &'a ForeignHistory, leave_out: KindSet) -> Stretches<'a> {
+        Stretches {
+            history,
+            leave_out,
+            known: [None; 72],
+            whole_window: None,
+        }
+    }
+
+    fn most_within(&mut self, span_us: u64) -> u64 {
+        let (bucket, span) = if span_us <= 64_000 {
+            let ms = span_us.div_ceil(1_000).max(1);
+            (ms as usize - 1, ms * 1_000)
+        } else {
+            let power = (64 - (span_us - 1).leading_zeros()).clamp(17, 24);
+            (64 + (power as usize - 17), 1u64 << power)
+        };
+        let (history, leave_out) = (self.history, self.leave_out);
+        *self.known[bucket].get_or_insert_with(|| history.most_within(span, leave_out))
+    }
+}
+
+/// The other nodes' bits that may arrive within a stretch after `now`, for one moment of
+/// a planning: the broadcasts foreseen and this node's unplanned frames where they are
+/// expected, every other frame as the most seen within a stretch that long.
+pub(crate) struct ForeignMemo<'a, 's> {
+    stretches: &'s mut Stretches<'a>,
+    broadcasts: &'a Broadcasts,
+    own: Option<OwnUnplanned>,
+    now: u64,
+}
+
+/// What a planning leaves out of the most within a stretch at `now`: the broadcasts
+/// foreseen then, and this node's unplanned frames when `own` tells their time.
+pub(crate) fn left_out(broadcasts: &Broadcasts, own: Option<OwnUnplanned>, now: u64) -> KindSet {
+    let own_set = if own.is_some() { 1 << OWN_UNPLANNED } else { 0 };
+    broadcasts.foreseen(now) | own_set
+}
+
+impl<'a, 's> ForeignMemo<'a, 's> {
     pub(crate) fn new(
-        history: &'a ForeignHistory,
+        stretches: &'s mut Stretches<'a>,
         broadcasts: &'a Broadcasts,
         own: Option<OwnUnplanned>,
         now: u64,
-    ) -> ForeignMemo<'a> {
-        let own_set = if own.is_some() { 1 << OWN_UNPLANNED } else { 0 };
+    ) -> ForeignMemo<'a, 's> {
         ForeignMemo {
-            history,
+            stretches,
             broadcasts,
-            now,
-            foreseen: broadcasts.foreseen(now) | own_set,
             own,
-            known: [None; 72],
-            whole_window: None,
+            now,
         }
     }
 
@@ -139,28 +171,21 @@ impl<'a> ForeignMemo<'a> {
     /// then, and as many other bits as ever ended within a stretch that long.
     pub(crate) fn most_within(&mut self, span_us: u64) -> u64 {
         let by = self.now + span_us;
-        let (bucket, span) = if span_us <= 64_000 {
-            let ms = span_us.div_ceil(1_000).max(1);
-            (ms as usize - 1, ms * 1_000)
-        } else {
-            let power = (64 - (span_us - 1).leading_zeros()).clamp(17, 24);
-            (64 + (power as usize - 17), 1u64 << power)
-        };
-        let (history, foreseen) = (self.history, self.foreseen);
-        let others = *self.known[bucket].get_or_insert_with(|| history.most_within(span, foreseen));
+        let others = self.stretches.most_within(span_us);
         let own = self
             .own
             .filter(|own| own.due <= by)
             .map_or(0, |own| own.bits);
-        others + self.broadcasts.arriving(foreseen, by) + own
+        others + self.broadcasts.arriving(self.stretches.leave_out, by) + own
     }
 
     /// The most other nodes' bits ever seen within a stretch of `window_us` (the
     /// budget's window: one planning asks about one), broadcasts included: what any later
     /// window may hold of theirs.
     pub(crate) fn most_in_any_window(&mut self, window_us: u64) -> u64 {
-        let history = self.history;
+        let history = self.stretches.history;
         *self
+            .stretches
             .whole_window
             .get_or_insert_with(|| history.most_within(window_us, 0))
     }
@@ -280,10 +305,13 @@ mod tests {
             due: 50_000,
             bits: 250,
         };
-        let mut known = ForeignMemo::new(&history, &broadcasts, Some(own), 10_000);
+        let mut known_stretches =
+            Stretches::new(&history, left_out(&broadcasts, Some(own), 10_000));
+        let mut known = ForeignMemo::new(&mut known_stretches, &broadcasts, Some(own), 10_000);
         assert_eq!(known.most_within(39_999), 100);
         assert_eq!(known.most_within(40_000), 350);
-        let mut unknown = ForeignMemo::new(&history, &broadcasts, None, 10_000);
+        let mut unknown_stretches = Stretches::new(&history, left_out(&broadcasts, None, 10_000));
+        let mut unknown = ForeignMemo::new(&mut unknown_stretches, &broadcasts, None, 10_000);
         assert_eq!(unknown.most_within(1), 350);
         assert_eq!(unknown.most_within(50_000), 350);
     }
@@ -299,7 +327,8 @@ mod tests {
         }
         let broadcasts = Broadcasts::default();
         let now = 7_000;
-        let mut memo = ForeignMemo::new(&history, &broadcasts, None, now);
+        let mut memo_stretches = Stretches::new(&history, left_out(&broadcasts, None, now));
+        let mut memo = ForeignMemo::new(&mut memo_stretches, &broadcasts, None, now);
         for (span, frames) in [
             (0, 1),
             (1, 1),
@@ -316,10 +345,10 @@ mod tests {
             assert_eq!(memo.most_within(span), 100 * frames, "{span} us");
         }
         // Each is worked out once: the answer for a rounded stretch stays.
-        assert_eq!(memo.known[1], Some(200));
-        assert_eq!(memo.known[63], Some(6_400));
-        assert_eq!(memo.known[64], Some(13_200));
-        assert_eq!(memo.known[65], Some(26_300));
+        assert_eq!(memo_stretches.known[1], Some(200));
+        assert_eq!(memo_stretches.known[63], Some(6_400));
+        assert_eq!(memo_stretches.known[64], Some(13_200));
+        assert_eq!(memo_stretches.known[65], Some(26_300));
     }
 
     /// A broadcast foreseen counts where it is expected, and not in the most within a
@@ -341,15 +370,18 @@ mod tests {
             bmsfw_protocols::bit_timing::IdFormat::Standard,
             8,
         ));
-        let mut memo = ForeignMemo::new(&history, &broadcasts, None, 500_000);
+        let mut memo_stretches = Stretches::new(&history, left_out(&broadcasts, None, 500_000));
+        let mut memo = ForeignMemo::new(&mut memo_stretches, &broadcasts, None, 500_000);
         // Expected at 600 000, from 598 000.
         assert_eq!(memo.most_within(97_999), 50);
         assert_eq!(memo.most_within(98_000), 50 + worst);
         assert_eq!(memo.most_in_any_window(100_000), u64::from(bits) + 50);
-        let mut longer = ForeignMemo::new(&history, &broadcasts, None, 500_000);
+        let mut longer_stretches = Stretches::new(&history, left_out(&broadcasts, None, 500_000));
+        let mut longer = ForeignMemo::new(&mut longer_stretches, &broadcasts, None, 500_000);
         assert_eq!(longer.most_in_any_window(250_000), 2 * u64::from(bits));
         // Once it is late past its tolerance it counts as any frame again.
-        let mut late = ForeignMemo::new(&history, &broadcasts, None, 602_001);
+        let mut late_stretches = Stretches::new(&history, left_out(&broadcasts, None, 602_001));
+        let mut late = ForeignMemo::new(&mut late_stretches, &broadcasts, None, 602_001);
         assert_eq!(late.most_within(1_999), u64::from(bits));
     }
 }

@@ -33,7 +33,9 @@
 
 use bmsfw_plugin_api::{CanFrame, Timestamp};
 use bmsfw_protocols::bit_timing::{self, IdFormat};
-use foreign::{ForeignHistory, ForeignMemo, Heard, OWN_UNPLANNED, OwnUnplanned};
+use foreign::{
+    ForeignHistory, ForeignMemo, Heard, OWN_UNPLANNED, OwnUnplanned, Stretches, left_out,
+};
 use foresight::Broadcasts;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -301,8 +303,10 @@ impl BusBudget {
     ) -> Result<usize, Timestamp> {
         self.prune(now);
         self.foreign.forget_before(now.as_micros());
+        let leave_out = left_out(&self.broadcasts, self.own_unplanned, now.as_micros());
+        let mut stretches = Stretches::new(&self.foreign, leave_out);
         let mut foreign = ForeignMemo::new(
-            &self.foreign,
+            &mut stretches,
             &self.broadcasts,
             self.own_unplanned,
             now.as_micros(),
@@ -315,7 +319,13 @@ impl BusBudget {
 
     /// [`BusBudget::frames_fitting`]'s count at `now` (`now` or later than the last
     /// prune), without changing what is recorded.
-    fn fit_count(&self, now_us: u64, bits: u32, max: usize, foreign: &mut ForeignMemo<'_>) -> u64 {
+    fn fit_count(
+        &self,
+        now_us: u64,
+        bits: u32,
+        max: usize,
+        foreign: &mut ForeignMemo<'_, '_>,
+    ) -> u64 {
         let bits = u64::from(bits.max(1));
         let d = duration_us(bits as u32, self.bitrate).max(1);
         let start = self.wire_free.max(now_us);
@@ -431,6 +441,8 @@ impl BusBudget {
         // batch's last frame: try those moments in turn (a bounded number of them).
         let start = self.wire_free.max(now_us);
         let mut one_fits = None;
+        let leave_out = left_out(&self.broadcasts, self.own_unplanned, now_us);
+        let mut stretches = Stretches::new(&self.foreign, leave_out);
         for c in self.frames.iter().take(MAX_WAKE_CANDIDATES) {
             let leaves = c.end + self.window_us;
             let at = leaves.saturating_sub(count * d).max(now_us + 1);
@@ -440,7 +452,7 @@ impl BusBudget {
             // Broadcasts and this node's unplanned frames are expected at their times:
             // counted from the moment tried.
             let mut foreign =
-                ForeignMemo::new(&self.foreign, &self.broadcasts, self.own_unplanned, at);
+                ForeignMemo::new(&mut stretches, &self.broadcasts, self.own_unplanned, at);
             let fit = self.fit_count(at, bits, count as usize, &mut foreign);
             if fit >= count {
                 return Timestamp::from_micros(at);
