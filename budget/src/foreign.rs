@@ -19,6 +19,16 @@ pub(crate) const FOREIGN_MEMORY_US: u64 = 2_000_000;
 /// send; a 500 kbit/s BMS-Can bus with telemetry carries a few dozen a second).
 const FOREIGN_HISTORY_CAP: usize = 512;
 
+/// Inserts `item` into `frames`, kept in the order of their ends, after every frame that
+/// ends no later.
+pub(crate) fn insert_by_end<T>(frames: &mut VecDeque<T>, item: T, end: impl Fn(&T) -> u64) {
+    let at = frames
+        .iter()
+        .rposition(|c| end(c) <= end(&item))
+        .map_or(0, |i| i + 1);
+    frames.insert(at, item);
+}
+
 /// A frame another node sent (or one this node sends unplanned).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Heard {
@@ -60,12 +70,7 @@ impl ForeignHistory {
         if self.frames.len() == FOREIGN_HISTORY_CAP {
             self.frames.pop_front();
         }
-        let at = self
-            .frames
-            .iter()
-            .rposition(|c| c.end <= heard.end)
-            .map_or(0, |i| i + 1);
-        self.frames.insert(at, heard);
+        insert_by_end(&mut self.frames, heard, |c| c.end);
     }
 
     pub(crate) fn forget_before(&mut self, now: u64) {

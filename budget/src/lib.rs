@@ -34,7 +34,8 @@
 use bmsfw_plugin_api::{CanFrame, Timestamp};
 use bmsfw_protocols::bit_timing::{self, IdFormat};
 use foreign::{
-    ForeignHistory, ForeignMemo, Heard, OWN_UNPLANNED, OwnUnplanned, Stretches, left_out,
+    ForeignHistory, ForeignMemo, Heard, OWN_UNPLANNED, OwnUnplanned, Stretches, insert_by_end,
+    left_out,
 };
 use foresight::Broadcasts;
 use std::collections::VecDeque;
@@ -176,12 +177,7 @@ impl BusBudget {
     }
 
     fn insert(&mut self, carried: Carried) {
-        let at = self
-            .frames
-            .iter()
-            .rposition(|c| c.end <= carried.end)
-            .map_or(0, |i| i + 1);
-        self.frames.insert(at, carried);
+        insert_by_end(&mut self.frames, carried, |c| c.end);
         self.bits_in_window += u64::from(carried.bits);
         if carried.own {
             self.own_bits_in_window += u64::from(carried.bits);
@@ -541,72 +537,16 @@ mod tests {
     #[test]
     fn a_greedy_sender_stays_under_the_cap_including_other_traffic() {
         let mut b = BusBudget::new(500_000, BudgetConfig::default());
-        let mut now = 0u64;
-        let mut sent = 0u64;
-        let mut wire = Vec::new();
+        // A telemetry frame every 43 ms, and a burst of 4 every 500 ms.
         let mut next_telemetry = 0u64;
-        let mut queue: VecDeque<(u64, CanFrame)> = VecDeque::new();
-        // Bounded: 2 s of bus time in steps of at least 1 us.
-        while now < 2_000_000 {
-            if now >= next_telemetry {
-                // A telemetry frame every 43 ms, and a burst of 4 every 500 ms: it takes
-                // the wire ahead of the frames queued (it wins arbitration).
-                let count = if next_telemetry % 500_000 == 0 { 4 } else { 1 };
-                let mut after = now;
-                for _ in 0..count {
-                    let f = frame(0x351, 0x55);
-                    // After the frame on the wire, ahead of those still queued.
-                    let in_flight = queue
-                        .iter()
-                        .find(|(end, f)| {
-                            end.saturating_sub(duration_us(bit_timing::frame_bits(f), 500_000))
-                                <= after
-                                && *end > after
-                        })
-                        .map_or(after, |(end, _)| *end);
-                    let start = after.max(in_flight);
-                    let end = start + duration_us(bit_timing::frame_bits(&f), 500_000);
-                    b.record_received(t(end), &f);
-                    wire.push((end, bit_timing::frame_bits(&f)));
-                    // The queued frames end that much later.
-                    for q in queue.iter_mut() {
-                        if q.0 > start {
-                            q.0 += end - start;
-                        }
-                    }
-                    after = end;
-                }
-                next_telemetry += 43_000;
+        let (peak, sent) = greedy_sender(&mut b, 2_000_000, |now| {
+            if now < next_telemetry {
+                return Vec::new();
             }
-            match b.frames_fitting(t(now), WORST_FRAME_BITS, 24) {
-                Ok(n) => {
-                    for i in 0..n {
-                        // Frames of varying length, none longer than planned.
-                        let f =
-                            CanFrame::new(CanId::standard(0x7E0).unwrap(), &[(i * 37) as u8; 8])
-                                .unwrap();
-                        let end = b.record_sent(t(now), &f);
-                        queue.push_back((end.as_micros(), f));
-                        sent += 1;
-                    }
-                }
-                Err(at) => assert!(at > t(now), "room later than now"),
-            }
-            while let Some((end, f)) = queue.front() {
-                if *end > now + 1_000 {
-                    break;
-                }
-                wire.push((*end, bit_timing::frame_bits(f)));
-                queue.pop_front();
-            }
-            now += 1_000;
-        }
-        wire.extend(
-            queue
-                .iter()
-                .map(|(end, f)| (*end, bit_timing::frame_bits(f))),
-        );
-        let peak = peak_load(&mut wire, 100_000, 500_000);
+            let count = if next_telemetry % 500_000 == 0 { 4 } else { 1 };
+            next_telemetry += 43_000;
+            vec![frame(0x351, 0x55); count]
+        });
         assert!(peak <= 80.0 + 1e-9, "a window reached {peak:.2} %");
         // 2 s at 80 % with frames of about 120 bits, less the telemetry: well over 6000.
         assert!(sent > 6000, "only {sent} frames sent");
@@ -642,14 +582,19 @@ mod tests {
                 }
                 after = end;
             }
-            if let Ok(n) = b.frames_fitting(t(now), WORST_FRAME_BITS, 24) {
-                for i in 0..n {
-                    let f = CanFrame::new(CanId::standard(0x7E0).unwrap(), &[(i * 37) as u8; 8])
-                        .unwrap();
-                    let end = b.record_sent(t(now), &f);
-                    queue.push_back((end.as_micros(), f));
-                    sent += 1;
+            match b.frames_fitting(t(now), WORST_FRAME_BITS, 24) {
+                Ok(n) => {
+                    for i in 0..n {
+                        // Frames of varying length, none longer than planned.
+                        let f =
+                            CanFrame::new(CanId::standard(0x7E0).unwrap(), &[(i * 37) as u8; 8])
+                                .unwrap();
+                        let end = b.record_sent(t(now), &f);
+                        queue.push_back((end.as_micros(), f));
+                        sent += 1;
+                    }
                 }
+                Err(at) => assert!(at > t(now), "room later than now"),
             }
             while queue.front().is_some_and(|(end, _)| *end <= now + 1_000) {
                 let (end, f) = queue.pop_front().unwrap();
