@@ -47,6 +47,9 @@ pub const CAN_ERR_PROT: u32 = 0x0000_0008;
 /// as python-can only take a line for an error frame when it is there.
 pub const CAN_ERR_BUSERROR: u32 = 0x0000_0080;
 
+/// Error class bit for a transmission no node acknowledged (`CAN_ERR_ACK`).
+pub const CAN_ERR_ACK: u32 = 0x0000_0020;
+
 /// Location byte value "CRC sequence" of a protocol violation (`CAN_ERR_PROT_LOC_CRC_SEQ`).
 pub const CAN_ERR_PROT_LOC_CRC_SEQ: u8 = 0x08;
 
@@ -83,6 +86,13 @@ impl ErrorFrame {
     /// Whether this frame reports a bus error (`CAN_ERR_BUSERROR`).
     pub fn is_bus_error(&self) -> bool {
         self.class & CAN_ERR_BUSERROR != 0
+    }
+
+    /// Whether this frame reports a transmission cut short by an error frame, which its
+    /// sender sends again: a bus error, a protocol violation or a missing acknowledgement
+    /// (a controller state change or lost arbitration alone destroys nothing).
+    pub fn destroys_a_transmission(&self) -> bool {
+        self.class & (CAN_ERR_BUSERROR | CAN_ERR_PROT | CAN_ERR_ACK) != 0
     }
 }
 

@@ -408,3 +408,24 @@ proptest! {
         }
     }
 }
+
+/// Errors that cut a transmission short (its sender sends it again) are told apart from
+/// reports that destroy nothing: the budget moves the queued frames only for the first.
+#[test]
+fn only_errors_that_destroy_a_transmission_say_so() {
+    let destroying = [
+        ErrorFrame::CRC_ERROR,
+        ErrorFrame::UNSPECIFIED_BUS_ERROR,
+        ErrorFrame::from_kernel(CAN_ERR_FLAG | CAN_ERR_PROT, &[]),
+        ErrorFrame::from_kernel(CAN_ERR_FLAG | CAN_ERR_ACK, &[]),
+    ];
+    for error in destroying {
+        assert!(error.destroys_a_transmission(), "{error:?}");
+    }
+    // A controller state report (CAN_ERR_CRTL), lost arbitration (CAN_ERR_LOSTARB), a
+    // bus-off (CAN_ERR_BUSOFF) and a restart (CAN_ERR_RESTARTED).
+    for class in [0x04, 0x02, 0x40, 0x100] {
+        let report = ErrorFrame::from_kernel(CAN_ERR_FLAG | class, &[0, 0x10]);
+        assert!(!report.destroys_a_transmission(), "{report:?}");
+    }
+}

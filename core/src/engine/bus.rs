@@ -241,6 +241,10 @@ impl BusCore {
             }
             Ok(CanEvent::Error(e)) => {
                 tracing::debug!(bus = %bus.name, error = %e.description, "bus error");
+                // The destroyed frame is sent again: this node's queued frames end later.
+                if e.frame.destroys_a_transmission() {
+                    self.budget.record_bus_error(shared.timestamp(e.at));
+                }
             }
             Err(CanError::BusOff { .. }) => self.gates_dirty = true,
             Err(e) => self.interface_failed(shared, &e.to_string()),
