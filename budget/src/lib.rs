@@ -193,6 +193,23 @@ impl BusBudget {
         if let Some(kind) = kind {
             self.broadcasts.record(kind, end.as_micros(), frame);
         }
+        self.record_foreign(end, bits, kind);
+    }
+
+    /// Records a frame the bus carried that this node never received (its controller
+    /// reported a receive overflow at `end`): it counts as the longest frame recorded so
+    /// far, from another node, ending then. It took the wire as a received frame does,
+    /// and it counts in the reserve for the other nodes' frames.
+    pub fn record_lost_frame(&mut self, end: Timestamp) {
+        let bits = if self.longest_seen == 0 {
+            WORST_FRAME_BITS
+        } else {
+            self.longest_seen
+        };
+        self.record_foreign(end, bits, None);
+    }
+
+    fn record_foreign(&mut self, end: Timestamp, bits: u32, kind: Option<u8>) {
         self.foreign.record(Heard {
             end: end.as_micros(),
             bits,
@@ -212,19 +229,16 @@ impl BusBudget {
     /// transmission it destroyed and the error frame held the wire, and the destroyed
     /// frame is sent again: this node's frames still queued then end that much later.
     /// How far the destroyed frame got is not reported; it counts as the longest frame
-    /// recorded so far destroyed at its end (a CRC error), then the error frame and an
-    /// error-passive sender's suspension, so that the queued frames are never expected
-    /// sooner than they leave the wire.
+    /// recorded so far destroyed at its CRC, then the error frame and an error-passive
+    /// sender's suspension, so that the queued frames are not expected sooner than they
+    /// leave the wire.
     pub fn record_bus_error(&mut self, at: Timestamp) {
-        let frame = if self.longest_seen == 0 {
-            WORST_FRAME_BITS
-        } else {
-            self.longest_seen
-        };
         // Up to the end of the ACK delimiter (the end of frame's 7 bits and the
-        // intermission never come), then the error frame.
-        let bits =
-            frame - 7 - 3 + bit_timing::ERROR_FRAME_BITS + bit_timing::SUSPEND_TRANSMISSION_BITS;
+        // intermission never come), then the error frame. Nothing recorded yet: nothing
+        // is queued to move.
+        let bits = self.longest_seen.saturating_sub(7 + 3)
+            + bit_timing::ERROR_FRAME_BITS
+            + bit_timing::SUSPEND_TRANSMISSION_BITS;
         self.delay_own(at.as_micros(), duration_us(bits, self.bitrate));
     }
 
@@ -1105,6 +1119,51 @@ mod tests {
         assert_eq!(b.bits_in_window(t(100_159)), 160);
         assert_eq!(b.bits_in_window(t(100_160)), 80);
         assert_eq!(b.record_sent(t(320), &short()), t(480));
+    }
+
+    /// A frame lost to a receive overflow still took the wire: it counts as the longest
+    /// frame recorded so far (the longest a plugin may send before any), and pushes the
+    /// queued frames back as a received one does.
+    #[test]
+    fn a_lost_frame_counts_as_the_longest_seen_and_pushes_queued_frames_back() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        for k in 1..=3 {
+            assert_eq!(b.record_sent(t(0), &short()), t(160 * k));
+        }
+        b.record_lost_frame(t(200));
+        assert_eq!(b.record_sent(t(0), &short()), t(800));
+        assert_eq!(b.bits_in_window(t(100_200)), 320);
+        assert_eq!(b.bits_in_window(t(100_320)), 240);
+        // Nothing recorded yet: the longest frame a plugin may send.
+        let mut empty = BusBudget::new(500_000, BudgetConfig::default());
+        empty.record_lost_frame(t(1_000));
+        assert_eq!(empty.bits_in_window(t(1_000)), u64::from(WORST_FRAME_BITS));
+    }
+
+    /// A bus error holds the wire for the destroyed frame (the longest recorded, cut at
+    /// its CRC), the error frame and the suspension, then the frame is sent again: the
+    /// queued frames end that much later. The error frame itself carries no data bits.
+    #[test]
+    fn a_bus_error_pushes_queued_frames_back_by_a_destroyed_frame_and_its_error_frame() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        for k in 1..=3 {
+            assert_eq!(b.record_sent(t(0), &short()), t(160 * k));
+        }
+        // 80 - 10 + 17 + 8 = 95 bits, 190 us, ending at 200 us: the three frames move.
+        b.record_bus_error(t(200));
+        assert_eq!(b.record_sent(t(0), &short()), t(830));
+        assert_eq!(b.bits_in_window(t(100_349)), 320);
+        assert_eq!(b.bits_in_window(t(100_350)), 240);
+        // An error after the queue drained moves nothing.
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        assert_eq!(b.record_sent(t(0), &short()), t(160));
+        b.record_bus_error(t(400));
+        assert_eq!(b.record_sent(t(400), &short()), t(560));
+        // One frame on the wire when the error ended: it is sent again after it.
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        assert_eq!(b.record_sent(t(0), &short()), t(160));
+        b.record_bus_error(t(100));
+        assert_eq!(b.record_sent(t(0), &short()), t(160 + 190 + 160));
     }
 
     /// Other nodes hold this node back only while its own frames in the window would leave

@@ -50,6 +50,13 @@ pub const CAN_ERR_BUSERROR: u32 = 0x0000_0080;
 /// Error class bit for a transmission no node acknowledged (`CAN_ERR_ACK`).
 pub const CAN_ERR_ACK: u32 = 0x0000_0020;
 
+/// Error class bit for a controller problem (`CAN_ERR_CRTL`), detailed in `data[1]`.
+pub const CAN_ERR_CRTL: u32 = 0x0000_0004;
+
+/// Controller problem: its receive buffer overflowed and a frame was lost
+/// (`CAN_ERR_CRTL_RX_OVERFLOW`, in `data[1]`).
+pub const CAN_ERR_CRTL_RX_OVERFLOW: u8 = 0x01;
+
 /// Location byte value "CRC sequence" of a protocol violation (`CAN_ERR_PROT_LOC_CRC_SEQ`).
 pub const CAN_ERR_PROT_LOC_CRC_SEQ: u8 = 0x08;
 
@@ -94,6 +101,12 @@ impl ErrorFrame {
     pub fn destroys_a_transmission(&self) -> bool {
         self.class & (CAN_ERR_BUSERROR | CAN_ERR_PROT | CAN_ERR_ACK) != 0
     }
+
+    /// Whether this frame reports that the controller's receive buffer overflowed: a
+    /// frame was on the bus that this node never received.
+    pub fn reports_a_lost_frame(&self) -> bool {
+        self.class & CAN_ERR_CRTL != 0 && self.data[1] & CAN_ERR_CRTL_RX_OVERFLOW != 0
+    }
 }
 
 impl ErrorFrame {
@@ -103,6 +116,12 @@ impl ErrorFrame {
     pub const CRC_ERROR: ErrorFrame = ErrorFrame {
         class: CAN_ERR_PROT | CAN_ERR_BUSERROR,
         data: [0, 0, 0, CAN_ERR_PROT_LOC_CRC_SEQ, 0, 0, 0, 0],
+    };
+
+    /// A receive buffer overflow: the controller lost a frame the bus carried.
+    pub const RX_OVERFLOW: ErrorFrame = ErrorFrame {
+        class: CAN_ERR_CRTL,
+        data: [0, CAN_ERR_CRTL_RX_OVERFLOW, 0, 0, 0, 0, 0, 0],
     };
 }
 

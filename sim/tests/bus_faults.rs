@@ -1,9 +1,10 @@
 //! Fault injection on the simulated bus, in virtual time: lost frames, error frames
 //! with retransmission and error counters, bus-off, power cuts.
 
+use bmsfw_can::candump::ErrorFrame;
 use bmsfw_can::{CanError, CanEvent, CanFrame, CanId, ControllerState, ReceivedFrame};
 use bmsfw_protocols::bit_timing::{FrameBits, SUSPEND_TRANSMISSION_BITS, bits_duration};
-use bmsfw_sim::bus::{CorruptRule, DropRule, SimBus, SimBusError, SimNode};
+use bmsfw_sim::bus::{CorruptRule, DropRule, LossReport, SimBus, SimBusError, SimNode};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,6 +51,39 @@ async fn a_drop_rule_takes_frames_from_chosen_receivers_only() {
     bus.clear_faults();
     tx.send(std_frame(0x351, &[3])).await.unwrap();
     assert_eq!(next_frame(&gx).await.frame.data(), &[3]);
+}
+
+/// A rule reported as overflows tells each receiver that lost a frame, when the frame
+/// ended, as a controller whose receive buffer was full does; the frame itself never
+/// arrives, and the other receivers are told nothing.
+#[tokio::test(start_paused = true)]
+async fn a_drop_reported_as_an_overflow_reaches_the_receiver_that_lost_the_frame() {
+    let bus = SimBus::new("can0", RATE);
+    let tx = bus.attach("battery");
+    let gx = bus.attach("gx");
+    let logger = bus.attach("logger");
+    let rule = DropRule::when(|d| d.receiver == "gx" && d.frame.id().raw() == 0x351)
+        .reported(LossReport::Overflow);
+    assert_eq!(rule.report(), LossReport::Overflow);
+    bus.set_drop_rule(rule);
+    tx.send(std_frame(0x351, &[1])).await.unwrap();
+    tx.send(std_frame(0x355, &[2])).await.unwrap();
+    let carried = next_frame(&logger).await;
+    let CanEvent::Error(overflow) = gx.recv().await.unwrap() else {
+        panic!("expected the overflow first");
+    };
+    assert_eq!(overflow.frame, ErrorFrame::RX_OVERFLOW);
+    assert_eq!(overflow.at, carried.at);
+    assert!(
+        overflow.description.contains("battery"),
+        "{}",
+        overflow.description
+    );
+    assert_eq!(next_frame(&gx).await.frame.data(), &[2]);
+    assert_eq!(next_frame(&logger).await.frame.data(), &[2]);
+    assert!(drain(&logger).is_empty());
+    // Unreported is the default.
+    assert_eq!(DropRule::when(|_| true).report(), LossReport::Unreported);
 }
 
 #[tokio::test(start_paused = true)]

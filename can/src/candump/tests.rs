@@ -412,7 +412,7 @@ proptest! {
 /// Errors that cut a transmission short (its sender sends it again) are told apart from
 /// reports that destroy nothing: the budget moves the queued frames only for the first.
 #[test]
-fn only_errors_that_destroy_a_transmission_say_so() {
+fn error_frames_say_whether_a_transmission_was_destroyed_or_a_frame_lost() {
     let destroying = [
         ErrorFrame::CRC_ERROR,
         ErrorFrame::UNSPECIFIED_BUS_ERROR,
@@ -427,5 +427,15 @@ fn only_errors_that_destroy_a_transmission_say_so() {
     for class in [0x04, 0x02, 0x40, 0x100] {
         let report = ErrorFrame::from_kernel(CAN_ERR_FLAG | class, &[0, 0x10]);
         assert!(!report.destroys_a_transmission(), "{report:?}");
+        assert!(!report.reports_a_lost_frame(), "{report:?}");
     }
+    // A receive overflow destroys nothing on the wire, but a frame went by unheard.
+    let overflow = ErrorFrame::from_kernel(CAN_ERR_FLAG | CAN_ERR_CRTL, &[0, 0x01]);
+    assert_eq!(overflow, ErrorFrame::RX_OVERFLOW);
+    assert!(overflow.reports_a_lost_frame());
+    assert!(!overflow.destroys_a_transmission());
+    // The overflow bit means nothing outside a controller report.
+    assert!(
+        !ErrorFrame::from_kernel(CAN_ERR_FLAG | CAN_ERR_PROT, &[0, 0x01]).reports_a_lost_frame()
+    );
 }

@@ -242,8 +242,11 @@ impl BusCore {
             Ok(CanEvent::Error(e)) => {
                 tracing::debug!(bus = %bus.name, error = %e.description, "bus error");
                 // The destroyed frame is sent again: this node's queued frames end later.
+                // A frame lost to a receive overflow still took the wire.
                 if e.frame.destroys_a_transmission() {
                     self.budget.record_bus_error(shared.timestamp(e.at));
+                } else if e.frame.reports_a_lost_frame() {
+                    self.budget.record_lost_frame(shared.timestamp(e.at));
                 }
             }
             Err(CanError::BusOff { .. }) => self.gates_dirty = true,

@@ -88,7 +88,18 @@ type CorruptPredicate = dyn for<'a> FnMut(&Transmission<'a>) -> bool + Send;
 ///
 /// Rules run on the bus task while it holds the bus state: a predicate must not call
 /// back into the bus.
-pub struct DropRule(RuleKind<DropPredicate>);
+pub struct DropRule(RuleKind<DropPredicate>, LossReport);
+
+/// Whether a receiver learns that it lost a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossReport {
+    /// It never learns (a frame filtered or discarded above the controller).
+    Unreported,
+    /// Its controller reports a receive overflow when the frame ends
+    /// ([`bmsfw_can::candump::ErrorFrame::RX_OVERFLOW`]), as a controller whose receive
+    /// buffer was full does.
+    Overflow,
+}
 
 /// Which transmissions an error destroys. A destroyed transmission ends in an error
 /// frame that every node sees; the sender's controller retransmits the frame
@@ -101,18 +112,31 @@ pub struct CorruptRule(RuleKind<CorruptPredicate>);
 impl DropRule {
     /// A rule that never drops.
     pub fn never() -> DropRule {
-        DropRule(RuleKind::Never)
+        DropRule(RuleKind::Never, LossReport::Unreported)
     }
 
     /// Drops each frame for each receiver with probability `p`, drawn from a generator
     /// seeded with `seed` so a run is reproducible.
     pub fn probability(p: f64, seed: u64) -> Result<DropRule, FaultRuleError> {
-        RuleKind::probability(p, seed).map(DropRule)
+        RuleKind::probability(p, seed).map(|kind| DropRule(kind, LossReport::Unreported))
     }
 
     /// Drops a frame for a receiver whenever `predicate` returns `true`.
     pub fn when(predicate: impl for<'a> FnMut(&Delivery<'a>) -> bool + Send + 'static) -> DropRule {
-        DropRule(RuleKind::Predicate(Box::new(predicate)))
+        DropRule(
+            RuleKind::Predicate(Box::new(predicate)),
+            LossReport::Unreported,
+        )
+    }
+
+    /// The same rule, each lost frame reported to its receiver as `report` says.
+    pub fn reported(self, report: LossReport) -> DropRule {
+        DropRule(self.0, report)
+    }
+
+    /// How a receiver learns of the frames this rule drops.
+    pub fn report(&self) -> LossReport {
+        self.1
     }
 
     pub(crate) fn fires(&mut self, case: &Delivery<'_>) -> bool {

@@ -43,7 +43,7 @@ mod node;
 mod state;
 
 pub use controller::{BUS_OFF_LIMIT, ERROR_PASSIVE_LIMIT, ERROR_WARNING_LIMIT, ErrorCounters};
-pub use faults::{CorruptRule, Delivery, DropRule, FaultRuleError, Transmission};
+pub use faults::{CorruptRule, Delivery, DropRule, FaultRuleError, LossReport, Transmission};
 pub use load::{BusLoad, IdLoad};
 pub use node::SimNode;
 pub use state::{NodeCounters, NodeId, NodeInfo};

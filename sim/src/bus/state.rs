@@ -3,7 +3,7 @@
 //! the frame. Everything here runs under the bus's lock and never waits.
 
 use super::controller::ErrorCounters;
-use super::faults::{CorruptRule, Delivery, DropRule, Transmission};
+use super::faults::{CorruptRule, Delivery, DropRule, LossReport, Transmission};
 use super::load::{LoadMeter, Outcome};
 use super::log::BusLog;
 use bmsfw_can::candump::ErrorFrame;
@@ -467,6 +467,18 @@ impl State {
                         })
                     {
                         node.counters.dropped += 1;
+                        if self.drop_rule.report() == LossReport::Overflow {
+                            node.push_event(
+                                CanEvent::Error(BusError {
+                                    description: format!(
+                                        "receive overflow: lost {frame} from {sender_name}"
+                                    ),
+                                    frame: ErrorFrame::RX_OVERFLOW,
+                                    at: tx.end,
+                                }),
+                                capacity,
+                            );
+                        }
                         continue;
                     }
                     node.counters.received += 1;
