@@ -17,8 +17,9 @@ use bmsfw_core::vrm::{
     VersionPolicy, VrmAccess, VrmPortalMode,
 };
 use bmsfw_plugin_api::CanFrame;
+use bmsfw_protocols::bit_timing;
 use bmsfw_sim::battery::{Alarm, BatteryControl, Epoch, Level};
-use bmsfw_sim::bus::{CorruptRule, Delivery, DropRule, SimBus};
+use bmsfw_sim::bus::{CorruptRule, Delivery, DropRule, LossReport, SimBus};
 use bmsfw_sim::registry::VendorControls;
 use bmsfw_sim::site::{SiteBattery, SiteDescription};
 use rand::rngs::StdRng;
@@ -144,10 +145,10 @@ struct Wire {
 struct Switches {
     loss: f64,
     rng: StdRng,
-    silent_until: Option<Instant>,
+    /// The BMS is silent until then (its node's switch).
+    silent_until: Arc<Mutex<Option<Instant>>>,
     /// A bus-off fault holds the GX's controller off until then.
     held_off_until: Option<Instant>,
-    bms_node: String,
     wire: Arc<Mutex<Wire>>,
 }
 
@@ -189,9 +190,8 @@ async fn run_in(bench: &Workbench, scenario: &Scenario, state: &Path) -> anyhow:
     let switches = Arc::new(Mutex::new(Switches {
         loss: 0.0,
         rng: StdRng::seed_from_u64(scenario.seed ^ scenario.number.rotate_left(29)),
-        silent_until: None,
+        silent_until: Arc::new(Mutex::new(None)),
         held_off_until: None,
-        bms_node: battery.name.clone(),
         wire: wire.clone(),
     }));
     for fault in &scenario.faults {
@@ -200,34 +200,43 @@ async fn run_in(bench: &Workbench, scenario: &Scenario, state: &Path) -> anyhow:
         }
     }
     let rule_switches = switches.clone();
-    bus.set_drop_rule(DropRule::when(move |d: &Delivery<'_>| {
-        let mut s = rule_switches.lock().unwrap();
-        let silent = d.sender == s.bms_node && s.silent_until.is_some_and(|until| d.at < until);
-        if d.receiver == "tap" {
-            if !silent {
+    bus.set_drop_rule(
+        DropRule::when(move |d: &Delivery<'_>| {
+            let mut s = rule_switches.lock().unwrap();
+            if d.receiver == "tap" {
                 let from_gx = d.sender == "gx";
                 s.wire
                     .lock()
                     .unwrap()
                     .frames
                     .push((*d.frame, d.at, from_gx));
+                return false;
             }
-            return silent;
-        }
-        let loss = s.loss;
-        let dropped = silent || (loss > 0.0 && s.rng.random_bool(loss));
-        if d.receiver == "gx" && !dropped {
-            s.wire.lock().unwrap().to_gx.push((*d.frame, d.at));
-        }
-        dropped
-    }));
+            let loss = s.loss;
+            let dropped = loss > 0.0 && s.rng.random_bool(loss);
+            if d.receiver == "gx" && !dropped {
+                s.wire.lock().unwrap().to_gx.push((*d.frame, d.at));
+            }
+            dropped
+        })
+        // The GX learns of a frame it lost as from an overrun receive buffer: its
+        // controller reports the overflow.
+        .reported(LossReport::Overflow),
+    );
     let tap = bus.attach("tap");
     let _tap_task = tokio::spawn(async move { while tap.recv().await.is_ok() {} });
 
     let epoch = Epoch::starting_now();
     let spawned = crate::cli::source::vendor_models()
         .factory(&battery.vendor)
-        .spawn(&battery, Arc::new(bus.attach(&battery.name)), epoch)?;
+        .spawn(
+            &battery,
+            Arc::new(silence::Silenceable {
+                node: bus.attach(&battery.name),
+                until: switches.lock().unwrap().silent_until.clone(),
+            }),
+            epoch,
+        )?;
     let control = spawned.control.clone();
     let controls: VendorControls = spawned
         .vendor
@@ -514,7 +523,7 @@ fn strike(
             Some(ms(millis))
         }
         Fault::Silence { millis, .. } => {
-            switches.lock().unwrap().silent_until = Some(ms(millis));
+            *switches.lock().unwrap().silent_until.lock().unwrap() = Some(ms(millis));
             Some(ms(millis))
         }
         Fault::LowCharge { .. } => {
@@ -566,7 +575,7 @@ fn heal(
             let _ = bus.recover(gx);
         }
         Fault::PowerCut { .. } => control.power_restore(),
-        Fault::Silence { .. } => switches.lock().unwrap().silent_until = None,
+        Fault::Silence { .. } => *switches.lock().unwrap().silent_until.lock().unwrap() = None,
         Fault::LowCharge { .. } => control.set_soc(80.0),
         Fault::Alarm { .. } => control.clear_all_alarms(),
         Fault::Heat { .. } => control.set_temperature(25.0),
@@ -812,19 +821,17 @@ fn check_gates(
 /// f: the bus's load stays under the cap in every window while the job runs.
 fn check_budget(wire: &Mutex<Wire>, started: Instant, ended: Instant, out: &mut Outcome) {
     let wire = wire.lock().unwrap();
-    let spans: Vec<(Instant, Instant)> = wire
+    let frames: Vec<&(CanFrame, Instant, bool)> = wire
         .frames
         .iter()
         .filter(|(_, at, _)| *at >= started && *at <= ended + WINDOW)
-        .map(|(f, at, _)| {
-            (
-                *at - bmsfw_protocols::bit_timing::frame_duration(f, 500_000),
-                *at,
-            )
-        })
+        .collect();
+    let spans: Vec<(Instant, Instant)> = frames
+        .iter()
+        .map(|(f, at, _)| (*at - bit_timing::frame_duration(f, 500_000), *at))
         .collect();
     let mut first = 0;
-    let mut peak: f64 = 0.0;
+    let mut peak: (f64, usize, usize) = (0.0, 0, 0);
     for (i, &(_, end)) in spans.iter().enumerate() {
         let from = end - WINDOW;
         while first < i && spans[first].1 <= from {
@@ -834,17 +841,31 @@ fn check_budget(wire: &Mutex<Wire>, started: Instant, ended: Instant, out: &mut 
             .iter()
             .map(|(s, e)| e.saturating_duration_since((*s).max(from)))
             .sum();
-        peak = peak.max(busy.as_secs_f64() / WINDOW.as_secs_f64() * 100.0);
+        let percent = busy.as_secs_f64() / WINDOW.as_secs_f64() * 100.0;
+        if percent > peak.0 {
+            peak = (percent, first, i);
+        }
     }
-    if peak > LOAD_CAP_PERCENT + 1e-9 {
+    if peak.0 > LOAD_CAP_PERCENT + 1e-9 {
+        let (percent, first, last) = peak;
+        let inside = &frames[first..=last];
+        let own = inside.iter().filter(|(_, _, from_gx)| *from_gx).count();
+        let unheard = inside
+            .iter()
+            .filter(|(f, at, from_gx)| !*from_gx && !wire.to_gx.contains(&(*f, *at)))
+            .count();
         out.violations.push(Violation::new(
             'f',
             format!(
-                "the bus load reached {peak:.2} % in a 100 ms window (cap {LOAD_CAP_PERCENT} %)"
+                "the bus load reached {percent:.2} % in the 100 ms window ending {} ms into the job \
+                 (cap {LOAD_CAP_PERCENT} %): {own} frames of the GX, {} of other nodes ({unheard} of them never reached the GX)",
+                (frames[last].1 - started).as_millis(),
+                inside.len() - own
             ),
         ));
     }
 }
 
+mod silence;
 #[cfg(test)]
 mod tests;
