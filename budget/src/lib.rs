@@ -1097,14 +1097,20 @@ mod tests {
         );
     }
 
-    /// Another node's frame that takes the wire while this node's frames are queued
-    /// pushes them back by its own length.
-    #[test]
-    fn a_frame_of_another_node_pushes_queued_frames_back() {
+    /// A budget with three 80-bit frames handed over at 0, ending at 160, 320 and 480 us.
+    fn three_short_frames_queued() -> BusBudget {
         let mut b = BusBudget::new(500_000, BudgetConfig::default());
         for k in 1..=3 {
             assert_eq!(b.record_sent(t(0), &short()), t(160 * k));
         }
+        b
+    }
+
+    /// Another node's frame that takes the wire while this node's frames are queued
+    /// pushes them back by its own length.
+    #[test]
+    fn a_frame_of_another_node_pushes_queued_frames_back() {
+        let mut b = three_short_frames_queued();
         // It began at 40 us, after the first queued frame had started: the queued frames
         // now end at 320, 480 and 640 us, and the next one at 800 us.
         b.record_received(t(200), &short());
@@ -1126,10 +1132,7 @@ mod tests {
     /// queued frames back as a received one does.
     #[test]
     fn a_lost_frame_counts_as_the_longest_seen_and_pushes_queued_frames_back() {
-        let mut b = BusBudget::new(500_000, BudgetConfig::default());
-        for k in 1..=3 {
-            assert_eq!(b.record_sent(t(0), &short()), t(160 * k));
-        }
+        let mut b = three_short_frames_queued();
         b.record_lost_frame(t(200));
         assert_eq!(b.record_sent(t(0), &short()), t(800));
         assert_eq!(b.bits_in_window(t(100_200)), 320);
@@ -1145,10 +1148,7 @@ mod tests {
     /// queued frames end that much later. The error frame itself carries no data bits.
     #[test]
     fn a_bus_error_pushes_queued_frames_back_by_a_destroyed_frame_and_its_error_frame() {
-        let mut b = BusBudget::new(500_000, BudgetConfig::default());
-        for k in 1..=3 {
-            assert_eq!(b.record_sent(t(0), &short()), t(160 * k));
-        }
+        let mut b = three_short_frames_queued();
         // 80 - 10 + 17 + 8 = 95 bits, 190 us, ending at 200 us: the three frames move.
         b.record_bus_error(t(200));
         assert_eq!(b.record_sent(t(0), &short()), t(830));
