@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod battery;
+pub mod bridge;
 pub mod bus;
 pub mod flash;
 pub mod model_library;

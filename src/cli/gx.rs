@@ -3,7 +3,8 @@
 //!
 //! Interfaces with `backend = "socketcan"` are opened as Linux CAN interfaces; those with
 //! `backend = "sim"` are the buses of the simulated site given with `--sim`, run in real
-//! time (for trying the daemon without hardware).
+//! time (for trying the daemon without hardware), or the buses `bmsfw simulate --serve`
+//! offers in another process (`--site-socket`), which outlive a restart of the daemon.
 //!
 //! The site's state (VRM portal access, the grid, the GX firmware) comes from the source
 //! of `[site] source`: `venus`, live from Venus OS's local MQTT broker (the default on a
@@ -24,6 +25,7 @@ use bmsfw_core::vrm::{GxEngine, LinkConfig, LinkHandle, VrmAccess, VrmPortalMode
 use bmsfw_sim::site::{RunningSite, SiteDescription};
 use bmsfw_vrm_wire::{BrokerAddr, PortalId};
 use clap::{Args, ValueEnum};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -38,8 +40,14 @@ pub struct GxArgs {
     broker: Option<BrokerAddr>,
     /// The simulated site whose buses stand behind the interfaces with backend "sim".
     #[cfg(feature = "sim")]
-    #[arg(long, value_name = "SITE")]
+    #[arg(long, value_name = "SITE", conflicts_with = "site_socket")]
     sim: Option<PathBuf>,
+    /// The folder where `bmsfw simulate --serve` offers a simulated site's buses: the
+    /// interfaces with backend "sim" join the bus of their name there (DIR/<name>.sock),
+    /// and the site outlives a restart of this daemon.
+    #[cfg(feature = "sim")]
+    #[arg(long, value_name = "DIR")]
+    site_socket: Option<PathBuf>,
     /// Where the site's state comes from (overrides [site] source): live from Venus OS's
     /// MQTT broker, or from the configuration and these flags.
     #[arg(long, value_enum, value_name = "SOURCE")]
@@ -177,8 +185,6 @@ pub async fn run(args: GxArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    #[cfg(not(feature = "sim"))]
-    let site: Option<SimSite> = None;
     let recorder = match &args.record {
         Some(path) => {
             let interfaces: Vec<String> = config
@@ -196,7 +202,15 @@ pub async fn run(args: GxArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let gx = RunningGx::start(&config, setup, site.as_ref(), broker)?;
+    #[cfg(feature = "sim")]
+    let buses = match (&site, &args.site_socket) {
+        (Some(site), _) => SimBuses::InProcess(site),
+        (None, Some(dir)) => SimBuses::Served(served_buses(&config, dir).await?),
+        (None, None) => SimBuses::Absent,
+    };
+    #[cfg(not(feature = "sim"))]
+    let buses = SimBuses::Absent;
+    let gx = RunningGx::start(&config, setup, buses, broker)?;
     outln!("{}", gx.banner);
     if let Some(path) = &args.record {
         outln!("recording the buses to {}", path.display());
@@ -226,18 +240,67 @@ pub type SimSite = RunningSite;
 #[cfg(not(feature = "sim"))]
 pub enum SimSite {}
 
-/// The GX's node on the bus `name` of `site`.
-#[cfg(feature = "sim")]
-fn sim_interface(site: &SimSite, name: &str) -> anyhow::Result<Arc<dyn CanInterface>> {
-    let Some(bus) = site.bus(name) else {
-        bail!("the simulated site has no bus named {name}");
-    };
-    Ok(Arc::new(bus.attach("gx")))
+/// Where the interfaces with backend "sim" come from.
+pub enum SimBuses<'a> {
+    /// Nowhere: an interface with backend "sim" is an error.
+    Absent,
+    /// The buses of a site run in this process.
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+    InProcess(&'a SimSite),
+    /// Buses another process serves, already joined, by name.
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+    Served(BTreeMap<String, Arc<dyn CanInterface>>),
 }
 
-#[cfg(not(feature = "sim"))]
-fn sim_interface(site: &SimSite, _: &str) -> anyhow::Result<Arc<dyn CanInterface>> {
-    match *site {}
+impl SimBuses<'_> {
+    /// The GX's node on the simulated bus `name`.
+    fn interface(&mut self, name: &str) -> anyhow::Result<Arc<dyn CanInterface>> {
+        match self {
+            SimBuses::Absent => bail!(
+                "interface {name} has backend \"sim\": give the simulated site with --sim{}",
+                if cfg!(feature = "sim") {
+                    " or --site-socket"
+                } else {
+                    " (this build has no simulator)"
+                }
+            ),
+            #[cfg(feature = "sim")]
+            SimBuses::InProcess(site) => {
+                let Some(bus) = site.bus(name) else {
+                    bail!("the simulated site has no bus named {name}");
+                };
+                Ok(Arc::new(bus.attach("gx")))
+            }
+            #[cfg(not(feature = "sim"))]
+            SimBuses::InProcess(site) => match **site {},
+            SimBuses::Served(joined) => joined
+                .remove(name)
+                .ok_or_else(|| anyhow::anyhow!("no served bus joined for interface {name}")),
+        }
+    }
+}
+
+/// Joins the served bus of each interface with backend "sim", at `dir/<name>.sock`.
+#[cfg(feature = "sim")]
+async fn served_buses(
+    config: &GxConfig,
+    dir: &Path,
+) -> anyhow::Result<BTreeMap<String, Arc<dyn CanInterface>>> {
+    let mut joined = BTreeMap::new();
+    for can in config.can.0.iter().filter(|c| c.backend == CanBackend::Sim) {
+        let path = dir.join(format!("{}.sock", can.name));
+        let iface = bmsfw_sim::bridge::BridgeInterface::connect(&path, &can.name)
+            .await
+            .with_context(|| {
+                format!(
+                    "joining simulated bus {} (is `bmsfw simulate --serve {}` running?)",
+                    can.name,
+                    dir.display()
+                )
+            })?;
+        joined.insert(can.name.clone(), Arc::new(iface) as Arc<dyn CanInterface>);
+    }
+    Ok(joined)
 }
 
 /// A GX daemon: the engine with the plugins its allowlist approves, its buses, and the
@@ -252,12 +315,12 @@ pub struct RunningGx {
 
 impl RunningGx {
     /// Loads the approved plugins of `config`, opens its CAN interfaces (those with
-    /// backend "sim" are the buses of `site`), starts the engine, the site source of
+    /// backend "sim" come from `sim`), starts the engine, the site source of
     /// `setup` and the link to `broker`. Must run inside a Tokio runtime.
     pub fn start(
         config: &GxConfig,
         setup: SiteSetup,
-        site: Option<&SimSite>,
+        mut sim: SimBuses<'_>,
         broker: BrokerAddr,
     ) -> anyhow::Result<RunningGx> {
         let portal_id = PortalId::new(config.portal_id.as_str())?;
@@ -329,20 +392,7 @@ impl RunningGx {
                             .with_context(|| format!("opening SocketCAN interface {}", can.name))?,
                     )
                 }
-                CanBackend::Sim => {
-                    let Some(site) = site else {
-                        bail!(
-                            "interface {} has backend \"sim\": give the simulated site with --sim{}",
-                            can.name,
-                            if cfg!(feature = "sim") {
-                                ""
-                            } else {
-                                " (this build has no simulator)"
-                            }
-                        );
-                    };
-                    sim_interface(site, &can.name)?
-                }
+                CanBackend::Sim => sim.interface(&can.name)?,
             };
             builder = builder.bus(iface);
         }

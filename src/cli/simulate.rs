@@ -5,15 +5,20 @@
 //! vendor's bootloader where its model has one. A GX (or `bmsfw update --bus`) on another
 //! interface of the same physical bus (two USB-CAN adapters looped on a bench, or two
 //! controllers of one virtual bus) then sees real batteries.
+//!
+//! With `--serve DIR` the site's buses run in this process instead, each offered on a
+//! Unix socket in DIR; a GX daemon started with `--site-socket DIR` joins them. Killing
+//! and restarting the daemon then leaves the batteries where real ones would be.
 
 use super::record::Recorder;
 use super::source::vendor_models;
 use anyhow::{Context, bail};
 use bmsfw_can::{CanInterface, SocketCanInterface};
 use bmsfw_sim::battery::model::PowerState;
-use bmsfw_sim::site::SiteDescription;
+use bmsfw_sim::bridge::BridgeServer;
+use bmsfw_sim::site::{RunningSite, SiteDescription};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +32,11 @@ pub struct SimulateArgs {
     /// in time order
     #[arg(long, value_name = "LOG")]
     record: Option<PathBuf>,
+    /// Run the site's buses in this process instead, each offered at DIR/<bus>.sock, where
+    /// a GX daemon started with --site-socket DIR joins them; the batteries then outlive
+    /// any restart of the daemon
+    #[arg(long, value_name = "DIR")]
+    serve: Option<PathBuf>,
     /// Stop after this many seconds (default: run until Ctrl-C)
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     secs: Option<u64>,
@@ -46,47 +56,10 @@ struct Shown {
 /// of the identity it broadcasts (0x35F: a new firmware after an update) go to stdout.
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let site = SiteDescription::load(&args.site)?;
-    // Each interface must exist and, where its driver has a bit rate, run at the site's.
-    for bus in &site.buses {
-        let name = bus.name.get_ref();
-        let wanted = *bus.bitrate.get_ref();
-        let iface = SocketCanInterface::open(name).with_context(|| {
-            format!(
-                "opening SocketCAN interface {name} (the [[bus]] of {})",
-                args.site.display()
-            )
-        })?;
-        if let Some(actual) = iface.bitrate()
-            && actual != wanted
-        {
-            bail!(
-                "interface {name} runs at {actual} bit/s, but {} describes its bus at {wanted} \
-                 bit/s: set the interface's bit rate (ip link set {name} type can bitrate \
-                 {wanted}) or the site's",
-                args.site.display()
-            );
-        }
-    }
-    let recorder = match &args.record {
-        Some(path) => {
-            let interfaces: Vec<String> = site
-                .buses
-                .iter()
-                .map(|b| b.name.get_ref().clone())
-                .collect();
-            let recorder = Recorder::start(path, &[], &interfaces)?;
-            outln!("recording {} to {}", interfaces.join(", "), path.display());
-            Some(recorder)
-        }
-        None => None,
+    let (running, recorder, _served) = match &args.serve {
+        Some(dir) => serve(&site, &args, dir)?,
+        None => on_socketcan(&site, &args)?,
     };
-    let running = site
-        .start_on(&vendor_models(), |battery| {
-            SocketCanInterface::open(&battery.bus)
-                .map(|iface| Arc::new(iface) as Arc<dyn CanInterface>)
-                .map_err(|e| format!("opening SocketCAN interface {}: {e}", battery.bus))
-        })
-        .with_context(|| format!("starting the batteries of {}", args.site.display()))?;
     let mut shown: BTreeMap<String, Shown> = BTreeMap::new();
     for battery in running.batteries() {
         let d = &battery.description;
@@ -165,6 +138,84 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         bail!("batteries that stopped on an error: {}", failed.join("; "));
     }
     Ok(())
+}
+
+/// The site's batteries on the SocketCAN interfaces its buses name.
+fn on_socketcan(
+    site: &SiteDescription,
+    args: &SimulateArgs,
+) -> anyhow::Result<(RunningSite, Option<Recorder>, Vec<BridgeServer>)> {
+    // Each interface must exist and, where its driver has a bit rate, run at the site's.
+    for bus in &site.buses {
+        let name = bus.name.get_ref();
+        let wanted = *bus.bitrate.get_ref();
+        let iface = SocketCanInterface::open(name).with_context(|| {
+            format!(
+                "opening SocketCAN interface {name} (the [[bus]] of {})",
+                args.site.display()
+            )
+        })?;
+        if let Some(actual) = iface.bitrate()
+            && actual != wanted
+        {
+            bail!(
+                "interface {name} runs at {actual} bit/s, but {} describes its bus at {wanted} \
+                 bit/s: set the interface's bit rate (ip link set {name} type can bitrate \
+                 {wanted}) or the site's",
+                args.site.display()
+            );
+        }
+    }
+    let recorder = match &args.record {
+        Some(path) => {
+            let interfaces: Vec<String> = site
+                .buses
+                .iter()
+                .map(|b| b.name.get_ref().clone())
+                .collect();
+            let recorder = Recorder::start(path, &[], &interfaces)?;
+            outln!("recording {} to {}", interfaces.join(", "), path.display());
+            Some(recorder)
+        }
+        None => None,
+    };
+    let running = site
+        .start_on(&vendor_models(), |battery| {
+            SocketCanInterface::open(&battery.bus)
+                .map(|iface| Arc::new(iface) as Arc<dyn CanInterface>)
+                .map_err(|e| format!("opening SocketCAN interface {}: {e}", battery.bus))
+        })
+        .with_context(|| format!("starting the batteries of {}", args.site.display()))?;
+    Ok((running, recorder, Vec::new()))
+}
+
+/// The site's buses in this process, each served at `dir/<bus>.sock`.
+fn serve(
+    site: &SiteDescription,
+    args: &SimulateArgs,
+    dir: &Path,
+) -> anyhow::Result<(RunningSite, Option<Recorder>, Vec<BridgeServer>)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let running = site
+        .start_with(&vendor_models())
+        .with_context(|| format!("starting the simulated site of {}", args.site.display()))?;
+    let mut served = Vec::new();
+    for bus in running.buses() {
+        let path = dir.join(format!("{}.sock", bus.name()));
+        let server = BridgeServer::serve(bus.clone(), &path, "gx")
+            .with_context(|| format!("offering bus {} at {}", bus.name(), path.display()))?;
+        outln!("bus {} at {}", bus.name(), path.display());
+        served.push(server);
+    }
+    let recorder = match &args.record {
+        Some(path) => {
+            let recorder = Recorder::start(path, running.buses(), &[])?;
+            outln!("recording the site's buses to {}", path.display());
+            Some(recorder)
+        }
+        None => None,
+    };
+    Ok((running, recorder, served))
 }
 
 fn hex(bytes: &[u8]) -> String {

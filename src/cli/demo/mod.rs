@@ -12,7 +12,7 @@ mod drive;
 pub(crate) mod files;
 pub(crate) mod vendors;
 
-use crate::cli::gx::{RunningGx, SiteSetup};
+use crate::cli::gx::{RunningGx, SimBuses, SiteSetup};
 use crate::cli::portal::portal_app;
 use crate::cli::record::Recorder;
 use crate::cli::source::vendor_models;
@@ -286,7 +286,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             config: VenusConfig::from_gx(&gx_config),
             firmware_hint: Some(firmware),
         },
-        Some(&site),
+        SimBuses::InProcess(&site),
         broker_url.clone(),
     )?;
     if !gx.site_known(Duration::from_secs(10)).await {
