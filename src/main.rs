@@ -56,6 +56,7 @@ fn main() -> anyhow::Result<ExitCode> {
     if args.get(1).is_some_and(|a| a == "plugin-host") {
         bmsfw_core::plugin::hosted::child::main(&args[2..]);
     }
+    bmsfw_core::crash::configure_from_env();
     let cli = Cli::parse();
     // The demo prints its own account of what happens; its parts log only trouble.
     let default_filter = match cli.command {

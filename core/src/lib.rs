@@ -23,6 +23,7 @@ extern crate self as bmsfw_core;
 
 pub mod config;
 pub mod conformance;
+pub mod crash;
 pub mod diagnostics;
 pub mod dotted_version;
 pub mod driver;

@@ -143,6 +143,7 @@ impl JobBook {
     /// Stores the request record of `id`.
     pub(crate) fn remember_request(&self, id: JobId, request: &JobRequest) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(request).map_err(std::io::Error::other)?;
+        crate::crash::point("jobs.request");
         write_atomic(&self.requests, &request_name(id), &bytes)
     }
 

@@ -137,6 +137,7 @@ impl EventLog {
             self.rotate()?;
         }
         let path = self.dir.join(CURRENT_FILE);
+        crate::crash::point("events.append");
         if let Err(e) = self
             .file
             .write_all(&line)
@@ -150,6 +151,7 @@ impl EventLog {
             });
         }
         self.size += len;
+        crate::crash::point("events.appended");
         Ok(())
     }
 

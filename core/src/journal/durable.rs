@@ -103,7 +103,10 @@ impl<'a> AtomicWrite<'a> {
                 self.open_file()?.sync_all()?;
                 self.file = None;
             }
-            WriteStep::Rename => fs::rename(self.temp_path(), self.dir.join(&self.name))?,
+            WriteStep::Rename => {
+                crate::crash::point("atomic.renaming");
+                fs::rename(self.temp_path(), self.dir.join(&self.name))?
+            }
             WriteStep::SyncDir => sync_dir(&self.dir)?,
         }
         self.next = step.next();

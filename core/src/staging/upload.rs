@@ -165,6 +165,7 @@ impl Upload {
             return Ok(ChunkOutcome::Duplicate);
         }
         let offset = self.announcement.chunk_offset(index);
+        crate::crash::point("staging.chunk");
         incoming
             .file
             .write_all_at(bytes, offset)
@@ -180,6 +181,7 @@ impl Upload {
                 e,
             ));
         }
+        crate::crash::point("staging.chunk_recorded");
         Ok(ChunkOutcome::Stored)
     }
 
@@ -241,6 +243,7 @@ impl Upload {
                     }
                 };
                 let target = packages_dir.join(package_file_name(&sha256));
+                crate::crash::point("staging.stage");
                 fs::rename(&part, &target)
                     .and_then(|()| sync_dir(&packages_dir))
                     .map_err(|e| StagingError::io("move staged package to", &target, e))?;

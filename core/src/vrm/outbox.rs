@@ -230,11 +230,13 @@ impl Outbox {
             let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
             bytes.push(b'\n');
             let path = self.dir.join(QUEUE_FILE);
+            crate::crash::point("outbox.append");
             self.file
                 .write_all(&bytes)
                 .and_then(|()| self.file.sync_data())
                 .map_err(io_err("append to", &path))?;
             self.lines_on_disk += 1;
+            crate::crash::point("outbox.appended");
         }
         if self.queue.len() >= self.max_entries
             && let Some(old) = self.queue.pop_front()
