@@ -19,7 +19,37 @@ use crate::vrm::{
 };
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::sync::broadcast;
+
+/// How long a finished upload waits for its battery's identity (the manufacturer, 0x35E,
+/// and the product information, 0x35F) when the GX has not heard all of it yet. Just
+/// after a restart of the GX, a job whose upload had ended resumes before the battery's
+/// slower broadcasts arrived; choosing its plugin then would refuse the battery as
+/// unsupported (748).
+pub(crate) const IDENTITY_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits up to `limit` until the battery on the bus of `job`'s request has sent its
+/// manufacturer and its product information.
+async fn identity_heard(shared: &Arc<Shared>, job: JobId, limit: Duration) {
+    let Some(request) = shared.jobs.request(job) else {
+        return;
+    };
+    let Some(bus) = shared.bus_named(&request.bus) else {
+        return;
+    };
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        let heard = bus.lock().monitor.battery().is_some_and(|b| {
+            let identity = b.identity();
+            identity.manufacturer.is_some() && identity.product_info.is_some()
+        });
+        if heard || tokio::time::Instant::now() >= until {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 fn staging_refusal(e: &StagingError) -> EngineRefusal {
     EngineRefusal::new(e.code(), e.to_string())
@@ -447,6 +477,7 @@ impl GxEngine for Engine {
     }
 
     async fn finish_upload(&self, job: JobId) -> Result<StagedReceipt, EngineRefusal> {
+        identity_heard(&self.shared, job, IDENTITY_WAIT).await;
         blocking(&self.shared, move |s| finish_upload(s, job)).await
     }
 
