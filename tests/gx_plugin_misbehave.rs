@@ -141,6 +141,7 @@ temperature_c = 21.0
             START_DEADLINE.as_millis(),
             PACKAGE_DEADLINE.as_millis(),
         ),
+        site_socket: None,
     }
 }
 

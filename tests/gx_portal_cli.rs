@@ -46,6 +46,7 @@ temperature_c = 21.0
         ),
         cans: vec!["sim2".into()],
         gx_extra: String::new(),
+        site_socket: None,
     }
 }
 

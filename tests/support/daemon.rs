@@ -38,6 +38,9 @@ pub struct DaemonSetup {
     pub cans: Vec<String>,
     /// Extra gx.toml text placed after `[plugins]` (a `[plugins.host]` table, say).
     pub gx_extra: String,
+    /// Where the site's buses are served (`bmsfw gx --site-socket`) by a site that
+    /// outlives the daemon; `None`: the daemon runs the site file itself (`--sim`).
+    pub site_socket: Option<PathBuf>,
 }
 
 /// A child process killed when dropped.
@@ -51,9 +54,18 @@ impl Drop for Process {
 }
 
 fn bmsfw(args: &[&str], log: &Path) -> Process {
+    bmsfw_with(args, log, None)
+}
+
+/// `bmsfw ARGS`, logging to `log`, with `FAILPOINTS` set to `failpoints` when given.
+fn bmsfw_with(args: &[&str], log: &Path, failpoints: Option<&str>) -> Process {
     let out = std::fs::File::create(log).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bmsfw"));
+    if let Some(points) = failpoints {
+        command.env("FAILPOINTS", points);
+    }
     Process(
-        Command::new(env!("CARGO_BIN_EXE_bmsfw"))
+        command
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(out.try_clone().unwrap())
@@ -71,6 +83,10 @@ pub struct Daemons {
     pub client: reqwest::Client,
     pub gx: Process,
     pub portal: Process,
+    /// The arguments `bmsfw gx` runs with.
+    gx_args: Vec<String>,
+    /// GX processes started so far (each logs to its own file).
+    gx_runs: usize,
     _broker: SecureMosquitto,
     _secure: SecureSite,
 }
@@ -183,48 +199,30 @@ impl Daemons {
     /// `bmsfw portal provision`, starts mosquitto, `bmsfw gx` and `bmsfw portal`, and
     /// logs the installer in.
     pub async fn start(setup: &DaemonSetup) -> Daemons {
+        Daemons::start_with(setup, None).await
+    }
+
+    /// As [`Daemons::start`], the GX daemon with `FAILPOINTS` set to `failpoints`.
+    pub async fn start_with(setup: &DaemonSetup, failpoints: Option<&str>) -> Daemons {
         let secure = SecureSite::new();
         let dir = tempfile::tempdir().unwrap();
         let http_port = free_port();
         let broker_port = free_port();
         write_configs(dir.path(), setup, broker_port, http_port, &secure);
         let p = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
-        for (id, out) in [
-            (PORTAL_ID, "gx-mqtt.toml"),
-            ("vrm.portal", "portal-mqtt.toml"),
-        ] {
-            let done = Command::new(env!("CARGO_BIN_EXE_bmsfw"))
-                .args(["portal", "--config", &p("portal.toml"), "provision", id])
-                .args(["--out", &p(out)])
-                .output()
-                .unwrap();
-            assert!(
-                done.status.success(),
-                "{}",
-                String::from_utf8_lossy(&done.stderr)
-            );
-            // The password goes into the file, never onto the terminal.
-            let password = bmsfw_core::vrm::tls::MqttCredentials::load(Path::new(&p(out)))
-                .unwrap()
-                .password;
-            let shown = String::from_utf8_lossy(&done.stdout).into_owned()
-                + &String::from_utf8_lossy(&done.stderr);
-            assert!(!shown.contains(password.expose()), "{shown}");
-        }
+        provision(&p);
         // mosquitto reads the password file at start.
         let broker = secure.mosquitto_on(broker_port);
-        let gx = bmsfw(
-            &[
-                "gx",
-                "--config",
-                &p("gx.toml"),
-                "--sim",
-                &p("site.toml"),
-                "--gx-firmware",
-                "3.70",
-            ],
-            &dir.path().join("gx.log"),
-        );
+        let mut gx_args: Vec<String> = vec!["gx".into(), "--config".into(), p("gx.toml")];
+        match &setup.site_socket {
+            Some(sockets) => {
+                gx_args.extend(["--site-socket".into(), sockets.display().to_string()]);
+            }
+            None => gx_args.extend(["--sim".into(), p("site.toml")]),
+        }
+        gx_args.extend(["--gx-firmware".into(), "3.70".into()]);
+        let args: Vec<&str> = gx_args.iter().map(String::as_str).collect();
+        let gx = bmsfw_with(&args, &dir.path().join("gx.log"), failpoints);
         let portal = bmsfw(
             &["portal", "--config", &p("portal.toml")],
             &dir.path().join("portal.log"),
@@ -235,6 +233,8 @@ impl Daemons {
             dir,
             gx,
             portal,
+            gx_args,
+            gx_runs: 1,
             _broker: broker,
             _secure: secure,
         };
@@ -260,6 +260,32 @@ impl Daemons {
         daemons
     }
 
+    /// Starts the GX daemon again on the same configuration and state, without crash
+    /// points; its log goes to `gx-N.log`.
+    pub fn restart_gx(&mut self) {
+        self.restart_gx_with(None);
+    }
+
+    /// Kills the GX daemon if it still runs, and starts it again on the same
+    /// configuration and state, with `FAILPOINTS` set to `failpoints` when given.
+    pub fn restart_gx_with(&mut self, failpoints: Option<&str>) {
+        let _ = self.gx.0.kill();
+        let _ = self.gx.0.wait();
+        self.gx_runs += 1;
+        let log = self.path(&format!("gx-{}.log", self.gx_runs));
+        let args: Vec<&str> = self.gx_args.iter().map(String::as_str).collect();
+        self.gx = bmsfw_with(&args, &log, failpoints);
+    }
+
+    /// The log of the GX daemon running now.
+    pub fn gx_log(&self) -> String {
+        let file = match self.gx_runs {
+            1 => "gx.log".to_owned(),
+            n => format!("gx-{n}.log"),
+        };
+        std::fs::read_to_string(self.path(&file)).unwrap_or_default()
+    }
+
     /// A file of the daemons' folder.
     pub fn path(&self, file: &str) -> PathBuf {
         self.dir.path().join(file)
@@ -272,11 +298,12 @@ impl Daemons {
             let lines: Vec<&str> = text.lines().collect();
             lines[lines.len().saturating_sub(60)..].join("\n")
         };
-        format!(
-            "gx.log (end):\n{}\nportal.log (end):\n{}",
-            tail("gx.log"),
-            tail("portal.log")
-        )
+        let mut logs = format!("gx.log (end):\n{}\n", tail("gx.log"));
+        for run in self.gx_runs.saturating_sub(2).max(2)..=self.gx_runs {
+            let file = format!("gx-{run}.log");
+            logs += &format!("{file} (end):\n{}\n", tail(&file));
+        }
+        logs + &format!("portal.log (end):\n{}", tail("portal.log"))
     }
 
     /// The portal's `/api/state`.
@@ -360,6 +387,33 @@ impl Daemons {
             return Err(r.text().await.unwrap());
         }
         Ok(())
+    }
+}
+
+/// Provisions the GX and the portal with `bmsfw portal provision`, as an operator does;
+/// `p` gives a file's path in the daemons' folder.
+fn provision(p: &dyn Fn(&str) -> String) {
+    for (id, out) in [
+        (PORTAL_ID, "gx-mqtt.toml"),
+        ("vrm.portal", "portal-mqtt.toml"),
+    ] {
+        let done = Command::new(env!("CARGO_BIN_EXE_bmsfw"))
+            .args(["portal", "--config", &p("portal.toml"), "provision", id])
+            .args(["--out", &p(out)])
+            .output()
+            .unwrap();
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        // The password goes into the file, never onto the terminal.
+        let password = bmsfw_core::vrm::tls::MqttCredentials::load(Path::new(&p(out)))
+            .unwrap()
+            .password;
+        let shown = String::from_utf8_lossy(&done.stdout).into_owned()
+            + &String::from_utf8_lossy(&done.stderr);
+        assert!(!shown.contains(password.expose()), "{shown}");
     }
 }
 
