@@ -304,18 +304,6 @@ const MATRIX: &[(&str, &[u32])] = &[
     ("staging.stage", &[1]),
 ];
 
-/// Kills this matrix shows to break a promise, not yet fixed, each with what breaks. They
-/// are skipped, and the test prints them.
-const KNOWN_OPEN: &[(&str, u32, &str)] = &[
-    ("journal.commit", 1, BEFORE_THE_JOB),
-    ("journal.commit", 2, BEFORE_THE_JOB),
-];
-
-/// What breaks when the daemon dies before the job's first record.
-const BEFORE_THE_JOB: &str = "the daemon dies before the job exists: the portal's update \
-     command is never answered, and the portal shows the update as pending for good (it \
-     neither sends the command again when the GX returns nor gives up)";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aurora_update_survives_a_kill_at_every_durable_write() {
     // BMSFW_KILL_CASE=point=hit runs that one row, to reproduce it.

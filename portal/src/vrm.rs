@@ -341,6 +341,9 @@ struct State {
     /// The portal's latest connection to the broker (start-up before the first): the
     /// silence of a GX counts from here at the earliest.
     watching_since: Instant,
+    /// GXs that came back online since the driver last looked: their unanswered update
+    /// commands go out again (a GX that restarted may never have recorded them).
+    returned: Vec<PortalId>,
 }
 
 impl State {
@@ -353,6 +356,7 @@ impl State {
             seen: HashMap::new(),
             presence: BTreeMap::new(),
             watching_since: Instant::now(),
+            returned: Vec::new(),
         }
     }
 
@@ -414,6 +418,7 @@ impl State {
                 tracing::warn!(portal = %id, presence = %verdict.label(), "GX device offline");
             } else if inst.presence.is_offline() {
                 tracing::info!(portal = %id, "GX device back online");
+                self.returned.push(id.clone());
             }
             inst.presence = verdict;
             changed = true;
@@ -1297,6 +1302,7 @@ impl Driver {
             };
             if presence_changed {
                 self.changed();
+                self.resend_to_returned().await;
             }
             tokio::select! {
                 event = events.recv() => match event {
@@ -1384,6 +1390,64 @@ impl Driver {
         }
     }
 
+    /// For each unfinished upload to `only`'s GX (every GX when `None`) that is waiting
+    /// for the GX: where it stands when the GX named its job, else the same update
+    /// command again, which the GX answers with where it stands (or starts, if it never
+    /// recorded it).
+    fn unanswered(&self, s: &State, only: Option<&PortalId>) -> Vec<(PortalId, RpcCommand)> {
+        s.trackers
+            .iter()
+            .filter(|t| {
+                only.is_none_or(|p| *p == t.view.portal_id)
+                    && !t.view.finished
+                    && matches!(
+                        t.upload.phase(),
+                        UploadPhase::Announced | UploadPhase::Sending
+                    )
+            })
+            .map(|t| {
+                // Where the upload stands; without a job (the GX's first
+                // answer never came, or a restart lost it) the same command
+                // again, which the GX answers with where it stands.
+                let command = match t.view.job {
+                    Some(job) => Command::UploadStatus(StatusQuery { job }),
+                    // Signed anew: a fresh timestamp and nonce.
+                    None => Command::Update(crate::signer::signed_update(
+                        self.config.signer.as_deref(),
+                        &t.view.portal_id,
+                        &t.view.commandid,
+                        t.command.clone(),
+                    )),
+                };
+                (
+                    t.view.portal_id.clone(),
+                    RpcCommand {
+                        id: t.view.commandid.clone(),
+                        command,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Sends the unanswered update commands and status queries again to every GX that
+    /// came back online.
+    async fn resend_to_returned(&mut self) {
+        let queries: Vec<(PortalId, RpcCommand)> = {
+            let mut s = lock(&self.state);
+            let returned = std::mem::take(&mut s.returned);
+            returned
+                .iter()
+                .flat_map(|portal| self.unanswered(&s, Some(portal)))
+                .collect()
+        };
+        for (portal, rpc) in queries {
+            tracing::info!(%portal, commandid = %rpc.id, "asking a GX that came back where an update stands");
+            let topic = Topic::RpcIn { portal }.to_string();
+            self.publish(topic, QoS::AtLeastOnce, rpc.encode()).await;
+        }
+    }
+
     async fn on_transport(&mut self, event: TransportEvent) {
         match event {
             TransportEvent::Connected => {
@@ -1393,42 +1457,11 @@ impl Driver {
                     }
                 }
                 self.first_keepalive.clear();
-                let queries: Vec<(PortalId, RpcCommand)> = {
+                let queries = {
                     let mut s = lock(&self.state);
                     s.connected = true;
                     s.watching_since = Instant::now();
-                    s.trackers
-                        .iter()
-                        .filter(|t| {
-                            !t.view.finished
-                                && matches!(
-                                    t.upload.phase(),
-                                    UploadPhase::Announced | UploadPhase::Sending
-                                )
-                        })
-                        .map(|t| {
-                            // Where the upload stands; without a job (the GX's first
-                            // answer never came, or a restart lost it) the same command
-                            // again, which the GX answers with where it stands.
-                            let command = match t.view.job {
-                                Some(job) => Command::UploadStatus(StatusQuery { job }),
-                                // Signed anew: a fresh timestamp and nonce.
-                                None => Command::Update(crate::signer::signed_update(
-                                    self.config.signer.as_deref(),
-                                    &t.view.portal_id,
-                                    &t.view.commandid,
-                                    t.command.clone(),
-                                )),
-                            };
-                            (
-                                t.view.portal_id.clone(),
-                                RpcCommand {
-                                    id: t.view.commandid.clone(),
-                                    command,
-                                },
-                            )
-                        })
-                        .collect()
+                    self.unanswered(&s, None)
                 };
                 self.keepalives().await;
                 for (portal, rpc) in queries {
@@ -1447,6 +1480,7 @@ impl Driver {
             }
             TransportEvent::Message(topic, payload, retained) => {
                 self.on_message(&topic, &payload, retained);
+                self.resend_to_returned().await;
             }
         }
     }

@@ -22,27 +22,31 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// How long a finished upload waits for its battery's identity (the manufacturer, 0x35E,
-/// and the product information, 0x35F) when the GX has not heard all of it yet. Just
-/// after a restart of the GX, a job whose upload had ended resumes before the battery's
-/// slower broadcasts arrived; choosing its plugin then would refuse the battery as
+/// How long a request waits for its battery's identity (the serial number, the
+/// manufacturer, 0x35E, and the product information, 0x35F) when the GX has not heard all
+/// of it yet: five periods of the slowest of these broadcasts. Just after a restart of the
+/// GX, an update command sent again by the portal, or a job whose upload had ended,
+/// arrives before them; deciding then would refuse the battery as absent (713) or
 /// unsupported (748).
-pub(crate) const IDENTITY_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const IDENTITY_WAIT: Duration = Duration::from_secs(5);
 
-/// Waits up to `limit` until the battery on the bus of `job`'s request has sent its
-/// manufacturer and its product information.
-async fn identity_heard(shared: &Arc<Shared>, job: JobId, limit: Duration) {
-    let Some(request) = shared.jobs.request(job) else {
-        return;
-    };
-    let Some(bus) = shared.bus_named(&request.bus) else {
-        return;
-    };
+/// Waits up to `limit` until a battery that `wanted` accepts (given its bus and its state)
+/// has sent its manufacturer and its product information.
+async fn until_identified(
+    shared: &Arc<Shared>,
+    limit: Duration,
+    wanted: impl Fn(&super::Bus, &crate::telemetry::BatteryState) -> bool,
+) {
     let until = tokio::time::Instant::now() + limit;
     loop {
-        let heard = bus.lock().monitor.battery().is_some_and(|b| {
-            let identity = b.identity();
-            identity.manufacturer.is_some() && identity.product_info.is_some()
+        let heard = shared.buses.iter().any(|bus| {
+            let core = bus.lock();
+            core.monitor.battery().is_some_and(|b| {
+                let identity = b.identity();
+                identity.manufacturer.is_some()
+                    && identity.product_info.is_some()
+                    && wanted(bus, b)
+            })
         });
         if heard || tokio::time::Instant::now() >= until {
             return;
@@ -454,6 +458,10 @@ impl GxEngine for Engine {
     }
 
     async fn request_update(&self, request: UpdateRequest) -> Result<UploadStatus, EngineRefusal> {
+        until_identified(&self.shared, IDENTITY_WAIT, |bus, b| {
+            battery::job_identity(b, &bus.name).serial == request.battery_serial
+        })
+        .await;
         blocking(&self.shared, move |s| request_update(s, request)).await
     }
 
@@ -477,7 +485,9 @@ impl GxEngine for Engine {
     }
 
     async fn finish_upload(&self, job: JobId) -> Result<StagedReceipt, EngineRefusal> {
-        identity_heard(&self.shared, job, IDENTITY_WAIT).await;
+        if let Some(request) = self.shared.jobs.request(job) {
+            until_identified(&self.shared, IDENTITY_WAIT, |bus, _| bus.name == request.bus).await;
+        }
         blocking(&self.shared, move |s| finish_upload(s, job)).await
     }
 
