@@ -22,6 +22,7 @@ use bmsfw_sim::bridge::BridgeServer;
 use bmsfw_sim::registry::BmsRegistry;
 use bmsfw_sim::site::{RunningSite, SiteDescription};
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use support::daemon::{Approved, DaemonSetup, Daemons, battery};
 
@@ -130,31 +131,6 @@ async fn ended(d: &Daemons, previous: &Value) -> Value {
     .await
 }
 
-/// Polls the portal's state until `check` finds what it wants (`Some`) or the GX process
-/// ends (`None`), at most [`WAIT`].
-async fn until_or_killed<T>(
-    d: &mut Daemons,
-    what: &str,
-    check: impl Fn(&Value) -> Option<T>,
-) -> Option<T> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if d.gx.0.try_wait().unwrap().is_some() {
-            return None;
-        }
-        let s = d.state().await;
-        if let Some(found) = check(&s) {
-            return Some(found);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} did not happen: {s:#}\n{}",
-            d.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Where a kill came, and what the restarted daemon made of it.
 struct Outcome {
     killed: bool,
@@ -167,7 +143,7 @@ struct Outcome {
 /// update from `from` to `from + 1`, then the restart, the checks of the module's
 /// promises, and the next update, to `from + 2`. The daemon is started afresh with the
 /// crash point armed; the site, the broker and the portal keep running.
-async fn kill_at(site: &ServedSite, d: &mut Daemons, point: &str, hit: u32, from: u8) -> Outcome {
+async fn kill_at(site: &ServedSite, d: &Daemons, point: &str, hit: u32, from: u8) -> Outcome {
     let points = format!("{point}={}*off->return", hit - 1);
     d.restart_gx_with(Some(&points));
     assert_eq!(site.truth(), (Some([4, from]), true));
@@ -178,49 +154,47 @@ async fn kill_at(site: &ServedSite, d: &mut Daemons, point: &str, hit: u32, from
         .unwrap_or_default();
     let name = format!("powercore10-4.{target}.bin");
 
-    // The installer's update, unless the daemon dies before the battery shows.
-    let can_update = |s: &Value| (battery(s, SERIAL)?["can_update"] == true).then_some(());
-    let mut killed = false;
-    if until_or_killed(d, "the battery", can_update)
-        .await
-        .is_none()
-    {
-        killed = true;
-        d.restart_gx();
-    }
-    d.until("the battery", WAIT, can_update).await;
-    let asked = d.update(SERIAL, &name, package.clone(), false).await;
-    if !killed {
-        // Killed during the upload, the transfer or after; or never, when the point is
-        // passed fewer times than `hit` in a whole update.
-        let end = |s: &Value| (battery(s, SERIAL)?["latest_update"]["ended"] == true).then_some(());
-        let mut dead = until_or_killed(d, "the end", end).await.is_none();
-        if !dead {
-            // Give a kill at the very end its chance.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            dead = d.gx.0.try_wait().unwrap().is_some();
+    // The supervisor of a GX (its init system) starts the daemon again once it died.
+    let killed = AtomicBool::new(false);
+    let supervisor = async {
+        loop {
+            if d.gx_exited() {
+                killed.store(true, Ordering::SeqCst);
+                d.restart_gx();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if dead {
-            killed = true;
-            d.restart_gx();
-        }
-    }
-    let u = match asked {
-        Ok(()) => ended(d, &previous_job).await,
-        Err(refused) => {
-            // The request died with the daemon before the job existed: the portal said
-            // so, and the installer asks again.
-            assert!(killed, "refused without a kill: {refused}\n{}", d.logs());
-            d.until("the battery", WAIT, |s| {
-                (battery(s, SERIAL)?["can_update"] == true).then_some(())
-            })
-            .await;
+    };
+    // The installer updates the battery, and asks again when the portal says the request
+    // failed (only a kill may make it fail).
+    let installer = async {
+        let can_update = |s: &Value| (battery(s, SERIAL)?["can_update"] == true).then_some(());
+        d.until("the battery", WAIT, can_update).await;
+        if let Err(refused) = d.update(SERIAL, &name, package.clone(), false).await {
+            assert!(
+                killed.load(Ordering::SeqCst),
+                "refused without a kill: {refused}\n{}",
+                d.logs()
+            );
+            d.until("the battery", WAIT, can_update).await;
             d.update(SERIAL, &name, package.clone(), false)
                 .await
                 .unwrap_or_else(|e| panic!("{e}\n{}", d.logs()));
-            ended(d, &previous_job).await
         }
+        let u = ended(d, &previous_job).await;
+        // Give a kill at the very end its chance.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        u
     };
+    let u = tokio::select! {
+        u = installer => u,
+        () = supervisor => unreachable!("the supervisor never ends"),
+    };
+    if d.gx_exited() {
+        killed.store(true, Ordering::SeqCst);
+        d.restart_gx();
+    }
+    let killed = killed.load(Ordering::SeqCst);
     let state = u["state"].as_str().unwrap_or_default().to_owned();
     let code = u["error_code"].as_u64();
     match state.as_str() {
@@ -309,7 +283,7 @@ async fn an_aurora_update_survives_a_kill_at_every_durable_write() {
     // BMSFW_KILL_CASE=point=hit runs that one row, to reproduce it.
     let only = std::env::var("BMSFW_KILL_CASE").ok();
     let site = serve_site();
-    let mut d = Daemons::start(&setup(&site)).await;
+    let d = Daemons::start(&setup(&site)).await;
     let mut from = 15;
     let mut rows = Vec::new();
     for (point, hits) in MATRIX {
@@ -320,7 +294,7 @@ async fn an_aurora_update_survives_a_kill_at_every_durable_write() {
             {
                 continue;
             }
-            let o = kill_at(&site, &mut d, point, *hit, from).await;
+            let o = kill_at(&site, &d, point, *hit, from).await;
             from += 2;
             let row = format!(
                 "{point:<24} {hit:>3}  {:<7} {:<10} {:<5} {}",

@@ -376,7 +376,7 @@ async fn every_misbehaving_plugin_costs_its_own_job_only_in_the_real_daemon() {
 
 /// Whether the daemon's process still runs (by its pid: the handle is shared).
 fn gx_alive(d: &Daemons) -> bool {
-    let pid = d.gx.0.id();
+    let pid = d.gx_pid();
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
         !s.rsplit_once(')')
             .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))

@@ -70,3 +70,44 @@ async fn a_successful_update_goes_through_every_state_with_both_versions_right()
             if b.raw == [4, 15] && version_after.raw == [4, 16] && version_after.display == "v4.16"
     )));
 }
+
+/// A request that reaches the GX right after it started (the portal sending its command
+/// again to a restarted GX), before the battery's identity broadcasts, waits for them
+/// instead of refusing the battery as absent.
+#[tokio::test(start_paused = true)]
+async fn a_request_right_after_the_start_waits_for_the_battery() {
+    let site = Site::new([4, 15]);
+    let engine = site.gx();
+    let package = package([4, 16], 32 * 1024, 4);
+    let asked = tokio::time::Instant::now();
+    let id = upload(&engine, request(&package), &package)
+        .await
+        .unwrap_or_else(|e| panic!("refused: {e:?}"));
+    // The battery's serial and product information come once a second.
+    assert!(
+        asked.elapsed() <= Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    let record = wait_end(&engine, id, Duration::from_secs(120)).await;
+    assert_eq!(record.state(), JobState::Completed, "{record:#?}");
+}
+
+/// A battery the GX never hears is still refused (713), once five seconds passed.
+#[tokio::test(start_paused = true)]
+async fn a_battery_never_heard_is_refused_after_the_wait() {
+    let site = Site::new([4, 15]);
+    let engine = site.gx();
+    wait_for_battery(&engine).await;
+    let package = package([4, 16], 32 * 1024, 5);
+    let mut req = request(&package);
+    req.battery_serial = "NOBODY-0001".into();
+    let asked = tokio::time::Instant::now();
+    let refusal = engine.request_update(req).await.unwrap_err();
+    assert_eq!(refusal.code, 713, "{refusal:?}");
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+}

@@ -313,10 +313,11 @@ impl Preflights {
 
     /// The `preflight` commands of the checks still sending, to send again after a
     /// reconnect (the GX answers where the upload stands).
-    pub(crate) fn resends(&self) -> Vec<(String, Vec<u8>)> {
+    pub(crate) fn resends(&self, only: Option<&PortalId>) -> Vec<(String, Vec<u8>)> {
         self.lock()
             .iter()
             .filter(|c| c.view.phase == PreflightPhase::Sending)
+            .filter(|c| only.is_none_or(|p| *p == c.view.portal_id))
             .map(|c| {
                 let topic = Topic::RpcIn {
                     portal: c.view.portal_id.clone(),

@@ -1430,21 +1430,28 @@ impl Driver {
             .collect()
     }
 
-    /// Sends the unanswered update commands and status queries again to every GX that
-    /// came back online.
+    /// Sends the unanswered update commands, status queries and pre-flight checks again
+    /// to every GX that came back online.
     async fn resend_to_returned(&mut self) {
-        let queries: Vec<(PortalId, RpcCommand)> = {
+        let (returned, queries): (Vec<PortalId>, Vec<(PortalId, RpcCommand)>) = {
             let mut s = lock(&self.state);
             let returned = std::mem::take(&mut s.returned);
-            returned
+            let queries = returned
                 .iter()
                 .flat_map(|portal| self.unanswered(&s, Some(portal)))
-                .collect()
+                .collect();
+            (returned, queries)
         };
         for (portal, rpc) in queries {
             tracing::info!(%portal, commandid = %rpc.id, "asking a GX that came back where an update stands");
             let topic = Topic::RpcIn { portal }.to_string();
             self.publish(topic, QoS::AtLeastOnce, rpc.encode()).await;
+        }
+        // Pre-flight uploads too: a GX that restarted may have lost them.
+        for portal in &returned {
+            for (topic, payload) in self.preflights.resends(Some(portal)) {
+                self.publish(topic, QoS::AtLeastOnce, payload).await;
+            }
         }
     }
 
@@ -1469,7 +1476,7 @@ impl Driver {
                     self.publish(topic, QoS::AtLeastOnce, rpc.encode()).await;
                 }
                 // Pre-flight uploads continue where the GX says they stand.
-                for (topic, payload) in self.preflights.resends() {
+                for (topic, payload) in self.preflights.resends(None) {
                     self.publish(topic, QoS::AtLeastOnce, payload).await;
                 }
                 self.changed();

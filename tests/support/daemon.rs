@@ -11,6 +11,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// How long the programs may take to come up.
@@ -81,12 +83,13 @@ pub struct Daemons {
     pub dir: tempfile::TempDir,
     pub url: String,
     pub client: reqwest::Client,
-    pub gx: Process,
+    /// The GX daemon's process (replaced when it restarts).
+    gx: Mutex<Process>,
     pub portal: Process,
     /// The arguments `bmsfw gx` runs with.
     gx_args: Vec<String>,
     /// GX processes started so far (each logs to its own file).
-    gx_runs: usize,
+    gx_runs: AtomicUsize,
     _broker: SecureMosquitto,
     _secure: SecureSite,
 }
@@ -231,10 +234,10 @@ impl Daemons {
             url: format!("http://127.0.0.1:{http_port}"),
             client: http(),
             dir,
-            gx,
+            gx: Mutex::new(gx),
             portal,
             gx_args,
-            gx_runs: 1,
+            gx_runs: AtomicUsize::new(1),
             _broker: broker,
             _secure: secure,
         };
@@ -260,26 +263,37 @@ impl Daemons {
         daemons
     }
 
+    /// The GX daemon's process id.
+    pub fn gx_pid(&self) -> u32 {
+        self.gx.lock().unwrap().0.id()
+    }
+
+    /// Whether the GX daemon's process has ended.
+    pub fn gx_exited(&self) -> bool {
+        self.gx.lock().unwrap().0.try_wait().unwrap().is_some()
+    }
+
     /// Starts the GX daemon again on the same configuration and state, without crash
     /// points; its log goes to `gx-N.log`.
-    pub fn restart_gx(&mut self) {
+    pub fn restart_gx(&self) {
         self.restart_gx_with(None);
     }
 
     /// Kills the GX daemon if it still runs, and starts it again on the same
     /// configuration and state, with `FAILPOINTS` set to `failpoints` when given.
-    pub fn restart_gx_with(&mut self, failpoints: Option<&str>) {
-        let _ = self.gx.0.kill();
-        let _ = self.gx.0.wait();
-        self.gx_runs += 1;
-        let log = self.path(&format!("gx-{}.log", self.gx_runs));
+    pub fn restart_gx_with(&self, failpoints: Option<&str>) {
+        let mut gx = self.gx.lock().unwrap();
+        let _ = gx.0.kill();
+        let _ = gx.0.wait();
+        let run = self.gx_runs.fetch_add(1, Ordering::SeqCst) + 1;
+        let log = self.path(&format!("gx-{run}.log"));
         let args: Vec<&str> = self.gx_args.iter().map(String::as_str).collect();
-        self.gx = bmsfw_with(&args, &log, failpoints);
+        *gx = bmsfw_with(&args, &log, failpoints);
     }
 
     /// The log of the GX daemon running now.
     pub fn gx_log(&self) -> String {
-        let file = match self.gx_runs {
+        let file = match self.gx_runs.load(Ordering::SeqCst) {
             1 => "gx.log".to_owned(),
             n => format!("gx-{n}.log"),
         };
@@ -299,7 +313,8 @@ impl Daemons {
             lines[lines.len().saturating_sub(60)..].join("\n")
         };
         let mut logs = format!("gx.log (end):\n{}\n", tail("gx.log"));
-        for run in self.gx_runs.saturating_sub(2).max(2)..=self.gx_runs {
+        let runs = self.gx_runs.load(Ordering::SeqCst);
+        for run in runs.saturating_sub(2).max(2)..=runs {
             let file = format!("gx-{run}.log");
             logs += &format!("{file} (end):\n{}\n", tail(&file));
         }
@@ -382,7 +397,7 @@ impl Daemons {
             }))
             .send()
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("the update request: {e}\n{}", self.logs()));
         if !r.status().is_success() {
             return Err(r.text().await.unwrap());
         }

@@ -22,16 +22,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// How long a request waits for its battery's identity (the serial number, the
-/// manufacturer, 0x35E, and the product information, 0x35F) when the GX has not heard all
-/// of it yet: five periods of the slowest of these broadcasts. Just after a restart of the
-/// GX, an update command sent again by the portal, or a job whose upload had ended,
-/// arrives before them; deciding then would refuse the battery as absent (713) or
-/// unsupported (748).
+/// How long a request waits for its battery (its serial number, its manufacturer, 0x35E,
+/// its product information, 0x35F, and the frames the communication gate requires) when
+/// the GX has not heard all of it yet: five periods of the slowest of these broadcasts.
+/// Just after a restart of the GX, a pre-flight check, an update command sent again by
+/// the portal, or a job whose upload had ended, arrives before them; deciding then would
+/// refuse the battery as absent (713) or unsupported (748).
 pub(crate) const IDENTITY_WAIT: Duration = Duration::from_secs(5);
 
 /// Waits up to `limit` until a battery that `wanted` accepts (given its bus and its state)
-/// has sent its manufacturer and its product information.
+/// has sent its manufacturer, its product information and each frame the communication
+/// gate requires.
 async fn until_identified(
     shared: &Arc<Shared>,
     limit: Duration,
@@ -45,6 +46,9 @@ async fn until_identified(
                 let identity = b.identity();
                 identity.manufacturer.is_some()
                     && identity.product_info.is_some()
+                    && crate::telemetry::FrameKind::REQUIRED
+                        .iter()
+                        .all(|k| b.last_seen(*k).is_some())
                     && wanted(bus, b)
             })
         });
@@ -53,6 +57,15 @@ async fn until_identified(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits up to [`IDENTITY_WAIT`] until the battery with serial number `serial` is heard
+/// whole.
+async fn until_serial_heard(shared: &Arc<Shared>, serial: &str) {
+    until_identified(shared, IDENTITY_WAIT, |bus, b| {
+        battery::job_identity(b, &bus.name).serial == serial
+    })
+    .await;
 }
 
 fn staging_refusal(e: &StagingError) -> EngineRefusal {
@@ -458,10 +471,7 @@ impl GxEngine for Engine {
     }
 
     async fn request_update(&self, request: UpdateRequest) -> Result<UploadStatus, EngineRefusal> {
-        until_identified(&self.shared, IDENTITY_WAIT, |bus, b| {
-            battery::job_identity(b, &bus.name).serial == request.battery_serial
-        })
-        .await;
+        until_serial_heard(&self.shared, &request.battery_serial).await;
         blocking(&self.shared, move |s| request_update(s, request)).await
     }
 
@@ -486,7 +496,10 @@ impl GxEngine for Engine {
 
     async fn finish_upload(&self, job: JobId) -> Result<StagedReceipt, EngineRefusal> {
         if let Some(request) = self.shared.jobs.request(job) {
-            until_identified(&self.shared, IDENTITY_WAIT, |bus, _| bus.name == request.bus).await;
+            until_identified(&self.shared, IDENTITY_WAIT, |bus, _| {
+                bus.name == request.bus
+            })
+            .await;
         }
         blocking(&self.shared, move |s| finish_upload(s, job)).await
     }
@@ -554,6 +567,7 @@ impl GxEngine for Engine {
         &self,
         request: PreflightRequest,
     ) -> Result<UploadStatus, EngineRefusal> {
+        until_serial_heard(&self.shared, &request.battery_serial).await;
         blocking(&self.shared, move |s| super::preflight::begin(s, request)).await
     }
 
@@ -578,6 +592,7 @@ impl GxEngine for Engine {
         battery_serial: String,
         sha256: Sha256Digest,
     ) -> Result<bmsfw_vrm_wire::PreflightReport, EngineRefusal> {
+        until_serial_heard(&self.shared, &battery_serial).await;
         blocking(&self.shared, move |s| {
             super::preflight::finish(s, &battery_serial, sha256)
         })

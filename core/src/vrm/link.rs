@@ -1048,6 +1048,13 @@ impl Link {
             );
             return self.refuse(Some(&id), true, &refusal);
         }
+        if let Some(job) = self.orphan_upload(u.battery.as_str(), sha256).await {
+            tracing::info!(%job, commandid = %id, "update command matched to the job it started before a restart");
+            self.commands
+                .insert(job, id.clone(), sha256)
+                .map_err(LinkError::Registry)?;
+            return self.on_status(id, StatusQuery { job: job.0 }).await;
+        }
         let package = match UploadAnnouncement::new(
             u.file_name.as_str().to_owned(),
             u.size,
@@ -1123,6 +1130,23 @@ impl Link {
         }
         self.reply(Some(&id), false, starting, Durability::Durable)?;
         self.continue_upload(&id, status).await
+    }
+
+    /// A job still uploading `sha256` for the battery `serial` that answers to no
+    /// command: the GX died between recording the job and recording the command that
+    /// started it, and that command, sent again, is its command.
+    async fn orphan_upload(&self, serial: &str, sha256: Sha256Digest) -> Option<JobId> {
+        self.engine
+            .jobs()
+            .await
+            .into_iter()
+            .find(|r| {
+                r.state() == JobState::Uploading
+                    && r.battery().serial == serial
+                    && r.package().sha256() == sha256
+                    && self.commands.command_for(r.id()).is_none()
+            })
+            .map(|r| r.id())
     }
 
     /// Asks for the next chunks, or ends stage 1 when every chunk is here.
