@@ -368,24 +368,28 @@ impl BusBudget {
         // The reserve for the whole batch's exposure; a tighter one for a frame that
         // ends sooner is worked out only where the batch's would stop it.
         let batch_reserve = foreign.most_within(start + max * d - now_us);
+        // The bits of the frames that left the window ending at the `n`th frame's end, and
+        // how many they are; the frames leave in order (an iterator, so that no counter
+        // can stop moving).
         let mut left = 0u64;
         let mut first = 0usize;
-        let mut n = 0u64;
-        while n < max {
-            let end = start + (n + 1) * d;
+        let mut oldest = self.frames.iter().peekable();
+        let mut fitted = 0u64;
+        for n in 1..=max {
+            let end = start + n * d;
             let from = end.saturating_sub(self.window_us);
-            while self.frames.get(first).is_some_and(|c| c.end <= from) {
-                left += u64::from(self.frames[first].bits);
+            while let Some(c) = oldest.next_if(|c| c.end <= from) {
+                left += u64::from(c.bits);
                 first += 1;
             }
-            let content = self.bits_in_window - left + (n + 1) * bits;
+            let content = self.bits_in_window - left + n * bits;
             if content > self.limit_bits {
                 break;
             }
             if content + batch_reserve + u64::from(self.longest_seen) > self.limit_bits {
                 // Frames shorter than planned end sooner, when frames that ended just
                 // before `from` are still in the window.
-                let early = self.ending_early(first, from, (n + 1) * d);
+                let early = self.ending_early(first, from, n * d);
                 // Foreign frames that arrive before this one push it back by their own
                 // length, and the window ending at its later end has lost what ended in
                 // that stretch a window earlier: only the difference needs room.
@@ -401,45 +405,54 @@ impl BusBudget {
                     break;
                 }
             }
-            n += 1;
+            fitted = n;
         }
-        // Windows ending later, at other nodes' frames that come after the batch: they hold
-        // the whole batch and what has not left yet, and the others' frames that arrived
-        // meanwhile. Walk the moments the oldest frames leave until what remains leaves
-        // room for the most the others sent within a whole window.
-        while n > 0 {
-            let planned_end = start + n * d;
-            let from = planned_end.saturating_sub(self.window_us);
-            let gone: u64 = self
-                .frames
-                .iter()
-                .take_while(|c| c.end <= from)
-                .map(|c| u64::from(c.bits))
-                .sum();
-            let mut content = self.bits_in_window - gone + n * bits;
-            let most = foreign.most_in_any_window(self.window_us);
-            let mut fits = true;
-            if content + most > self.limit_bits {
-                for c in self.frames.iter().skip_while(|c| c.end <= from) {
-                    // Just before `c` leaves, the window still holds it.
-                    let at = (c.end + self.window_us).saturating_sub(1);
-                    let others = foreign.most_within(at.saturating_sub(now_us));
-                    if content + others > self.limit_bits {
-                        fits = false;
-                        break;
-                    }
-                    content -= u64::from(c.bits);
-                    if content + most <= self.limit_bits {
-                        break;
-                    }
-                }
+        // Windows ending later, at other nodes' frames that come after the batch: the most
+        // of the batch that leaves room for them (a bounded walk down from the most that
+        // fits now).
+        (1..=fitted)
+            .rev()
+            .find(|&n| self.room_after(now_us, start + n * d, n * bits, foreign))
+            .unwrap_or(0)
+    }
+
+    /// Whether the windows ending after a batch of `batch_bits` planned to end at
+    /// `planned_end`, at other nodes' frames that come after it, stay under the cap: they
+    /// hold the whole batch and what has not left yet, and the others' frames that arrived
+    /// meanwhile. Walks the moments the oldest frames leave until what remains leaves room
+    /// for the most the others sent within a whole window.
+    fn room_after(
+        &self,
+        now_us: u64,
+        planned_end: u64,
+        batch_bits: u64,
+        foreign: &mut ForeignMemo<'_, '_>,
+    ) -> bool {
+        let from = planned_end.saturating_sub(self.window_us);
+        let gone: u64 = self
+            .frames
+            .iter()
+            .take_while(|c| c.end <= from)
+            .map(|c| u64::from(c.bits))
+            .sum();
+        let mut content = self.bits_in_window - gone + batch_bits;
+        let most = foreign.most_in_any_window(self.window_us);
+        if content + most <= self.limit_bits {
+            return true;
+        }
+        for c in self.frames.iter().skip_while(|c| c.end <= from) {
+            // Just before `c` leaves, the window still holds it.
+            let at = (c.end + self.window_us).saturating_sub(1);
+            let others = foreign.most_within(at.saturating_sub(now_us));
+            if content + others > self.limit_bits {
+                return false;
             }
-            if fits {
+            content -= u64::from(c.bits);
+            if content + most <= self.limit_bits {
                 break;
             }
-            n -= 1;
         }
-        n
+        true
     }
 
     /// The most bits a planned batch may find still in its window when its frames are
