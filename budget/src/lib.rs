@@ -1232,4 +1232,170 @@ mod tests {
         assert_eq!(e1, t(1000 + d));
         assert_eq!(e2, t(1000 + 2 * d));
     }
+
+    /// A moment long after the start, so that every window of a test lies after it.
+    const LATER: u64 = 1_000_000;
+
+    /// A budget whose window holds `count` of this node's 80-bit frames, handed over at
+    /// [`LATER`] and ending one after another from then on, 160 us apart.
+    fn short_frames_sent_at_later(count: u64) -> BusBudget {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        for k in 1..=count {
+            assert_eq!(b.record_sent(t(LATER), &short()), t(LATER + 160 * k));
+        }
+        b
+    }
+
+    /// The frames that fit are those that take the window exactly up to the cap, never
+    /// more than asked for, and at least one is always asked for.
+    #[test]
+    fn a_batch_takes_the_room_left_under_the_cap_and_never_more_than_asked() {
+        // 450 frames of 80 bits: 36 000 bits, 72 % of the window.
+        let mut b = short_frames_sent_at_later(450);
+        let now = t(LATER + 72_000);
+        assert_eq!(b.load_percent(now), 72.0);
+        // The 4 000 bits left: 50 frames of 80 bits, 25 of 160.
+        assert_eq!(b.frames_fitting(now, 80, 100), Ok(50));
+        assert_eq!(b.frames_fitting(now, 160, 100), Ok(25));
+        assert_eq!(b.frames_fitting(now, 80, 12), Ok(12));
+        assert_eq!(b.frames_fitting(now, 80, 0), Ok(1));
+        // Asked before the queued frames have ended, the batch queues behind them.
+        assert_eq!(b.frames_fitting(t(LATER), 80, 100), Ok(50));
+    }
+
+    /// A window full at the cap (500 frames of 80 bits, 40 000 bits, 80.0 %) makes room
+    /// only as its oldest frames leave it: not when the first has left the window ending
+    /// at the next frame's planned end (a frame shorter than planned would end sooner,
+    /// in a window that still holds it), but one frame later, and then for a whole batch.
+    #[test]
+    fn a_full_window_makes_room_once_its_oldest_frames_have_left() {
+        let mut b = short_frames_sent_at_later(500);
+        assert_eq!(b.load_percent(t(LATER + 80_000)), 80.0);
+        for now in [80_000, 100_000, 100_159] {
+            assert_eq!(
+                b.frames_fitting(t(LATER + now), 80, 40),
+                Err(t(LATER + 100_160)),
+                "at {now} us"
+            );
+        }
+        assert_eq!(b.frames_fitting(t(LATER + 100_160), 80, 40), Ok(40));
+        // Frames twice as long take two of the old frames' places each.
+        assert_eq!(b.frames_fitting(t(LATER + 100_160), 160, 40), Ok(40));
+    }
+
+    /// A burst other nodes sent (100 frames of 80 bits, 8 000 bits) may come again at any
+    /// moment: an empty window takes a batch of 32 000 bits, no more, so that with the
+    /// burst the window holds 40 000 bits, 80.0 %.
+    #[test]
+    fn a_batch_leaves_room_for_the_largest_burst_other_nodes_sent() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        for k in 1..=100 {
+            b.record_received(t(LATER + 160 * k), &short());
+        }
+        let now = t(LATER + 200_000);
+        assert_eq!(b.bits_in_window(now), 0);
+        assert_eq!(b.frames_fitting(now, 80, 40), Ok(40));
+        assert_eq!(b.frames_fitting(now, 80, 399), Ok(399));
+        assert_eq!(b.frames_fitting(now, 80, 400), Ok(400));
+        assert_eq!(b.frames_fitting(now, 80, 500), Ok(400));
+    }
+
+    /// Two frames read in one go carry one timestamp, as if they ended together: the
+    /// window ending at a batch frame that ends a little sooner than planned may still
+    /// hold both, and the batch stops short of them. A frame remembered from half a
+    /// second before adds to the reserve only for stretches that long.
+    #[test]
+    fn frames_with_one_timestamp_count_in_the_windows_a_shorter_batch_ends_in() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        b.record_received(t(LATER - 500_000), &short());
+        for _ in 0..2 {
+            b.record_received(t(LATER + 1_000), &short());
+        }
+        // At 21 480 us the 497th frame's window starts as the pair ended: it takes
+        // 39 760 bits, and the pair may come again (160 bits). The 498th's window would
+        // hold 39 840 bits, the pair again, and the pair itself if the frames were shorter.
+        for (now, fit) in [(21_479, 496), (21_480, 497), (21_481, 497), (21_640, 498)] {
+            assert_eq!(
+                b.frames_fitting(t(LATER + now), 80, 500),
+                Ok(fit),
+                "at {now} us"
+            );
+        }
+    }
+
+    /// Other nodes' frames remembered from half a second before: three of 80 bits,
+    /// 60 ms apart, at `first` and on. Two of them share a 100 ms window, three a 131 ms
+    /// stretch, one any stretch up to 60 ms.
+    fn three_frames_60_ms_apart(b: &mut BusBudget, first: u64) {
+        for k in 0..3 {
+            b.record_received(t(first + 60_000 * k), &short());
+        }
+    }
+
+    /// A frame of a batch that ends sooner than planned ends in a window that may still
+    /// hold frames that ended up to the whole batch's length before: two frames read in
+    /// one go, and so recorded with one timestamp, 200 us before the seventh frame's
+    /// window starts, keep that frame out (its window would hold 40 060 bits), though
+    /// the seventh frame alone takes the wire for 160 us only.
+    #[test]
+    fn frames_that_ended_a_batch_length_before_its_window_count_when_it_ends_sooner() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        // Three of 80 bits from half a second before, 900 us apart: two within any
+        // stretch up to 1 ms, three within 2 ms.
+        for k in 0..3 {
+            b.record_received(t(LATER - 500_000 + 900 * k), &short());
+        }
+        for _ in 0..2 {
+            b.record_received(t(LATER + 1_000), &short());
+        }
+        // 490 of this node's frames, 39 200 bits, from 1 ms after the pair.
+        for _ in 0..490 {
+            b.record_sent(t(LATER + 2_000), &short());
+        }
+        // The seventh frame ends at 101 200 us: its window starts 200 us after the pair
+        // ended, and holds 39 760 bits, the other nodes' 240 bits of a 2 ms stretch, and
+        // what a sooner end would still hold of the pair (160 bits less 100 saved).
+        let now = t(LATER + 100_080);
+        assert_eq!(b.frames_fitting(now, 80, 7), Ok(6));
+    }
+
+    /// The windows after a batch keep room for the most other nodes sent within one
+    /// window (160 bits), not within the longer stretch up to when this node's older
+    /// frames leave (240 bits): 224 frames of 80 bits and 137 of 160 take 39 840 bits,
+    /// 40 000 with the others' 160, 80.0 %.
+    #[test]
+    fn the_windows_after_a_batch_keep_room_for_the_most_others_sent_in_one_window() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        let now = LATER + 200_000;
+        three_frames_60_ms_apart(&mut b, now - 1_000_000);
+        for _ in 0..224 {
+            b.record_sent(t(now - 36_000), &short());
+        }
+        assert_eq!(b.bits_in_window(t(now)), 17_920);
+        assert_eq!(b.frames_fitting(t(now), 160, 140), Ok(137));
+    }
+
+    /// After a batch, the window keeps room for other nodes' burst as this node's older
+    /// frames leave it: a burst of 20 frames back to back (1 600 bits in 3.2 ms) may
+    /// start as the batch ends, and the window loses one of the ten frames sent a
+    /// millisecond apart at its start each millisecond. With 38 400 bits in the window,
+    /// three frames fit: the window ending just before the third of those frames leaves
+    /// holds 38 480 bits and the 1 520 bits the burst brings within 3 ms, 40 000; with a
+    /// fourth frame it would hold 40 080.
+    #[test]
+    fn the_windows_after_a_batch_keep_room_for_a_burst_as_older_frames_leave() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        let now = LATER + 2_000_000;
+        for k in 1..=20 {
+            b.record_received(t(now - 1_500_000 + 160 * k), &short());
+        }
+        for k in 0..10 {
+            b.record_sent(t(now - 99_500 + 1_000 * k), &short());
+        }
+        for _ in 0..470 {
+            b.record_sent(t(now - 80_000), &short());
+        }
+        assert_eq!(b.bits_in_window(t(now)), 38_400);
+        assert_eq!(b.frames_fitting(t(now), 80, 10), Ok(3));
+    }
 }
