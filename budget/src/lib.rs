@@ -652,6 +652,10 @@ mod tests {
                 let (end, f) = queue.pop_front().unwrap();
                 wire.push((end, bit_timing::frame_bits(&f)));
             }
+            // The meter counts the window and the frames queued behind it, which end
+            // within a window: never more than twice what the bus carries in one.
+            let load = b.load_percent(t(now));
+            assert!(load <= 200.0, "{load} % of the bus at {now} us");
             now += 1_000;
         }
         wire.extend(
@@ -749,6 +753,10 @@ mod tests {
                     sent += 1;
                 }
             }
+            // The meter counts the window and the frames queued behind it, which end
+            // within a window: never more than twice what the bus carries in one.
+            let load = b.load_percent(t(now));
+            assert!(load <= 200.0, "{load} % of the bus at {now} us");
             now += 1_000;
         }
         (peak_load(&mut wire, 100_000, 500_000), sent)
@@ -807,6 +815,10 @@ mod tests {
                     queue.push_back(f);
                 }
             }
+            // The meter counts the window and the frames queued behind it, which end
+            // within a window: never more than twice what the bus carries in one.
+            let load = b.load_percent(t(now));
+            assert!(load <= 200.0, "{load} % of the bus at {now} us");
             now += 1_000;
             // The wire carries what was handed over, up to the next step.
             while wire_free < now
