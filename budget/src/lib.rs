@@ -540,6 +540,12 @@ mod tests {
         Timestamp::from_micros(us)
     }
 
+    /// Microseconds `bits` take at 500 kbit/s, 2 us each, worked out apart from the
+    /// budget's own arithmetic.
+    fn at_500k(bits: u32) -> u64 {
+        2 * u64::from(bits)
+    }
+
     #[test]
     fn the_limit_is_the_share_of_the_window() {
         let b = BusBudget::new(500_000, BudgetConfig::default());
@@ -667,7 +673,7 @@ mod tests {
     }
 
     fn duration_us_of(f: &CanFrame) -> u64 {
-        duration_us(bit_timing::frame_bits(f), 500_000)
+        at_500k(bit_timing::frame_bits(f))
     }
 
     /// A battery's telemetry as the simulated batteries send it: 13 frames, 0x356 every
@@ -827,11 +833,11 @@ mod tests {
                 let bits = bit_timing::FrameBits::of(f);
                 attempt += 1;
                 if (500_000..520_000).contains(&wire_free) && attempt % 2 == 0 {
-                    wire_free += duration_us(bits.bits_with_crc_error(), 500_000);
+                    wire_free += at_500k(bits.bits_with_crc_error());
                     reports.push_back(wire_free);
                     errors += 1;
                 } else {
-                    wire_free += duration_us(bits.total_bits(), 500_000);
+                    wire_free += at_500k(bits.total_bits());
                     wire.push((wire_free, bits.total_bits()));
                     queue.pop_front();
                 }
@@ -878,7 +884,7 @@ mod tests {
         assert_eq!(b.limit_bits(), 500);
         let f = frame(0x7E0, 0xAA);
         let bits = bit_timing::frame_bits(&f);
-        let d = duration_us(bits, 500_000);
+        let d = at_500k(bits);
         let fit = 500 / u64::from(bits);
         // This node's own frames fill the window (others' would be reserved for as well).
         for i in 0..fit {
@@ -947,15 +953,15 @@ mod tests {
                 let f = CanFrame::new(CanId::standard(0x7E0).unwrap(), &vec![next(256) as u8; len])
                     .unwrap();
                 let bits = bit_timing::frame_bits(&f);
-                at += duration_us(bits, 500_000) + next(4) * next(300);
+                at += at_500k(bits) + next(4) * next(300);
                 if b.frames_fitting(t(at), bits, 1).is_ok() || next(3) == 0 {
                     if next(2) == 0 {
                         b.record_received(t(at), &f);
                         wire.push((at, bits));
                     } else {
-                        let end =
-                            b.record_sent(t(at.saturating_sub(duration_us(bits, 500_000))), &f);
-                        at = end.as_micros();
+                        let end = b.record_sent(t(at.saturating_sub(at_500k(bits))), &f);
+                        // Handed over on a free wire, it ends one frame's length later.
+                        assert_eq!(end, t(at), "a frame of {bits} bits");
                         wire.push((at, bits));
                     }
                 }
@@ -1025,7 +1031,7 @@ mod tests {
             seed ^= seed << 17;
             seed % n
         };
-        let d = |bits: u32| duration_us(bits, 500_000);
+        let d = at_500k;
         let own =
             |fill: u64| CanFrame::new(CanId::standard(0x7E2).unwrap(), &[fill as u8; 8]).unwrap();
         let mut cut_short = 0;
