@@ -1416,4 +1416,48 @@ mod tests {
         assert_eq!(b.bits_in_window(t(now)), 38_400);
         assert_eq!(b.frames_fitting(t(now), 80, 10), Ok(3));
     }
+
+    /// With the window full at the cap, the driver's wake-up for a batch is the moment
+    /// the whole batch fits (100 160 us, as for one frame, since every frame that leaves
+    /// makes room for one more), never earlier than asked; a frame larger than the 64
+    /// oldest frames together waits until a window after the wire is free.
+    #[test]
+    fn a_full_window_names_the_moment_the_whole_batch_fits() {
+        let mut b = short_frames_sent_at_later(500);
+        assert_eq!(b.time_for(t(LATER + 80_000), 10_000, 1), t(LATER + 180_000));
+        assert_eq!(b.time_for(t(LATER + 80_000), 80, 12), t(LATER + 100_160));
+        assert_eq!(b.time_for(t(LATER + 100_159), 80, 12), t(LATER + 100_160));
+        assert_eq!(b.frames_fitting(t(LATER + 100_160), 80, 12), Ok(12));
+    }
+
+    /// Asked for more frames than the cap holds at all, the wake-up is the one for as
+    /// many as it holds: four of 9 000 bits, which fit once the one frame in the window
+    /// (ending at 0) has left the window ending at the fourth one's end, at 28 000 us.
+    /// One alone would fit from 82 000 us on.
+    #[test]
+    fn the_wake_up_counts_no_more_frames_than_the_cap_holds() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        b.record_sent(t(LATER - 160), &short());
+        assert_eq!(b.time_for(t(LATER), 9_000, 12), t(LATER + 28_000));
+        assert_eq!(b.time_for(t(LATER), 9_000, 4), t(LATER + 28_000));
+        assert_eq!(b.time_for(t(LATER), 9_000, 1), t(LATER + 82_000));
+    }
+
+    /// When the room for a whole batch does not come at any of the moments tried (a
+    /// burst of 50 frames, 4 000 bits, to keep room for), the wake-up is the first moment
+    /// at which at least one frame fits.
+    #[test]
+    fn without_room_for_the_whole_batch_the_wake_up_is_when_one_frame_fits() {
+        let mut b = short_frames_sent_at_later(500);
+        for k in 1..=50 {
+            b.record_received(t(LATER - 1_000_000 + 160 * k), &short());
+        }
+        let now = t(LATER + 80_000);
+        let whole = b.time_for(now, 80, 12);
+        assert_eq!(whole, t(LATER + 111_040));
+        assert_eq!(b.clone().frames_fitting(whole, 80, 12), Ok(12));
+        let one = b.time_for(now, 80, 40);
+        assert_eq!(one, t(LATER + 109_280));
+        assert_eq!(b.frames_fitting(one, 80, 40), Ok(1));
+    }
 }
