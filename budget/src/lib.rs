@@ -1460,4 +1460,24 @@ mod tests {
         assert_eq!(one, t(LATER + 109_280));
         assert_eq!(b.frames_fitting(one, 80, 40), Ok(1));
     }
+
+    /// The walk over the frames leaving after a batch stops once what remains leaves room
+    /// for the most other nodes sent within one window: frames that leave later, at
+    /// moments a longer stretch after now (more than 64 ms, for which the three frames
+    /// 60 ms apart count 240 bits), no longer matter. One frame ending 40 ms before now,
+    /// 187 from 30 ms before, and 311 of the batch take 39 920 bits: with the others'
+    /// 80 bits of the 60 ms until the first one leaves, 40 000, and once it has left,
+    /// 39 840 and the others' 160 of any window.
+    #[test]
+    fn the_walk_after_a_batch_stops_once_a_whole_window_of_others_fits() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        let now = LATER + 200_000;
+        three_frames_60_ms_apart(&mut b, now - 1_000_000);
+        b.record_sent(t(now - 40_160), &short());
+        for _ in 0..187 {
+            b.record_sent(t(now - 30_000), &short());
+        }
+        assert_eq!(b.bits_in_window(t(now)), 15_040);
+        assert_eq!(b.frames_fitting(t(now), 80, 320), Ok(311));
+    }
 }
