@@ -1480,4 +1480,21 @@ mod tests {
         assert_eq!(b.bits_in_window(t(now)), 15_040);
         assert_eq!(b.frames_fitting(t(now), 80, 320), Ok(311));
     }
+
+    /// A batch that ends up to some span sooner than planned can share its window only
+    /// with frames that ended less than that span before the planned window's start,
+    /// each counted less the bits the bus carried between its end and that start.
+    #[test]
+    fn a_batch_ending_sooner_counts_the_frames_that_ended_within_that_span_before() {
+        // Frames of 80 bits ending at 160, 320 and 480 us; the window starts at 520 us.
+        let b = short_frames_sent_at_later(3);
+        let from = LATER + 520;
+        // The last one ended 40 us (20 bits) before: out for a span of 40 us, in for 41.
+        assert_eq!(b.ending_early(3, from, 40), 0);
+        assert_eq!(b.ending_early(3, from, 41), 60);
+        // The earlier ones add their 80 bits each, and the bus carried 80 bits more.
+        assert_eq!(b.ending_early(3, from, 1_000), 60);
+        // Only the frames that left the planned window count.
+        assert_eq!(b.ending_early(2, from, 1_000), 0);
+    }
 }
