@@ -1497,4 +1497,22 @@ mod tests {
         // Only the frames that left the planned window count.
         assert_eq!(b.ending_early(2, from, 1_000), 0);
     }
+
+    /// While bus errors hold this node's queue back, the driver is not woken before the
+    /// queue is down to the batch's own length (a batch handed over sooner would only
+    /// wait behind it): 200 errors 400 us apart, each holding the wire for 190 us, move
+    /// the end of the queue from 80 000 to 118 000 us.
+    #[test]
+    fn the_wake_up_waits_until_the_queue_is_down_to_the_batch() {
+        let mut b = short_frames_sent_at_later(500);
+        for j in 0..200 {
+            b.record_bus_error(t(LATER + 100 + 400 * j));
+        }
+        let now = t(LATER + 79_700);
+        assert_eq!(b.wire_free, LATER + 118_000);
+        for (count, at) in [(1, 118_020), (12, 116_260)] {
+            assert_eq!(b.time_for(now, 80, count), t(LATER + at), "{count} frames");
+            assert!(at >= 118_000 - 160 * count as u64);
+        }
+    }
 }
