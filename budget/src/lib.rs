@@ -1428,6 +1428,9 @@ mod tests {
         assert_eq!(b.time_for(t(LATER + 80_000), 80, 12), t(LATER + 100_160));
         assert_eq!(b.time_for(t(LATER + 100_159), 80, 12), t(LATER + 100_160));
         assert_eq!(b.frames_fitting(t(LATER + 100_160), 80, 12), Ok(12));
+        // Asked once the batch fits, the wake-up is still later than asked: the next
+        // microsecond.
+        assert_eq!(b.time_for(t(LATER + 100_200), 80, 12), t(LATER + 100_201));
     }
 
     /// Asked for more frames than the cap holds at all, the wake-up is the one for as
@@ -1514,5 +1517,18 @@ mod tests {
             assert_eq!(b.time_for(now, 80, count), t(LATER + at), "{count} frames");
             assert!(at >= 118_000 - 160 * count as u64);
         }
+        // Exactly the batch's length before the end of the queue is soon enough: another
+        // node's frame that leaves the window then, and 400 errors back to back that
+        // move this node's ten frames to end at 77 600 us.
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        b.record_received(t(LATER - 22_400), &short());
+        for _ in 0..10 {
+            b.record_sent(t(LATER), &short());
+        }
+        for j in 0..400 {
+            b.record_bus_error(t(LATER + 100 + 190 * j));
+        }
+        assert_eq!(b.wire_free, LATER + 77_600);
+        assert_eq!(b.time_for(t(LATER + 75_910), 80, 1), t(LATER + 77_440));
     }
 }
