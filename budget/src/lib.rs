@@ -368,24 +368,28 @@ impl BusBudget {
         // The reserve for the whole batch's exposure; a tighter one for a frame that
         // ends sooner is worked out only where the batch's would stop it.
         let batch_reserve = foreign.most_within(start + max * d - now_us);
+        // The bits of the frames that left the window ending at the `n`th frame's end, and
+        // how many they are; the frames leave in order (an iterator, so that no counter
+        // can stop moving).
         let mut left = 0u64;
         let mut first = 0usize;
-        let mut n = 0u64;
-        while n < max {
-            let end = start + (n + 1) * d;
+        let mut oldest = self.frames.iter().peekable();
+        let mut fitted = 0u64;
+        for n in 1..=max {
+            let end = start + n * d;
             let from = end.saturating_sub(self.window_us);
-            while self.frames.get(first).is_some_and(|c| c.end <= from) {
-                left += u64::from(self.frames[first].bits);
+            while let Some(c) = oldest.next_if(|c| c.end <= from) {
+                left += u64::from(c.bits);
                 first += 1;
             }
-            let content = self.bits_in_window - left + (n + 1) * bits;
+            let content = self.bits_in_window - left + n * bits;
             if content > self.limit_bits {
                 break;
             }
             if content + batch_reserve + u64::from(self.longest_seen) > self.limit_bits {
                 // Frames shorter than planned end sooner, when frames that ended just
                 // before `from` are still in the window.
-                let early = self.ending_early(first, from, (n + 1) * d);
+                let early = self.ending_early(first, from, n * d);
                 // Foreign frames that arrive before this one push it back by their own
                 // length, and the window ending at its later end has lost what ended in
                 // that stretch a window earlier: only the difference needs room.
@@ -401,45 +405,54 @@ impl BusBudget {
                     break;
                 }
             }
-            n += 1;
+            fitted = n;
         }
-        // Windows ending later, at other nodes' frames that come after the batch: they hold
-        // the whole batch and what has not left yet, and the others' frames that arrived
-        // meanwhile. Walk the moments the oldest frames leave until what remains leaves
-        // room for the most the others sent within a whole window.
-        while n > 0 {
-            let planned_end = start + n * d;
-            let from = planned_end.saturating_sub(self.window_us);
-            let gone: u64 = self
-                .frames
-                .iter()
-                .take_while(|c| c.end <= from)
-                .map(|c| u64::from(c.bits))
-                .sum();
-            let mut content = self.bits_in_window - gone + n * bits;
-            let most = foreign.most_in_any_window(self.window_us);
-            let mut fits = true;
-            if content + most > self.limit_bits {
-                for c in self.frames.iter().skip_while(|c| c.end <= from) {
-                    // Just before `c` leaves, the window still holds it.
-                    let at = (c.end + self.window_us).saturating_sub(1);
-                    let others = foreign.most_within(at.saturating_sub(now_us));
-                    if content + others > self.limit_bits {
-                        fits = false;
-                        break;
-                    }
-                    content -= u64::from(c.bits);
-                    if content + most <= self.limit_bits {
-                        break;
-                    }
-                }
+        // Windows ending later, at other nodes' frames that come after the batch: the most
+        // of the batch that leaves room for them (a bounded walk down from the most that
+        // fits now).
+        (1..=fitted)
+            .rev()
+            .find(|&n| self.room_after(now_us, start + n * d, n * bits, foreign))
+            .unwrap_or(0)
+    }
+
+    /// Whether the windows ending after a batch of `batch_bits` planned to end at
+    /// `planned_end`, at other nodes' frames that come after it, stay under the cap: they
+    /// hold the whole batch and what has not left yet, and the others' frames that arrived
+    /// meanwhile. Walks the moments the oldest frames leave until what remains leaves room
+    /// for the most the others sent within a whole window.
+    fn room_after(
+        &self,
+        now_us: u64,
+        planned_end: u64,
+        batch_bits: u64,
+        foreign: &mut ForeignMemo<'_, '_>,
+    ) -> bool {
+        let from = planned_end.saturating_sub(self.window_us);
+        let gone: u64 = self
+            .frames
+            .iter()
+            .take_while(|c| c.end <= from)
+            .map(|c| u64::from(c.bits))
+            .sum();
+        let mut content = self.bits_in_window - gone + batch_bits;
+        let most = foreign.most_in_any_window(self.window_us);
+        if content + most <= self.limit_bits {
+            return true;
+        }
+        for c in self.frames.iter().skip_while(|c| c.end <= from) {
+            // Just before `c` leaves, the window still holds it.
+            let at = (c.end + self.window_us).saturating_sub(1);
+            let others = foreign.most_within(at.saturating_sub(now_us));
+            if content + others > self.limit_bits {
+                return false;
             }
-            if fits {
+            content -= u64::from(c.bits);
+            if content + most <= self.limit_bits {
                 break;
             }
-            n -= 1;
         }
-        n
+        true
     }
 
     /// The most bits a planned batch may find still in its window when its frames are
@@ -525,6 +538,12 @@ mod tests {
 
     fn t(us: u64) -> Timestamp {
         Timestamp::from_micros(us)
+    }
+
+    /// Microseconds `bits` take at 500 kbit/s, 2 us each, worked out apart from the
+    /// budget's own arithmetic.
+    fn at_500k(bits: u32) -> u64 {
+        2 * u64::from(bits)
     }
 
     #[test]
@@ -639,6 +658,10 @@ mod tests {
                 let (end, f) = queue.pop_front().unwrap();
                 wire.push((end, bit_timing::frame_bits(&f)));
             }
+            // The meter counts the window and the frames queued behind it, which end
+            // within a window: never more than twice what the bus carries in one.
+            let load = b.load_percent(t(now));
+            assert!(load <= 200.0, "{load} % of the bus at {now} us");
             now += 1_000;
         }
         wire.extend(
@@ -650,7 +673,7 @@ mod tests {
     }
 
     fn duration_us_of(f: &CanFrame) -> u64 {
-        duration_us(bit_timing::frame_bits(f), 500_000)
+        at_500k(bit_timing::frame_bits(f))
     }
 
     /// A battery's telemetry as the simulated batteries send it: 13 frames, 0x356 every
@@ -736,6 +759,10 @@ mod tests {
                     sent += 1;
                 }
             }
+            // The meter counts the window and the frames queued behind it, which end
+            // within a window: never more than twice what the bus carries in one.
+            let load = b.load_percent(t(now));
+            assert!(load <= 200.0, "{load} % of the bus at {now} us");
             now += 1_000;
         }
         (peak_load(&mut wire, 100_000, 500_000), sent)
@@ -794,6 +821,10 @@ mod tests {
                     queue.push_back(f);
                 }
             }
+            // The meter counts the window and the frames queued behind it, which end
+            // within a window: never more than twice what the bus carries in one.
+            let load = b.load_percent(t(now));
+            assert!(load <= 200.0, "{load} % of the bus at {now} us");
             now += 1_000;
             // The wire carries what was handed over, up to the next step.
             while wire_free < now
@@ -802,11 +833,11 @@ mod tests {
                 let bits = bit_timing::FrameBits::of(f);
                 attempt += 1;
                 if (500_000..520_000).contains(&wire_free) && attempt % 2 == 0 {
-                    wire_free += duration_us(bits.bits_with_crc_error(), 500_000);
+                    wire_free += at_500k(bits.bits_with_crc_error());
                     reports.push_back(wire_free);
                     errors += 1;
                 } else {
-                    wire_free += duration_us(bits.total_bits(), 500_000);
+                    wire_free += at_500k(bits.total_bits());
                     wire.push((wire_free, bits.total_bits()));
                     queue.pop_front();
                 }
@@ -853,7 +884,7 @@ mod tests {
         assert_eq!(b.limit_bits(), 500);
         let f = frame(0x7E0, 0xAA);
         let bits = bit_timing::frame_bits(&f);
-        let d = duration_us(bits, 500_000);
+        let d = at_500k(bits);
         let fit = 500 / u64::from(bits);
         // This node's own frames fill the window (others' would be reserved for as well).
         for i in 0..fit {
@@ -922,15 +953,15 @@ mod tests {
                 let f = CanFrame::new(CanId::standard(0x7E0).unwrap(), &vec![next(256) as u8; len])
                     .unwrap();
                 let bits = bit_timing::frame_bits(&f);
-                at += duration_us(bits, 500_000) + next(4) * next(300);
+                at += at_500k(bits) + next(4) * next(300);
                 if b.frames_fitting(t(at), bits, 1).is_ok() || next(3) == 0 {
                     if next(2) == 0 {
                         b.record_received(t(at), &f);
                         wire.push((at, bits));
                     } else {
-                        let end =
-                            b.record_sent(t(at.saturating_sub(duration_us(bits, 500_000))), &f);
-                        at = end.as_micros();
+                        let end = b.record_sent(t(at.saturating_sub(at_500k(bits))), &f);
+                        // Handed over on a free wire, it ends one frame's length later.
+                        assert_eq!(end, t(at), "a frame of {bits} bits");
                         wire.push((at, bits));
                     }
                 }
@@ -1000,7 +1031,7 @@ mod tests {
             seed ^= seed << 17;
             seed % n
         };
-        let d = |bits: u32| duration_us(bits, 500_000);
+        let d = at_500k;
         let own =
             |fill: u64| CanFrame::new(CanId::standard(0x7E2).unwrap(), &[fill as u8; 8]).unwrap();
         let mut cut_short = 0;
@@ -1218,5 +1249,286 @@ mod tests {
         let e2 = b.record_sent(t(1000), &f);
         assert_eq!(e1, t(1000 + d));
         assert_eq!(e2, t(1000 + 2 * d));
+    }
+
+    /// A moment long after the start, so that every window of a test lies after it.
+    const LATER: u64 = 1_000_000;
+
+    /// A budget whose window holds `count` of this node's 80-bit frames, handed over at
+    /// [`LATER`] and ending one after another from then on, 160 us apart.
+    fn short_frames_sent_at_later(count: u64) -> BusBudget {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        for k in 1..=count {
+            assert_eq!(b.record_sent(t(LATER), &short()), t(LATER + 160 * k));
+        }
+        b
+    }
+
+    /// The frames that fit are those that take the window exactly up to the cap, never
+    /// more than asked for, and at least one is always asked for.
+    #[test]
+    fn a_batch_takes_the_room_left_under_the_cap_and_never_more_than_asked() {
+        // 450 frames of 80 bits: 36 000 bits, 72 % of the window.
+        let mut b = short_frames_sent_at_later(450);
+        let now = t(LATER + 72_000);
+        assert_eq!(b.load_percent(now), 72.0);
+        // The 4 000 bits left: 50 frames of 80 bits, 25 of 160.
+        assert_eq!(b.frames_fitting(now, 80, 100), Ok(50));
+        assert_eq!(b.frames_fitting(now, 160, 100), Ok(25));
+        assert_eq!(b.frames_fitting(now, 80, 12), Ok(12));
+        assert_eq!(b.frames_fitting(now, 80, 0), Ok(1));
+        // Asked before the queued frames have ended, the batch queues behind them.
+        assert_eq!(b.frames_fitting(t(LATER), 80, 100), Ok(50));
+    }
+
+    /// A window full at the cap (500 frames of 80 bits, 40 000 bits, 80.0 %) makes room
+    /// only as its oldest frames leave it: not when the first has left the window ending
+    /// at the next frame's planned end (a frame shorter than planned would end sooner,
+    /// in a window that still holds it), but one frame later, and then for a whole batch.
+    #[test]
+    fn a_full_window_makes_room_once_its_oldest_frames_have_left() {
+        let mut b = short_frames_sent_at_later(500);
+        assert_eq!(b.load_percent(t(LATER + 80_000)), 80.0);
+        for now in [80_000, 100_000, 100_159] {
+            assert_eq!(
+                b.frames_fitting(t(LATER + now), 80, 40),
+                Err(t(LATER + 100_160)),
+                "at {now} us"
+            );
+        }
+        assert_eq!(b.frames_fitting(t(LATER + 100_160), 80, 40), Ok(40));
+        // Frames twice as long take two of the old frames' places each.
+        assert_eq!(b.frames_fitting(t(LATER + 100_160), 160, 40), Ok(40));
+    }
+
+    /// A burst other nodes sent (100 frames of 80 bits, 8 000 bits) may come again at any
+    /// moment: an empty window takes a batch of 32 000 bits, no more, so that with the
+    /// burst the window holds 40 000 bits, 80.0 %.
+    #[test]
+    fn a_batch_leaves_room_for_the_largest_burst_other_nodes_sent() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        for k in 1..=100 {
+            b.record_received(t(LATER + 160 * k), &short());
+        }
+        let now = t(LATER + 200_000);
+        assert_eq!(b.bits_in_window(now), 0);
+        assert_eq!(b.frames_fitting(now, 80, 40), Ok(40));
+        assert_eq!(b.frames_fitting(now, 80, 399), Ok(399));
+        assert_eq!(b.frames_fitting(now, 80, 400), Ok(400));
+        assert_eq!(b.frames_fitting(now, 80, 500), Ok(400));
+    }
+
+    /// Two frames read in one go carry one timestamp, as if they ended together: the
+    /// window ending at a batch frame that ends a little sooner than planned may still
+    /// hold both, and the batch stops short of them. A frame remembered from half a
+    /// second before adds to the reserve only for stretches that long.
+    #[test]
+    fn frames_with_one_timestamp_count_in_the_windows_a_shorter_batch_ends_in() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        b.record_received(t(LATER - 500_000), &short());
+        for _ in 0..2 {
+            b.record_received(t(LATER + 1_000), &short());
+        }
+        // At 21 480 us the 497th frame's window starts as the pair ended: it takes
+        // 39 760 bits, and the pair may come again (160 bits). The 498th's window would
+        // hold 39 840 bits, the pair again, and the pair itself if the frames were shorter.
+        for (now, fit) in [(21_479, 496), (21_480, 497), (21_481, 497), (21_640, 498)] {
+            assert_eq!(
+                b.frames_fitting(t(LATER + now), 80, 500),
+                Ok(fit),
+                "at {now} us"
+            );
+        }
+    }
+
+    /// Other nodes' frames remembered from half a second before: three of 80 bits,
+    /// 60 ms apart, at `first` and on. Two of them share a 100 ms window, three a 131 ms
+    /// stretch, one any stretch up to 60 ms.
+    fn three_frames_60_ms_apart(b: &mut BusBudget, first: u64) {
+        for k in 0..3 {
+            b.record_received(t(first + 60_000 * k), &short());
+        }
+    }
+
+    /// A frame of a batch that ends sooner than planned ends in a window that may still
+    /// hold frames that ended up to the whole batch's length before: two frames read in
+    /// one go, and so recorded with one timestamp, 200 us before the seventh frame's
+    /// window starts, keep that frame out (its window would hold 40 060 bits), though
+    /// the seventh frame alone takes the wire for 160 us only.
+    #[test]
+    fn frames_that_ended_a_batch_length_before_its_window_count_when_it_ends_sooner() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        // Three of 80 bits from half a second before, 900 us apart: two within any
+        // stretch up to 1 ms, three within 2 ms.
+        for k in 0..3 {
+            b.record_received(t(LATER - 500_000 + 900 * k), &short());
+        }
+        for _ in 0..2 {
+            b.record_received(t(LATER + 1_000), &short());
+        }
+        // 490 of this node's frames, 39 200 bits, from 1 ms after the pair.
+        for _ in 0..490 {
+            b.record_sent(t(LATER + 2_000), &short());
+        }
+        // The seventh frame ends at 101 200 us: its window starts 200 us after the pair
+        // ended, and holds 39 760 bits, the other nodes' 240 bits of a 2 ms stretch, and
+        // what a sooner end would still hold of the pair (160 bits less 100 saved).
+        let now = t(LATER + 100_080);
+        assert_eq!(b.frames_fitting(now, 80, 7), Ok(6));
+    }
+
+    /// The windows after a batch keep room for the most other nodes sent within one
+    /// window (160 bits), not within the longer stretch up to when this node's older
+    /// frames leave (240 bits): 224 frames of 80 bits and 137 of 160 take 39 840 bits,
+    /// 40 000 with the others' 160, 80.0 %.
+    #[test]
+    fn the_windows_after_a_batch_keep_room_for_the_most_others_sent_in_one_window() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        let now = LATER + 200_000;
+        three_frames_60_ms_apart(&mut b, now - 1_000_000);
+        for _ in 0..224 {
+            b.record_sent(t(now - 36_000), &short());
+        }
+        assert_eq!(b.bits_in_window(t(now)), 17_920);
+        assert_eq!(b.frames_fitting(t(now), 160, 140), Ok(137));
+    }
+
+    /// After a batch, the window keeps room for other nodes' burst as this node's older
+    /// frames leave it: a burst of 20 frames back to back (1 600 bits in 3.2 ms) may
+    /// start as the batch ends, and the window loses one of the ten frames sent a
+    /// millisecond apart at its start each millisecond. With 38 400 bits in the window,
+    /// three frames fit: the window ending just before the third of those frames leaves
+    /// holds 38 480 bits and the 1 520 bits the burst brings within 3 ms, 40 000; with a
+    /// fourth frame it would hold 40 080.
+    #[test]
+    fn the_windows_after_a_batch_keep_room_for_a_burst_as_older_frames_leave() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        let now = LATER + 2_000_000;
+        for k in 1..=20 {
+            b.record_received(t(now - 1_500_000 + 160 * k), &short());
+        }
+        for k in 0..10 {
+            b.record_sent(t(now - 99_500 + 1_000 * k), &short());
+        }
+        for _ in 0..470 {
+            b.record_sent(t(now - 80_000), &short());
+        }
+        assert_eq!(b.bits_in_window(t(now)), 38_400);
+        assert_eq!(b.frames_fitting(t(now), 80, 10), Ok(3));
+    }
+
+    /// With the window full at the cap, the driver's wake-up for a batch is the moment
+    /// the whole batch fits (100 160 us, as for one frame, since every frame that leaves
+    /// makes room for one more), never earlier than asked; a frame larger than the 64
+    /// oldest frames together waits until a window after the wire is free.
+    #[test]
+    fn a_full_window_names_the_moment_the_whole_batch_fits() {
+        let mut b = short_frames_sent_at_later(500);
+        assert_eq!(b.time_for(t(LATER + 80_000), 10_000, 1), t(LATER + 180_000));
+        assert_eq!(b.time_for(t(LATER + 80_000), 80, 12), t(LATER + 100_160));
+        assert_eq!(b.time_for(t(LATER + 100_159), 80, 12), t(LATER + 100_160));
+        assert_eq!(b.frames_fitting(t(LATER + 100_160), 80, 12), Ok(12));
+        // Asked once the batch fits, the wake-up is still later than asked: the next
+        // microsecond.
+        assert_eq!(b.time_for(t(LATER + 100_200), 80, 12), t(LATER + 100_201));
+    }
+
+    /// Asked for more frames than the cap holds at all, the wake-up is the one for as
+    /// many as it holds: four of 9 000 bits, which fit once the one frame in the window
+    /// (ending at 0) has left the window ending at the fourth one's end, at 28 000 us.
+    /// One alone would fit from 82 000 us on.
+    #[test]
+    fn the_wake_up_counts_no_more_frames_than_the_cap_holds() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        b.record_sent(t(LATER - 160), &short());
+        assert_eq!(b.time_for(t(LATER), 9_000, 12), t(LATER + 28_000));
+        assert_eq!(b.time_for(t(LATER), 9_000, 4), t(LATER + 28_000));
+        assert_eq!(b.time_for(t(LATER), 9_000, 1), t(LATER + 82_000));
+    }
+
+    /// When the room for a whole batch does not come at any of the moments tried (a
+    /// burst of 50 frames, 4 000 bits, to keep room for), the wake-up is the first moment
+    /// at which at least one frame fits.
+    #[test]
+    fn without_room_for_the_whole_batch_the_wake_up_is_when_one_frame_fits() {
+        let mut b = short_frames_sent_at_later(500);
+        for k in 1..=50 {
+            b.record_received(t(LATER - 1_000_000 + 160 * k), &short());
+        }
+        let now = t(LATER + 80_000);
+        let whole = b.time_for(now, 80, 12);
+        assert_eq!(whole, t(LATER + 111_040));
+        assert_eq!(b.clone().frames_fitting(whole, 80, 12), Ok(12));
+        let one = b.time_for(now, 80, 40);
+        assert_eq!(one, t(LATER + 109_280));
+        assert_eq!(b.frames_fitting(one, 80, 40), Ok(1));
+    }
+
+    /// The walk over the frames leaving after a batch stops once what remains leaves room
+    /// for the most other nodes sent within one window: frames that leave later, at
+    /// moments a longer stretch after now (more than 64 ms, for which the three frames
+    /// 60 ms apart count 240 bits), no longer matter. One frame ending 40 ms before now,
+    /// 187 from 30 ms before, and 311 of the batch take 39 920 bits: with the others'
+    /// 80 bits of the 60 ms until the first one leaves, 40 000, and once it has left,
+    /// 39 840 and the others' 160 of any window.
+    #[test]
+    fn the_walk_after_a_batch_stops_once_a_whole_window_of_others_fits() {
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        let now = LATER + 200_000;
+        three_frames_60_ms_apart(&mut b, now - 1_000_000);
+        b.record_sent(t(now - 40_160), &short());
+        for _ in 0..187 {
+            b.record_sent(t(now - 30_000), &short());
+        }
+        assert_eq!(b.bits_in_window(t(now)), 15_040);
+        assert_eq!(b.frames_fitting(t(now), 80, 320), Ok(311));
+    }
+
+    /// A batch that ends up to some span sooner than planned can share its window only
+    /// with frames that ended less than that span before the planned window's start,
+    /// each counted less the bits the bus carried between its end and that start.
+    #[test]
+    fn a_batch_ending_sooner_counts_the_frames_that_ended_within_that_span_before() {
+        // Frames of 80 bits ending at 160, 320 and 480 us; the window starts at 520 us.
+        let b = short_frames_sent_at_later(3);
+        let from = LATER + 520;
+        // The last one ended 40 us (20 bits) before: out for a span of 40 us, in for 41.
+        assert_eq!(b.ending_early(3, from, 40), 0);
+        assert_eq!(b.ending_early(3, from, 41), 60);
+        // The earlier ones add their 80 bits each, and the bus carried 80 bits more.
+        assert_eq!(b.ending_early(3, from, 1_000), 60);
+        // Only the frames that left the planned window count.
+        assert_eq!(b.ending_early(2, from, 1_000), 0);
+    }
+
+    /// While bus errors hold this node's queue back, the driver is not woken before the
+    /// queue is down to the batch's own length (a batch handed over sooner would only
+    /// wait behind it): 200 errors 400 us apart, each holding the wire for 190 us, move
+    /// the end of the queue from 80 000 to 118 000 us.
+    #[test]
+    fn the_wake_up_waits_until_the_queue_is_down_to_the_batch() {
+        let mut b = short_frames_sent_at_later(500);
+        for j in 0..200 {
+            b.record_bus_error(t(LATER + 100 + 400 * j));
+        }
+        let now = t(LATER + 79_700);
+        assert_eq!(b.wire_free, LATER + 118_000);
+        for (count, at) in [(1, 118_020), (12, 116_260)] {
+            assert_eq!(b.time_for(now, 80, count), t(LATER + at), "{count} frames");
+            assert!(at >= 118_000 - 160 * count as u64);
+        }
+        // Exactly the batch's length before the end of the queue is soon enough: another
+        // node's frame that leaves the window then, and 400 errors back to back that
+        // move this node's ten frames to end at 77 600 us.
+        let mut b = BusBudget::new(500_000, BudgetConfig::default());
+        b.record_received(t(LATER - 22_400), &short());
+        for _ in 0..10 {
+            b.record_sent(t(LATER), &short());
+        }
+        for j in 0..400 {
+            b.record_bus_error(t(LATER + 100 + 190 * j));
+        }
+        assert_eq!(b.wire_free, LATER + 77_600);
+        assert_eq!(b.time_for(t(LATER + 75_910), 80, 1), t(LATER + 77_440));
     }
 }
