@@ -311,12 +311,14 @@ impl Preflights {
         out
     }
 
-    /// The `preflight` commands of the checks still sending, to send again after a
-    /// reconnect (the GX answers where the upload stands).
+    /// The `preflight` commands of the checks not yet ended, to `only`'s GX (every GX when
+    /// `None`), to send again after a reconnect or when the GX came back (the GX answers
+    /// where the upload or the check stands, and starts again what it lost).
     pub(crate) fn resends(&self, only: Option<&PortalId>) -> Vec<(String, Vec<u8>)> {
         self.lock()
             .iter()
-            .filter(|c| c.view.phase == PreflightPhase::Sending)
+            // A check under way too: a GX that restarted while reading the file lost it.
+            .filter(|c| !c.view.phase.is_done())
             .filter(|c| only.is_none_or(|p| *p == c.view.portal_id))
             .map(|c| {
                 let topic = Topic::RpcIn {

@@ -37,6 +37,21 @@ pub(crate) fn after_start(shared: &Arc<Shared>, startup: &StartupReport) -> Vec<
     let mut tasks = Vec::new();
     for job in &startup.recovered {
         match &job.action {
+            // Killed between the job's first record and its request's: without the
+            // request the upload cannot end in a transfer. The job fails cleanly, and the
+            // command the portal sends again starts a new one.
+            RecoveryAction::ContinueUpload if shared.jobs.request(job.id).is_none() => {
+                stage::fail_job(
+                    shared,
+                    None,
+                    job.id,
+                    &refusal(
+                        "the GX device restarted before it recorded the update request; the \
+                         portal sends the request again",
+                    ),
+                );
+                tracing::info!(job = %job.id, "interrupted upload without its request failed with 740");
+            }
             RecoveryAction::ContinueUpload => {
                 tracing::info!(job = %job.id, "upload continues when the link resumes it");
             }
