@@ -84,3 +84,62 @@ fn a_wrong_site_file_is_refused_with_its_line() {
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("missing.toml"), "{all}");
 }
+
+/// With `--serve DIR` the site's bus runs in the command itself and is offered on a
+/// socket in DIR (relative to the folder it runs in); a node in another process (here
+/// the test, as a GX daemon would with `--site-socket`) joins it and hears the battery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_site_is_heard_from_another_process() {
+    use bmsfw_can::{CanEvent, CanInterface};
+    use std::time::{Duration, Instant};
+
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join("bench.toml"), site("sim9")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_bmsfw"))
+        .args(["simulate", "--site", "bench.toml", "--serve", "sockets"])
+        .args(["--secs", "6"])
+        .current_dir(cwd.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket = cwd.path().join("sockets/sim9.sock");
+    let start = Instant::now();
+    while !socket.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no socket at {}",
+            socket.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gx = bmsfw_sim::bridge::BridgeInterface::connect(&socket, "sim9")
+        .await
+        .unwrap();
+    assert_eq!(gx.bitrate(), Some(500_000));
+    // The battery's BMS-Can broadcasts reach the node: its state of charge (0x355).
+    let heard = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let CanEvent::Frame(f) = gx.recv().await.unwrap()
+                && f.frame.id().raw() == 0x355
+            {
+                return f.frame;
+            }
+        }
+    })
+    .await
+    .expect("0x355 within 5 s");
+    assert_eq!(heard.data()[..2], 60u16.to_le_bytes());
+    drop(gx);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("bus sim9 at sockets/sim9.sock"), "{all}");
+    assert!(
+        all.contains("battery bench (vendor nordcell) on sim9"),
+        "{all}"
+    );
+}
