@@ -122,7 +122,11 @@ impl<'a> AtomicWrite<'a> {
     /// Runs every remaining step. On failure the temp file is removed (best effort) and the
     /// target keeps its previous content.
     pub fn run(mut self) -> io::Result<()> {
-        while self.next.is_some() {
+        // One call per step at most: a step that failed to advance cannot loop forever.
+        for _ in WriteStep::ALL {
+            if self.next.is_none() {
+                break;
+            }
             if let Err(e) = self.step() {
                 if self.next.is_some_and(|s| s <= WriteStep::Rename) {
                     self.file = None;
@@ -131,7 +135,13 @@ impl<'a> AtomicWrite<'a> {
                 return Err(e);
             }
         }
-        Ok(())
+        match self.next {
+            None => Ok(()),
+            Some(step) => Err(io::Error::other(format!(
+                "atomic write of {}: the step {step:?} did not complete",
+                self.name
+            ))),
+        }
     }
 }
 
