@@ -267,7 +267,6 @@ async fn kill_at(site: &ServedSite, d: &Daemons, point: &str, hit: u32, from: u8
 const MATRIX: &[(&str, &[u32])] = &[
     ("journal.commit", &[1, 2, 3, 4, 5, 6, 7, 8, 9]),
     ("journal.committed", &[2, 6]),
-    ("atomic.renaming", &[1, 3, 6]),
     ("jobs.request", &[1]),
     ("events.append", &[1, 3]),
     ("events.appended", &[2, 5]),
@@ -280,21 +279,13 @@ const MATRIX: &[(&str, &[u32])] = &[
 
 /// Rows this matrix shows to break a promise, not yet fixed, each with what breaks:
 /// skipped, and printed.
-const KNOWN_OPEN: &[(&str, &str)] = &[
-    (
-        "atomic.renaming=3",
-        "killed while the GX reads a pre-flight file, the check sent again reaches the \
-         restarted GX but the portal never hears its end, and the installer's request \
-         times out",
-    ),
-    (
-        "events.append=3",
-        "the portal sends the update command again to the returned GX after the job it \
+const KNOWN_OPEN: &[(&str, &str)] = &[(
+    "events.append=3",
+    "the portal sends the update command again to the returned GX after the job it \
          started had ended (740); the GX, which forgets the commands of ended jobs, starts \
          a new job that waits for an upload nobody sends, and the next update is refused \
          (729)",
-    ),
-];
+)];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aurora_update_survives_a_kill_at_every_durable_write() {

@@ -10,8 +10,7 @@
 //!
 //! | point | where |
 //! |---|---|
-//! | `atomic.renaming` | any atomic file replacement: the new file written and synced, not yet renamed |
-//! | `journal.commit` / `journal.committed` | a job record, before and after its write |
+//! | `journal.commit` / `journal.committed` | a job record (a new job, or a change of one), before and after its write |
 //! | `jobs.request` | a job's request record, before its write |
 //! | `events.append` / `events.appended` | an event log line, before and after its write |
 //! | `outbox.append` / `outbox.appended` | a message for the portal, before and after its write (it is published after) |

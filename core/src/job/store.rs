@@ -168,10 +168,12 @@ impl JobStore {
             version_before: version_before.clone(),
             targets: targets.ids().to_vec(),
         };
+        crate::crash::point("journal.commit");
         let id = self
             .journal
             .create_for(battery.clone(), package, version_before, targets, now)?
             .id();
+        crate::crash::point("journal.committed");
         self.events.append(&EventRecord {
             at: now,
             job: id,
@@ -192,7 +194,9 @@ impl JobStore {
         if self.journal.get(id).is_none() {
             return Err(JobStoreError::UnknownJob(id));
         }
+        crate::crash::point("journal.commit");
         let log = self.journal.update(id, |r| r.apply(event, now))??;
+        crate::crash::point("journal.committed");
         let record = self.journal.get(id).ok_or(JobStoreError::UnknownJob(id))?;
         for event in log {
             self.events.append(&EventRecord {

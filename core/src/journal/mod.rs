@@ -308,9 +308,7 @@ impl Journal {
         let id = record.id();
         let bytes = encode_record(&record).map_err(|e| io_err("serialize", &self.dir)(e.into()))?;
         let name = record_name(id);
-        crate::crash::point("journal.commit");
         write_atomic(&self.dir, &name, &bytes).map_err(io_err("write", &self.dir.join(&name)))?;
-        crate::crash::point("journal.committed");
         self.last_id = self.last_id.max(id.0);
         self.records.insert(id, record);
         Ok(())
