@@ -30,8 +30,17 @@ async fn until(what: &str, check: impl Fn() -> bool) {
     panic!("{what} did not happen within 5 s");
 }
 
-#[tokio::test]
-async fn a_node_across_the_socket_talks_with_the_bus_both_ways() {
+/// A bus with a battery node, served in a fresh folder, and a node joined over the
+/// socket (the server and folder kept alive by the returned values).
+struct Joined {
+    _dir: tempfile::TempDir,
+    bus: SimBus,
+    battery: crate::bus::SimNode,
+    server: BridgeServer,
+    gx: BridgeInterface,
+}
+
+async fn joined() -> Joined {
     let dir = tempfile::tempdir().unwrap();
     let bus = SimBus::new("site0", 500_000);
     let battery = bus.attach("battery");
@@ -39,13 +48,31 @@ async fn a_node_across_the_socket_talks_with_the_bus_both_ways() {
     let gx = BridgeInterface::connect(server.path(), "site0")
         .await
         .unwrap();
-    assert_eq!(gx.name(), "site0");
-    assert_eq!(gx.bitrate(), Some(500_000));
-    assert_eq!(gx.controller_state(), ControllerState::ErrorActive);
     until("the node joining", || {
         bus.nodes().iter().any(|n| n.name == "gx")
     })
     .await;
+    Joined {
+        _dir: dir,
+        bus,
+        battery,
+        server,
+        gx,
+    }
+}
+
+#[tokio::test]
+async fn a_node_across_the_socket_talks_with_the_bus_both_ways() {
+    let Joined {
+        _dir,
+        bus: _bus,
+        battery,
+        server: _server,
+        gx,
+    } = joined().await;
+    assert_eq!(gx.name(), "site0");
+    assert_eq!(gx.bitrate(), Some(500_000));
+    assert_eq!(gx.controller_state(), ControllerState::ErrorActive);
 
     // More frames than the credit and the transmit queue: the sender is paced, nothing
     // is lost, the order holds.
@@ -73,17 +100,13 @@ async fn a_node_across_the_socket_talks_with_the_bus_both_ways() {
 
 #[tokio::test]
 async fn a_lost_frame_reported_by_the_bus_reaches_the_node_as_an_error_frame() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = SimBus::new("site0", 500_000);
-    let battery = bus.attach("battery");
-    let server = BridgeServer::serve(bus.clone(), &dir.path().join("b.sock"), "gx").unwrap();
-    let gx = BridgeInterface::connect(server.path(), "site0")
-        .await
-        .unwrap();
-    until("the node joining", || {
-        bus.nodes().iter().any(|n| n.name == "gx")
-    })
-    .await;
+    let Joined {
+        _dir,
+        bus,
+        battery,
+        server: _server,
+        gx,
+    } = joined().await;
     bus.set_drop_rule(DropRule::when(|d| d.receiver == "gx").reported(LossReport::Overflow));
     battery.send(frame(0x100, &[1])).await.unwrap();
     let event = tokio::time::timeout(Duration::from_secs(5), gx.recv())
@@ -98,17 +121,13 @@ async fn a_lost_frame_reported_by_the_bus_reaches_the_node_as_an_error_frame() {
 
 #[tokio::test]
 async fn the_node_leaves_the_bus_when_its_process_goes_and_a_new_one_joins() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = SimBus::new("site0", 500_000);
-    let battery = bus.attach("battery");
-    let server = BridgeServer::serve(bus.clone(), &dir.path().join("s.sock"), "gx").unwrap();
-    let gx = BridgeInterface::connect(server.path(), "site0")
-        .await
-        .unwrap();
-    until("the node joining", || {
-        bus.nodes().iter().any(|n| n.name == "gx")
-    })
-    .await;
+    let Joined {
+        _dir,
+        bus,
+        battery,
+        server,
+        gx,
+    } = joined().await;
     drop(gx);
     until("the node leaving", || {
         !bus.nodes().iter().any(|n| n.name == "gx")
